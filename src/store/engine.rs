@@ -1,0 +1,936 @@
+//! The store's logic over an abstract ordered key-value engine: applying change sets with
+//! their version checks, counters, indexes and invariant checks in one transaction; reads;
+//! and the full consistency check. Both backends (sled, memory) run this same code.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::record::{Record, RecordKey};
+
+use super::changes::{ChangeSet, Op};
+use super::codec::{self, meta, TreeId};
+use super::group_commit::{Flusher, GroupCommit};
+use super::types::{
+    CheckReport, Euid, HistoryEntry, NotDuplicate, Person, PersonStatus, ResolvedPerson,
+    ReviewTask, Stats, StoredRecord, TaskId, TaskPage, TaskQuery, Ticket,
+};
+
+/// Why a transaction closure stopped.
+pub(crate) enum TxError {
+    /// Our own failure: the transaction is abandoned and this error returned.
+    Abort(Error),
+    /// The engine's: sled retries conflicts and reports storage errors itself.
+    Sled(sled::transaction::UnabortableTransactionError),
+}
+
+impl From<Error> for TxError {
+    fn from(e: Error) -> Self {
+        TxError::Abort(e)
+    }
+}
+
+impl From<sled::transaction::UnabortableTransactionError> for TxError {
+    fn from(e: sled::transaction::UnabortableTransactionError) -> Self {
+        TxError::Sled(e)
+    }
+}
+
+/// Result inside a transaction.
+pub(crate) type TxResult<T> = std::result::Result<T, TxError>;
+
+/// Reads and writes inside one transaction; reads see the transaction's own writes.
+pub(crate) trait KvTx {
+    /// The value under `key`.
+    fn get(&self, tree: TreeId, key: &[u8]) -> TxResult<Option<Vec<u8>>>;
+    /// Sets `key` to `value`.
+    fn insert(&self, tree: TreeId, key: &[u8], value: Vec<u8>) -> TxResult<()>;
+    /// Deletes `key`.
+    fn remove(&self, tree: TreeId, key: &[u8]) -> TxResult<()>;
+}
+
+/// Key-value pairs in key order.
+pub(crate) type KvIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a>;
+
+/// An ordered key-value engine with multi-tree serializable transactions.
+pub(crate) trait Kv: Send + Sync {
+    /// The value under `key`.
+    fn get(&self, tree: TreeId, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Entries whose key starts with `prefix`, in key order, strictly after `after` if given.
+    fn scan(&self, tree: TreeId, prefix: &[u8], after: Option<&[u8]>) -> KvIter<'_>;
+    /// Atomically adds one to the `meta` counter `key` and returns the new value. Runs outside
+    /// any transaction (ids are allocated before the change set that uses them).
+    fn increment(&self, key: &'static [u8]) -> Result<u64>;
+    /// Runs `f` as one serializable transaction: all its writes or none.
+    fn transact<R>(&self, f: &dyn Fn(&dyn KvTx) -> TxResult<R>) -> Result<R>;
+}
+
+/// Where a scan starts: at `prefix`, or just after `after` when that is later.
+pub(crate) fn scan_start(prefix: &[u8], after: Option<&[u8]>) -> Bound<Vec<u8>> {
+    match after {
+        Some(a) if a >= prefix => Bound::Excluded(a.to_vec()),
+        _ => Bound::Included(prefix.to_vec()),
+    }
+}
+
+fn tx_get<T: DeserializeOwned>(
+    tx: &dyn KvTx,
+    tree: TreeId,
+    key: &[u8],
+    what: &str,
+) -> TxResult<Option<T>> {
+    match tx.get(tree, key)? {
+        None => Ok(None),
+        Some(v) => Ok(Some(codec::decode(what, &v)?)),
+    }
+}
+
+fn stale(what: &str, id: &dyn std::fmt::Display, read: u64, stored: u64) -> TxError {
+    TxError::Abort(Error::Conflict(format!(
+        "stale write to {what} {id}: read version {read}, stored version {stored}; re-read and retry"
+    )))
+}
+
+fn rejected(msg: String) -> TxError {
+    TxError::Abort(Error::Conflict(format!("change set rejected: {msg}")))
+}
+
+/// Counter changes made by one change set.
+#[derive(Default)]
+struct Deltas {
+    records: i64,
+    persons: i64,
+    open_tasks: i64,
+}
+
+/// The store logic over engine `K`.
+pub(crate) struct Engine<K> {
+    pub(crate) kv: K,
+    gc: GroupCommit,
+}
+
+impl<K: Kv> Engine<K> {
+    /// Wraps an engine, initialising or checking the on-disk format version.
+    pub(crate) fn new(kv: K, flusher: Flusher) -> Result<Self> {
+        match kv.get(TreeId::Meta, meta::FORMAT_VERSION)? {
+            Some(v) => {
+                let found = codec::decode_u64(Some(&v))?;
+                if found != codec::FORMAT_VERSION {
+                    return Err(Error::Corrupt(format!(
+                        "store format version {found}, this build reads version {}",
+                        codec::FORMAT_VERSION
+                    )));
+                }
+            }
+            None => kv.transact(&|tx| {
+                tx.insert(
+                    TreeId::Meta,
+                    meta::FORMAT_VERSION,
+                    codec::encode_u64(codec::FORMAT_VERSION),
+                )
+            })?,
+        }
+        Ok(Engine {
+            kv,
+            gc: GroupCommit::new(flusher),
+        })
+    }
+
+    fn get_decoded<T: DeserializeOwned>(
+        &self,
+        tree: TreeId,
+        key: &[u8],
+        what: &str,
+    ) -> Result<Option<T>> {
+        match self.kv.get(tree, key)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(codec::decode(what, &v)?)),
+        }
+    }
+
+    fn counter(&self, key: &[u8]) -> Result<u64> {
+        codec::decode_u64(self.kv.get(TreeId::Meta, key)?.as_deref())
+    }
+
+    // ---- writes ------------------------------------------------------------------------
+
+    pub(crate) fn allocate_euid(&self) -> Result<Euid> {
+        Ok(Euid::from_seq(self.kv.increment(meta::NEXT_EUID)?))
+    }
+
+    pub(crate) fn allocate_task_id(&self) -> Result<TaskId> {
+        Ok(TaskId(self.kv.increment(meta::NEXT_TASK)?))
+    }
+
+    pub(crate) fn apply(&self, changes: &ChangeSet) -> Result<Ticket> {
+        if changes.is_empty() {
+            return Ok(Ticket(0));
+        }
+        precheck(changes)?;
+        self.kv.transact(&|tx| apply_ops(tx, changes.ops()))?;
+        Ok(self.gc.written())
+    }
+
+    pub(crate) async fn wait_durable(&self, ticket: Ticket) -> Result<()> {
+        self.gc.wait(ticket).await
+    }
+
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.gc.flush_sync()
+    }
+
+    pub(crate) fn flush_count(&self) -> u64 {
+        self.gc.flushes()
+    }
+
+    // ---- reads -------------------------------------------------------------------------
+
+    pub(crate) fn get_record(&self, key: &RecordKey) -> Result<Option<StoredRecord>> {
+        codec::check_record_key(key)?;
+        self.get_decoded(TreeId::Records, &codec::record_key(key), "record")
+    }
+
+    pub(crate) fn stored_if_identical(&self, record: &Record) -> Result<Option<StoredRecord>> {
+        Ok(self
+            .get_record(&record.key())?
+            .filter(|s| &s.record == record))
+    }
+
+    pub(crate) fn get_person(&self, euid: &Euid) -> Result<Option<Person>> {
+        self.get_decoded(TreeId::Persons, &codec::euid_key(euid), "person")
+    }
+
+    pub(crate) fn resolve_person(&self, euid: &Euid) -> Result<Option<ResolvedPerson>> {
+        let Some(mut person) = self.get_person(euid)? else {
+            return Ok(None);
+        };
+        let mut path = vec![euid.clone()];
+        while let PersonStatus::MergedInto(next) = &person.status {
+            if path.contains(next) || path.len() > 10_000 {
+                return Err(Error::Corrupt(format!("merge chain from {euid} loops")));
+            }
+            let next = next.clone();
+            person = self.get_person(&next)?.ok_or_else(|| {
+                Error::Corrupt(format!("person {} merged into missing {next}", person.euid))
+            })?;
+            path.push(next);
+        }
+        Ok(Some(ResolvedPerson { person, path }))
+    }
+
+    pub(crate) fn members(&self, euid: &Euid) -> Result<Vec<StoredRecord>> {
+        let resolved = self.resolve_person(euid)?.ok_or_else(|| Error::NotFound {
+            what: "person",
+            id: euid.to_string(),
+        })?;
+        resolved
+            .person
+            .members
+            .iter()
+            .map(|k| {
+                self.get_record(k)?.ok_or_else(|| {
+                    Error::Corrupt(format!(
+                        "person {} lists missing record {k}",
+                        resolved.person.euid
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) fn records(&self) -> Box<dyn Iterator<Item = Result<StoredRecord>> + '_> {
+        Box::new(
+            self.kv
+                .scan(TreeId::Records, &[], None)
+                .map(|kv| kv.and_then(|(_, v)| codec::decode("record", &v))),
+        )
+    }
+
+    pub(crate) fn get_task(&self, id: TaskId) -> Result<Option<ReviewTask>> {
+        self.get_decoded(TreeId::Tasks, &codec::task_key(id), "review task")
+    }
+
+    fn task_from_index(&self, key: &[u8]) -> Result<ReviewTask> {
+        let id = codec::decode_task_key(key)?;
+        self.get_task(id)?
+            .ok_or_else(|| Error::Corrupt(format!("open-task index names missing task {id}")))
+    }
+
+    pub(crate) fn list_tasks(&self, q: &TaskQuery) -> Result<TaskPage> {
+        let size = q.effective_page_size();
+        let after = q.after.map(codec::task_key);
+        let from_open_index = q.open == Some(true);
+        let tree = if from_open_index {
+            TreeId::TasksOpen
+        } else {
+            TreeId::Tasks
+        };
+        let mut page = TaskPage::default();
+        for item in self.kv.scan(tree, &[], after.as_ref().map(|a| &a[..])) {
+            let (k, v) = item?;
+            let task = if from_open_index {
+                self.task_from_index(&k)?
+            } else {
+                codec::decode::<ReviewTask>("review task", &v)?
+            };
+            if !q.matches(&task) {
+                continue;
+            }
+            if page.tasks.len() == size {
+                page.next = page.tasks.last().map(|t| t.id);
+                break;
+            }
+            page.tasks.push(task);
+        }
+        Ok(page)
+    }
+
+    pub(crate) fn open_tasks_for_record(&self, key: &RecordKey) -> Result<Vec<ReviewTask>> {
+        codec::check_record_key(key)?;
+        let prefix = codec::task_by_record_prefix(key);
+        self.kv
+            .scan(TreeId::TasksByRecord, &prefix, None)
+            .map(|item| {
+                let (k, _) = item?;
+                self.task_from_index(&k[prefix.len()..])
+            })
+            .collect()
+    }
+
+    pub(crate) fn history(&self, euid: &Euid) -> Result<Vec<HistoryEntry>> {
+        self.kv
+            .scan(TreeId::History, &codec::euid_prefix(euid), None)
+            .map(|item| item.and_then(|(_, v)| codec::decode("history entry", &v)))
+            .collect()
+    }
+
+    pub(crate) fn not_duplicate(&self, a: &Euid, b: &Euid) -> Result<Option<NotDuplicate>> {
+        let survivor = |e: &Euid| -> Result<Euid> {
+            Ok(self
+                .resolve_person(e)?
+                .map(|r| r.person.euid)
+                .unwrap_or_else(|| e.clone()))
+        };
+        let (a, b) = (survivor(a)?, survivor(b)?);
+        self.get_decoded(
+            TreeId::NotDuplicate,
+            &codec::pair_key(&a, &b),
+            "not-duplicate assertion",
+        )
+    }
+
+    pub(crate) fn not_duplicates_of(&self, euid: &Euid) -> Result<Vec<NotDuplicate>> {
+        self.kv
+            .scan(TreeId::NotDuplicate, &codec::euid_prefix(euid), None)
+            .map(|item| item.and_then(|(_, v)| codec::decode("not-duplicate assertion", &v)))
+            .collect()
+    }
+
+    pub(crate) fn stats(&self) -> Result<Stats> {
+        let model_version = match self.kv.get(TreeId::Meta, meta::MODEL_VERSION)? {
+            None => None,
+            Some(v) => Some(
+                String::from_utf8(v)
+                    .map_err(|_| Error::Corrupt("model version is not UTF-8".into()))?,
+            ),
+        };
+        Ok(Stats {
+            records: self.counter(meta::RECORDS)?,
+            persons: self.counter(meta::PERSONS)?,
+            open_tasks: self.counter(meta::OPEN_TASKS)?,
+            model_version,
+        })
+    }
+
+    // ---- full check --------------------------------------------------------------------
+
+    pub(crate) fn check(&self) -> Result<CheckReport> {
+        let mut rep = CheckReport::default();
+
+        // persons
+        let mut persons: BTreeMap<Euid, Person> = BTreeMap::new();
+        for item in self.kv.scan(TreeId::Persons, &[], None) {
+            let (k, v) = item?;
+            let Ok(key_euid) = codec::decode_euid_key(&k) else {
+                rep.problem("malformed key in persons tree");
+                continue;
+            };
+            match codec::decode::<Person>("person", &v) {
+                Ok(p) if p.euid == key_euid => {
+                    persons.insert(key_euid, p);
+                }
+                Ok(_) => rep.problem(format!("person {key_euid}: stored under another euid")),
+                Err(e) => rep.problem(format!("person {key_euid}: {}", why(e))),
+            }
+        }
+
+        // records
+        let mut records: BTreeMap<RecordKey, Euid> = BTreeMap::new();
+        for item in self.kv.scan(TreeId::Records, &[], None) {
+            let (k, v) = item?;
+            let Ok(key) = codec::decode_record_key(&k) else {
+                rep.problem("malformed key in records tree");
+                continue;
+            };
+            let r = match codec::decode::<StoredRecord>("record", &v) {
+                Ok(r) => r,
+                Err(e) => {
+                    rep.problem(format!("record {key}: {}", why(e)));
+                    continue;
+                }
+            };
+            if r.key() != key {
+                rep.problem(format!("record {key}: stored under another key"));
+            }
+            match persons.get(&r.euid) {
+                None => rep.problem(format!("record {key}: person {} does not exist", r.euid)),
+                Some(p) if !p.is_active() => {
+                    rep.problem(format!("record {key}: person {} is not active", r.euid))
+                }
+                Some(p) if !p.members.contains(&key) => {
+                    rep.problem(format!("record {key}: person {} does not list it", r.euid))
+                }
+                Some(_) => {}
+            }
+            records.insert(key, r.euid);
+        }
+        rep.records = records.len() as u64;
+
+        // persons: members, statuses, merge chains
+        let mut owner: HashMap<&RecordKey, &Euid> = HashMap::new();
+        let max_euid = self.counter(meta::NEXT_EUID)?;
+        for (euid, p) in &persons {
+            if euid.seq() > max_euid {
+                rep.problem(format!(
+                    "person {euid}: beyond the euid counter ({max_euid})"
+                ));
+            }
+            match &p.status {
+                PersonStatus::Active => {
+                    rep.active_persons += 1;
+                    if p.members.is_empty() {
+                        rep.problem(format!("person {euid}: active without records"));
+                    }
+                }
+                PersonStatus::MergedInto(into) => {
+                    rep.merged_persons += 1;
+                    if !persons.contains_key(into) {
+                        rep.problem(format!("person {euid}: merged into missing {into}"));
+                    }
+                    let mut seen = BTreeSet::from([euid]);
+                    let mut cur = into;
+                    while let Some(PersonStatus::MergedInto(next)) =
+                        persons.get(cur).map(|p| &p.status)
+                    {
+                        if !seen.insert(cur) {
+                            rep.problem(format!("person {euid}: merge chain loops"));
+                            break;
+                        }
+                        cur = next;
+                    }
+                }
+                PersonStatus::Retired => rep.retired_persons += 1,
+            }
+            if !p.is_active() && !p.members.is_empty() {
+                rep.problem(format!("person {euid}: not active but lists records"));
+            }
+            for m in &p.members {
+                if let Some(prev) = owner.insert(m, euid) {
+                    rep.problem(format!("record {m}: listed by {prev} and {euid}"));
+                }
+                match records.get(m) {
+                    None => rep.problem(format!("person {euid}: lists missing record {m}")),
+                    Some(e) if e != euid => {
+                        rep.problem(format!("person {euid}: lists record {m} of {e}"))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+
+        // tasks and their indexes
+        let max_task = self.counter(meta::NEXT_TASK)?;
+        let mut open: BTreeMap<TaskId, RecordKey> = BTreeMap::new();
+        for item in self.kv.scan(TreeId::Tasks, &[], None) {
+            let (k, v) = item?;
+            let Ok(id) = codec::decode_task_key(&k) else {
+                rep.problem("malformed key in tasks tree");
+                continue;
+            };
+            rep.tasks += 1;
+            let t = match codec::decode::<ReviewTask>("review task", &v) {
+                Ok(t) => t,
+                Err(e) => {
+                    rep.problem(format!("task {id}: {}", why(e)));
+                    continue;
+                }
+            };
+            if t.id != id {
+                rep.problem(format!("task {id}: stored under another id"));
+            }
+            if id.0 > max_task {
+                rep.problem(format!("task {id}: beyond the task counter ({max_task})"));
+            }
+            for c in &t.candidates {
+                if !persons.contains_key(&c.euid) {
+                    rep.problem(format!("task {id}: candidate {} does not exist", c.euid));
+                }
+            }
+            if t.is_open() {
+                rep.open_tasks += 1;
+                if !records.contains_key(&t.record) {
+                    rep.problem(format!("task {id}: open for missing record {}", t.record));
+                }
+                open.insert(id, t.record.clone());
+            }
+        }
+        let mut indexed_open = BTreeSet::new();
+        for item in self.kv.scan(TreeId::TasksOpen, &[], None) {
+            let (k, _) = item?;
+            match codec::decode_task_key(&k) {
+                Ok(id) if open.contains_key(&id) => {
+                    indexed_open.insert(id);
+                }
+                Ok(id) => rep.problem(format!("open-task index lists {id}, not an open task")),
+                Err(_) => rep.problem("malformed key in open-task index"),
+            }
+        }
+        let mut indexed_by_record = BTreeSet::new();
+        for item in self.kv.scan(TreeId::TasksByRecord, &[], None) {
+            let (k, _) = item?;
+            let id = k.len().checked_sub(9).and_then(|at| {
+                let key = codec::decode_record_key(&k[..at]).ok()?;
+                let id = codec::decode_task_key(&k[at + 1..]).ok()?;
+                Some((key, id))
+            });
+            match id {
+                Some((key, id)) if open.get(&id) == Some(&key) => {
+                    indexed_by_record.insert(id);
+                }
+                Some((key, id)) => rep.problem(format!(
+                    "task-by-record index lists {id} for {key}, not an open task of that record"
+                )),
+                None => rep.problem("malformed key in task-by-record index"),
+            }
+        }
+        for id in open.keys() {
+            if !indexed_open.contains(id) {
+                rep.problem(format!(
+                    "task {id}: open but missing from the open-task index"
+                ));
+            }
+            if !indexed_by_record.contains(id) {
+                rep.problem(format!(
+                    "task {id}: open but missing from the task-by-record index"
+                ));
+            }
+        }
+
+        // not-duplicate assertions: both directions, known persons
+        let mut pairs = BTreeSet::new();
+        for item in self.kv.scan(TreeId::NotDuplicate, &[], None) {
+            let (k, v) = item?;
+            let Ok((a, b)) = codec::decode_pair_key(&k) else {
+                rep.problem("malformed key in not-duplicate tree");
+                continue;
+            };
+            match codec::decode::<NotDuplicate>("not-duplicate assertion", &v) {
+                Ok(n) if n.a == a && n.b == b => {}
+                Ok(_) => rep.problem(format!("not-duplicate {a}/{b}: value under another key")),
+                Err(e) => rep.problem(format!("not-duplicate {a}/{b}: {}", why(e))),
+            }
+            if a == b {
+                rep.problem(format!("not-duplicate {a}/{b}: a person with itself"));
+            }
+            for e in [&a, &b] {
+                if !persons.contains_key(e) {
+                    rep.problem(format!("not-duplicate {a}/{b}: person {e} does not exist"));
+                }
+            }
+            if self
+                .kv
+                .get(TreeId::NotDuplicate, &codec::pair_key(&b, &a))?
+                .is_none()
+            {
+                rep.problem(format!("not-duplicate {a}/{b}: reverse direction missing"));
+            }
+            if a < b {
+                pairs.insert((a, b));
+            }
+        }
+        rep.not_duplicate_pairs = pairs.len() as u64;
+
+        // history
+        let max_seq = self.counter(meta::HISTORY_SEQ)?;
+        for item in self.kv.scan(TreeId::History, &[], None) {
+            let (k, v) = item?;
+            rep.history_entries += 1;
+            let Ok((euid, seq)) = codec::decode_history_key(&k) else {
+                rep.problem("malformed key in history tree");
+                continue;
+            };
+            match codec::decode::<HistoryEntry>("history entry", &v) {
+                Ok(h) if h.euid == euid && h.seq == seq => {}
+                Ok(_) => rep.problem(format!("history {euid}#{seq}: value under another key")),
+                Err(e) => rep.problem(format!("history {euid}#{seq}: {}", why(e))),
+            }
+            if seq > max_seq {
+                rep.problem(format!(
+                    "history {euid}#{seq}: beyond the sequence ({max_seq})"
+                ));
+            }
+            if !persons.contains_key(&euid) {
+                rep.problem(format!("history {euid}#{seq}: person does not exist"));
+            }
+        }
+
+        // counters
+        let stats = self.stats()?;
+        let counts = [
+            ("records", stats.records, rep.records),
+            ("active persons", stats.persons, rep.active_persons),
+            ("open tasks", stats.open_tasks, rep.open_tasks),
+        ];
+        for (what, counter, actual) in counts {
+            if counter != actual {
+                rep.problem(format!("counter of {what} is {counter}, found {actual}"));
+            }
+        }
+        Ok(rep)
+    }
+}
+
+/// The message of a decoding error, without the "corrupt store" prefix.
+fn why(e: Error) -> String {
+    match e {
+        Error::Corrupt(msg) => msg,
+        other => other.to_string(),
+    }
+}
+
+/// Checks that need no reads: record keys encodable, each entity at most once.
+fn precheck(changes: &ChangeSet) -> Result<()> {
+    let mut records = BTreeSet::new();
+    let mut persons = BTreeSet::new();
+    let mut tasks = BTreeSet::new();
+    let once = |seen: bool, what: &str, id: &dyn std::fmt::Display| {
+        if seen {
+            Ok(())
+        } else {
+            Err(Error::Conflict(format!(
+                "change set rejected: {what} {id} written twice"
+            )))
+        }
+    };
+    for op in changes.ops() {
+        match op {
+            Op::PutRecord(r) => {
+                let key = r.key();
+                codec::check_record_key(&key)?;
+                once(records.insert(key.clone()), "record", &key)?;
+            }
+            Op::DeleteRecord { key, .. } => {
+                codec::check_record_key(key)?;
+                once(records.insert(key.clone()), "record", key)?;
+            }
+            Op::PutPerson(p) => {
+                for m in &p.members {
+                    codec::check_record_key(m)?;
+                }
+                once(persons.insert(p.euid.clone()), "person", &p.euid)?;
+            }
+            Op::PutTask(t) => {
+                codec::check_record_key(&t.record)?;
+                once(tasks.insert(t.id), "task", &t.id)?;
+            }
+            Op::PutNotDuplicate(n) if n.a == n.b => {
+                return Err(Error::invalid(
+                    "euid",
+                    "a person cannot be a duplicate of itself",
+                ));
+            }
+            Op::PutNotDuplicate(_)
+            | Op::DeleteNotDuplicate { .. }
+            | Op::AppendHistory(_)
+            | Op::SetModelVersion(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The transaction body: writes, counters, indexes, then invariant checks on what was
+/// touched. Pure function of the store state (sled may run it more than once).
+fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<()> {
+    let mut d = Deltas::default();
+    let mut verify_records: BTreeSet<RecordKey> = BTreeSet::new();
+    let mut verify_persons: BTreeSet<Euid> = BTreeSet::new();
+    let mut verify_tasks: Vec<&ReviewTask> = Vec::new();
+    let mut must_exist: BTreeSet<&Euid> = BTreeSet::new();
+    let mut history_seq: Option<u64> = None;
+
+    for op in ops {
+        match op {
+            Op::PutRecord(r) => {
+                let key = r.key();
+                let k = codec::record_key(&key);
+                let old: Option<StoredRecord> = tx_get(tx, TreeId::Records, &k, "record")?;
+                let stored = old.as_ref().map_or(0, |o| o.version);
+                if stored != r.version {
+                    return Err(stale("record", &key, r.version, stored));
+                }
+                match &old {
+                    Some(o) => {
+                        verify_persons.insert(o.euid.clone());
+                    }
+                    None => d.records += 1,
+                }
+                let new = StoredRecord {
+                    version: r.version + 1,
+                    ..r.clone()
+                };
+                tx.insert(TreeId::Records, &k, codec::encode(&new)?)?;
+                verify_persons.insert(r.euid.clone());
+                verify_records.insert(key);
+            }
+            Op::DeleteRecord { key, version } => {
+                let k = codec::record_key(key);
+                let old: StoredRecord =
+                    tx_get(tx, TreeId::Records, &k, "record")?.ok_or_else(|| Error::NotFound {
+                        what: "record",
+                        id: key.to_string(),
+                    })?;
+                if old.version != *version {
+                    return Err(stale("record", key, *version, old.version));
+                }
+                tx.remove(TreeId::Records, &k)?;
+                d.records -= 1;
+                verify_persons.insert(old.euid);
+            }
+            Op::PutPerson(p) => {
+                let k = codec::euid_key(&p.euid);
+                let old: Option<Person> = tx_get(tx, TreeId::Persons, &k, "person")?;
+                let stored = old.as_ref().map_or(0, |o| o.version);
+                if stored != p.version {
+                    return Err(stale("person", &p.euid, p.version, stored));
+                }
+                d.persons += i64::from(p.is_active())
+                    - i64::from(old.as_ref().is_some_and(|o| o.is_active()));
+                let new = Person {
+                    version: p.version + 1,
+                    ..p.clone()
+                };
+                tx.insert(TreeId::Persons, &k, codec::encode(&new)?)?;
+                verify_persons.insert(p.euid.clone());
+            }
+            Op::PutTask(t) => {
+                let k = codec::task_key(t.id);
+                let old: Option<ReviewTask> = tx_get(tx, TreeId::Tasks, &k, "review task")?;
+                let stored = old.as_ref().map_or(0, |o| o.version);
+                if stored != t.version {
+                    return Err(stale("task", &t.id, t.version, stored));
+                }
+                if let Some(o) = old.as_ref().filter(|o| o.is_open()) {
+                    tx.remove(TreeId::TasksOpen, &k)?;
+                    tx.remove(
+                        TreeId::TasksByRecord,
+                        &codec::task_by_record_key(&o.record, o.id),
+                    )?;
+                    d.open_tasks -= 1;
+                }
+                if t.is_open() {
+                    tx.insert(TreeId::TasksOpen, &k, Vec::new())?;
+                    tx.insert(
+                        TreeId::TasksByRecord,
+                        &codec::task_by_record_key(&t.record, t.id),
+                        Vec::new(),
+                    )?;
+                    d.open_tasks += 1;
+                    verify_tasks.push(t);
+                }
+                let new = ReviewTask {
+                    version: t.version + 1,
+                    ..t.clone()
+                };
+                tx.insert(TreeId::Tasks, &k, codec::encode(&new)?)?;
+            }
+            Op::PutNotDuplicate(n) => {
+                let reverse = NotDuplicate {
+                    a: n.b.clone(),
+                    b: n.a.clone(),
+                    ..n.clone()
+                };
+                tx.insert(
+                    TreeId::NotDuplicate,
+                    &codec::pair_key(&n.a, &n.b),
+                    codec::encode(n)?,
+                )?;
+                tx.insert(
+                    TreeId::NotDuplicate,
+                    &codec::pair_key(&n.b, &n.a),
+                    codec::encode(&reverse)?,
+                )?;
+                must_exist.insert(&n.a);
+                must_exist.insert(&n.b);
+            }
+            Op::DeleteNotDuplicate { a, b } => {
+                tx.remove(TreeId::NotDuplicate, &codec::pair_key(a, b))?;
+                tx.remove(TreeId::NotDuplicate, &codec::pair_key(b, a))?;
+            }
+            Op::AppendHistory(h) => {
+                let seq = match history_seq {
+                    Some(s) => s + 1,
+                    None => {
+                        codec::decode_u64(tx.get(TreeId::Meta, meta::HISTORY_SEQ)?.as_deref())? + 1
+                    }
+                };
+                history_seq = Some(seq);
+                let k = codec::history_key(&h.euid, seq);
+                if tx.get(TreeId::History, &k)?.is_some() {
+                    return Err(TxError::Abort(Error::Corrupt(format!(
+                        "history {}#{seq} already exists",
+                        h.euid
+                    ))));
+                }
+                let entry = HistoryEntry { seq, ..h.clone() };
+                tx.insert(TreeId::History, &k, codec::encode(&entry)?)?;
+                must_exist.insert(&h.euid);
+            }
+            Op::SetModelVersion(v) => {
+                tx.insert(TreeId::Meta, meta::MODEL_VERSION, v.as_bytes().to_vec())?;
+            }
+        }
+    }
+
+    if let Some(seq) = history_seq {
+        tx.insert(TreeId::Meta, meta::HISTORY_SEQ, codec::encode_u64(seq))?;
+    }
+    for (key, delta) in [
+        (meta::RECORDS, d.records),
+        (meta::PERSONS, d.persons),
+        (meta::OPEN_TASKS, d.open_tasks),
+    ] {
+        if delta == 0 {
+            continue;
+        }
+        let old = codec::decode_u64(tx.get(TreeId::Meta, key)?.as_deref())?;
+        let new = old.checked_add_signed(delta).ok_or_else(|| {
+            Error::Corrupt(format!(
+                "counter {} would go negative",
+                String::from_utf8_lossy(key)
+            ))
+        })?;
+        tx.insert(TreeId::Meta, key, codec::encode_u64(new))?;
+    }
+
+    verify(
+        tx,
+        &verify_records,
+        &verify_persons,
+        &verify_tasks,
+        &must_exist,
+    )
+}
+
+/// The invariants, checked on everything a change set touched, after its writes.
+fn verify(
+    tx: &dyn KvTx,
+    records: &BTreeSet<RecordKey>,
+    persons: &BTreeSet<Euid>,
+    tasks: &[&ReviewTask],
+    must_exist: &BTreeSet<&Euid>,
+) -> TxResult<()> {
+    let person = |euid: &Euid| -> TxResult<Option<Person>> {
+        tx_get(tx, TreeId::Persons, &codec::euid_key(euid), "person")
+    };
+    let record = |key: &RecordKey| -> TxResult<Option<StoredRecord>> {
+        tx_get(tx, TreeId::Records, &codec::record_key(key), "record")
+    };
+    for key in records {
+        let Some(r) = record(key)? else { continue };
+        match person(&r.euid)? {
+            None => return Err(rejected(format!("record {key}: person {} missing", r.euid))),
+            Some(p) if !p.is_active() => {
+                return Err(rejected(format!(
+                    "record {key}: person {} not active",
+                    r.euid
+                )))
+            }
+            Some(p) if !p.members.contains(key) => {
+                return Err(rejected(format!(
+                    "record {key}: person {} does not list it",
+                    r.euid
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    for euid in persons {
+        let p = person(euid)?.ok_or_else(|| rejected(format!("person {euid} missing")))?;
+        match &p.status {
+            PersonStatus::Active if p.members.is_empty() => {
+                return Err(rejected(format!(
+                    "person {euid}: active without records (retire it)"
+                )))
+            }
+            PersonStatus::Active => {
+                let mut seen = BTreeSet::new();
+                for m in &p.members {
+                    if !seen.insert(m) {
+                        return Err(rejected(format!("person {euid}: lists record {m} twice")));
+                    }
+                    match record(m)? {
+                        None => {
+                            return Err(rejected(format!(
+                                "person {euid}: lists missing record {m}"
+                            )))
+                        }
+                        Some(r) if &r.euid != euid => {
+                            return Err(rejected(format!(
+                                "person {euid}: lists record {m} of {}",
+                                r.euid
+                            )))
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+            PersonStatus::MergedInto(_) | PersonStatus::Retired if !p.members.is_empty() => {
+                return Err(rejected(format!(
+                    "person {euid}: not active but lists records"
+                )))
+            }
+            PersonStatus::MergedInto(into) => {
+                if into == euid || person(into)?.is_none() {
+                    return Err(rejected(format!(
+                        "person {euid}: merged into invalid {into}"
+                    )));
+                }
+            }
+            PersonStatus::Retired => {}
+        }
+    }
+    for t in tasks {
+        if record(&t.record)?.is_none() {
+            return Err(rejected(format!(
+                "task {}: open for missing record {}",
+                t.id, t.record
+            )));
+        }
+        for c in &t.candidates {
+            if person(&c.euid)?.is_none() {
+                return Err(rejected(format!(
+                    "task {}: candidate {} missing",
+                    t.id, c.euid
+                )));
+            }
+        }
+    }
+    for euid in must_exist {
+        if person(euid)?.is_none() {
+            return Err(rejected(format!("person {euid} missing")));
+        }
+    }
+    Ok(())
+}

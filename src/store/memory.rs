@@ -1,0 +1,151 @@
+//! [`MemoryStore`]: the same store logic and key layout over in-memory ordered maps, for tests.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+use super::codec::{self, TreeId};
+use super::engine::{scan_start, Engine, Kv, KvIter, KvTx, TxError, TxResult};
+
+type Tree = BTreeMap<Vec<u8>, Vec<u8>>;
+/// Pending writes of a transaction: `None` deletes.
+type Overlay = BTreeMap<(TreeId, Vec<u8>), Option<Vec<u8>>>;
+
+pub(crate) struct MemKv {
+    trees: Mutex<Vec<Tree>>,
+}
+
+impl MemKv {
+    fn lock(&self) -> MutexGuard<'_, Vec<Tree>> {
+        // A transaction touches the trees only after its closure succeeded, in a loop of
+        // plain map inserts; a panic elsewhere cannot leave them half-written, so a poisoned
+        // lock still guards consistent trees.
+        self.trees.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A transaction: reads through a write overlay on top of the locked trees.
+struct MemTx<'a> {
+    base: &'a [Tree],
+    writes: RefCell<Overlay>,
+}
+
+impl KvTx for MemTx<'_> {
+    fn get(&self, tree: TreeId, key: &[u8]) -> TxResult<Option<Vec<u8>>> {
+        if let Some(w) = self.writes.borrow().get(&(tree, key.to_vec())) {
+            return Ok(w.clone());
+        }
+        Ok(self.base[tree as usize].get(key).cloned())
+    }
+
+    fn insert(&self, tree: TreeId, key: &[u8], value: Vec<u8>) -> TxResult<()> {
+        self.writes
+            .borrow_mut()
+            .insert((tree, key.to_vec()), Some(value));
+        Ok(())
+    }
+
+    fn remove(&self, tree: TreeId, key: &[u8]) -> TxResult<()> {
+        self.writes.borrow_mut().insert((tree, key.to_vec()), None);
+        Ok(())
+    }
+}
+
+impl Kv for MemKv {
+    fn get(&self, tree: TreeId, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.lock()[tree as usize].get(key).cloned())
+    }
+
+    fn scan(&self, tree: TreeId, prefix: &[u8], after: Option<&[u8]>) -> KvIter<'_> {
+        // A snapshot: the lock is not held while the caller iterates.
+        let items: Vec<(Vec<u8>, Vec<u8>)> = self.lock()[tree as usize]
+            .range((scan_start(prefix, after), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Box::new(items.into_iter().map(Ok))
+    }
+
+    fn increment(&self, key: &'static [u8]) -> Result<u64> {
+        let mut trees = self.lock();
+        let meta = &mut trees[TreeId::Meta as usize];
+        let n = codec::decode_u64(meta.get(key).map(Vec::as_slice))? + 1;
+        meta.insert(key.to_vec(), codec::encode_u64(n));
+        Ok(n)
+    }
+
+    fn transact<R>(&self, f: &dyn Fn(&dyn KvTx) -> TxResult<R>) -> Result<R> {
+        let mut trees = self.lock();
+        let tx = MemTx {
+            base: &trees,
+            writes: RefCell::new(Overlay::new()),
+        };
+        let result = f(&tx);
+        let writes = tx.writes.into_inner();
+        match result {
+            Ok(r) => {
+                for ((tree, key), value) in writes {
+                    let t = &mut trees[tree as usize];
+                    match value {
+                        Some(v) => t.insert(key, v),
+                        None => t.remove(&key),
+                    };
+                }
+                Ok(r)
+            }
+            Err(TxError::Abort(e)) => Err(e),
+            Err(TxError::Sled(e)) => Err(Error::Storage(format!("unexpected engine error: {e}"))),
+        }
+    }
+}
+
+/// The store over in-memory maps: same logic, key layout and encoding as [`super::SledStore`],
+/// nothing persisted. "Flushing" does nothing, after an optional simulated latency.
+pub struct MemoryStore {
+    pub(crate) engine: Engine<MemKv>,
+}
+
+impl MemoryStore {
+    /// An empty store whose flushes are instant.
+    pub fn new() -> Self {
+        Self::with_flush_latency(Duration::ZERO)
+    }
+
+    /// An empty store whose flushes take `latency`, like an fsync would (to exercise group
+    /// commit without a disk).
+    pub fn with_flush_latency(latency: Duration) -> Self {
+        let kv = MemKv {
+            trees: Mutex::new(vec![Tree::new(); TreeId::ALL.len()]),
+        };
+        let flusher = Arc::new(move || {
+            if !latency.is_zero() {
+                std::thread::sleep(latency);
+            }
+            Ok(())
+        });
+        match Engine::new(kv, flusher) {
+            Ok(engine) => MemoryStore { engine },
+            // Engine::new only fails on an unreadable format version, and these maps are
+            // empty: there is none yet.
+            Err(e) => unreachable!("fresh memory store: {e}"),
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").finish_non_exhaustive()
+    }
+}
+
+impl_store_via_engine!(MemoryStore);

@@ -1,0 +1,367 @@
+//! Persistence behind the [`Store`] trait: source records and their links, persons (EUIDs),
+//! review tasks, not-duplicate assertions, history and counters. Owns the key layout and the
+//! durability rule; [`SledStore`] in production, [`MemoryStore`] for tests.
+//!
+//! # Writing
+//! Every write is a [`ChangeSet`] applied atomically in one transaction across all the trees
+//! it touches, usually built by a [`Plan`] (create, link, move, merge, split, remove, review,
+//! not-duplicate). Inside that transaction the store checks versions (optimistic
+//! concurrency: a stale read fails with [`Error::Conflict`] and the caller retries), keeps
+//! the counters and task indexes, and verifies the invariants on everything touched:
+//! - every stored record belongs to exactly one **active** person, which lists it;
+//! - merged and retired persons hold no records; an active person holds at least one;
+//! - a merged EUID points at an existing person, so it resolves to a survivor;
+//! - open review tasks reference stored records; tasks, assertions and history reference
+//!   existing persons.
+//!
+//! A change set that would break one fails as a whole and writes nothing.
+//! [`Store::check`] verifies all of them over the whole store (`empi check`).
+//!
+//! # Durability rule
+//! **A write is acknowledged only after it is flushed to disk**, and flushes are shared
+//! (group commit): [`Store::commit`] applies the change set, takes a [`Ticket`], and waits
+//! until a flush that *started after* the write has completed. While one flush runs, every
+//! writer that arrives waits for the next one, which covers all of them at once, so N
+//! concurrent writers cost about one fsync per flush interval instead of N
+//! ([`Store::flush_count`] counts them). A failed flush fails every commit it covered.
+//! Reads may see applied writes before they are durable; a later durable write implies the
+//! earlier ones are durable too (sled's log is ordered). Batch loading may
+//! [`Store::apply`] many change sets and [`Store::flush`] once at the end.
+//!
+//! # Key layout
+//! One sled tree per row; record keys cannot contain NUL (`0x00`), EUIDs are ASCII.
+//!
+//! | tree              | key                                   | value                          |
+//! |-------------------|---------------------------------------|--------------------------------|
+//! | `records`         | `source 0x00 local_id`                | [`StoredRecord`] (JSON)        |
+//! | `persons`         | `euid`                                | [`Person`] (JSON)              |
+//! | `tasks`           | `task_id` (u64, big-endian)           | [`ReviewTask`] (JSON)          |
+//! | `tasks_open`      | `task_id` (u64, big-endian)           | empty (index of open tasks)    |
+//! | `tasks_by_record` | `source 0x00 local_id 0x00 task_id`   | empty (open tasks per record)  |
+//! | `not_duplicate`   | `euid_a 0x00 euid_b` (both directions) | [`NotDuplicate`] (JSON)       |
+//! | `history`         | `euid 0x00 seq` (u64, big-endian)     | [`HistoryEntry`] (JSON)        |
+//! | `meta`            | `format_version`, `next_euid`, `next_task`, `history_seq`, `count_records`, `count_persons`, `count_open_tasks` | u64, big-endian |
+//! | `meta`            | `model_version`                       | UTF-8 text                     |
+//!
+//! Big-endian numbers and zero-padded EUIDs make byte order equal numeric order, so tasks
+//! list oldest first and a person's history reads in sequence with one prefix scan.
+//!
+//! # Value encoding
+//! Values are JSON (serde_json). It is self-describing, so fields can be added later with
+//! `#[serde(default)]` and old values still read, and a store can be inspected with ordinary
+//! tools when something goes wrong. It costs some bytes and microseconds per value, which is
+//! small next to a flush. Decoding errors are reported without the value (patient data).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::error::{Error, Result};
+use crate::record::{Record, RecordKey};
+
+mod changes;
+mod codec;
+mod engine;
+mod group_commit;
+mod plan;
+mod types;
+
+pub use changes::{ChangeSet, Op};
+pub use plan::{Audit, Moved, Plan, Removed};
+pub use types::{
+    CheckReport, Euid, HistoryAction, HistoryEntry, LinkInfo, LinkMethod, NotDuplicate, Outcome,
+    Person, PersonStatus, Resolution, ResolvedPerson, ReviewTask, Stats, StoredRecord,
+    TaskCandidate, TaskId, TaskPage, TaskQuery, TaskStatus, Ticket, UnixMillis,
+};
+
+/// A boxed future, so that [`Store`] stays usable as `dyn Store`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The persistent store. Object-safe: the service may hold an `Arc<dyn Store>`.
+///
+/// Reads are synchronous and short (sled serves them from its page cache). Writes go through
+/// [`Store::commit`] (async, durable, group-committed) or [`Store::apply`] +
+/// [`Store::flush`] for batch loading.
+pub trait Store: Send + Sync {
+    // ---- writing ----
+
+    /// Allocates a fresh EUID from the persistent counter; never returns one twice.
+    ///
+    /// # Errors
+    /// [`Error::Storage`]; [`Error::Corrupt`] for a malformed counter.
+    fn allocate_euid(&self) -> Result<Euid>;
+
+    /// Allocates a fresh review task id from the persistent counter.
+    ///
+    /// # Errors
+    /// As [`Store::allocate_euid`].
+    fn allocate_task_id(&self) -> Result<TaskId>;
+
+    /// Applies a change set atomically, **without** waiting for durability. Returns the
+    /// ticket to wait on ([`Store::wait_durable`]); an empty change set returns a ticket
+    /// that is durable already.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] for a stale version or a change set that would break an invariant;
+    /// [`Error::NotFound`] when deleting a record that is not stored; [`Error::InvalidInput`]
+    /// for an unencodable record key; [`Error::Storage`]/[`Error::Corrupt`] from the engine.
+    /// On any error nothing was written.
+    fn apply(&self, changes: &ChangeSet) -> Result<Ticket>;
+
+    /// Waits until the write with `ticket` is flushed, sharing flushes with concurrent
+    /// writers. Must be awaited inside a tokio runtime (the flush runs on a blocking thread).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the flush covering the ticket failed.
+    fn wait_durable(&self, ticket: Ticket) -> BoxFuture<'_, Result<()>>;
+
+    /// Flushes everything applied so far, on the calling thread.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the flush failed.
+    fn flush(&self) -> Result<()>;
+
+    /// Number of flushes performed (shared and synchronous) since opening.
+    fn flush_count(&self) -> u64;
+
+    /// Applies a change set and waits until it is durable: the way the service writes.
+    ///
+    /// # Errors
+    /// As [`Store::apply`] and [`Store::wait_durable`].
+    fn commit(&self, changes: ChangeSet) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let ticket = self.apply(&changes)?;
+            self.wait_durable(ticket).await
+        })
+    }
+
+    /// Applies a change set and flushes on the calling thread (tools, tests).
+    ///
+    /// # Errors
+    /// As [`Store::apply`] and [`Store::flush`].
+    fn commit_sync(&self, changes: &ChangeSet) -> Result<()> {
+        if self.apply(changes)? != Ticket(0) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    // ---- reading ----
+
+    /// A stored record by key.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a key with NUL or empty parts; storage errors.
+    fn get_record(&self, key: &RecordKey) -> Result<Option<StoredRecord>>;
+
+    /// The stored record if it is identical to `record` (an idempotent repeat), else `None`.
+    ///
+    /// # Errors
+    /// As [`Store::get_record`].
+    fn stored_if_identical(&self, record: &Record) -> Result<Option<StoredRecord>>;
+
+    /// A person by EUID, without following merges.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn get_person(&self, euid: &Euid) -> Result<Option<Person>>;
+
+    /// A person by EUID, following merges to the survivor.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for a broken merge chain; storage errors.
+    fn resolve_person(&self, euid: &Euid) -> Result<Option<ResolvedPerson>>;
+
+    /// The member records of a person (resolved through merges), in joining order.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown EUID; [`Error::Corrupt`] for a dangling member.
+    fn members(&self, euid: &Euid) -> Result<Vec<StoredRecord>>;
+
+    /// Every stored record, in key order (to rebuild the blocking index on start).
+    fn records(&self) -> Box<dyn Iterator<Item = Result<StoredRecord>> + '_>;
+
+    /// A review task by id.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn get_task(&self, id: TaskId) -> Result<Option<ReviewTask>>;
+
+    /// A page of review tasks, oldest first, filtered by status and creation time.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage>;
+
+    /// The open review tasks about one record.
+    ///
+    /// # Errors
+    /// As [`Store::get_record`].
+    fn open_tasks_for_record(&self, key: &RecordKey) -> Result<Vec<ReviewTask>>;
+
+    /// A person's own history (this EUID only, no merge resolution), oldest first.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn history(&self, euid: &Euid) -> Result<Vec<HistoryEntry>>;
+
+    /// The not-duplicate assertion between two persons, after resolving both through merges.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn not_duplicate(&self, a: &Euid, b: &Euid) -> Result<Option<NotDuplicate>>;
+
+    /// Every assertion naming `euid` (no merge resolution), each with `a == euid`.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn not_duplicates_of(&self, euid: &Euid) -> Result<Vec<NotDuplicate>>;
+
+    /// Counts and model version.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn stats(&self) -> Result<Stats>;
+
+    /// Verifies every invariant over the whole store; violations are listed in the report
+    /// (the store is fine when [`CheckReport::is_ok`]).
+    ///
+    /// # Errors
+    /// Storage errors while reading.
+    fn check(&self) -> Result<CheckReport>;
+}
+
+/// Implements [`Store`] for a type with an `engine: Engine<_>` field.
+macro_rules! impl_store_via_engine {
+    ($ty:ty) => {
+        impl $crate::store::Store for $ty {
+            fn allocate_euid(&self) -> $crate::Result<$crate::store::Euid> {
+                self.engine.allocate_euid()
+            }
+            fn allocate_task_id(&self) -> $crate::Result<$crate::store::TaskId> {
+                self.engine.allocate_task_id()
+            }
+            fn apply(
+                &self,
+                changes: &$crate::store::ChangeSet,
+            ) -> $crate::Result<$crate::store::Ticket> {
+                self.engine.apply(changes)
+            }
+            fn wait_durable(
+                &self,
+                ticket: $crate::store::Ticket,
+            ) -> $crate::store::BoxFuture<'_, $crate::Result<()>> {
+                Box::pin(self.engine.wait_durable(ticket))
+            }
+            fn flush(&self) -> $crate::Result<()> {
+                self.engine.flush()
+            }
+            fn flush_count(&self) -> u64 {
+                self.engine.flush_count()
+            }
+            fn get_record(
+                &self,
+                key: &$crate::record::RecordKey,
+            ) -> $crate::Result<Option<$crate::store::StoredRecord>> {
+                self.engine.get_record(key)
+            }
+            fn stored_if_identical(
+                &self,
+                record: &$crate::record::Record,
+            ) -> $crate::Result<Option<$crate::store::StoredRecord>> {
+                self.engine.stored_if_identical(record)
+            }
+            fn get_person(
+                &self,
+                euid: &$crate::store::Euid,
+            ) -> $crate::Result<Option<$crate::store::Person>> {
+                self.engine.get_person(euid)
+            }
+            fn resolve_person(
+                &self,
+                euid: &$crate::store::Euid,
+            ) -> $crate::Result<Option<$crate::store::ResolvedPerson>> {
+                self.engine.resolve_person(euid)
+            }
+            fn members(
+                &self,
+                euid: &$crate::store::Euid,
+            ) -> $crate::Result<Vec<$crate::store::StoredRecord>> {
+                self.engine.members(euid)
+            }
+            fn records(
+                &self,
+            ) -> Box<dyn Iterator<Item = $crate::Result<$crate::store::StoredRecord>> + '_> {
+                self.engine.records()
+            }
+            fn get_task(
+                &self,
+                id: $crate::store::TaskId,
+            ) -> $crate::Result<Option<$crate::store::ReviewTask>> {
+                self.engine.get_task(id)
+            }
+            fn list_tasks(
+                &self,
+                query: &$crate::store::TaskQuery,
+            ) -> $crate::Result<$crate::store::TaskPage> {
+                self.engine.list_tasks(query)
+            }
+            fn open_tasks_for_record(
+                &self,
+                key: &$crate::record::RecordKey,
+            ) -> $crate::Result<Vec<$crate::store::ReviewTask>> {
+                self.engine.open_tasks_for_record(key)
+            }
+            fn history(
+                &self,
+                euid: &$crate::store::Euid,
+            ) -> $crate::Result<Vec<$crate::store::HistoryEntry>> {
+                self.engine.history(euid)
+            }
+            fn not_duplicate(
+                &self,
+                a: &$crate::store::Euid,
+                b: &$crate::store::Euid,
+            ) -> $crate::Result<Option<$crate::store::NotDuplicate>> {
+                self.engine.not_duplicate(a, b)
+            }
+            fn not_duplicates_of(
+                &self,
+                euid: &$crate::store::Euid,
+            ) -> $crate::Result<Vec<$crate::store::NotDuplicate>> {
+                self.engine.not_duplicates_of(euid)
+            }
+            fn stats(&self) -> $crate::Result<$crate::store::Stats> {
+                self.engine.stats()
+            }
+            fn check(&self) -> $crate::Result<$crate::store::CheckReport> {
+                self.engine.check()
+            }
+        }
+    };
+}
+
+mod memory;
+mod sled;
+
+pub use memory::MemoryStore;
+pub use sled::SledStore;
+
+/// Retries `attempt` while it fails with [`Error::Conflict`], up to `tries` times in all: the
+/// usual loop around "build a [`Plan`] from fresh reads, commit it", for when a concurrent
+/// writer changed what the plan read.
+///
+/// # Errors
+/// The last error.
+pub async fn retry_on_conflict<T, F, Fut>(tries: usize, mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut left = tries.max(1);
+    loop {
+        match attempt().await {
+            Err(Error::Conflict(_)) if left > 1 => left -= 1,
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,821 @@
+//! [`Plan`]: builds a [`ChangeSet`] for the operations the service performs (create, link,
+//! move, merge, split, remove, review, not-duplicate), reading current state from the store
+//! and keeping every invariant, with history entries written alongside.
+
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::record::{Record, RecordKey};
+
+use super::changes::{ChangeSet, Op};
+use super::types::{
+    Euid, HistoryAction, HistoryEntry, LinkInfo, LinkMethod, NotDuplicate, Outcome, Person,
+    PersonStatus, Resolution, ReviewTask, StoredRecord, TaskCandidate, TaskId, TaskStatus,
+    UnixMillis,
+};
+use super::Store;
+
+/// Who does a change, why, and when; stamped on links, resolutions and history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audit {
+    /// Who asked (user or interface).
+    pub actor: String,
+    /// Why, as given (may be empty).
+    pub reason: String,
+    /// When.
+    pub at: UnixMillis,
+}
+
+impl Audit {
+    /// An audit stamp for now.
+    pub fn now(actor: impl Into<String>, reason: impl Into<String>) -> Self {
+        Audit {
+            actor: actor.into(),
+            reason: reason.into(),
+            at: UnixMillis::now(),
+        }
+    }
+}
+
+/// One entity as the plan sees it: its version when read, its value now.
+struct Slot<T> {
+    read_version: u64,
+    current: Option<T>,
+    touched: bool,
+}
+
+/// A record moved from one person to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    /// The person it left.
+    pub from: Euid,
+    /// The person it joined.
+    pub to: Euid,
+    /// True when `from` had no records left and was retired.
+    pub from_retired: bool,
+}
+
+/// A record removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    /// The person it belonged to.
+    pub euid: Euid,
+    /// True when that person had no records left and was retired.
+    pub retired: bool,
+    /// Open review tasks about the record, now resolved as superseded.
+    pub superseded_tasks: Vec<TaskId>,
+}
+
+/// Builds one atomic [`ChangeSet`] from high-level operations.
+///
+/// Reads go to the store once per entity and are cached, so operations compose: later steps
+/// see earlier ones (e.g. a record moved twice, or a merge after a link). Each written entity
+/// carries the version first read, so [`Store::commit`] fails with [`Error::Conflict`] if
+/// anything changed meanwhile; the caller then builds a fresh plan and retries.
+///
+/// Ids (EUIDs, task ids) are allocated from the store's persistent counters while planning;
+/// a plan that is never committed leaves a gap, never a reuse.
+///
+/// # Example
+/// ```
+/// use empi::record::Record;
+/// use empi::store::{Audit, LinkMethod, MemoryStore, Plan, Store};
+///
+/// # fn main() -> empi::Result<()> {
+/// let store = MemoryStore::new();
+/// let record = Record {
+///     source: "adt".into(),
+///     local_id: "1".into(),
+///     family_name: Some("Garcia".into()),
+///     ..Default::default()
+/// };
+/// let mut plan = Plan::new(&store, Audit::now("loader", ""));
+/// let euid = plan.create_person(record.clone(), LinkMethod::Created)?;
+/// store.commit_sync(&plan.finish())?;
+/// assert_eq!(store.get_record(&record.key())?.unwrap().euid, euid);
+/// assert!(store.check()?.is_ok());
+/// # Ok(()) }
+/// ```
+pub struct Plan<'s, S: Store + ?Sized> {
+    store: &'s S,
+    audit: Audit,
+    records: BTreeMap<RecordKey, Slot<StoredRecord>>,
+    persons: BTreeMap<Euid, Slot<Person>>,
+    tasks: BTreeMap<TaskId, Slot<ReviewTask>>,
+    /// Assertions, history and model version, in order.
+    extra: Vec<Op>,
+}
+
+fn not_found(what: &'static str, id: impl ToString) -> Error {
+    Error::NotFound {
+        what,
+        id: id.to_string(),
+    }
+}
+
+impl<'s, S: Store + ?Sized> Plan<'s, S> {
+    /// An empty plan over `store`, stamping changes with `audit`.
+    pub fn new(store: &'s S, audit: Audit) -> Self {
+        Plan {
+            store,
+            audit,
+            records: BTreeMap::new(),
+            persons: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+            extra: Vec::new(),
+        }
+    }
+
+    /// The audit stamp in use.
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    /// True when nothing has been planned.
+    pub fn is_empty(&self) -> bool {
+        self.extra.is_empty()
+            && !self.records.values().any(|s| s.touched)
+            && !self.persons.values().any(|s| s.touched)
+            && !self.tasks.values().any(|s| s.touched)
+    }
+
+    /// The change set: one write per touched entity, carrying the version first read, then
+    /// assertions, history entries and model version in the order planned.
+    pub fn finish(self) -> ChangeSet {
+        let mut ops = Vec::new();
+        for (key, slot) in self.records {
+            match (slot.touched, slot.current) {
+                (false, _) => {}
+                (true, Some(mut r)) => {
+                    r.version = slot.read_version;
+                    ops.push(Op::PutRecord(r));
+                }
+                (true, None) if slot.read_version > 0 => ops.push(Op::DeleteRecord {
+                    key,
+                    version: slot.read_version,
+                }),
+                (true, None) => {}
+            }
+        }
+        for (_, slot) in self.persons {
+            if let (true, Some(mut p)) = (slot.touched, slot.current) {
+                p.version = slot.read_version;
+                ops.push(Op::PutPerson(p));
+            }
+        }
+        for (_, slot) in self.tasks {
+            if let (true, Some(mut t)) = (slot.touched, slot.current) {
+                t.version = slot.read_version;
+                ops.push(Op::PutTask(t));
+            }
+        }
+        ops.extend(self.extra);
+        ChangeSet::from(ops)
+    }
+
+    // ---- reading through the plan ------------------------------------------------------
+
+    fn record_slot(&mut self, key: &RecordKey) -> Result<&mut Slot<StoredRecord>> {
+        Ok(match self.records.entry(key.clone()) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                let current = self.store.get_record(key)?;
+                let read_version = current.as_ref().map_or(0, |r| r.version);
+                v.insert(Slot {
+                    read_version,
+                    current,
+                    touched: false,
+                })
+            }
+        })
+    }
+
+    fn person_slot(&mut self, euid: &Euid) -> Result<&mut Slot<Person>> {
+        Ok(match self.persons.entry(euid.clone()) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                let current = self.store.get_person(euid)?;
+                let read_version = current.as_ref().map_or(0, |p| p.version);
+                v.insert(Slot {
+                    read_version,
+                    current,
+                    touched: false,
+                })
+            }
+        })
+    }
+
+    fn task_slot(&mut self, id: TaskId) -> Result<&mut Slot<ReviewTask>> {
+        Ok(match self.tasks.entry(id) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                let current = self.store.get_task(id)?;
+                let read_version = current.as_ref().map_or(0, |t| t.version);
+                v.insert(Slot {
+                    read_version,
+                    current,
+                    touched: false,
+                })
+            }
+        })
+    }
+
+    /// The record as this plan would leave it.
+    ///
+    /// # Errors
+    /// Store read errors.
+    pub fn record(&mut self, key: &RecordKey) -> Result<Option<&StoredRecord>> {
+        Ok(self.record_slot(key)?.current.as_ref())
+    }
+
+    /// The person as this plan would leave it (no merge resolution).
+    ///
+    /// # Errors
+    /// Store read errors.
+    pub fn person(&mut self, euid: &Euid) -> Result<Option<&Person>> {
+        Ok(self.person_slot(euid)?.current.as_ref())
+    }
+
+    /// The task as this plan would leave it.
+    ///
+    /// # Errors
+    /// Store read errors.
+    pub fn task(&mut self, id: TaskId) -> Result<Option<&ReviewTask>> {
+        Ok(self.task_slot(id)?.current.as_ref())
+    }
+
+    fn existing_record(&mut self, key: &RecordKey) -> Result<StoredRecord> {
+        self.record(key)?
+            .cloned()
+            .ok_or_else(|| not_found("record", key))
+    }
+
+    fn existing_person(&mut self, euid: &Euid) -> Result<Person> {
+        self.person(euid)?
+            .cloned()
+            .ok_or_else(|| not_found("person", euid))
+    }
+
+    fn put_record(&mut self, r: StoredRecord) -> Result<()> {
+        let slot = self.record_slot(&r.key())?;
+        slot.current = Some(r);
+        slot.touched = true;
+        Ok(())
+    }
+
+    fn put_person(&mut self, p: Person) -> Result<()> {
+        let slot = self.person_slot(&p.euid)?;
+        slot.current = Some(p);
+        slot.touched = true;
+        Ok(())
+    }
+
+    fn put_task(&mut self, t: ReviewTask) -> Result<()> {
+        let slot = self.task_slot(t.id)?;
+        slot.current = Some(t);
+        slot.touched = true;
+        Ok(())
+    }
+
+    /// Follows merges from `euid` to the person at the end of the chain.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown EUID; [`Error::Corrupt`] for a broken chain.
+    pub fn resolve(&mut self, euid: &Euid) -> Result<Euid> {
+        let mut cur = euid.clone();
+        for _ in 0..10_000 {
+            let p = self.existing_person(&cur)?;
+            match p.status {
+                PersonStatus::MergedInto(next) => cur = next,
+                _ => return Ok(cur),
+            }
+        }
+        Err(Error::Corrupt(format!("merge chain from {euid} loops")))
+    }
+
+    /// Resolves `euid` and requires the survivor to be active.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Conflict`] when the person is retired.
+    pub fn active_person(&mut self, euid: &Euid) -> Result<Euid> {
+        let survivor = self.resolve(euid)?;
+        if !self.existing_person(&survivor)?.is_active() {
+            return Err(Error::Conflict(format!("person {survivor} is retired")));
+        }
+        Ok(survivor)
+    }
+
+    fn history(
+        &mut self,
+        euid: &Euid,
+        action: HistoryAction,
+        records: Vec<RecordKey>,
+        euids: Vec<Euid>,
+        task: Option<TaskId>,
+    ) {
+        self.extra.push(Op::AppendHistory(HistoryEntry {
+            seq: 0,
+            euid: euid.clone(),
+            at: self.audit.at,
+            actor: self.audit.actor.clone(),
+            action,
+            reason: self.audit.reason.clone(),
+            records,
+            euids,
+            task,
+        }));
+    }
+
+    fn link(&self, method: LinkMethod) -> LinkInfo {
+        LinkInfo {
+            method,
+            at: self.audit.at,
+            actor: self.audit.actor.clone(),
+        }
+    }
+
+    fn require_new(&mut self, key: &RecordKey) -> Result<()> {
+        if self.record(key)?.is_some() {
+            return Err(Error::Conflict(format!("record {key} is already stored")));
+        }
+        Ok(())
+    }
+
+    /// Takes `key` off `euid`'s member list; retires the person if it is left empty.
+    /// Returns whether it was retired.
+    fn detach(&mut self, euid: &Euid, key: &RecordKey) -> Result<bool> {
+        let mut p = self.existing_person(euid)?;
+        p.members.retain(|m| m != key);
+        let retired = p.members.is_empty();
+        if retired {
+            p.status = PersonStatus::Retired;
+        }
+        self.put_person(p)?;
+        if retired {
+            self.history(euid, HistoryAction::Retired, vec![], vec![], None);
+        }
+        Ok(retired)
+    }
+
+    fn new_person(&mut self, members: Vec<RecordKey>) -> Result<Euid> {
+        let euid = self.store.allocate_euid()?;
+        self.put_person(Person {
+            euid: euid.clone(),
+            status: PersonStatus::Active,
+            created_at: self.audit.at,
+            members,
+            version: 0,
+        })?;
+        Ok(euid)
+    }
+
+    // ---- operations --------------------------------------------------------------------
+
+    /// Stores a new record as the first member of a new person.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when the record key is already stored.
+    pub fn create_person(&mut self, record: Record, method: LinkMethod) -> Result<Euid> {
+        let key = record.key();
+        self.require_new(&key)?;
+        let euid = self.new_person(vec![key.clone()])?;
+        let link = self.link(method);
+        self.put_record(StoredRecord {
+            record,
+            euid: euid.clone(),
+            link,
+            updated_at: self.audit.at,
+            version: 0,
+        })?;
+        self.history(&euid, HistoryAction::PersonCreated, vec![key], vec![], None);
+        Ok(euid)
+    }
+
+    /// Stores a new record as a member of an existing person (a merged EUID resolves to its
+    /// survivor). Returns the person it joined.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when the key is already stored or the person is retired;
+    /// [`Error::NotFound`] for an unknown person.
+    pub fn add_record(&mut self, record: Record, euid: &Euid, method: LinkMethod) -> Result<Euid> {
+        let key = record.key();
+        self.require_new(&key)?;
+        let euid = self.active_person(euid)?;
+        let mut p = self.existing_person(&euid)?;
+        p.members.push(key.clone());
+        self.put_person(p)?;
+        let link = self.link(method);
+        self.put_record(StoredRecord {
+            record,
+            euid: euid.clone(),
+            link,
+            updated_at: self.audit.at,
+            version: 0,
+        })?;
+        self.history(&euid, HistoryAction::RecordLinked, vec![key], vec![], None);
+        Ok(euid)
+    }
+
+    /// Replaces a stored record's content, keeping its link. Returns its person.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the record is not stored.
+    pub fn update_record(&mut self, record: Record) -> Result<Euid> {
+        let key = record.key();
+        let mut stored = self.existing_record(&key)?;
+        stored.record = record;
+        stored.updated_at = self.audit.at;
+        let euid = stored.euid.clone();
+        self.put_record(stored)?;
+        self.history(&euid, HistoryAction::RecordUpdated, vec![key], vec![], None);
+        Ok(euid)
+    }
+
+    /// Moves a stored record to another person (resolved through merges), retiring the
+    /// person it leaves if that one is left empty. Moving to its own person changes nothing.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown record or person; [`Error::Conflict`] when the
+    /// target is retired.
+    pub fn move_record(&mut self, key: &RecordKey, to: &Euid, method: LinkMethod) -> Result<Moved> {
+        let mut stored = self.existing_record(key)?;
+        let to = self.active_person(to)?;
+        let from = stored.euid.clone();
+        if from == to {
+            return Ok(Moved {
+                from,
+                to,
+                from_retired: false,
+            });
+        }
+        let from_retired = self.detach(&from, key)?;
+        let mut target = self.existing_person(&to)?;
+        target.members.push(key.clone());
+        self.put_person(target)?;
+        stored.euid = to.clone();
+        stored.link = self.link(method);
+        self.put_record(stored)?;
+        let k = vec![key.clone()];
+        self.history(
+            &from,
+            HistoryAction::RecordUnlinked,
+            k.clone(),
+            vec![to.clone()],
+            None,
+        );
+        self.history(
+            &to,
+            HistoryAction::RecordLinked,
+            k,
+            vec![from.clone()],
+            None,
+        );
+        Ok(Moved {
+            from,
+            to,
+            from_retired,
+        })
+    }
+
+    /// Moves a record out of its person into a new person (linked by a registrar).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Conflict`] when the record is its person's only record.
+    pub fn unlink_record(&mut self, key: &RecordKey) -> Result<Moved> {
+        let stored = self.existing_record(key)?;
+        if self.existing_person(&stored.euid)?.members.len() <= 1 {
+            return Err(Error::Conflict(format!(
+                "record {key} is the only record of {}",
+                stored.euid
+            )));
+        }
+        let new = self.new_person(vec![])?;
+        self.history(
+            &new,
+            HistoryAction::PersonCreated,
+            vec![],
+            vec![stored.euid.clone()],
+            None,
+        );
+        // The new person is empty only inside the plan; move_record fills it.
+        self.move_record(key, &new, LinkMethod::Registrar)
+    }
+
+    /// Deletes a record, retiring its person if left empty and superseding its open review
+    /// tasks.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the record is not stored.
+    pub fn remove_record(&mut self, key: &RecordKey) -> Result<Removed> {
+        let stored = self.existing_record(key)?;
+        let superseded_tasks = self.supersede_open_tasks(key)?;
+        let slot = self.record_slot(key)?;
+        slot.current = None;
+        slot.touched = true;
+        self.history(
+            &stored.euid,
+            HistoryAction::RecordRemoved,
+            vec![key.clone()],
+            vec![],
+            None,
+        );
+        let retired = self.detach(&stored.euid, key)?;
+        Ok(Removed {
+            euid: stored.euid,
+            retired,
+            superseded_tasks,
+        })
+    }
+
+    /// Folds person `from` into `into` (both resolved through merges): moves every record,
+    /// marks `from` merged, and moves `from`'s not-duplicate assertions over to `into`.
+    /// Returns the records moved.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Conflict`] when both resolve to the same person, either
+    /// is retired, or the two are asserted not to be duplicates (retract that first).
+    pub fn merge_persons(&mut self, from: &Euid, into: &Euid) -> Result<Vec<RecordKey>> {
+        let from = self.active_person(from)?;
+        let into = self.active_person(into)?;
+        if from == into {
+            return Err(Error::Conflict(format!(
+                "{from} and {into} are the same person"
+            )));
+        }
+        let mut carried = Vec::new();
+        for n in self.store.not_duplicates_of(&from)? {
+            let other = self.resolve(&n.b)?;
+            if other == into {
+                return Err(Error::Conflict(format!(
+                    "{from} and {into} are asserted not duplicates"
+                )));
+            }
+            carried.push((n, other));
+        }
+        let mut source = self.existing_person(&from)?;
+        let moved = std::mem::take(&mut source.members);
+        source.status = PersonStatus::MergedInto(into.clone());
+        self.put_person(source)?;
+        let mut target = self.existing_person(&into)?;
+        target.members.extend(moved.iter().cloned());
+        self.put_person(target)?;
+        for key in &moved {
+            let mut r = self.existing_record(key)?;
+            r.euid = into.clone();
+            r.link = self.link(LinkMethod::Merge);
+            self.put_record(r)?;
+        }
+        // Assertions move with the records: `from` keeps none, `into` gains them.
+        for (n, other) in carried {
+            self.extra.push(Op::DeleteNotDuplicate {
+                a: from.clone(),
+                b: n.b.clone(),
+            });
+            self.extra.push(Op::PutNotDuplicate(NotDuplicate {
+                a: into.clone(),
+                b: other,
+                ..n
+            }));
+        }
+        self.history(
+            &from,
+            HistoryAction::MergedInto,
+            moved.clone(),
+            vec![into.clone()],
+            None,
+        );
+        self.history(
+            &into,
+            HistoryAction::MergeAbsorbed,
+            moved.clone(),
+            vec![from],
+            None,
+        );
+        Ok(moved)
+    }
+
+    /// Moves `keys` out of person `euid` into a new person (unmerge). At least one record
+    /// must stay behind. Returns the new EUID.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an empty or repeated key list; [`Error::NotFound`];
+    /// [`Error::Conflict`] when a key is not a member or no record would stay.
+    pub fn split_person(&mut self, euid: &Euid, keys: &[RecordKey]) -> Result<Euid> {
+        if keys.is_empty() {
+            return Err(Error::invalid("records", "no records to split off"));
+        }
+        let mut unique = keys.to_vec();
+        unique.sort();
+        unique.dedup();
+        if unique.len() != keys.len() {
+            return Err(Error::invalid("records", "a record is listed twice"));
+        }
+        let euid = self.active_person(euid)?;
+        let mut old = self.existing_person(&euid)?;
+        if let Some(k) = keys.iter().find(|k| !old.members.contains(k)) {
+            return Err(Error::Conflict(format!(
+                "record {k} does not belong to {euid}"
+            )));
+        }
+        if keys.len() >= old.members.len() {
+            return Err(Error::Conflict(format!(
+                "splitting would leave {euid} without records"
+            )));
+        }
+        old.members.retain(|m| !keys.contains(m));
+        self.put_person(old)?;
+        let new = self.new_person(keys.to_vec())?;
+        for key in keys {
+            let mut r = self.existing_record(key)?;
+            r.euid = new.clone();
+            r.link = self.link(LinkMethod::Registrar);
+            self.put_record(r)?;
+        }
+        self.history(
+            &euid,
+            HistoryAction::Split,
+            keys.to_vec(),
+            vec![new.clone()],
+            None,
+        );
+        self.history(
+            &new,
+            HistoryAction::PersonCreated,
+            keys.to_vec(),
+            vec![euid],
+            None,
+        );
+        Ok(new)
+    }
+
+    /// Asserts that two persons (resolved through merges) are different people.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Conflict`] when both resolve to the same person.
+    pub fn assert_not_duplicate(&mut self, a: &Euid, b: &Euid) -> Result<()> {
+        let (a, b) = (self.resolve(a)?, self.resolve(b)?);
+        if a == b {
+            return Err(Error::Conflict(format!("{a} and {b} are the same person")));
+        }
+        self.extra.push(Op::PutNotDuplicate(NotDuplicate {
+            a: a.clone(),
+            b: b.clone(),
+            at: self.audit.at,
+            actor: self.audit.actor.clone(),
+            reason: self.audit.reason.clone(),
+        }));
+        self.history(
+            &a,
+            HistoryAction::NotDuplicateAsserted,
+            vec![],
+            vec![b.clone()],
+            None,
+        );
+        self.history(
+            &b,
+            HistoryAction::NotDuplicateAsserted,
+            vec![],
+            vec![a],
+            None,
+        );
+        Ok(())
+    }
+
+    /// Withdraws the assertion between two persons (resolved through merges). Returns
+    /// whether there was one.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for unknown persons.
+    pub fn retract_not_duplicate(&mut self, a: &Euid, b: &Euid) -> Result<bool> {
+        let (a, b) = (self.resolve(a)?, self.resolve(b)?);
+        if self.store.not_duplicate(&a, &b)?.is_none() {
+            return Ok(false);
+        }
+        self.extra.push(Op::DeleteNotDuplicate {
+            a: a.clone(),
+            b: b.clone(),
+        });
+        self.history(
+            &a,
+            HistoryAction::NotDuplicateRetracted,
+            vec![],
+            vec![b.clone()],
+            None,
+        );
+        self.history(
+            &b,
+            HistoryAction::NotDuplicateRetracted,
+            vec![],
+            vec![a],
+            None,
+        );
+        Ok(true)
+    }
+
+    /// Opens a review task about a stored record (which may be created in this same plan).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown record or candidate.
+    pub fn open_task(
+        &mut self,
+        record: &RecordKey,
+        candidates: Vec<TaskCandidate>,
+        explanation: serde_json::Value,
+    ) -> Result<TaskId> {
+        let euid = self.existing_record(record)?.euid;
+        for c in &candidates {
+            self.existing_person(&c.euid)?;
+        }
+        let id = self.store.allocate_task_id()?;
+        let euids = candidates.iter().map(|c| c.euid.clone()).collect();
+        self.put_task(ReviewTask {
+            id,
+            status: TaskStatus::Open,
+            created_at: self.audit.at,
+            record: record.clone(),
+            candidates,
+            explanation,
+            version: 0,
+        })?;
+        self.history(
+            &euid,
+            HistoryAction::ReviewOpened,
+            vec![record.clone()],
+            euids,
+            Some(id),
+        );
+        Ok(id)
+    }
+
+    /// Marks an open task resolved. The links or merges the outcome implies are separate
+    /// operations on the same plan.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Conflict`] when the task is already resolved.
+    pub fn resolve_task(&mut self, id: TaskId, outcome: Outcome) -> Result<()> {
+        let mut task = self
+            .task(id)?
+            .cloned()
+            .ok_or_else(|| not_found("review task", id))?;
+        if !task.is_open() {
+            return Err(Error::Conflict(format!(
+                "review task {id} is already resolved"
+            )));
+        }
+        task.status = TaskStatus::Resolved(Resolution {
+            outcome,
+            at: self.audit.at,
+            actor: self.audit.actor.clone(),
+            reason: self.audit.reason.clone(),
+        });
+        let key = task.record.clone();
+        self.put_task(task)?;
+        if let Some(r) = self.record(&key)? {
+            let euid = r.euid.clone();
+            self.history(
+                &euid,
+                HistoryAction::ReviewResolved,
+                vec![key],
+                vec![],
+                Some(id),
+            );
+        }
+        Ok(())
+    }
+
+    /// Resolves every open task about `key` as [`Outcome::Superseded`] (the record was
+    /// removed or changed). Returns their ids.
+    ///
+    /// # Errors
+    /// Store read errors.
+    pub fn supersede_open_tasks(&mut self, key: &RecordKey) -> Result<Vec<TaskId>> {
+        let mut ids: Vec<TaskId> = self
+            .store
+            .open_tasks_for_record(key)?
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        ids.extend(
+            self.tasks
+                .iter()
+                .filter(|(_, s)| s.current.as_ref().is_some_and(|t| &t.record == key))
+                .map(|(id, _)| *id),
+        );
+        ids.sort();
+        ids.dedup();
+        let mut done = Vec::new();
+        for id in ids {
+            if self.task(id)?.is_some_and(|t| t.is_open()) {
+                self.resolve_task(id, Outcome::Superseded)?;
+                done.push(id);
+            }
+        }
+        Ok(done)
+    }
+
+    /// Records the matching model version in use.
+    pub fn set_model_version(&mut self, version: impl Into<String>) {
+        self.extra.push(Op::SetModelVersion(version.into()));
+    }
+}
