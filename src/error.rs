@@ -55,23 +55,39 @@ pub enum Error {
 
 impl Error {
     /// An [`Error::InvalidInput`] without a record key.
-    pub fn invalid(field: impl Into<Cow<'static, str>>, reason: impl Into<Cow<'static, str>>) -> Self {
-        Error::InvalidInput { key: None, field: field.into(), reason: reason.into() }
+    pub fn invalid(
+        field: impl Into<Cow<'static, str>>,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Error::InvalidInput {
+            key: None,
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     /// Attaches a record key to an [`Error::InvalidInput`]; other variants pass through.
     pub fn for_record(self, key: impl std::fmt::Display) -> Self {
         match self {
-            Error::InvalidInput { key: None, field, reason } => {
-                Error::InvalidInput { key: Some(key.to_string()), field, reason }
-            }
+            Error::InvalidInput {
+                key: None,
+                field,
+                reason,
+            } => Error::InvalidInput {
+                key: Some(key.to_string()),
+                field,
+                reason,
+            },
             other => other,
         }
     }
 
     /// An [`Error::Io`] for a path.
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().display().to_string(), source }
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
     }
 }
 
@@ -81,8 +97,12 @@ mod tests {
 
     #[test]
     fn invalid_input_message_names_key_and_field() {
-        let e = Error::invalid("birth_date", "month 13 out of range").for_record("st-marys/MRN00417");
-        assert_eq!(e.to_string(), "record st-marys/MRN00417: birth_date: month 13 out of range");
+        let e =
+            Error::invalid("birth_date", "month 13 out of range").for_record("st-marys/MRN00417");
+        assert_eq!(
+            e.to_string(),
+            "record st-marys/MRN00417: birth_date: month 13 out of range"
+        );
         assert_eq!(Error::invalid("sex", "bad").to_string(), "sex: bad");
     }
 }

@@ -18,7 +18,19 @@
 //! - [`batch`]: file-in, clusters-out deduplication.
 #![warn(missing_docs)]
 
+pub mod batch;
+pub mod blocking;
+pub mod compare;
 pub mod error;
+pub mod eval;
+pub mod grpc;
+pub mod input;
+pub mod linker;
+pub mod normalize;
+pub mod prepare;
 pub mod record;
+pub mod scoring;
+pub mod store;
+pub mod synth;
 
 pub use error::{Error, Result};

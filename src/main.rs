@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cli;
+
 #[derive(Parser)]
 #[command(name = "empi", version, about = "Enterprise master patient index")]
 struct Cli {
@@ -13,7 +15,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    // Each subcommand's arguments live beside its runner below.
+    // Each subcommand's arguments live beside its runner in src/cli/.
+    /// Measure matching quality against ground truth over a range of thresholds.
+    Eval(cli::batch::EvalArgs),
+    /// Deduplicate a CSV file into clusters (one line per record).
+    Dedup(cli::batch::DedupArgs),
+    /// Generate a deterministic synthetic population with ground truth.
+    Synth(Box<empi::synth::SynthArgs>),
 }
 
 fn main() -> ExitCode {
@@ -25,7 +33,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let result: anyhow::Result<()> = match cli.command {};
+    let result: anyhow::Result<()> = match cli.command {
+        Command::Eval(a) => cli::batch::eval(&a),
+        Command::Dedup(a) => cli::batch::dedup(&a),
+        Command::Synth(a) => empi::synth::run_command(&a).map(drop).map_err(Into::into),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -25,7 +25,10 @@ pub struct RecordKey {
 impl RecordKey {
     /// A key from its two parts.
     pub fn new(source: impl Into<String>, local_id: impl Into<String>) -> Self {
-        RecordKey { source: source.into(), local_id: local_id.into() }
+        RecordKey {
+            source: source.into(),
+            local_id: local_id.into(),
+        }
     }
 }
 
@@ -61,7 +64,10 @@ impl Sex {
             "f" | "female" | "w" => Ok(Sex::Female),
             "m" | "male" => Ok(Sex::Male),
             "o" | "other" | "x" => Ok(Sex::Other),
-            _ => Err(Error::invalid("sex", "not one of female, male, other, unknown")),
+            _ => Err(Error::invalid(
+                "sex",
+                "not one of female, male, other, unknown",
+            )),
         }
     }
 
@@ -96,7 +102,11 @@ impl PartialDate {
     /// # Errors
     /// [`Error::InvalidInput`] naming `birth_date` when the month or day is out of range.
     pub fn full(year: u16, month: u8, day: u8) -> Result<Self> {
-        let d = PartialDate { year, month: Some(month), day: Some(day) };
+        let d = PartialDate {
+            year,
+            month: Some(month),
+            day: Some(day),
+        };
         d.validate()?;
         Ok(d)
     }
@@ -111,11 +121,17 @@ impl PartialDate {
         }
         if let Some(m) = self.month {
             if !(1..=12).contains(&m) {
-                return Err(Error::invalid("birth_date", format!("month {m} out of range")));
+                return Err(Error::invalid(
+                    "birth_date",
+                    format!("month {m} out of range"),
+                ));
             }
             if let Some(d) = self.day {
                 if d == 0 || d > days_in_month(self.year, m) {
-                    return Err(Error::invalid("birth_date", format!("day {d} out of range")));
+                    return Err(Error::invalid(
+                        "birth_date",
+                        format!("day {d} out of range"),
+                    ));
                 }
             }
         } else if self.day.is_some() {
@@ -153,8 +169,16 @@ impl PartialDate {
         }
         let year = num(parts[0])? as u16;
         let d = match parts.len() {
-            1 => PartialDate { year, month: None, day: None },
-            2 => PartialDate { year, month: Some(num(parts[1])? as u8), day: None },
+            1 => PartialDate {
+                year,
+                month: None,
+                day: None,
+            },
+            2 => PartialDate {
+                year,
+                month: Some(num(parts[1])? as u8),
+                day: None,
+            },
             3 => PartialDate {
                 year,
                 month: Some(num(parts[1])? as u8),
@@ -170,6 +194,14 @@ impl PartialDate {
     pub fn days_since_epoch(&self) -> Option<i64> {
         let (m, d) = (self.month?, self.day?);
         Some(days_from_civil(self.year as i64, m as i64, d as i64))
+    }
+}
+
+impl std::str::FromStr for PartialDate {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        PartialDate::parse_iso(s)
     }
 }
 
@@ -339,14 +371,20 @@ impl Record {
         ];
         for (field, vs) in reps {
             if vs.len() > MAX_REPEATED {
-                return Err(Error::invalid(field, format!("more than {MAX_REPEATED} values")));
+                return Err(Error::invalid(
+                    field,
+                    format!("more than {MAX_REPEATED} values"),
+                ));
             }
             for v in vs {
                 check_len(field, v)?;
             }
         }
         if self.identifiers.len() > MAX_REPEATED {
-            return Err(Error::invalid("identifiers", format!("more than {MAX_REPEATED} values")));
+            return Err(Error::invalid(
+                "identifiers",
+                format!("more than {MAX_REPEATED} values"),
+            ));
         }
         for id in &self.identifiers {
             check_key_part("identifier.system", &id.system)?;
@@ -381,7 +419,10 @@ impl Record {
 
 fn check_len(field: &'static str, v: &str) -> Result<()> {
     if v.len() > MAX_FIELD_LEN {
-        return Err(Error::invalid(field, format!("longer than {MAX_FIELD_LEN} bytes")));
+        return Err(Error::invalid(
+            field,
+            format!("longer than {MAX_FIELD_LEN} bytes"),
+        ));
     }
     if v.chars().any(|c| c.is_control() && c != '\t') {
         return Err(Error::invalid(field, "contains control characters"));
@@ -426,9 +467,18 @@ mod tests {
 
     #[test]
     fn dates_parse_and_validate() {
-        assert_eq!(PartialDate::parse_iso("1956-03-14").unwrap().to_string(), "1956-03-14");
-        assert_eq!(PartialDate::parse_iso("19560314").unwrap().to_string(), "1956-03-14");
-        assert_eq!(PartialDate::parse_iso("1956-03").unwrap().to_string(), "1956-03");
+        assert_eq!(
+            PartialDate::parse_iso("1956-03-14").unwrap().to_string(),
+            "1956-03-14"
+        );
+        assert_eq!(
+            PartialDate::parse_iso("19560314").unwrap().to_string(),
+            "1956-03-14"
+        );
+        assert_eq!(
+            PartialDate::parse_iso("1956-03").unwrap().to_string(),
+            "1956-03"
+        );
         assert_eq!(PartialDate::parse_iso("1956").unwrap().to_string(), "1956");
         assert!(PartialDate::parse_iso("1956-09-31").is_err());
         assert!(PartialDate::parse_iso("1956-13-01").is_err());
@@ -449,7 +499,11 @@ mod tests {
         assert!(rec().validate(today).is_ok());
         let mut r = rec();
         r.local_id = " ".into();
-        assert!(r.validate(today).unwrap_err().to_string().contains("local_id"));
+        assert!(r
+            .validate(today)
+            .unwrap_err()
+            .to_string()
+            .contains("local_id"));
         let mut r = rec();
         r.birth_date = Some(PartialDate::full(2030, 1, 1).unwrap());
         let e = r.validate(today).unwrap_err().to_string();
@@ -458,7 +512,11 @@ mod tests {
         r.given_name = Some("x".repeat(300));
         let e = r.validate(today).unwrap_err().to_string();
         assert!(e.contains("given_name") && !e.contains("xxx"), "{e}");
-        let r = Record { source: "a".into(), local_id: "b".into(), ..Default::default() };
+        let r = Record {
+            source: "a".into(),
+            local_id: "b".into(),
+            ..Default::default()
+        };
         assert!(r.validate(today).is_err());
     }
 

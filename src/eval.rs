@@ -1,0 +1,290 @@
+//! Quality measures against ground truth, computed the same way everywhere (DESIGN.md):
+//! pairwise precision / recall / F1 of the automatic links (as clusters), false-merge
+//! rate, split rate, review rate and blocking recall, over a range of thresholds.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ahash::AHashMap;
+use serde::Serialize;
+
+use crate::batch::{cluster, ScoredPair};
+use crate::error::{Error, Result};
+use crate::record::Record;
+use crate::scoring::weight_to_prob;
+
+/// Quality of one clustering against the truth.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Quality {
+    /// Upper threshold (match weight) used.
+    pub upper: f64,
+    /// Lower threshold used.
+    pub lower: f64,
+    /// Pairwise precision of the clusters.
+    pub precision: f64,
+    /// Pairwise recall of the clusters.
+    pub recall: f64,
+    /// Pairwise F1.
+    pub f1: f64,
+    /// Fraction of clusters holding records of more than one true person.
+    pub false_merge_rate: f64,
+    /// Fraction of true persons spread over more than one cluster.
+    pub split_rate: f64,
+    /// Fraction of records whose submission would have made a review task.
+    pub review_rate: f64,
+    /// Number of clusters.
+    pub clusters: u64,
+}
+
+/// Reads a ground-truth file `source,local_id,person_id` into a label per record
+/// (records missing from the truth get a label of their own).
+///
+/// # Errors
+/// [`Error::Io`] or [`Error::InvalidInput`] naming the missing column.
+pub fn read_truth(path: &Path, records: &[Record]) -> Result<Vec<u32>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut rdr = csv::Reader::from_reader(std::io::BufReader::new(file));
+    let headers = rdr
+        .headers()
+        .map_err(|e| Error::invalid("truth", e.to_string()))?
+        .clone();
+    let col = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| Error::invalid("truth", format!("column '{name}' missing")))
+    };
+    let (s, l, p) = (col("source")?, col("local_id")?, col("person_id")?);
+    let mut person_of: AHashMap<(String, String), u32> = AHashMap::new();
+    let mut person_ids: AHashMap<String, u32> = AHashMap::new();
+    for row in rdr.records() {
+        let row = row.map_err(|e| Error::invalid("truth", e.to_string()))?;
+        let next = person_ids.len() as u32;
+        let pid = *person_ids.entry(row[p].to_string()).or_insert(next);
+        person_of.insert((row[s].to_string(), row[l].to_string()), pid);
+    }
+    let mut next = person_ids.len() as u32;
+    Ok(records
+        .iter()
+        .map(|r| {
+            person_of
+                .get(&(r.source.clone(), r.local_id.clone()))
+                .copied()
+                .unwrap_or_else(|| {
+                    next += 1;
+                    next
+                })
+        })
+        .collect())
+}
+
+fn choose2(n: u64) -> u64 {
+    n * n.saturating_sub(1) / 2
+}
+
+/// Number of true matching pairs implied by the labels.
+pub fn true_pairs(labels: &[u32]) -> u64 {
+    let mut count: AHashMap<u32, u64> = AHashMap::new();
+    for &l in labels {
+        *count.entry(l).or_default() += 1;
+    }
+    count.values().map(|&n| choose2(n)).sum()
+}
+
+/// Measures one clustering.
+pub fn quality(
+    ids: &[u32],
+    labels: &[u32],
+    pairs: &[ScoredPair],
+    upper: f64,
+    lower: f64,
+) -> Quality {
+    let n = ids.len();
+    let mut cell: AHashMap<(u32, u32), u64> = AHashMap::new();
+    let mut cluster_n: AHashMap<u32, u64> = AHashMap::new();
+    let mut label_n: AHashMap<u32, u64> = AHashMap::new();
+    for (&c, &l) in ids.iter().zip(labels) {
+        *cell.entry((c, l)).or_default() += 1;
+        *cluster_n.entry(c).or_default() += 1;
+        *label_n.entry(l).or_default() += 1;
+    }
+    let tp: u64 = cell.values().map(|&k| choose2(k)).sum();
+    let predicted: u64 = cluster_n.values().map(|&k| choose2(k)).sum();
+    let actual: u64 = label_n.values().map(|&k| choose2(k)).sum();
+    let mut labels_per_cluster: AHashMap<u32, u32> = AHashMap::new();
+    let mut clusters_per_label: AHashMap<u32, u32> = AHashMap::new();
+    for &(c, l) in cell.keys() {
+        *labels_per_cluster.entry(c).or_default() += 1;
+        *clusters_per_label.entry(l).or_default() += 1;
+    }
+    let merged = labels_per_cluster.values().filter(|&&k| k > 1).count();
+    let split = clusters_per_label.values().filter(|&&k| k > 1).count();
+    // A submission makes a review task when some earlier record outside its cluster scores
+    // in the review band (or above it, but guarded): the later record of such a pair.
+    let mut review = vec![false; n];
+    for p in pairs {
+        let w = p.weight as f64;
+        let uncertain = w >= lower && (w < upper || p.guard.is_some());
+        if uncertain && ids[p.a as usize] != ids[p.b as usize] {
+            review[p.a.max(p.b) as usize] = true;
+        }
+    }
+    let precision = if predicted == 0 {
+        1.0
+    } else {
+        tp as f64 / predicted as f64
+    };
+    let recall = if actual == 0 {
+        1.0
+    } else {
+        tp as f64 / actual as f64
+    };
+    let f1 = if precision + recall == 0.0 {
+        0.0
+    } else {
+        2.0 * precision * recall / (precision + recall)
+    };
+    Quality {
+        upper,
+        lower,
+        precision,
+        recall,
+        f1,
+        false_merge_rate: merged as f64 / cluster_n.len().max(1) as f64,
+        split_rate: split as f64 / label_n.len().max(1) as f64,
+        review_rate: review.iter().filter(|&&r| r).count() as f64 / n.max(1) as f64,
+        clusters: cluster_n.len() as u64,
+    }
+}
+
+/// Quality at each upper threshold (lower fixed).
+pub fn sweep(labels: &[u32], pairs: &[ScoredPair], uppers: &[f64], lower: f64) -> Vec<Quality> {
+    uppers
+        .iter()
+        .map(|&u| {
+            let ids = cluster(labels.len(), pairs, u);
+            quality(&ids, labels, pairs, u, lower)
+        })
+        .collect()
+}
+
+/// A whole evaluation: blocking recall plus the threshold table.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    /// Records evaluated.
+    pub records: u64,
+    /// True matching pairs in the truth.
+    pub true_pairs: u64,
+    /// Fraction of true pairs that blocking made candidates.
+    pub blocking_recall: f64,
+    /// Candidate pairs scored.
+    pub pairs_compared: u64,
+    /// Block lookups skipped as oversized.
+    pub capped_block_lookups: u64,
+    /// The model's own thresholds.
+    pub model_upper: f64,
+    /// The model's lower threshold.
+    pub model_lower: f64,
+    /// One row per upper threshold.
+    pub table: Vec<Quality>,
+    /// Other facts (timings).
+    pub notes: BTreeMap<String, f64>,
+}
+
+impl EvalReport {
+    /// The row at the model's own upper threshold.
+    pub fn at_model_threshold(&self) -> Option<&Quality> {
+        self.table.iter().find(|q| q.upper == self.model_upper)
+    }
+
+    /// The report as an aligned text table.
+    pub fn to_table(&self) -> String {
+        let mut s = format!(
+            "records {}  true pairs {}  pairs compared {}  blocking recall {:.4}  capped block lookups {}\n",
+            self.records, self.true_pairs, self.pairs_compared, self.blocking_recall, self.capped_block_lookups
+        );
+        s.push_str(&format!(
+            "{:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9}\n",
+            "upper",
+            "p(match)",
+            "precision",
+            "recall",
+            "f1",
+            "clusters",
+            "false-merge",
+            "split",
+            "review"
+        ));
+        for q in &self.table {
+            let mark = if q.upper == self.model_upper {
+                " <- model"
+            } else {
+                ""
+            };
+            s.push_str(&format!(
+                "{:>7.1} {:>9.5} {:>9.5} {:>9.5} {:>9.5} {:>9} {:>10.4}% {:>8.4}% {:>8.4}%{mark}\n",
+                q.upper,
+                weight_to_prob(q.upper),
+                q.precision,
+                q.recall,
+                q.f1,
+                q.clusters,
+                100.0 * q.false_merge_rate,
+                100.0 * q.split_rate,
+                100.0 * q.review_rate,
+            ));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(a: u32, b: u32, w: f32) -> ScoredPair {
+        ScoredPair {
+            a,
+            b,
+            weight: w,
+            guard: None,
+        }
+    }
+
+    #[test]
+    fn measures_on_a_hand_made_case() {
+        // truth: {0,1,2} {3} {4,5}; clusters: {0,1} {2} {3,4} {5}
+        let labels = [0, 0, 0, 1, 2, 2];
+        let ids = [1, 1, 2, 3, 3, 4];
+        let pairs = [p(1, 2, 5.0), p(0, 1, 20.0), p(3, 4, 20.0)];
+        let q = quality(&ids, &labels, &pairs, 10.0, 0.0);
+        // predicted pairs: (0,1) (3,4); tp: (0,1); actual: 3 + 1 = 4
+        assert!((q.precision - 0.5).abs() < 1e-12);
+        assert!((q.recall - 0.25).abs() < 1e-12);
+        assert_eq!(q.clusters, 4);
+        assert!(
+            (q.false_merge_rate - 0.25).abs() < 1e-12,
+            "cluster {{3,4}} mixes persons"
+        );
+        assert!(
+            (q.split_rate - 2.0 / 3.0).abs() < 1e-12,
+            "persons 0 and 2 are split"
+        );
+        assert!(
+            (q.review_rate - 1.0 / 6.0).abs() < 1e-12,
+            "record 2 meets record 1 in the band"
+        );
+        assert_eq!(true_pairs(&labels), 4);
+    }
+
+    #[test]
+    fn sweep_is_monotone_in_cluster_count() {
+        let labels = [0, 0, 1, 1];
+        let pairs = [p(0, 1, 12.0), p(2, 3, 6.0), p(1, 2, 3.0)];
+        let rows = sweep(&labels, &pairs, &[2.0, 5.0, 10.0, 15.0], 0.0);
+        let clusters: Vec<u64> = rows.iter().map(|q| q.clusters).collect();
+        assert_eq!(clusters, vec![1, 2, 3, 4]);
+        assert_eq!(rows[1].precision, 1.0);
+        assert_eq!(rows[1].recall, 1.0);
+    }
+}

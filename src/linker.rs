@@ -1,0 +1,282 @@
+//! Candidates → scores → decision. Pure and synchronous: the service, batch runs, benches
+//! and tests all decide through [`Linker::decide`].
+//!
+//! A person's score is the best score of any of its records against the query. The
+//! decision is *Link* only when exactly one person reaches the upper threshold and no
+//! guard rail forbids it; anything uncertain is *Review*, never a guess.
+
+use std::hash::Hash;
+
+use ahash::AHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::blocking::BlockingConfig;
+use crate::prepare::Prepared;
+use crate::record::Record;
+use crate::scoring::{Explanation, Guard, Model, PairScore, Scorer, Thresholds};
+use crate::Result;
+
+/// What to do with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Same person as the best candidate: link automatically.
+    Link,
+    /// Uncertain: a person must decide.
+    Review,
+    /// Nobody close: a new person.
+    New,
+}
+
+/// Why an outcome went to review rather than linking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewReason {
+    /// The best score lies between the thresholds.
+    BetweenThresholds,
+    /// Two or more persons reach the upper threshold.
+    Ambiguous,
+    /// A guard rail forbids automatic linking.
+    Guarded(Guard),
+}
+
+/// One candidate person and how well the query matches it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PersonScore<P> {
+    /// The person (EUID or cluster id).
+    pub person: P,
+    /// Best pair score among the person's records (guard of that pair, or any
+    /// multiple-birth guard among its records).
+    pub score: PairScore,
+    /// Position, in the candidate list given, of the record that scored best.
+    pub best_record: usize,
+}
+
+/// The linker's answer for one query record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome<P> {
+    /// Link, review or new.
+    pub decision: Decision,
+    /// Why it is a review, when it is one.
+    pub review_reason: Option<ReviewReason>,
+    /// Candidate persons, best first (all scored persons, up to the `top_k` asked for).
+    pub ranked: Vec<PersonScore<P>>,
+}
+
+impl<P> Outcome<P> {
+    /// The best candidate, if any.
+    pub fn best(&self) -> Option<&PersonScore<P>> {
+        self.ranked.first()
+    }
+}
+
+/// The decision maker: a compiled model plus the blocking configuration.
+///
+/// # Example
+/// ```
+/// use empi::linker::{Decision, Linker};
+/// use empi::record::Record;
+///
+/// let linker = Linker::with_default_model();
+/// let rec = |id: &str, given: &str| Record {
+///     source: "adt".into(),
+///     local_id: id.into(),
+///     given_name: Some(given.into()),
+///     family_name: Some("Okonkwo".into()),
+///     birth_date: Some("1961-07-02".parse().unwrap()),
+///     phones: vec!["413-555-0142".into()],
+///     ..Default::default()
+/// };
+/// let stored = linker.prepare(&rec("1", "Margaret"));
+/// let query = linker.prepare(&rec("2", "Margaret"));
+/// let outcome = linker.decide(&query, [("E1", &stored)], 5);
+/// assert_eq!(outcome.decision, Decision::Link);
+/// assert_eq!(outcome.best().unwrap().person, "E1");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Linker {
+    scorer: Scorer,
+    blocking: BlockingConfig,
+}
+
+impl Linker {
+    /// A linker over a model, with default blocking.
+    ///
+    /// # Errors
+    /// [`crate::Error::Model`] if the model does not validate.
+    pub fn new(model: Model) -> Result<Linker> {
+        Ok(Linker {
+            scorer: Scorer::new(model)?,
+            blocking: BlockingConfig::default(),
+        })
+    }
+
+    /// A linker over the shipped default model.
+    pub fn with_default_model() -> Linker {
+        // The default model is built complete and is checked by a unit test.
+        Linker::new(Model::default_model()).expect("default model validates")
+    }
+
+    /// Replaces the blocking configuration.
+    pub fn with_blocking(mut self, blocking: BlockingConfig) -> Linker {
+        self.blocking = blocking;
+        self
+    }
+
+    /// The scorer.
+    pub fn scorer(&self) -> &Scorer {
+        &self.scorer
+    }
+
+    /// The blocking configuration.
+    pub fn blocking(&self) -> &BlockingConfig {
+        &self.blocking
+    }
+
+    /// Decision thresholds.
+    pub fn thresholds(&self) -> Thresholds {
+        self.scorer.thresholds()
+    }
+
+    /// Prepares a record for comparison and blocking.
+    pub fn prepare(&self, r: &Record) -> Prepared {
+        self.scorer.prepare(r)
+    }
+
+    /// Explains one pair.
+    pub fn explain(&self, a: &Prepared, b: &Prepared) -> Explanation {
+        self.scorer.explain(a, b)
+    }
+
+    /// Scores every candidate record, groups by person, ranks persons, decides.
+    /// `top_k` bounds the ranked list returned (the decision looks at all persons).
+    pub fn decide<'a, P: Clone + Eq + Hash>(
+        &self,
+        query: &Prepared,
+        candidates: impl IntoIterator<Item = (P, &'a Prepared)>,
+        top_k: usize,
+    ) -> Outcome<P> {
+        let mut by_person: AHashMap<P, PersonScore<P>> = AHashMap::new();
+        for (i, (person, rec)) in candidates.into_iter().enumerate() {
+            let s = self.scorer.score(query, rec);
+            match by_person.get_mut(&person) {
+                None => {
+                    by_person.insert(
+                        person.clone(),
+                        PersonScore {
+                            person,
+                            score: s,
+                            best_record: i,
+                        },
+                    );
+                }
+                Some(ps) => {
+                    let twin = ps.score.guard == Some(Guard::MultipleBirthOrderDiffers)
+                        || s.guard == Some(Guard::MultipleBirthOrderDiffers);
+                    if s.weight > ps.score.weight {
+                        ps.score = s;
+                        ps.best_record = i;
+                    }
+                    if twin {
+                        ps.score.guard = Some(Guard::MultipleBirthOrderDiffers);
+                    }
+                }
+            }
+        }
+        let mut ranked: Vec<PersonScore<P>> = by_person.into_values().collect();
+        ranked.sort_by(|a, b| {
+            b.score
+                .weight
+                .total_cmp(&a.score.weight)
+                .then(a.best_record.cmp(&b.best_record))
+        });
+        let (decision, review_reason) = self.classify(&ranked);
+        ranked.truncate(top_k.max(1));
+        Outcome {
+            decision,
+            review_reason,
+            ranked,
+        }
+    }
+
+    fn classify<P>(&self, ranked: &[PersonScore<P>]) -> (Decision, Option<ReviewReason>) {
+        let t = self.thresholds();
+        let Some(best) = ranked.first() else {
+            return (Decision::New, None);
+        };
+        if best.score.weight < t.lower {
+            return (Decision::New, None);
+        }
+        if best.score.weight < t.upper {
+            return (Decision::Review, Some(ReviewReason::BetweenThresholds));
+        }
+        if let Some(g) = best.score.guard {
+            return (Decision::Review, Some(ReviewReason::Guarded(g)));
+        }
+        if ranked
+            .get(1)
+            .is_some_and(|second| second.score.weight >= t.upper)
+        {
+            return (Decision::Review, Some(ReviewReason::Ambiguous));
+        }
+        (Decision::Link, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::PartialDate;
+
+    fn rec(given: &str, family: &str, dob: (u16, u8, u8), phone: &str) -> Record {
+        Record {
+            source: "s".into(),
+            local_id: "1".into(),
+            given_name: Some(given.into()),
+            family_name: Some(family.into()),
+            birth_date: PartialDate::full(dob.0, dob.1, dob.2).ok(),
+            phones: vec![phone.into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn links_reviews_and_creates() {
+        let l = Linker::with_default_model();
+        let q = l.prepare(&rec("Wanda", "Kowalczyk", (1970, 3, 9), "555-201-3344"));
+        let same = l.prepare(&rec("Wanda", "Kowalczyk", (1970, 3, 9), "555-201-3344"));
+        let stranger = l.prepare(&rec("Peter", "Ng", (1990, 1, 1), "555-999-0000"));
+        let out = l.decide(&q, [(1u32, &same), (2, &stranger)], 10);
+        assert_eq!(out.decision, Decision::Link);
+        assert_eq!(out.ranked[0].person, 1);
+        assert_eq!(out.ranked.len(), 2);
+        let out = l.decide(&q, [(2u32, &stranger)], 10);
+        assert_eq!(out.decision, Decision::New);
+        let out = l.decide::<u32>(&q, [], 10);
+        assert_eq!(out.decision, Decision::New);
+        // Two persons both clearly the query: ambiguous, a registrar decides.
+        let out = l.decide(&q, [(1u32, &same), (3, &same)], 10);
+        assert_eq!(out.decision, Decision::Review);
+        assert_eq!(out.review_reason, Some(ReviewReason::Ambiguous));
+    }
+
+    #[test]
+    fn twins_go_to_review_not_link() {
+        let l = Linker::with_default_model();
+        let q = l.prepare(&rec("Wanda", "Kowalczyk", (1970, 3, 9), "555-201-3344"));
+        let twin = l.prepare(&rec("Olga", "Kowalczyk", (1970, 3, 9), "555-201-3344"));
+        let out = l.decide(&q, [(7u32, &twin)], 10);
+        assert_ne!(out.decision, Decision::Link);
+    }
+
+    #[test]
+    fn person_score_is_best_record() {
+        let l = Linker::with_default_model();
+        let q = l.prepare(&rec("Wanda", "Kowalczyk", (1970, 3, 9), "555-201-3344"));
+        let weak = l.prepare(&rec("Wanda", "Kowalczyk", (1971, 8, 1), "555-000-1111"));
+        let strong = l.prepare(&rec("Wanda", "Kowalczyk", (1970, 3, 9), "555-201-3344"));
+        let out = l.decide(&q, [(1u32, &weak), (1, &strong)], 1);
+        assert_eq!(out.ranked.len(), 1);
+        assert_eq!(out.ranked[0].best_record, 1);
+    }
+}

@@ -1,0 +1,383 @@
+//! The comparisons a record pair is scored on, each with its ordered agreement levels.
+//!
+//! A pair falls into the *first* level it satisfies; a value missing on either side is the
+//! level [`MISSING`] with weight 0. Level names are part of the model file format.
+
+use serde::{Deserialize, Serialize};
+
+use crate::compare::date::{compare_dates, DateAgreement};
+use crate::compare::identifier::{compare_identifiers, IdAgreement};
+use crate::compare::nickname::NicknameTable;
+use crate::compare::string::jaro_winkler;
+use crate::prepare::{NameKeys, Prepared};
+use crate::record::Sex;
+
+/// Level index meaning "missing on either side" (weight 0).
+pub const MISSING: u8 = u8::MAX;
+
+/// Number of comparisons in [`Comparison::ALL`].
+pub const N_COMPARISONS: usize = 10;
+
+/// One comparison of a record pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Comparison {
+    /// First given name.
+    GivenName,
+    /// Middle name.
+    MiddleName,
+    /// Family name, with previous family names and swapped order.
+    FamilyName,
+    /// Birth date.
+    BirthDate,
+    /// Administrative sex.
+    Sex,
+    /// National identifier.
+    NationalId,
+    /// Any phone number.
+    Phone,
+    /// First street line.
+    Street,
+    /// Postal code.
+    Postcode,
+    /// Email address.
+    Email,
+}
+
+impl Comparison {
+    /// Every comparison, in scoring order; index = position in an agreement pattern.
+    pub const ALL: [Comparison; N_COMPARISONS] = [
+        Comparison::GivenName,
+        Comparison::MiddleName,
+        Comparison::FamilyName,
+        Comparison::BirthDate,
+        Comparison::Sex,
+        Comparison::NationalId,
+        Comparison::Phone,
+        Comparison::Street,
+        Comparison::Postcode,
+        Comparison::Email,
+    ];
+
+    /// The comparison's name in files and explanations.
+    pub fn name(self) -> &'static str {
+        match self {
+            Comparison::GivenName => "given_name",
+            Comparison::MiddleName => "middle_name",
+            Comparison::FamilyName => "family_name",
+            Comparison::BirthDate => "birth_date",
+            Comparison::Sex => "sex",
+            Comparison::NationalId => "national_id",
+            Comparison::Phone => "phone",
+            Comparison::Street => "street",
+            Comparison::Postcode => "postcode",
+            Comparison::Email => "email",
+        }
+    }
+
+    /// Position of this comparison in [`Comparison::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The ordered level names (strongest agreement first, `else` last).
+    pub fn levels(self) -> &'static [&'static str] {
+        match self {
+            Comparison::GivenName => &[
+                "exact", "swapped", "nickname", "jw_0.92", "jw_0.88", "phonetic", "initial", "else",
+            ],
+            Comparison::MiddleName => &["exact", "initial", "else"],
+            Comparison::FamilyName => &[
+                "exact",
+                "previous_name",
+                "swapped",
+                "shared_word",
+                "jw_0.92",
+                "jw_0.88",
+                "phonetic",
+                "else",
+            ],
+            Comparison::BirthDate => &[
+                "exact",
+                "day_month_swapped",
+                "one_digit_off",
+                "one_month_off",
+                "one_year_off",
+                "partial",
+                "else",
+            ],
+            Comparison::Sex => &["agree", "else"],
+            Comparison::NationalId => &["exact", "one_substitution", "transposition", "else"],
+            Comparison::Phone => &["exact", "one_digit_off", "else"],
+            Comparison::Street => &["exact", "jw_0.90", "else"],
+            Comparison::Postcode => &["exact", "first_3", "else"],
+            Comparison::Email => &["exact", "else"],
+        }
+    }
+
+    /// Whether the exact level of this comparison takes a term-frequency adjustment.
+    pub fn has_tf(self) -> bool {
+        matches!(
+            self,
+            Comparison::GivenName | Comparison::FamilyName | Comparison::Postcode
+        )
+    }
+
+    /// The level index the pair falls into, or [`MISSING`].
+    #[inline]
+    pub fn level(self, a: &Prepared, b: &Prepared) -> u8 {
+        match self {
+            Comparison::GivenName => given_level(a, b),
+            Comparison::MiddleName => middle_level(a, b),
+            Comparison::FamilyName => family_level(a, b),
+            Comparison::BirthDate => match (&a.birth, &b.birth) {
+                (Some(x), Some(y)) => match compare_dates(x, y) {
+                    DateAgreement::Exact => 0,
+                    DateAgreement::DayMonthSwapped => 1,
+                    DateAgreement::OneDigitOff => 2,
+                    DateAgreement::OneMonthOff => 3,
+                    DateAgreement::OneYearOff => 4,
+                    DateAgreement::Partial => 5,
+                    DateAgreement::Disagree => 6,
+                },
+                _ => MISSING,
+            },
+            Comparison::Sex => match (a.sex, b.sex) {
+                (Sex::Unknown, _) | (_, Sex::Unknown) => MISSING,
+                (x, y) => u8::from(x != y),
+            },
+            Comparison::NationalId => match (&a.national_id, &b.national_id) {
+                (Some(x), Some(y)) => id_level(x, y),
+                _ => MISSING,
+            },
+            Comparison::Phone => phone_level(&a.phones, &b.phones),
+            Comparison::Street => match (&a.street, &b.street) {
+                (Some(x), Some(y)) if x == y => 0,
+                (Some(x), Some(y)) if jaro_winkler(x, y) >= 0.90 => 1,
+                (Some(_), Some(_)) => 2,
+                _ => MISSING,
+            },
+            Comparison::Postcode => match (&a.postcode, &b.postcode) {
+                (Some(x), Some(y)) if x == y => 0,
+                (Some(x), Some(y)) if x.len() >= 3 && y.len() >= 3 && x[..3] == y[..3] => 1,
+                (Some(_), Some(_)) => 2,
+                _ => MISSING,
+            },
+            Comparison::Email => match (&a.email, &b.email) {
+                (Some(x), Some(y)) => u8::from(x != y),
+                _ => MISSING,
+            },
+        }
+    }
+}
+
+fn swapped(a: &Prepared, b: &Prepared) -> bool {
+    match (&a.given, &a.family, &b.given, &b.family) {
+        (Some(ag), Some(af), Some(bg), Some(bf)) => {
+            ag.text == bf.text && af.text == bg.text && ag.text != af.text
+        }
+        _ => false,
+    }
+}
+
+/// Jaro–Winkler ladder shared by both name comparisons: `Some(0)` ≥ 0.92, `Some(1)` ≥ 0.88.
+#[inline]
+fn jw_step(x: &NameKeys, y: &NameKeys) -> Option<u8> {
+    let s = jaro_winkler(&x.text, &y.text);
+    if s >= 0.92 {
+        Some(0)
+    } else if s >= 0.88 {
+        Some(1)
+    } else {
+        None
+    }
+}
+
+fn given_level(a: &Prepared, b: &Prepared) -> u8 {
+    let (Some(x), Some(y)) = (&a.given, &b.given) else {
+        return MISSING;
+    };
+    if x.text == y.text {
+        return 0;
+    }
+    if swapped(a, b) {
+        return 1;
+    }
+    if NicknameTable::share_group(&x.nick, &y.nick) {
+        return 2;
+    }
+    if let Some(step) = jw_step(x, y) {
+        return 3 + step;
+    }
+    if x.phonetic_agrees(y) {
+        return 5;
+    }
+    let initial = |p: &str, q: &str| p.len() == 1 && q.starts_with(p);
+    if initial(&x.text, &y.text) || initial(&y.text, &x.text) {
+        return 6;
+    }
+    7
+}
+
+fn middle_level(a: &Prepared, b: &Prepared) -> u8 {
+    match (&a.middle, &b.middle) {
+        (Some(x), Some(y)) if x == y => 0,
+        (Some(x), Some(y))
+            if x.as_bytes()[0] == y.as_bytes()[0] && (x.len() == 1 || y.len() == 1) =>
+        {
+            1
+        }
+        (Some(_), Some(_)) => 2,
+        _ => MISSING,
+    }
+}
+
+fn family_level(a: &Prepared, b: &Prepared) -> u8 {
+    let (Some(x), Some(y)) = (&a.family, &b.family) else {
+        return MISSING;
+    };
+    if x.text == y.text {
+        return 0;
+    }
+    let in_prev = |name: &NameKeys, prev: &[NameKeys]| prev.iter().any(|p| p.text == name.text);
+    if in_prev(x, &b.previous)
+        || in_prev(y, &a.previous)
+        || a.previous.iter().any(|p| in_prev(p, &b.previous))
+    {
+        return 1;
+    }
+    if swapped(a, b) {
+        return 2;
+    }
+    if (x.text.contains(' ') || y.text.contains(' '))
+        && x.text
+            .split(' ')
+            .any(|w| w.len() >= 2 && y.text.split(' ').any(|v| v == w))
+    {
+        return 3;
+    }
+    if let Some(step) = jw_step(x, y) {
+        return 4 + step;
+    }
+    if x.phonetic_agrees(y) {
+        return 6;
+    }
+    7
+}
+
+fn id_level(x: &str, y: &str) -> u8 {
+    match compare_identifiers(x, y) {
+        IdAgreement::Exact => 0,
+        IdAgreement::OneSubstitution => 1,
+        IdAgreement::AdjacentTransposition => 2,
+        IdAgreement::Disagree => 3,
+    }
+}
+
+fn phone_level(a: &[Box<str>], b: &[Box<str>]) -> u8 {
+    if a.is_empty() || b.is_empty() {
+        return MISSING;
+    }
+    let mut best = 2;
+    for x in a.iter().take(4) {
+        for y in b.iter().take(4) {
+            best = best.min(match id_level(x, y) {
+                0 => return 0,
+                1 | 2 => 1,
+                _ => 2,
+            });
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::normalize::Placeholders;
+    use crate::record::{PartialDate, Record};
+
+    fn prep(given: &str, family: &str) -> Prepared {
+        Prepared::new(
+            &Record {
+                source: "s".into(),
+                local_id: "1".into(),
+                given_name: Some(given.into()),
+                family_name: Some(family.into()),
+                ..Default::default()
+            },
+            &Placeholders::default(),
+        )
+    }
+
+    fn lvl(c: Comparison, a: &Prepared, b: &Prepared) -> &'static str {
+        let l = c.level(a, b);
+        if l == MISSING {
+            "missing"
+        } else {
+            c.levels()[l as usize]
+        }
+    }
+
+    #[test]
+    fn name_ladders() {
+        let g = Comparison::GivenName;
+        let f = Comparison::FamilyName;
+        assert_eq!(
+            lvl(g, &prep("Robert", "Smith"), &prep("robert", "SMITH")),
+            "exact"
+        );
+        assert_eq!(
+            lvl(g, &prep("Robert", "Smith"), &prep("Bob", "Smith")),
+            "nickname"
+        );
+        assert_eq!(
+            lvl(g, &prep("Martha", "Smith"), &prep("Marhta", "Smith")),
+            "jw_0.92"
+        );
+        assert_eq!(
+            lvl(g, &prep("Smith", "Robert"), &prep("Robert", "Smith")),
+            "swapped"
+        );
+        assert_eq!(
+            lvl(f, &prep("Smith", "Robert"), &prep("Robert", "Smith")),
+            "swapped"
+        );
+        assert_eq!(
+            lvl(g, &prep("J", "Smith"), &prep("John", "Smith")),
+            "initial"
+        );
+        assert_eq!(
+            lvl(g, &prep("Alice", "Smith"), &prep("Zoe", "Smith")),
+            "else"
+        );
+        assert_eq!(
+            lvl(f, &prep("Ann", "Garcia Lopez"), &prep("Ann", "Garcia")),
+            "shared_word"
+        );
+        let mut married = prep("Ann", "Jones");
+        married.previous = prep("x", "Smith").family.into_iter().collect();
+        assert_eq!(lvl(f, &married, &prep("Ann", "Smith")), "previous_name");
+        assert_eq!(
+            lvl(f, &prep("Ann", "Baby Girl"), &prep("Ann", "")),
+            "missing"
+        );
+    }
+
+    #[test]
+    fn other_ladders() {
+        let mut a = prep("a", "b");
+        let mut b = prep("a", "b");
+        a.birth = Some(PartialDate::full(1980, 3, 4).unwrap());
+        b.birth = Some(PartialDate::full(1980, 4, 3).unwrap());
+        assert_eq!(lvl(Comparison::BirthDate, &a, &b), "day_month_swapped");
+        a.phones = vec!["5551234567".into()];
+        b.phones = vec!["5559999999".into(), "5551234576".into()];
+        assert_eq!(lvl(Comparison::Phone, &a, &b), "one_digit_off");
+        a.postcode = Some("02139".into());
+        b.postcode = Some("02141".into());
+        assert_eq!(lvl(Comparison::Postcode, &a, &b), "first_3");
+        assert_eq!(lvl(Comparison::Sex, &a, &b), "missing");
+        assert_eq!(lvl(Comparison::Email, &a, &b), "missing");
+    }
+}

@@ -1,0 +1,507 @@
+//! The Fellegi–Sunter model: comparisons, level weights, term-frequency adjustment,
+//! thresholds, explanations, and the model's versioned JSON form.
+//!
+//! # Formulas
+//! For a record pair, each comparison `c` falls into one agreement level `l` (see
+//! [`Comparison::levels`]). With `m = P(l | same person)` and `u = P(l | different people)`
+//! (Fellegi & Sunter, 1969, *A Theory for Record Linkage*, JASA 64:1183–1210):
+//!
+//! - level weight `w(c, l) = log2(m / u)`; a value missing on either side weighs 0;
+//! - prior weight `log2(λ / (1 − λ))`, λ = P(two random records are the same person);
+//! - match weight `S = log2(λ / (1 − λ)) + Σ_c w(c, l_c)`, match probability `2^S / (1 + 2^S)`;
+//! - term frequency (Winkler, 1990, *String comparator metrics and enhanced decision rules
+//!   in the Fellegi–Sunter model of record linkage*): on the exact level of names and
+//!   postcodes, `w += log2(Σtf² / max(tf(value), floor))`, and the adjusted weight never
+//!   drops below [`MIN_AGREEMENT_WEIGHT`] (agreeing is never evidence against).
+//!   DESIGN.md writes the reference as `u_exact`; for random pairs `u_exact = Σtf²`, and
+//!   using the table's own `Σtf²` keeps the adjustment neutral on average even where a
+//!   model's `u_exact` was set for candidate pairs rather than random ones.
+//!
+//! Two thresholds on `S` decide: `S ≥ upper` links, `lower ≤ S < upper` goes to review,
+//! `S < lower` is a new person. Guard rails ([`Guard`]) cap a pair at review whatever its
+//! score: a false merge is worse than a duplicate.
+
+mod comparisons;
+mod default_model;
+pub mod tf;
+
+pub use comparisons::{Comparison, MISSING, N_COMPARISONS};
+pub use tf::{TermFrequencies, TfTable};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::normalize::Placeholders;
+use crate::prepare::Prepared;
+use crate::record::Record;
+
+/// Model file format version written by this build.
+pub const MODEL_FORMAT_VERSION: u32 = 1;
+/// Smallest weight an exact agreement keeps after its term-frequency adjustment.
+pub const MIN_AGREEMENT_WEIGHT: f64 = 0.5;
+/// Most levels any comparison has.
+pub const MAX_LEVELS: usize = 8;
+
+/// m and u of one agreement level.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LevelParams {
+    /// Level name, as in [`Comparison::levels`].
+    pub name: String,
+    /// P(level | same person).
+    pub m: f64,
+    /// P(level | different people).
+    pub u: f64,
+    /// When true, estimation keeps `m` as given.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub fixed_m: bool,
+    /// When true, estimation keeps `u` as given.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub fixed_u: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl LevelParams {
+    /// The level's weight, `log2(m / u)`.
+    pub fn weight(&self) -> f64 {
+        (self.m / self.u).log2()
+    }
+}
+
+/// Parameters of one comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComparisonParams {
+    /// Which comparison.
+    pub comparison: Comparison,
+    /// Its levels in order, matching [`Comparison::levels`].
+    pub levels: Vec<LevelParams>,
+}
+
+/// Decision thresholds, as match weights (log2 odds).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// At or above: link automatically.
+    pub upper: f64,
+    /// At or above (and below `upper`): send to review. Below: new person.
+    pub lower: f64,
+}
+
+impl Thresholds {
+    /// Thresholds given as match probabilities instead of weights.
+    ///
+    /// # Errors
+    /// [`Error::Model`] unless `0 < lower ≤ upper < 1`.
+    pub fn from_probabilities(upper: f64, lower: f64) -> Result<Self> {
+        if !(0.0 < lower && lower <= upper && upper < 1.0) {
+            return Err(Error::Model(
+                "thresholds: need 0 < lower <= upper < 1".into(),
+            ));
+        }
+        Ok(Thresholds {
+            upper: prob_to_weight(upper),
+            lower: prob_to_weight(lower),
+        })
+    }
+}
+
+/// Match weight → match probability.
+pub fn weight_to_prob(w: f64) -> f64 {
+    let o = w.exp2();
+    if o.is_infinite() {
+        1.0
+    } else {
+        o / (1.0 + o)
+    }
+}
+
+/// Match probability → match weight.
+pub fn prob_to_weight(p: f64) -> f64 {
+    (p / (1.0 - p)).log2()
+}
+
+/// A complete, serialisable model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    /// File format version ([`MODEL_FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// Identity of this model (e.g. `default-1`, or a trained model's id).
+    pub id: String,
+    /// Free text: where the parameters came from.
+    pub description: String,
+    /// λ: probability that two random records are the same person.
+    pub prior: f64,
+    /// One entry per comparison.
+    pub comparisons: Vec<ComparisonParams>,
+    /// Decision thresholds.
+    pub thresholds: Thresholds,
+    /// Term-frequency tables.
+    pub tf: TermFrequencies,
+    /// Placeholder values that carry no identity.
+    pub placeholders: Placeholders,
+    /// Training metadata, when the model was estimated from data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<serde_json::Value>,
+}
+
+impl Model {
+    /// The shipped default model (see `default_model.rs` for the reasoning behind each value).
+    pub fn default_model() -> Model {
+        static DEFAULT: std::sync::OnceLock<Model> = std::sync::OnceLock::new();
+        DEFAULT.get_or_init(default_model::build).clone()
+    }
+
+    /// Reads and validates a model from JSON.
+    ///
+    /// # Errors
+    /// [`Error::Model`] naming what is wrong.
+    pub fn from_json(text: &str) -> Result<Model> {
+        let m: Model = serde_json::from_str(text).map_err(|e| Error::Model(e.to_string()))?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// Reads a model file.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Model`].
+    pub fn load(path: &std::path::Path) -> Result<Model> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Model::from_json(&text).map_err(|e| Error::Model(format!("{}: {e}", path.display())))
+    }
+
+    /// The model as pretty JSON.
+    pub fn to_json(&self) -> String {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_string_pretty(self).expect("model serialises")
+    }
+
+    /// Checks version, comparison and level names, probabilities and thresholds.
+    ///
+    /// # Errors
+    /// [`Error::Model`] naming the first problem.
+    pub fn validate(&self) -> Result<()> {
+        if self.format_version != MODEL_FORMAT_VERSION {
+            return Err(Error::Model(format!(
+                "format_version {} not supported (this build reads {MODEL_FORMAT_VERSION})",
+                self.format_version
+            )));
+        }
+        if !(self.prior > 0.0 && self.prior < 1.0) {
+            return Err(Error::Model("prior must be between 0 and 1".into()));
+        }
+        if self.thresholds.lower > self.thresholds.upper {
+            return Err(Error::Model("thresholds: lower is above upper".into()));
+        }
+        for c in Comparison::ALL {
+            let p = self
+                .comparisons
+                .iter()
+                .find(|p| p.comparison == c)
+                .ok_or_else(|| Error::Model(format!("comparison {} missing", c.name())))?;
+            let names: Vec<&str> = p.levels.iter().map(|l| l.name.as_str()).collect();
+            if names != c.levels() {
+                return Err(Error::Model(format!(
+                    "comparison {}: levels must be {:?}",
+                    c.name(),
+                    c.levels()
+                )));
+            }
+            for l in &p.levels {
+                if !(l.m > 0.0 && l.m <= 1.0 && l.u > 0.0 && l.u <= 1.0) {
+                    return Err(Error::Model(format!(
+                        "comparison {} level {}: m and u must be in (0, 1]",
+                        c.name(),
+                        l.name
+                    )));
+                }
+            }
+        }
+        if self.comparisons.len() != N_COMPARISONS {
+            return Err(Error::Model("a comparison is listed twice".into()));
+        }
+        Ok(())
+    }
+
+    /// Parameters of one comparison.
+    pub fn params(&self, c: Comparison) -> &ComparisonParams {
+        // validate() guarantees every comparison is present; models are validated on load
+        // and the default is built complete.
+        self.comparisons
+            .iter()
+            .find(|p| p.comparison == c)
+            .expect("validated model")
+    }
+}
+
+/// Why a pair may not be linked automatically, whatever its score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guard {
+    /// Both multiple-birth orders recorded and different: twins or multiples.
+    MultipleBirthOrderDiffers,
+    /// Both given names present and disagreeing at every level (the twin pattern).
+    GivenNameDiffers,
+    /// Both carry a generational suffix and they differ (Jr vs Sr).
+    SuffixDiffers,
+    /// Birth dates disagree beyond every typo level (parent and child of the same name).
+    BirthDateDiffers,
+}
+
+impl Guard {
+    /// Short reason for explanations.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Guard::MultipleBirthOrderDiffers => "multiple-birth order differs",
+            Guard::GivenNameDiffers => "given names disagree",
+            Guard::SuffixDiffers => "name suffixes differ",
+            Guard::BirthDateDiffers => "birth dates disagree",
+        }
+    }
+}
+
+/// Agreement levels of a pair, one per comparison in [`Comparison::ALL`] order.
+pub type Pattern = [u8; N_COMPARISONS];
+
+/// The score of one pair.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairScore {
+    /// Match weight (log2 odds), prior included.
+    pub weight: f64,
+    /// Guard rail that forbids automatic linking, if any.
+    pub guard: Option<Guard>,
+}
+
+impl PairScore {
+    /// Match probability.
+    pub fn probability(&self) -> f64 {
+        weight_to_prob(self.weight)
+    }
+}
+
+/// One comparison's part in an explanation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComparisonOutcome {
+    /// Comparison name.
+    pub comparison: String,
+    /// Level reached, or `missing`.
+    pub level: String,
+    /// Weight contributed (term-frequency adjustment included).
+    pub weight: f64,
+    /// The term-frequency part of `weight`.
+    pub tf_adjustment: f64,
+}
+
+/// Why a pair scored what it did: per-comparison levels and weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Explanation {
+    /// Prior weight `log2(λ/(1-λ))`.
+    pub prior_weight: f64,
+    /// One entry per comparison.
+    pub comparisons: Vec<ComparisonOutcome>,
+    /// Total match weight.
+    pub weight: f64,
+    /// Match probability.
+    pub probability: f64,
+    /// Guard rail in force, if any.
+    pub guard: Option<Guard>,
+}
+
+/// A model compiled for fast scoring: weights in a flat table, nothing allocated per pair.
+///
+/// # Example
+/// ```
+/// use empi::record::Record;
+/// use empi::scoring::{Model, Scorer};
+///
+/// let scorer = Scorer::new(Model::default_model()).unwrap();
+/// let rec = |id: &str, given: &str| Record {
+///     source: "adt".into(),
+///     local_id: id.into(),
+///     given_name: Some(given.into()),
+///     family_name: Some("Okonkwo".into()),
+///     birth_date: Some("1961-07-02".parse().unwrap()),
+///     ..Default::default()
+/// };
+/// let (a, b) = (scorer.prepare(&rec("1", "Robert")), scorer.prepare(&rec("2", "Bob")));
+/// let explained = scorer.explain(&a, &b);
+/// assert_eq!(explained.comparisons[0].level, "nickname");
+/// assert!(scorer.score(&a, &b).weight > 0.0);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Scorer {
+    model: Model,
+    weights: [[f64; MAX_LEVELS]; N_COMPARISONS],
+    prior_weight: f64,
+}
+
+impl Scorer {
+    /// Compiles a model.
+    ///
+    /// # Errors
+    /// [`Error::Model`] if the model does not validate.
+    pub fn new(model: Model) -> Result<Scorer> {
+        model.validate()?;
+        let mut weights = [[0.0; MAX_LEVELS]; N_COMPARISONS];
+        for c in Comparison::ALL {
+            let p = model.params(c);
+            for (i, l) in p.levels.iter().enumerate() {
+                weights[c.index()][i] = l.weight();
+            }
+        }
+        let prior_weight = prob_to_weight(model.prior);
+        Ok(Scorer {
+            model,
+            weights,
+            prior_weight,
+        })
+    }
+
+    /// The model behind this scorer.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Decision thresholds.
+    pub fn thresholds(&self) -> Thresholds {
+        self.model.thresholds
+    }
+
+    /// Prepares a record (normalise, derive keys, look up term frequencies).
+    pub fn prepare(&self, r: &Record) -> Prepared {
+        let mut p = Prepared::new(r, &self.model.placeholders);
+        self.fill_tf(&mut p);
+        p
+    }
+
+    /// Fills the term frequencies of an already prepared record from this model's tables.
+    pub fn fill_tf(&self, p: &mut Prepared) {
+        let tf = &self.model.tf;
+        if let (Some(t), Some(g)) = (&tf.given_name, p.given.as_mut()) {
+            g.tf = t.get(&g.text);
+        }
+        if let (Some(t), Some(f)) = (&tf.family_name, p.family.as_mut()) {
+            f.tf = t.get(&f.text);
+        }
+        if let (Some(t), Some(pc)) = (&tf.postcode, p.postcode.as_ref()) {
+            p.postcode_tf = t.get(pc);
+        }
+    }
+
+    /// The agreement pattern of a pair.
+    #[inline]
+    pub fn pattern(&self, a: &Prepared, b: &Prepared) -> Pattern {
+        let mut p = [MISSING; N_COMPARISONS];
+        for c in Comparison::ALL {
+            p[c.index()] = c.level(a, b);
+        }
+        p
+    }
+
+    fn tf_table(&self, c: Comparison) -> Option<&TfTable> {
+        match c {
+            Comparison::GivenName => self.model.tf.given_name.as_ref(),
+            Comparison::FamilyName => self.model.tf.family_name.as_ref(),
+            Comparison::Postcode => self.model.tf.postcode.as_ref(),
+            _ => None,
+        }
+    }
+
+    fn tf_of(c: Comparison, a: &Prepared) -> f32 {
+        match c {
+            Comparison::GivenName => a.given.as_ref().map_or(0.0, |n| n.tf),
+            Comparison::FamilyName => a.family.as_ref().map_or(0.0, |n| n.tf),
+            Comparison::Postcode => a.postcode_tf,
+            _ => 0.0,
+        }
+    }
+
+    /// Weight of one comparison at a level, and its term-frequency part.
+    #[inline]
+    fn level_weight(&self, c: Comparison, level: u8, a: &Prepared) -> (f64, f64) {
+        if level == MISSING {
+            return (0.0, 0.0);
+        }
+        let base = self.weights[c.index()][level as usize];
+        if level == 0 && c.has_tf() {
+            let tf = Self::tf_of(c, a);
+            if let (true, Some(table)) = (tf > 0.0, self.tf_table(c)) {
+                let tf = (tf.max(self.model.tf.floor)) as f64;
+                let adjusted = (base + (table.collision() / tf).log2()).max(MIN_AGREEMENT_WEIGHT);
+                return (adjusted, adjusted - base);
+            }
+        }
+        (base, 0.0)
+    }
+
+    fn guard(a: &Prepared, b: &Prepared, pattern: &Pattern) -> Option<Guard> {
+        if let (Some(x), Some(y)) = (a.multiple_birth_order, b.multiple_birth_order) {
+            if x != y {
+                return Some(Guard::MultipleBirthOrderDiffers);
+            }
+        }
+        let given_else = Comparison::GivenName.levels().len() as u8 - 1;
+        if pattern[Comparison::GivenName.index()] == given_else {
+            return Some(Guard::GivenNameDiffers);
+        }
+        if let (Some(x), Some(y)) = (a.suffix, b.suffix) {
+            if x != y {
+                return Some(Guard::SuffixDiffers);
+            }
+        }
+        let date_else = Comparison::BirthDate.levels().len() as u8 - 1;
+        if pattern[Comparison::BirthDate.index()] == date_else {
+            return Some(Guard::BirthDateDiffers);
+        }
+        None
+    }
+
+    /// Scores a pair (the hot path: no allocation).
+    #[inline]
+    pub fn score(&self, a: &Prepared, b: &Prepared) -> PairScore {
+        let pattern = self.pattern(a, b);
+        let mut w = self.prior_weight;
+        for c in Comparison::ALL {
+            w += self.level_weight(c, pattern[c.index()], a).0;
+        }
+        PairScore {
+            weight: w,
+            guard: Self::guard(a, b, &pattern),
+        }
+    }
+
+    /// Scores a pair and says why: level and weight of every comparison.
+    pub fn explain(&self, a: &Prepared, b: &Prepared) -> Explanation {
+        let pattern = self.pattern(a, b);
+        let mut total = self.prior_weight;
+        let comparisons = Comparison::ALL
+            .iter()
+            .map(|&c| {
+                let level = pattern[c.index()];
+                let (weight, tf_adjustment) = self.level_weight(c, level, a);
+                total += weight;
+                ComparisonOutcome {
+                    comparison: c.name().to_string(),
+                    level: if level == MISSING {
+                        "missing".to_string()
+                    } else {
+                        c.levels()[level as usize].to_string()
+                    },
+                    weight,
+                    tf_adjustment,
+                }
+            })
+            .collect();
+        Explanation {
+            prior_weight: self.prior_weight,
+            comparisons,
+            weight: total,
+            probability: weight_to_prob(total),
+            guard: Self::guard(a, b, &pattern),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::record::{Address, Identifier, PartialDate, Sex, NATIONAL_ID_SYSTEM};
+
+fn person() -> Record {
+    Record {
+        source: "adt".into(),
+        local_id: "1".into(),
+        given_name: Some("Margaret".into()),
+        middle_name: Some("Ann".into()),
+        family_name: Some("Okonkwo".into()),
+        birth_date: Some(PartialDate::full(1961, 7, 2).unwrap()),
+        sex: Sex::Female,
+        address: Address {
+            lines: vec!["14 Elm Street".into()],
+            city: Some("Springfield".into()),
+            postal_code: Some("01103".into()),
+            ..Default::default()
+        },
+        phones: vec!["413-555-0142".into()],
+        email: Some("m.okonkwo@example.org".into()),
+        identifiers: vec![Identifier {
+            system: NATIONAL_ID_SYSTEM.into(),
+            value: "219-09-9999".into(),
+        }],
+        ..Default::default()
+    }
+}
+
+fn scorer() -> &'static Scorer {
+    static S: std::sync::OnceLock<Scorer> = std::sync::OnceLock::new();
+    S.get_or_init(|| Scorer::new(Model::default_model()).unwrap())
+}
+
+#[test]
+fn default_model_validates_and_round_trips() {
+    let m = Model::default_model();
+    m.validate().unwrap();
+    let back = Model::from_json(&m.to_json()).unwrap();
+    assert_eq!(back, m);
+}
+
+#[test]
+fn bad_models_are_rejected_with_the_reason() {
+    let mut m = Model::default_model();
+    m.comparisons[0].levels[1].name = "bogus".into();
+    assert!(m.validate().unwrap_err().to_string().contains("given_name"));
+    let mut m = Model::default_model();
+    m.comparisons[3].levels[0].u = 0.0;
+    assert!(m.validate().unwrap_err().to_string().contains("birth_date"));
+    let mut m = Model::default_model();
+    m.format_version = 99;
+    assert!(m.validate().is_err());
+    assert!(Model::from_json("{").is_err());
+}
+
+#[test]
+fn identical_records_link_and_strangers_do_not() {
+    let s = scorer();
+    let a = s.prepare(&person());
+    let same = s.score(&a, &a);
+    assert!(same.weight > s.thresholds().upper, "{}", same.weight);
+    assert_eq!(same.guard, None);
+    let other = Record {
+        given_name: Some("Tyrone".into()),
+        middle_name: None,
+        family_name: Some("Baker".into()),
+        birth_date: Some(PartialDate::full(1990, 2, 11).unwrap()),
+        sex: Sex::Male,
+        address: Address::default(),
+        phones: vec!["617-555-0199".into()],
+        email: None,
+        identifiers: vec![],
+        ..person()
+    };
+    let b = s.prepare(&other);
+    assert!(s.score(&a, &b).weight < s.thresholds().lower);
+}
+
+#[test]
+fn twins_are_guarded() {
+    let s = scorer();
+    let mut t1 = person();
+    t1.identifiers.clear();
+    t1.email = None;
+    let mut t2 = t1.clone();
+    t2.given_name = Some("Chidi".into());
+    let (a, b) = (s.prepare(&t1), s.prepare(&t2));
+    assert_eq!(s.score(&a, &b).guard, Some(Guard::GivenNameDiffers));
+    t2.given_name = t1.given_name.clone();
+    t1.multiple_birth_order = Some(1);
+    t2.multiple_birth_order = Some(2);
+    let (a, b) = (s.prepare(&t1), s.prepare(&t2));
+    assert_eq!(
+        s.score(&a, &b).guard,
+        Some(Guard::MultipleBirthOrderDiffers)
+    );
+}
+
+#[test]
+fn rare_surnames_weigh_more_than_common_ones() {
+    let s = scorer();
+    let mut common = person();
+    common.family_name = Some("Smith".into());
+    let a = s.prepare(&common);
+    let b = s.prepare(&person());
+    let fam = Comparison::FamilyName.index();
+    let e_common = s.explain(&a, &a);
+    let e_rare = s.explain(&b, &b);
+    assert!(e_common.comparisons[fam].weight < e_rare.comparisons[fam].weight);
+    assert!(e_common.comparisons[fam].tf_adjustment < 0.0);
+    assert!(e_common.comparisons[fam].weight >= MIN_AGREEMENT_WEIGHT);
+}
+
+#[test]
+fn explanation_adds_up_to_the_score() {
+    let s = scorer();
+    let mut other = person();
+    other.given_name = Some("Peggy".into());
+    other.birth_date = Some(PartialDate::full(1961, 2, 7).unwrap());
+    other.phones.clear();
+    let (a, b) = (s.prepare(&person()), s.prepare(&other));
+    let e = s.explain(&a, &b);
+    let sum: f64 = e.prior_weight + e.comparisons.iter().map(|c| c.weight).sum::<f64>();
+    assert!((sum - e.weight).abs() < 1e-9);
+    assert!((e.weight - s.score(&a, &b).weight).abs() < 1e-9);
+    assert_eq!(e.comparisons[0].level, "nickname");
+    assert_eq!(
+        e.comparisons[Comparison::BirthDate.index()].level,
+        "day_month_swapped"
+    );
+    assert_eq!(e.comparisons[Comparison::Phone.index()].level, "missing");
+    assert_eq!(e.comparisons[Comparison::Phone.index()].weight, 0.0);
+}
+
+#[test]
+fn thresholds_from_probabilities() {
+    let t = Thresholds::from_probabilities(0.99, 0.5).unwrap();
+    assert!((t.lower - 0.0).abs() < 1e-12);
+    assert!((weight_to_prob(t.upper) - 0.99).abs() < 1e-12);
+    assert!(Thresholds::from_probabilities(0.5, 0.9).is_err());
+}
+
+/// A record with each field either equal to the base person's or a clearly different value.
+fn variant(mask: u16) -> Record {
+    let base = person();
+    let pick = |bit: u16| mask & (1 << bit) != 0;
+    Record {
+        local_id: "2".into(),
+        given_name: if pick(0) {
+            base.given_name.clone()
+        } else {
+            Some("Zelda".into())
+        },
+        middle_name: if pick(1) {
+            base.middle_name.clone()
+        } else {
+            Some("Quinn".into())
+        },
+        family_name: if pick(2) {
+            base.family_name.clone()
+        } else {
+            Some("Vasquez".into())
+        },
+        birth_date: if pick(3) {
+            base.birth_date
+        } else {
+            PartialDate::full(1999, 12, 25).ok()
+        },
+        sex: if pick(4) { base.sex } else { Sex::Male },
+        phones: if pick(5) {
+            base.phones.clone()
+        } else {
+            vec!["212-555-0987".into()]
+        },
+        email: if pick(6) {
+            base.email.clone()
+        } else {
+            Some("z@example.com".into())
+        },
+        identifiers: if pick(7) {
+            base.identifiers.clone()
+        } else {
+            vec![Identifier {
+                system: NATIONAL_ID_SYSTEM.into(),
+                value: "532-77-1029".into(),
+            }]
+        },
+        address: if pick(8) {
+            base.address.clone()
+        } else {
+            Address {
+                lines: vec!["900 Ocean Drive".into()],
+                postal_code: Some("33139".into()),
+                ..Default::default()
+            }
+        },
+        ..base
+    }
+}
+
+proptest! {
+    /// Moving any one field from disagreement to agreement never lowers the score.
+    #[test]
+    fn agreement_is_monotone(mask in 0u16..512, bit in 0u16..9) {
+        let s = scorer();
+        let base = s.prepare(&person());
+        let without = s.prepare(&variant(mask & !(1 << bit)));
+        let with = s.prepare(&variant(mask | (1 << bit)));
+        prop_assert!(s.score(&base, &with).weight >= s.score(&base, &without).weight);
+    }
+
+    /// Scoring is symmetric.
+    #[test]
+    fn score_is_symmetric(mask in 0u16..512) {
+        let s = scorer();
+        let a = s.prepare(&person());
+        let b = s.prepare(&variant(mask));
+        prop_assert!((s.score(&a, &b).weight - s.score(&b, &a).weight).abs() < 1e-9);
+    }
+}
