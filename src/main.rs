@@ -17,9 +17,9 @@ struct Cli {
 enum Command {
     // Each subcommand's arguments live beside its runner in src/cli/.
     /// Measure matching quality against ground truth over a range of thresholds.
-    Eval(cli::batch::EvalArgs),
+    Eval(cli::eval::EvalArgs),
     /// Deduplicate a CSV file into clusters (one line per record).
-    Dedup(cli::batch::DedupArgs),
+    Dedup(cli::dedup::DedupArgs),
     /// Generate a deterministic synthetic population with ground truth.
     Synth(Box<empi::synth::SynthArgs>),
 }
@@ -34,8 +34,8 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
-        Command::Eval(a) => cli::batch::eval(&a),
-        Command::Dedup(a) => cli::batch::dedup(&a),
+        Command::Eval(a) => cli::eval::eval(&a),
+        Command::Dedup(a) => cli::dedup::dedup(&a),
         Command::Synth(a) => empi::synth::run_command(&a).map(drop).map_err(Into::into),
     };
     match result {

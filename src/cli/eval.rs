@@ -1,0 +1,135 @@
+//! `empi eval`: quality against ground truth over a range of thresholds.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use empi::batch::{score_records, ScoreOptions};
+use empi::eval::{read_truth, sweep, true_pairs, EvalReport};
+use empi::linker::Linker;
+
+use super::input::InputArgs;
+
+/// Arguments of `empi eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Ground truth `source,local_id,person_id` (default: truth.csv beside the input).
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Print the N highest-scoring false links and N lowest-scoring missed matches at the
+    /// model threshold, as record keys and per-comparison levels (no field values).
+    #[arg(long, default_value_t = 0)]
+    pub explain_errors: usize,
+}
+
+/// Runs `empi eval`.
+pub fn eval(args: &EvalArgs) -> Result<()> {
+    let started = Instant::now();
+    let linker = args.input.linker()?;
+    let (records, _) = args.input.read()?;
+    let truth = args.truth.clone().unwrap_or_else(|| {
+        args.input
+            .input
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("truth.csv")
+    });
+    let labels =
+        read_truth(&truth, &records).with_context(|| format!("reading {}", truth.display()))?;
+    let t = linker.thresholds();
+    let opts = ScoreOptions {
+        keep_min_weight: t.lower,
+        tf_from_data: !args.input.model_tf,
+        progress: true,
+    };
+    let (used, run) = score_records(&linker, &records, Some(&labels), &opts)?;
+    if args.explain_errors > 0 {
+        explain_errors(&used, &records, &labels, &run, args.explain_errors);
+    }
+    let mut uppers: Vec<f64> = (0..=14).map(|i| t.lower + 2.0 * i as f64).collect();
+    if !uppers.contains(&t.upper) {
+        uppers.push(t.upper);
+        uppers.sort_by(f64::total_cmp);
+    }
+    let tp = true_pairs(&labels);
+    let report = EvalReport {
+        records: records.len() as u64,
+        true_pairs: tp,
+        blocking_recall: if tp == 0 {
+            1.0
+        } else {
+            run.stats.true_candidate_pairs as f64 / tp as f64
+        },
+        pairs_compared: run.stats.pairs_compared,
+        capped_block_lookups: run.stats.capped_block_lookups,
+        model_upper: t.upper,
+        model_lower: t.lower,
+        table: sweep(&labels, &run.pairs, &uppers, t.lower),
+        notes: [
+            ("prepare_secs".to_string(), run.stats.prepare_secs),
+            ("index_secs".to_string(), run.stats.index_secs),
+            ("score_secs".to_string(), run.stats.score_secs),
+            ("total_secs".to_string(), started.elapsed().as_secs_f64()),
+        ]
+        .into(),
+    };
+    print!("{}", report.to_table());
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+fn explain_errors(
+    linker: &Linker,
+    records: &[empi::record::Record],
+    labels: &[u32],
+    run: &empi::batch::ScoredRun,
+    n: usize,
+) {
+    let t = linker.thresholds();
+    let show = |title: &str, pairs: Vec<&empi::batch::ScoredPair>| {
+        println!("{title}");
+        for p in pairs {
+            let e = linker.explain(&run.prepared[p.a as usize], &run.prepared[p.b as usize]);
+            let levels: Vec<String> = e
+                .comparisons
+                .iter()
+                .filter(|c| c.level != "missing")
+                .map(|c| format!("{}={}({:+.1})", c.comparison, c.level, c.weight))
+                .collect();
+            println!(
+                "  {} ~ {}  w={:.1} guard={:?}  {}",
+                records[p.a as usize].key(),
+                records[p.b as usize].key(),
+                e.weight,
+                e.guard,
+                levels.join(" ")
+            );
+        }
+    };
+    let mut false_links: Vec<_> = run
+        .pairs
+        .iter()
+        .filter(|p| labels[p.a as usize] != labels[p.b as usize] && p.weight as f64 >= t.lower)
+        .collect();
+    false_links.sort_by(|a, b| b.weight.total_cmp(&a.weight));
+    false_links.truncate(n);
+    show("highest-scoring pairs of different persons:", false_links);
+    let mut missed: Vec<_> = run
+        .pairs
+        .iter()
+        .filter(|p| labels[p.a as usize] == labels[p.b as usize] && (p.weight as f64) < t.upper)
+        .collect();
+    missed.sort_by(|a, b| a.weight.total_cmp(&b.weight));
+    missed.truncate(n);
+    show("lowest-scoring kept pairs of the same person:", missed);
+}
