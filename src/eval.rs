@@ -10,8 +10,9 @@ use serde::Serialize;
 
 use crate::batch::{cluster, ScoredPair};
 use crate::error::{Error, Result};
+use crate::linker::{pair_decision, Decision};
 use crate::record::Record;
-use crate::scoring::weight_to_prob;
+use crate::scoring::{weight_to_prob, PairScore, Thresholds};
 
 /// Quality of one clustering against the truth.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -119,13 +120,16 @@ pub fn quality(
     }
     let merged = labels_per_cluster.values().filter(|&&k| k > 1).count();
     let split = clusters_per_label.values().filter(|&&k| k > 1).count();
-    // A submission makes a review task when some earlier record outside its cluster scores
-    // in the review band (or above it, but guarded): the later record of such a pair.
+    // A submission makes a review task when some earlier record outside its cluster calls
+    // for review (see `pair_decision`): the later record of such a pair.
     let mut review = vec![false; n];
+    let t = Thresholds { upper, lower };
     for p in pairs {
-        let w = p.weight as f64;
-        let uncertain = w >= lower && (w < upper || p.guard.is_some());
-        if uncertain && ids[p.a as usize] != ids[p.b as usize] {
+        let s = PairScore {
+            weight: p.weight as f64,
+            guard: p.guard,
+        };
+        if pair_decision(&s, t) == Decision::Review && ids[p.a as usize] != ids[p.b as usize] {
             review[p.a.max(p.b) as usize] = true;
         }
     }

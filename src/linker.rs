@@ -70,6 +70,27 @@ impl<P> Outcome<P> {
     }
 }
 
+/// What one scored pair alone calls for; the rule every path (service, batch, eval) shares.
+///
+/// - at or above `upper`, no guard: link;
+/// - at or above `upper` but guarded: review (a person must look);
+/// - between the thresholds: review, unless a guard *contradicts* the match
+///   ([`Guard::is_contradiction`]), which makes it a new person;
+/// - below `lower`: new person.
+pub fn pair_decision(score: &PairScore, t: Thresholds) -> Decision {
+    let w = score.weight;
+    if w < t.lower {
+        return Decision::New;
+    }
+    match score.guard {
+        None if w >= t.upper => Decision::Link,
+        None => Decision::Review,
+        Some(_) if w >= t.upper => Decision::Review,
+        Some(g) if g.is_contradiction() => Decision::New,
+        Some(_) => Decision::Review,
+    }
+}
+
 /// The decision maker: a compiled model plus the blocking configuration.
 ///
 /// # Example

@@ -8,7 +8,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use empi::batch::{cluster, cluster_sizes, score_records, DedupSummary, ScoreOptions};
-use empi::scoring::weight_to_prob;
+use empi::linker::{pair_decision, Decision};
+use empi::scoring::{weight_to_prob, PairScore};
 
 use super::input::InputArgs;
 
@@ -53,8 +54,11 @@ pub fn dedup(args: &DedupArgs) -> Result<()> {
         .pairs
         .iter()
         .filter(|p| {
-            let w = p.weight as f64;
-            ids[p.a as usize] != ids[p.b as usize] && (w < t.upper || p.guard.is_some())
+            let s = PairScore {
+                weight: p.weight as f64,
+                guard: p.guard,
+            };
+            ids[p.a as usize] != ids[p.b as usize] && pair_decision(&s, t) == Decision::Review
         })
         .collect();
     if let Some(path) = &args.review {

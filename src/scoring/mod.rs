@@ -19,7 +19,10 @@
 //!
 //! Two thresholds on `S` decide: `S ≥ upper` links, `lower ≤ S < upper` goes to review,
 //! `S < lower` is a new person. Guard rails ([`Guard`]) cap a pair at review whatever its
-//! score: a false merge is worse than a duplicate.
+//! score: a false merge is worse than a duplicate. They catch what the independence
+//! assumption cannot: twins share family name, birth date, address and phone, so their
+//! summed weights look like a match while one contradiction (given name, sex, national
+//! id, birth order) says they are two people.
 
 mod comparisons;
 mod default_model;
@@ -247,9 +250,23 @@ pub enum Guard {
     SuffixDiffers,
     /// Birth dates disagree beyond every typo level (parent and child of the same name).
     BirthDateDiffers,
+    /// Administrative sex recorded differently (opposite-sex twins look alike otherwise).
+    SexDiffers,
+    /// Both national ids present and different beyond a typo.
+    NationalIdDiffers,
+    /// A given name is missing (or a placeholder such as "Baby Boy") and no national id
+    /// agrees: nothing tells newborn twins apart.
+    NoGivenNameEvidence,
 }
 
 impl Guard {
+    /// Whether the guard is evidence *against* the match (a contradiction), as opposed to
+    /// a lack of evidence. A contradicted pair below the upper threshold is a new person,
+    /// not a review: registrars see only pairs worth their time.
+    pub fn is_contradiction(self) -> bool {
+        !matches!(self, Guard::NoGivenNameEvidence)
+    }
+
     /// Short reason for explanations.
     pub fn reason(self) -> &'static str {
         match self {
@@ -257,6 +274,9 @@ impl Guard {
             Guard::GivenNameDiffers => "given names disagree",
             Guard::SuffixDiffers => "name suffixes differ",
             Guard::BirthDateDiffers => "birth dates disagree",
+            Guard::SexDiffers => "sex differs",
+            Guard::NationalIdDiffers => "national ids differ",
+            Guard::NoGivenNameEvidence => "no given name to compare and no national id agreement",
         }
     }
 }
@@ -450,9 +470,19 @@ impl Scorer {
                 return Some(Guard::SuffixDiffers);
             }
         }
-        let date_else = Comparison::BirthDate.levels().len() as u8 - 1;
-        if pattern[Comparison::BirthDate.index()] == date_else {
+        let last = |c: Comparison| c.levels().len() as u8 - 1;
+        let level = |c: Comparison| pattern[c.index()];
+        if level(Comparison::BirthDate) == last(Comparison::BirthDate) {
             return Some(Guard::BirthDateDiffers);
+        }
+        if level(Comparison::Sex) == last(Comparison::Sex) {
+            return Some(Guard::SexDiffers);
+        }
+        if level(Comparison::NationalId) == last(Comparison::NationalId) {
+            return Some(Guard::NationalIdDiffers);
+        }
+        if level(Comparison::GivenName) == MISSING && level(Comparison::NationalId) != 0 {
+            return Some(Guard::NoGivenNameEvidence);
         }
         None
     }
