@@ -5,17 +5,27 @@
 //!
 //! # Layout
 //! Modules in dependency order, lowest first; nothing knows about anything above it.
+//! The core (`record` → `linker`) is synchronous and free of I/O, so the service, batch
+//! runs, benches and tests all decide with the same code.
 //! - [`error`]: the one error type.
 //! - [`record`]: the domain types (a source record, its key, partial dates).
-//! - [`normalize`]: canonical forms and per-record derived keys (computed once).
 //! - [`compare`]: comparators: string, phonetic, nickname, date, identifier.
-//! - [`scoring`]: the Fellegi–Sunter model, its parameters, explanations.
+//! - [`normalize`]: canonical forms (case, accents, suffixes, phones, ids) and placeholders.
+//! - [`prepare`]: per-record derived keys (phonetic codes, nickname groups), computed once.
+//! - [`scoring`]: the Fellegi–Sunter model, its parameters, guard rails, explanations.
 //! - [`blocking`]: blocking keys and the incremental candidate index.
 //! - [`linker`]: candidates → scores → decision (pure, sync, no I/O).
+//! - [`input`]: CSV reading through a column mapping.
 //! - [`synth`]: the deterministic synthetic population generator.
-//! - [`io`]: CSV reading through a column mapping.
 //! - [`eval`]: quality measures against ground truth.
 //! - [`batch`]: file-in, clusters-out deduplication.
+//! - [`report`]: the model report: parameters, expected vs measured quality, pictures.
+//! - [`store`]: persistence behind a trait (sled, in-memory): records, persons, review
+//!   tasks, history; atomic change sets, group-committed durability.
+//! - [`service`]: async orchestration: match-or-create, review queue, registrar actions,
+//!   the live in-memory index; CPU work kept short on the async threads.
+//! - [`grpc`]: the tonic edge: proto ↔ domain conversion, the one error → status mapping,
+//!   `serve(listener, service, shutdown)` with health and reflection.
 #![warn(missing_docs)]
 
 pub mod batch;
@@ -29,7 +39,9 @@ pub mod linker;
 pub mod normalize;
 pub mod prepare;
 pub mod record;
+pub mod report;
 pub mod scoring;
+pub mod service;
 pub mod store;
 pub mod synth;
 
