@@ -40,7 +40,9 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut total = 0.0;
             for &(i, j) in &pairs {
-                total += scorer.score(black_box(&prepared[i]), black_box(&prepared[j])).weight;
+                total += scorer
+                    .score(black_box(&prepared[i]), black_box(&prepared[j]))
+                    .weight;
             }
             total
         })

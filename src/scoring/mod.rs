@@ -26,6 +26,7 @@
 
 mod comparisons;
 mod default_model;
+pub mod estimate;
 pub mod tf;
 
 pub use comparisons::{Comparison, MISSING, N_COMPARISONS};

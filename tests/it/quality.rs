@@ -18,7 +18,11 @@ fn default_model_meets_quality_floors_on_committed_set() {
     let labels = read_truth(&dir.join("truth.csv"), &records).expect("read truth");
     let linker = Linker::with_default_model();
     let t = linker.thresholds();
-    let opts = ScoreOptions { keep_min_weight: t.lower, tf_from_data: true, progress: false };
+    let opts = ScoreOptions {
+        keep_min_weight: t.lower,
+        tf_from_data: true,
+        progress: false,
+    };
     let (_, run) = score_records(&linker, &records, Some(&labels), &opts).expect("score");
     let ids = cluster(records.len(), &run.pairs, t.upper);
     let q = quality(&ids, &labels, &run.pairs, t.upper, t.lower);
@@ -26,7 +30,13 @@ fn default_model_meets_quality_floors_on_committed_set() {
     let report = format!("{q:?} blocking_recall={blocking_recall:.4}");
     assert!(q.precision >= 0.995, "precision below floor: {report}");
     assert!(q.recall >= 0.95, "recall below floor: {report}");
-    assert!(q.false_merge_rate <= 0.001, "false-merge rate above ceiling: {report}");
-    assert!(blocking_recall >= 0.99, "blocking recall below floor: {report}");
+    assert!(
+        q.false_merge_rate <= 0.001,
+        "false-merge rate above ceiling: {report}"
+    );
+    assert!(
+        blocking_recall >= 0.99,
+        "blocking recall below floor: {report}"
+    );
     assert!(q.review_rate <= 0.05, "review rate above ceiling: {report}");
 }

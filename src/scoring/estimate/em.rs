@@ -15,9 +15,10 @@ pub type Probs = [[f64; MAX_LEVELS]; N_COMPARISONS];
 /// A flag per comparison and level.
 pub type LevelFlags = [[bool; MAX_LEVELS]; N_COMPARISONS];
 
-/// Smallest m (and u) an estimate keeps: no level is ever impossible, so no single
-/// comparison can veto or force a decision by more than `log2(1/M_FLOOR)` ≈ 13 bits.
-pub const M_FLOOR: f64 = 1e-4;
+/// Smallest m an estimate keeps. With u floored at the same value
+/// ([`super::sample::U_FLOOR`]), no level moves a score by more than `log2(1/1e-5)` ≈ 16.6
+/// bits (the size of a typical prior), and a level never seen in either sample weighs 0.
+pub const M_FLOOR: f64 = 1e-5;
 
 /// Inputs of one EM run besides the pattern counts.
 #[derive(Debug, Clone)]
@@ -285,8 +286,8 @@ mod tests {
         for c in Comparison::ALL {
             let nl = n_levels(c);
             // Start: agreement more likely for matches, but far from the truth.
-            for l in 0..nl {
-                flat[c.index()][l] = if l == 0 { 0.5 } else { 0.5 / (nl - 1) as f64 };
+            for (l, x) in flat[c.index()][..nl].iter_mut().enumerate() {
+                *x = if l == 0 { 0.5 } else { 0.5 / (nl - 1) as f64 };
             }
         }
         let fixed = [[false; MAX_LEVELS]; N_COMPARISONS];
@@ -303,14 +304,10 @@ mod tests {
         assert!(r.converged, "EM did not converge: {r:?}");
         // Tolerance: 200k pairs, 60k of them matches, give a standard error of at most
         // ~0.002 per m; 0.01 absolute is five of them.
-        assert!(
-            (r.match_share - p_true).abs() < 0.01,
-            "p {}",
-            r.match_share
-        );
+        assert!((r.match_share - p_true).abs() < 0.01, "p {}", r.match_share);
         for c in Comparison::ALL {
-            for l in 0..n_levels(c) {
-                let (got, want) = (r.m[c.index()][l], m_true[c.index()][l]);
+            let want_m = &m_true[c.index()][..n_levels(c)];
+            for (l, (&got, &want)) in r.m[c.index()].iter().zip(want_m).enumerate() {
                 assert!(
                     (got - want).abs() < 0.01,
                     "{} level {l}: m {got:.4} vs {want:.4}",
@@ -334,6 +331,9 @@ mod tests {
         assert!((out[2] - 1e-4).abs() < 1e-12);
         assert!((out[0] + out[1] + out[2] - 1.0).abs() < 1e-9);
         // Nothing observed: unchanged.
-        assert_eq!(normalise_levels(&[0.0, 0.0, 0.0], &prev, &fixed, 1e-4), prev);
+        assert_eq!(
+            normalise_levels(&[0.0, 0.0, 0.0], &prev, &fixed, 1e-4),
+            prev
+        );
     }
 }

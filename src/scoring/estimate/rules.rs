@@ -6,6 +6,7 @@
 //! | `birth_date`  | full birth date              | given, middle, family, sex, national id, email | every comparison but birth date |
 //! | `name`        | given and family name (folded) | birth date, middle name, national id | birth date                  |
 //! | `national_id` | national id                  | given, middle, family, birth date, sex, email | every comparison but national id |
+//! | `family`      | family name (folded)         | given, middle, birth date, sex, national id, email | nothing: measures how often relatives share a household |
 //!
 //! Why: a comparison is never estimated from pairs selected on its own field (those agree
 //! by construction). Phone, street and postcode are never evidence: family members share
@@ -34,6 +35,9 @@ pub enum TrainingRule {
     Name,
     /// Records with the same national id.
     NationalId,
+    /// Records with the same folded family name. Not an m run (not in [`Self::ALL`]): it
+    /// measures how often *relatives* share a household (see `household`).
+    Family,
 }
 
 impl TrainingRule {
@@ -50,6 +54,7 @@ impl TrainingRule {
             TrainingRule::BirthDate => "birth_date",
             TrainingRule::Name => "name",
             TrainingRule::NationalId => "national_id",
+            TrainingRule::Family => "family",
         }
     }
 
@@ -59,6 +64,7 @@ impl TrainingRule {
             TrainingRule::BirthDate => &[Comparison::BirthDate],
             TrainingRule::Name => &[Comparison::GivenName, Comparison::FamilyName],
             TrainingRule::NationalId => &[Comparison::NationalId],
+            TrainingRule::Family => &[Comparison::FamilyName],
         }
     }
 
@@ -69,6 +75,7 @@ impl TrainingRule {
             TrainingRule::BirthDate => &[GivenName, MiddleName, FamilyName, Sex, NationalId, Email],
             TrainingRule::Name => &[BirthDate, MiddleName, NationalId],
             TrainingRule::NationalId => &[GivenName, MiddleName, FamilyName, BirthDate, Sex, Email],
+            TrainingRule::Family => &[GivenName, MiddleName, BirthDate, Sex, NationalId, Email],
         }
     }
 
@@ -76,6 +83,7 @@ impl TrainingRule {
     pub fn trains(self) -> Vec<Comparison> {
         match self {
             TrainingRule::Name => vec![Comparison::BirthDate],
+            TrainingRule::Family => Vec::new(),
             _ => Comparison::ALL
                 .into_iter()
                 .filter(|c| !self.blocked().contains(c))
@@ -105,6 +113,7 @@ impl TrainingRule {
                 (&*g.text, &*f.text).hash(&mut h);
             }
             TrainingRule::NationalId => p.national_id.as_deref()?.hash(&mut h),
+            TrainingRule::Family => p.family.as_ref()?.text.hash(&mut h),
         }
         Some(h.finish())
     }

@@ -5,10 +5,12 @@
 //! # Stopping rule
 //! Pairs are drawn in rounds. After each round a level is *settled* when its u is known
 //! well enough: either it was seen at least [`U_MIN_COUNT`] times (relative standard error
-//! ≤ 10%, the weight known to about ±0.15 bit), or it is so rare that the 95% upper bound
-//! `(k + 3) / n` (rule of three) is already below [`U_FLOOR`], the smallest u any estimate
-//! keeps. Sampling stops after the first round in which every level not fixed by the user is
-//! settled, or at the pair cap.
+//! ≤ 10%, the weight known to about ±0.15 bit), or it is so rare that an upper bound on its
+//! count, `k + 2√k + 3` (about two standard errors; the rule of three when `k = 0`), is
+//! already at most twice [`U_FLOOR`] of the `n` pairs observed: u cannot be far above the
+//! floor every estimate is clamped to, so its weight is known to within a bit. Sampling
+//! stops after the first round in which every level not fixed by the user is settled, or
+//! at the pair cap.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -16,13 +18,14 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::em::{n_levels, LevelFlags, Probs};
+use super::household::{household_index, HOUSEHOLD_PATTERNS};
 use crate::prepare::Prepared;
 use crate::scoring::{Comparison, MAX_LEVELS, MISSING, N_COMPARISONS};
 
 /// Observations a level needs before its u counts as settled.
 pub const U_MIN_COUNT: u64 = 100;
-/// Smallest u an estimate keeps (caps any one level's weight near 20 bits).
-pub const U_FLOOR: f64 = 1e-6;
+/// Smallest u an estimate keeps, the same as [`super::em::M_FLOOR`].
+pub const U_FLOOR: f64 = super::em::M_FLOOR;
 /// Pairs per parallel chunk (each chunk has its own random stream).
 const CHUNK: u64 = 1 << 16;
 
@@ -40,6 +43,10 @@ pub struct USample {
     /// Pairs per comparison and level.
     #[serde(skip)]
     pub counts: [[u64; MAX_LEVELS]; N_COMPARISONS],
+    /// Pairs per joint household pattern (see [`super::household`]), where phone, street
+    /// and postcode are all observed.
+    #[serde(skip)]
+    pub household: [u64; HOUSEHOLD_PATTERNS],
 }
 
 impl USample {
@@ -50,10 +57,11 @@ impl USample {
                 let k = self.counts[c.index()][l];
                 // A comparison never observed cannot be learnt from more pairs of this data
                 // once a round has shown it absent everywhere; it keeps the base model's u.
+                let k_hi = k as f64 + 3.0 + 2.0 * (k as f64).sqrt();
                 fixed_u[c.index()][l]
                     || n == 0
                     || k >= U_MIN_COUNT
-                    || (k as f64 + 3.0) / n as f64 <= U_FLOOR
+                    || k_hi / n as f64 <= 2.0 * U_FLOOR
             })
         })
     }
@@ -61,12 +69,33 @@ impl USample {
     /// u per level: the observed share, floored at [`U_FLOOR`]; fixed levels and
     /// comparisons never observed keep `base`.
     pub fn estimate(&self, base: &Probs, fixed_u: &LevelFlags) -> Probs {
+        self.corrected(&[0.0; N_COMPARISONS], base, base, fixed_u)
+    }
+
+    /// u per level with the matches among the random pairs taken out: a random pair is the
+    /// same person with probability λ, so the observed share is `λ·m + (1 − λ)·u` and
+    /// `u = (share − λ·m) / (1 − λ)`, floored at [`U_FLOOR`]. This matters for identifying
+    /// fields: with a perfect national id, the uncorrected u of its exact level *is* λ, and
+    /// its weight would exactly cancel the prior.
+    ///
+    /// `prior` is per comparison: the share of matches among the random pairs *where that
+    /// comparison is observed*, which is above λ when a person's records tend to have the
+    /// field or not together (a person without a national id never has one).
+    pub fn corrected(
+        &self,
+        prior: &[f64; N_COMPARISONS],
+        m: &Probs,
+        base: &Probs,
+        fixed_u: &LevelFlags,
+    ) -> Probs {
         let mut u = *base;
         for c in Comparison::ALL {
             let ci = c.index();
+            let n = self.observed[ci] as f64;
             let counts: Vec<f64> = self.counts[ci][..n_levels(c)]
                 .iter()
-                .map(|&k| k as f64)
+                .enumerate()
+                .map(|(l, &k)| (k as f64 - prior[ci] * m[ci][l] * n).max(0.0))
                 .collect();
             u[ci] = super::em::normalise_levels(&counts, &base[ci], &fixed_u[ci], U_FLOOR);
         }
@@ -74,8 +103,35 @@ impl USample {
     }
 }
 
-fn empty_counts() -> ([[u64; MAX_LEVELS]; N_COMPARISONS], [u64; N_COMPARISONS]) {
-    ([[0; MAX_LEVELS]; N_COMPARISONS], [0; N_COMPARISONS])
+/// Counts of one chunk (or of all of them).
+#[derive(Clone, Copy)]
+struct Counts {
+    counts: [[u64; MAX_LEVELS]; N_COMPARISONS],
+    observed: [u64; N_COMPARISONS],
+    household: [u64; HOUSEHOLD_PATTERNS],
+}
+
+impl Counts {
+    fn new() -> Self {
+        Counts {
+            counts: [[0; MAX_LEVELS]; N_COMPARISONS],
+            observed: [0; N_COMPARISONS],
+            household: [0; HOUSEHOLD_PATTERNS],
+        }
+    }
+
+    fn add(mut self, o: &Counts) -> Self {
+        for c in 0..N_COMPARISONS {
+            self.observed[c] += o.observed[c];
+            for l in 0..MAX_LEVELS {
+                self.counts[c][l] += o.counts[c][l];
+            }
+        }
+        for (a, b) in self.household.iter_mut().zip(o.household) {
+            *a += b;
+        }
+        self
+    }
 }
 
 /// Draws random pairs of `prepared` until every level is settled or `max_pairs` is reached,
@@ -88,13 +144,13 @@ pub fn sample_u(
     fixed_u: &LevelFlags,
     progress: &indicatif::ProgressBar,
 ) -> USample {
-    let (counts, observed) = empty_counts();
     let mut s = USample {
         pairs: 0,
         rounds: 0,
         settled: false,
-        observed,
-        counts,
+        observed: [0; N_COMPARISONS],
+        counts: [[0; MAX_LEVELS]; N_COMPARISONS],
+        household: [0; HOUSEHOLD_PATTERNS],
     };
     let n = prepared.len() as u64;
     if n < 2 || max_pairs == 0 {
@@ -107,7 +163,7 @@ pub fn sample_u(
         let chunks = want.div_ceil(CHUNK);
         let first = next_chunk;
         next_chunk += chunks;
-        let (counts, observed) = (first..first + chunks)
+        let round = (first..first + chunks)
             .into_par_iter()
             .map(|chunk| {
                 let len = CHUNK.min(want - (chunk - first) * CHUNK);
@@ -115,21 +171,14 @@ pub fn sample_u(
                 progress.inc(len);
                 out
             })
-            .reduce(empty_counts, |mut a, b| {
-                for c in 0..N_COMPARISONS {
-                    a.1[c] += b.1[c];
-                    for l in 0..MAX_LEVELS {
-                        a.0[c][l] += b.0[c][l];
-                    }
-                }
-                a
-            });
-        for c in 0..N_COMPARISONS {
-            s.observed[c] += observed[c];
-            for l in 0..MAX_LEVELS {
-                s.counts[c][l] += counts[c][l];
-            }
+            .reduce(Counts::new, |a, b| a.add(&b));
+        let total = Counts {
+            counts: s.counts,
+            observed: s.observed,
+            household: s.household,
         }
+        .add(&round);
+        (s.counts, s.observed, s.household) = (total.counts, total.observed, total.household);
         s.pairs += want;
         s.rounds += 1;
         if s.settled_now(fixed_u) {
@@ -140,13 +189,8 @@ pub fn sample_u(
     s
 }
 
-fn count_chunk(
-    prepared: &[Prepared],
-    seed: u64,
-    chunk: u64,
-    len: u64,
-) -> ([[u64; MAX_LEVELS]; N_COMPARISONS], [u64; N_COMPARISONS]) {
-    let (mut counts, mut observed) = empty_counts();
+fn count_chunk(prepared: &[Prepared], seed: u64, chunk: u64, len: u64) -> Counts {
+    let mut out = Counts::new();
     // Stream 0 of the seed is this module's; each chunk takes its own word position.
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(1);
@@ -159,15 +203,20 @@ fn count_chunk(
             j += 1;
         }
         let (a, b) = (&prepared[i as usize], &prepared[j as usize]);
+        let mut pattern = [MISSING; N_COMPARISONS];
         for c in Comparison::ALL {
             let l = c.level(a, b);
+            pattern[c.index()] = l;
             if l != MISSING {
-                observed[c.index()] += 1;
-                counts[c.index()][l as usize] += 1;
+                out.observed[c.index()] += 1;
+                out.counts[c.index()][l as usize] += 1;
             }
         }
+        if let Some(h) = household_index(&pattern) {
+            out.household[h] += 1;
+        }
     }
-    (counts, observed)
+    out
 }
 
 #[cfg(test)]

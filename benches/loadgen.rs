@@ -1,0 +1,573 @@
+//! Load generator: drives `empi serve` over loopback with N concurrent gRPC clients sending
+//! `MatchOrCreate` for records of an `empi synth` CSV, and reports throughput, latency
+//! percentiles (p50/p90/p99/max), decision counts and errors.
+//!
+//! ```sh
+//! cargo bench --bench loadgen -- --addr 127.0.0.1:50051 --input FILE --clients 8 --requests 50000
+//! cargo bench --bench loadgen -- --spawn-server /tmp/empi-bench --input FILE --preload 1000000
+//! ```
+//!
+//! Records are taken in file order: the first `--skip` ones are not sent (already stored, e.g.
+//! by `empi load`), the next `--preload` ones are sent as fast as possible and not measured
+//! (to measure against a store that already holds many records), the next `--warmup` ones are
+//! sent and not measured, then up to `--requests` are measured. Without
+//! `--addr` or `--spawn-server` it prints its usage and exits 0, so a plain `cargo bench`
+//! (which runs every bench binary with `--bench`) does not fail.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use empi::grpc::pb::{self, empi_client::EmpiClient};
+use empi::input::{read_csv, ColumnMapping, ReadOptions};
+use empi::record::{Record, Sex};
+use hdrhistogram::Histogram;
+use tonic::transport::{Channel, Endpoint};
+
+const USAGE: &str = "\
+empi load generator: MatchOrCreate over gRPC with N concurrent clients
+
+usage: cargo bench --bench loadgen -- (--addr HOST:PORT | --spawn-server DATA_DIR) [options]
+
+  --addr HOST:PORT        a running `empi serve` (loopback only)
+  --spawn-server DIR      start `empi serve --data DIR --listen 127.0.0.1:0`, report its
+                          start time, stop it at the end (binary: --empi-bin, else
+                          $EMPI_BIN, else the bench-profile build of `empi` that cargo
+                          makes beside this bench, target/release/empi)
+  --empi-bin PATH         the empi binary for --spawn-server
+  --input FILE            records CSV (`empi synth` output) [synthetic-data/small/records.csv]
+  --columns MAPPING       column mapping, as for `empi dedup` (default: headers named like
+                          our fields)
+  --clients N             concurrent clients, each with its own connection [8]
+  --requests M            measured requests at most (stops earlier at the file's end) [all]
+  --warmup K              requests sent before measuring, not measured [0]
+  --skip S                first S records not sent at all: already stored, e.g. by
+                          `empi load` of the file's first S records (faster than --preload)
+  --preload P             next P records sent as fast as possible, not measured [0]
+  --preload-clients N     concurrency of the preload [2 x --clients]
+  --threads T             client runtime worker threads [2]
+  --timeout-secs S        per-request deadline [30]
+  -h, --help              this text
+";
+
+/// Parsed command line.
+#[derive(Debug)]
+struct Args {
+    addr: Option<String>,
+    spawn_server: Option<PathBuf>,
+    empi_bin: Option<PathBuf>,
+    input: PathBuf,
+    columns: Option<String>,
+    clients: usize,
+    requests: Option<usize>,
+    warmup: usize,
+    skip: usize,
+    preload: usize,
+    preload_clients: Option<usize>,
+    threads: usize,
+    timeout: Duration,
+}
+
+/// `Ok(None)` when the usage should be printed instead of running.
+fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>> {
+    let mut args = Args {
+        addr: None,
+        spawn_server: None,
+        empi_bin: None,
+        input: Path::new(env!("CARGO_MANIFEST_DIR")).join("synthetic-data/small/records.csv"),
+        columns: None,
+        clients: 8,
+        requests: None,
+        warmup: 0,
+        skip: 0,
+        preload: 0,
+        preload_clients: None,
+        threads: 2,
+        timeout: Duration::from_secs(30),
+    };
+    let mut it = argv.into_iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || -> Result<String> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => it.next().with_context(|| format!("{flag} needs a value")),
+            }
+        };
+        let num = |v: String, flag: &str| -> Result<usize> {
+            v.parse::<usize>()
+                .with_context(|| format!("{flag}: '{v}' is not a count"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            // Added by `cargo bench` to every bench binary.
+            "--bench" => {}
+            "--addr" => args.addr = Some(value()?),
+            "--spawn-server" => args.spawn_server = Some(PathBuf::from(value()?)),
+            "--empi-bin" => args.empi_bin = Some(PathBuf::from(value()?)),
+            "--input" => args.input = PathBuf::from(value()?),
+            "--columns" => args.columns = Some(value()?),
+            "--clients" => args.clients = num(value()?, &flag)?,
+            "--requests" => args.requests = Some(num(value()?, &flag)?),
+            "--warmup" => args.warmup = num(value()?, &flag)?,
+            "--skip" => args.skip = num(value()?, &flag)?,
+            "--preload" => args.preload = num(value()?, &flag)?,
+            "--preload-clients" => args.preload_clients = Some(num(value()?, &flag)?),
+            "--threads" => args.threads = num(value()?, &flag)?,
+            "--timeout-secs" => args.timeout = Duration::from_secs(num(value()?, &flag)? as u64),
+            f if f.starts_with('-') => bail!("unknown option {f}\n\n{USAGE}"),
+            // A positional argument is a bench name filter from `cargo bench NAME`: not ours.
+            _ => {}
+        }
+    }
+    if args.addr.is_none() && args.spawn_server.is_none() {
+        return Ok(None);
+    }
+    if args.addr.is_some() && args.spawn_server.is_some() {
+        bail!("give --addr or --spawn-server, not both");
+    }
+    if args.clients == 0 || args.threads == 0 {
+        bail!("--clients and --threads must be at least 1");
+    }
+    Ok(Some(args))
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("loadgen: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("loadgen: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A spawned `empi serve`, killed and reaped when dropped (also on error paths).
+struct ServerGuard {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `empi serve --listen 127.0.0.1:0` and waits (up to 10 min: a large store's index is
+/// rebuilt before it listens) for the `listening on ADDR` line it prints on stdout.
+fn spawn_server(args: &Args, data: &Path) -> Result<(ServerGuard, String)> {
+    let bin = args
+        .empi_bin
+        .clone()
+        .or_else(|| std::env::var_os("EMPI_BIN").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_empi")));
+    if !bin.is_file() {
+        bail!(
+            "empi binary {} not found: cargo build --release --bin empi, or give --empi-bin",
+            bin.display()
+        );
+    }
+    let log = std::env::temp_dir().join(format!("empi-loadgen-server-{}.log", std::process::id()));
+    let log_file = std::fs::File::create(&log).with_context(|| format!("{}", log.display()))?;
+    let started = Instant::now();
+    let mut child = Command::new(&bin)
+        .arg("serve")
+        .arg("--data")
+        .arg(data)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let stdout = child.stdout.take().context("piped stdout")?;
+    let guard = ServerGuard { child, log };
+    eprintln!(
+        "loadgen: started {} serve --data {} (log: {})",
+        bin.display(),
+        data.display(),
+        guard.log.display()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Keeps draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.trim().strip_prefix("listening on ") {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(600)).with_context(|| {
+        format!(
+            "empi serve did not print 'listening on ADDR'; see {}",
+            guard.log.display()
+        )
+    })?;
+    println!(
+        "server    listening on {addr} after {:.2} s (store opened, index rebuilt)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok((guard, addr))
+}
+
+/// Connects and calls GetStats until it answers, within `limit`.
+async fn wait_ready(
+    endpoint: &Endpoint,
+    server: Option<&mut ServerGuard>,
+    limit: Duration,
+) -> Result<pb::GetStatsResponse> {
+    let deadline = Instant::now() + limit;
+    let mut server = server;
+    loop {
+        if let Some(s) = server.as_deref_mut() {
+            if let Some(status) = s.child.try_wait()? {
+                bail!(
+                    "empi serve exited with {status} before answering; see {}",
+                    s.log.display()
+                );
+            }
+        }
+        if let Ok(ch) = endpoint.connect().await {
+            if let Ok(r) = EmpiClient::new(ch).get_stats(pb::GetStatsRequest {}).await {
+                return Ok(r.into_inner());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the server did not answer GetStats within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What one phase (preload, warm-up, measured) saw.
+struct PhaseResult {
+    sent: u64,
+    elapsed: Duration,
+    latency_us: Histogram<u64>,
+    decisions: BTreeMap<&'static str, u64>,
+    unchanged: u64,
+    errors: BTreeMap<String, u64>,
+    first_error: Option<String>,
+}
+
+impl PhaseResult {
+    fn new() -> Result<Self> {
+        Ok(PhaseResult {
+            sent: 0,
+            elapsed: Duration::ZERO,
+            // 1 µs to 10 min, 3 significant digits.
+            latency_us: Histogram::new_with_bounds(1, 600_000_000, 3)?,
+            decisions: BTreeMap::new(),
+            unchanged: 0,
+            errors: BTreeMap::new(),
+            first_error: None,
+        })
+    }
+
+    fn merge(&mut self, other: PhaseResult) -> Result<()> {
+        self.sent += other.sent;
+        self.latency_us.add(&other.latency_us)?;
+        for (k, v) in other.decisions {
+            *self.decisions.entry(k).or_default() += v;
+        }
+        self.unchanged += other.unchanged;
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        Ok(())
+    }
+
+    fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+fn decision_name(d: pb::Decision) -> &'static str {
+    match d {
+        pb::Decision::Linked => "linked",
+        pb::Decision::Created => "created",
+        pb::Decision::Review => "review",
+        pb::Decision::Unspecified => "unspecified",
+    }
+}
+
+/// Sends `records[range]` with one task per client, each taking the next unsent record.
+async fn drive(
+    clients: &[EmpiClient<Channel>],
+    records: &Arc<Vec<pb::PatientRecord>>,
+    range: Range<usize>,
+) -> Result<PhaseResult> {
+    let next = Arc::new(AtomicUsize::new(range.start));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(clients.len());
+    for client in clients {
+        let mut client = client.clone();
+        let records = Arc::clone(records);
+        let next = Arc::clone(&next);
+        let end = range.end;
+        tasks.push(tokio::spawn(async move {
+            let mut res = PhaseResult::new()?;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= end {
+                    break;
+                }
+                let req = pb::MatchOrCreateRequest {
+                    record: Some(records[i].clone()),
+                    actor: "loadgen".into(),
+                };
+                let t = Instant::now();
+                let reply = client.match_or_create(req).await;
+                let us = t.elapsed().as_micros().min(u64::MAX as u128) as u64;
+                res.sent += 1;
+                match reply {
+                    Ok(r) => {
+                        res.latency_us.saturating_record(us.max(1));
+                        let r = r.into_inner();
+                        *res.decisions
+                            .entry(decision_name(r.decision()))
+                            .or_default() += 1;
+                        res.unchanged += u64::from(r.unchanged);
+                    }
+                    Err(status) => {
+                        *res.errors
+                            .entry(format!("{:?}", status.code()))
+                            .or_default() += 1;
+                        if res.first_error.is_none() {
+                            // Server messages name fields and record keys, never values.
+                            res.first_error = Some(format!(
+                                "record #{i}: {:?}: {}",
+                                status.code(),
+                                status.message()
+                            ));
+                        }
+                    }
+                }
+            }
+            anyhow::Ok(res)
+        }));
+    }
+    let mut total = PhaseResult::new()?;
+    for t in tasks {
+        total.merge(t.await??)?;
+    }
+    total.elapsed = start.elapsed();
+    Ok(total)
+}
+
+fn to_pb(r: &Record) -> pb::PatientRecord {
+    let sex = match r.sex {
+        Sex::Unknown => pb::Sex::Unknown,
+        Sex::Female => pb::Sex::Female,
+        Sex::Male => pb::Sex::Male,
+        Sex::Other => pb::Sex::Other,
+    };
+    let a = &r.address;
+    pb::PatientRecord {
+        source: r.source.clone(),
+        local_id: r.local_id.clone(),
+        given_name: r.given_name.clone(),
+        middle_name: r.middle_name.clone(),
+        family_name: r.family_name.clone(),
+        previous_family_names: r.previous_family_names.clone(),
+        birth_date: r.birth_date.map(|d| d.to_string()),
+        sex: sex as i32,
+        address: (!a.is_empty()).then(|| pb::Address {
+            lines: a.lines.clone(),
+            city: a.city.clone(),
+            state: a.state.clone(),
+            postal_code: a.postal_code.clone(),
+            country: a.country.clone(),
+        }),
+        phones: r.phones.clone(),
+        email: r.email.clone(),
+        identifiers: r
+            .identifiers
+            .iter()
+            .map(|i| pb::Identifier {
+                system: i.system.clone(),
+                value: i.value.clone(),
+            })
+            .collect(),
+        multiple_birth_order: r.multiple_birth_order.map(u32::from),
+    }
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn rate(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64().max(1e-9)
+}
+
+fn report_phase(name: &str, r: &PhaseResult, with_latency: bool) {
+    println!(
+        "{name:<9} {} requests in {:.2} s = {:.0} req/s",
+        r.sent,
+        r.elapsed.as_secs_f64(),
+        rate(r.sent, r.elapsed)
+    );
+    if with_latency && !r.latency_us.is_empty() {
+        let h = &r.latency_us;
+        println!(
+            "          latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  mean {:.2}",
+            ms(h.value_at_quantile(0.50)),
+            ms(h.value_at_quantile(0.90)),
+            ms(h.value_at_quantile(0.99)),
+            ms(h.max()),
+            h.mean() / 1000.0
+        );
+    }
+    let decisions: Vec<String> = ["created", "linked", "review", "unspecified"]
+        .iter()
+        .filter_map(|d| r.decisions.get(d).map(|n| format!("{d} {n}")))
+        .collect();
+    println!(
+        "          decisions: {}  (unchanged {})",
+        if decisions.is_empty() {
+            "none".to_string()
+        } else {
+            decisions.join("  ")
+        },
+        r.unchanged
+    );
+    if r.error_count() > 0 {
+        let errs: Vec<String> = r.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("          errors: {}", errs.join("  "));
+        if let Some(e) = &r.first_error {
+            println!("          first error: {e}");
+        }
+    } else {
+        println!("          errors: 0");
+    }
+}
+
+fn print_stats(label: &str, s: &pb::GetStatsResponse) {
+    println!(
+        "{label:<9} records {}  persons {}  open review tasks {}  model {}",
+        s.records, s.persons, s.open_review_tasks, s.model_version
+    );
+}
+
+/// Runs the whole thing; `Ok(false)` when some request failed.
+fn run(args: &Args) -> Result<bool> {
+    let t = Instant::now();
+    let mapping = args
+        .columns
+        .as_deref()
+        .map(ColumnMapping::parse)
+        .transpose()?;
+    let (records, summary) = read_csv(&args.input, mapping.as_ref(), &ReadOptions::default())
+        .with_context(|| format!("reading {}", args.input.display()))?;
+    let records: Arc<Vec<pb::PatientRecord>> = Arc::new(records.iter().map(to_pb).collect());
+    eprintln!(
+        "loadgen: {} records from {} in {:.1} s ({} rows skipped)",
+        records.len(),
+        args.input.display(),
+        t.elapsed().as_secs_f64(),
+        summary.skipped_rows
+    );
+
+    let n = records.len();
+    let first = args.skip.min(n);
+    let preload = first..(first + args.preload).min(n);
+    let warmup = preload.end..(preload.end + args.warmup).min(n);
+    let measured_end = match args.requests {
+        Some(m) => (warmup.end + m).min(n),
+        None => n,
+    };
+    let measured = warmup.end..measured_end;
+    if measured.is_empty() {
+        bail!("no record left to measure: skip + preload + warmup take all {n} records");
+    }
+
+    let mut server = None;
+    let addr = match (&args.addr, &args.spawn_server) {
+        (Some(a), _) => a.clone(),
+        (None, Some(dir)) => {
+            let (guard, addr) = spawn_server(args, dir)?;
+            server = Some(guard);
+            addr
+        }
+        (None, None) => bail!("give --addr or --spawn-server"),
+    };
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads)
+        .enable_all()
+        .build()?;
+    let ok = rt.block_on(async {
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
+            .timeout(args.timeout)
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true);
+        let before = wait_ready(&endpoint, server.as_mut(), Duration::from_secs(60)).await?;
+        print_stats("before", &before);
+
+        let connect = |k: usize| {
+            let endpoint = endpoint.clone();
+            async move {
+                let mut v = Vec::with_capacity(k);
+                for _ in 0..k {
+                    v.push(EmpiClient::new(endpoint.connect().await?));
+                }
+                anyhow::Ok(v)
+            }
+        };
+        let clients = connect(args.clients).await?;
+        let mut ok = true;
+        if !preload.is_empty() {
+            let pc = connect(args.preload_clients.unwrap_or(2 * args.clients)).await?;
+            let r = drive(&pc, &records, preload.clone()).await?;
+            report_phase("preload", &r, false);
+            ok &= r.error_count() == 0;
+            drop(pc);
+        }
+        if !warmup.is_empty() {
+            let r = drive(&clients, &records, warmup.clone()).await?;
+            report_phase("warmup", &r, false);
+            ok &= r.error_count() == 0;
+        }
+        let r = drive(&clients, &records, measured.clone()).await?;
+        println!(
+            "measured  {} clients, records #{}..#{} of {}",
+            args.clients, measured.start, measured.end, n
+        );
+        report_phase("", &r, true);
+        ok &= r.error_count() == 0;
+        let mut stats = EmpiClient::new(endpoint.connect().await?);
+        let after = stats.get_stats(pb::GetStatsRequest {}).await?.into_inner();
+        print_stats("after", &after);
+        anyhow::Ok(ok)
+    })?;
+    drop(server);
+    Ok(ok)
+}

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Runs the Python example client against a live `empi serve` on a temporary store; what CI runs.
+#
+#   examples/python/run_against_server.sh
+#
+# Environment:
+#   EMPI_BIN      the empi binary (default: target/debug/empi, built with cargo if missing or
+#                 stale; a given EMPI_BIN is used as is)
+#   EMPI_PY_VENV  the virtualenv to create or reuse (default: target/py-venv)
+#   PYTHON        the interpreter that creates the venv (default: python3; 3.11 is tested)
+#   READY_SECS    how long to wait for the server to listen (default: 60)
+#
+# The server gets a fresh temporary data dir and a free loopback port (--listen 127.0.0.1:0), and is always stopped
+# (and the temporary dir removed) on exit, whatever happened.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+venv=${EMPI_PY_VENV:-$root/target/py-venv}
+ready_secs=${READY_SECS:-60}
+
+if [ ! -x "$venv/bin/python" ]; then
+    echo "creating virtualenv $venv"
+    "${PYTHON:-python3}" -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+PYTHON="$venv/bin/python" bash "$here/gen_stubs.sh"
+
+if [ -n "${EMPI_BIN:-}" ]; then
+    bin=$EMPI_BIN
+else
+    bin="$root/target/debug/empi"
+    # Incremental: a no-op when the binary is up to date.
+    (cd "$root" && cargo build --quiet --bin empi)
+fi
+if [ ! -x "$bin" ]; then
+    echo "error: empi binary $bin not found or not executable" >&2
+    exit 2
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/empi-pyexample.XXXXXX")
+server_pid=""
+cleanup() {
+    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -TERM "$server_pid" 2>/dev/null || true
+        # Graceful shutdown first; SIGKILL if it takes more than 10 s.
+        for _ in $(seq 100); do
+            kill -0 "$server_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Port 0: the server binds a free loopback port and prints `listening on ADDR` on stdout.
+"$bin" serve --data "$work/store" --listen 127.0.0.1:0 >"$work/server.out" 2>"$work/server.log" &
+server_pid=$!
+echo "started empi serve (pid $server_pid)"
+
+show_log() {
+    echo "--- server log (last 40 lines) ---" >&2
+    tail -n 40 "$work/server.log" >&2 || true
+}
+
+# Ready when it has printed its address and that port accepts connections; bounded, and fails
+# fast if the server exits.
+deadline=$((SECONDS + ready_secs))
+addr=""
+while :; do
+    if [ -z "$addr" ]; then
+        addr=$(sed -n 's/^listening on \(.*\)$/\1/p' "$work/server.out" | head -n 1)
+    fi
+    if [ -n "$addr" ] && (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
+        break
+    fi
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        echo "error: empi serve exited before listening" >&2
+        show_log
+        exit 1
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+        echo "error: empi serve not listening after ${ready_secs}s" >&2
+        show_log
+        exit 1
+    fi
+    sleep 0.2
+done
+echo "empi serve listening on $addr"
+
+status=0
+"$venv/bin/python" "$here/empi_client.py" "$addr" --wait 10 || status=$?
+if [ "$status" -ne 0 ]; then
+    show_log
+fi
+exit "$status"

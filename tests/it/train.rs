@@ -1,0 +1,184 @@
+//! Training on the committed synthetic set: the learnt model is sound (λ near the truth,
+//! identity fields strong, EM converged), matches at least as well as a floor, training
+//! is deterministic for a seed, and the report's pictures are written as readable SVG.
+
+use std::path::Path;
+
+use empi::batch::{cluster, score_records, ScoreOptions};
+use empi::eval::{quality, read_truth, true_pairs};
+use empi::input::{read_csv, ReadOptions};
+use empi::linker::Linker;
+use empi::prepare::Prepared;
+use empi::record::Record;
+use empi::report::{plots, report_uppers, threshold_rows, InputSummary, ModelReport};
+use empi::scoring::estimate::{train, FixedValue, TrainOptions};
+use empi::scoring::{Comparison, Model};
+
+fn small_set() -> (Vec<Record>, Vec<u32>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("synthetic-data/small");
+    let (records, _) =
+        read_csv(&dir.join("records.csv"), None, &ReadOptions::default()).expect("read set");
+    let labels = read_truth(&dir.join("truth.csv"), &records).expect("read truth");
+    (records, labels)
+}
+
+fn opts() -> TrainOptions {
+    // Small caps keep the debug-build test fast; the defaults are for real data.
+    TrainOptions {
+        u_max_pairs: 200_000,
+        u_round_pairs: 100_000,
+        em_max_pairs: 100_000,
+        ..Default::default()
+    }
+}
+
+fn prepare(records: &[Record], base: &Model) -> Vec<Prepared> {
+    records
+        .iter()
+        .map(|r| Prepared::new(r, &base.placeholders))
+        .collect()
+}
+
+#[test]
+fn trained_model_is_sound_and_matches_well() {
+    let (records, labels) = small_set();
+    let base = Model::default_model();
+    let mut o = opts();
+    o.fixed = vec!["email.exact.m=0.8".parse::<FixedValue>().unwrap()];
+    let trained = train(&prepare(&records, &base), &base, &o).expect("train");
+    let model = &trained.model;
+    let info = &trained.info;
+
+    // Metadata.
+    let t = model.training.as_ref().expect("training metadata");
+    assert_eq!(t["records"], records.len() as u64);
+    assert_eq!(t["empi_version"], env!("CARGO_PKG_VERSION"));
+    assert!(t["trained_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(info.runs.len(), 3);
+    for r in info.runs.iter().filter(|r| !r.skipped) {
+        assert!(
+            r.em.as_ref().unwrap().converged,
+            "{:?} did not converge",
+            r.rule
+        );
+    }
+    assert!(
+        info.runs[0].em.is_some(),
+        "the birth_date run must have pairs"
+    );
+
+    // λ within a factor of 2 of the truth.
+    let n = records.len() as f64;
+    let true_prior = true_pairs(&labels) as f64 / (n * (n - 1.0) / 2.0);
+    assert!(
+        model.prior > true_prior / 2.0 && model.prior < true_prior * 2.0,
+        "prior {} vs true {true_prior}",
+        model.prior
+    );
+    // Identity fields: exact agreement common among matches, rare among non-matches.
+    let exact = |c: Comparison| &model.params(c).levels[0];
+    assert!(exact(Comparison::BirthDate).m > 0.85);
+    assert!(exact(Comparison::BirthDate).u < 1e-3);
+    assert!(exact(Comparison::GivenName).m > 0.8);
+    let id = exact(Comparison::NationalId);
+    assert!(id.weight() > 12.0, "national id exact: {id:?}");
+    // The fixed value is kept and flagged.
+    let email = exact(Comparison::Email);
+    assert_eq!((email.m, email.fixed_m), (0.8, true));
+    assert_eq!(info.fixed, vec!["email.exact.m=0.8"]);
+    // Round trip through JSON (serde_json parses floats to within an ulp or so).
+    let back = Model::from_json(&model.to_json()).expect("trained model reads back");
+    assert_eq!(back.id, model.id);
+    for (x, y) in back.comparisons.iter().zip(&model.comparisons) {
+        for (a, b) in x.levels.iter().zip(&y.levels) {
+            assert!((a.m - b.m).abs() <= 1e-12 * b.m && (a.u - b.u).abs() <= 1e-12 * b.u);
+        }
+    }
+
+    // Quality floor at the model's own thresholds, as `empi eval --model` measures it.
+    let linker = Linker::new(model.clone()).unwrap();
+    let th = linker.thresholds();
+    let so = ScoreOptions {
+        keep_min_weight: f64::NEG_INFINITY,
+        tf_from_data: true,
+        progress: false,
+    };
+    let (_, run) = score_records(&linker, &records, Some(&labels), &so).expect("score");
+    let ids = cluster(records.len(), &run.pairs, th.upper);
+    let q = quality(&ids, &labels, &run.pairs, th.upper, th.lower);
+    assert!(q.precision >= 0.995, "{q:?}");
+    assert!(q.recall >= 0.97, "{q:?}");
+    assert!(q.false_merge_rate <= 0.001, "{q:?}");
+
+    // The report: expected vs measured, and its pictures.
+    let mut report = ModelReport::new(model);
+    report.table = threshold_rows(&run.pairs, &report_uppers(th), th.lower, Some(&labels));
+    report.input = Some(InputSummary {
+        records: records.len() as u64,
+        candidate_pairs: run.stats.pairs_compared,
+        expected_matches: 0.0,
+        true_pairs: Some(true_pairs(&labels)),
+    });
+    let at = report.table.iter().find(|r| r.upper == th.upper).unwrap();
+    assert!(
+        at.expected_precision > 0.99 && at.expected_recall > 0.9,
+        "{at:?}"
+    );
+    assert!(at.measured.is_some());
+    let text = report.to_text();
+    assert!(text.contains("exp. prec") && text.contains("<- model"));
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("weights.svg");
+    let scores = dir.path().join("scores.svg");
+    plots::match_weights_svg(model, &weights).expect("weights picture");
+    plots::score_distribution_svg(&run.pairs, Some(&labels), th, &model.id, &scores)
+        .expect("scores picture");
+    for (path, labels) in [
+        (
+            &weights,
+            &[
+                "Match weight per level",
+                "given_name: exact",
+                "birth_date: day_month_swapped",
+                "prior",
+            ][..],
+        ),
+        (
+            &scores,
+            &[
+                "Candidate-pair scores",
+                "upper 8.0",
+                "lower 0.0",
+                "same person (ground truth)",
+                "different persons",
+            ][..],
+        ),
+    ] {
+        let svg = std::fs::read_to_string(path).expect("picture written");
+        assert!(svg.trim_start().starts_with("<svg"), "{}", path.display());
+        assert!(svg.trim_end().ends_with("</svg>"), "{}", path.display());
+        assert!(svg.contains("<rect"), "{}: no bars", path.display());
+        for l in labels {
+            assert!(svg.contains(l), "{}: label {l:?} missing", path.display());
+        }
+    }
+}
+
+#[test]
+fn training_is_deterministic_for_a_seed() {
+    let (records, _) = small_set();
+    let base = Model::default_model();
+    let prepared = prepare(&records[..3000], &base);
+    let small = TrainOptions {
+        u_max_pairs: 50_000,
+        ..opts()
+    };
+    let a = train(&prepared, &base, &small).unwrap().model;
+    let b = train(&prepared, &base, &small).unwrap().model;
+    let mut o = small.clone();
+    o.seed = 7;
+    let c = train(&prepared, &base, &o).unwrap().model;
+    assert_eq!(a.id, b.id);
+    assert_eq!((&a.comparisons, a.prior), (&b.comparisons, b.prior));
+    assert_ne!(a.id, c.id, "another seed draws other random pairs");
+}
