@@ -248,6 +248,14 @@ impl<K: Kv> Engine<K> {
         )
     }
 
+    pub(crate) fn encoded_records(&self) -> Box<dyn Iterator<Item = Result<Vec<u8>>> + '_> {
+        Box::new(
+            self.kv
+                .scan(TreeId::Records, &[], None)
+                .map(|kv| kv.map(|(_, v)| v)),
+        )
+    }
+
     pub(crate) fn get_task(&self, id: TaskId) -> Result<Option<ReviewTask>> {
         self.get_decoded(TreeId::Tasks, &codec::task_key(id), "review task")
     }

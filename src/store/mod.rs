@@ -69,7 +69,7 @@ pub use changes::{ChangeSet, Op};
 pub use plan::{Audit, Moved, Plan, Removed};
 pub use types::{
     CheckReport, Euid, HistoryAction, HistoryEntry, LinkInfo, LinkMethod, NotDuplicate, Outcome,
-    Person, PersonStatus, Resolution, ResolvedPerson, ReviewTask, Stats, StoredRecord,
+    Person, PersonStatus, RecordEntry, Resolution, ResolvedPerson, ReviewTask, Stats, StoredRecord,
     TaskCandidate, TaskId, TaskPage, TaskQuery, TaskStatus, Ticket, UnixMillis,
 };
 
@@ -179,6 +179,11 @@ pub trait Store: Send + Sync {
 
     /// Every stored record, in key order (to rebuild the blocking index on start).
     fn records(&self) -> Box<dyn Iterator<Item = Result<StoredRecord>> + '_>;
+
+    /// Every stored record still encoded, in key order, so a caller can decode in parallel
+    /// ([`StoredRecord::decode`], or the cheaper [`RecordEntry::decode`] when rebuilding
+    /// an index).
+    fn encoded_records(&self) -> Box<dyn Iterator<Item = Result<Vec<u8>>> + '_>;
 
     /// A review task by id.
     ///
@@ -292,6 +297,9 @@ macro_rules! impl_store_via_engine {
                 &self,
             ) -> Box<dyn Iterator<Item = $crate::Result<$crate::store::StoredRecord>> + '_> {
                 self.engine.records()
+            }
+            fn encoded_records(&self) -> Box<dyn Iterator<Item = $crate::Result<Vec<u8>>> + '_> {
+                self.engine.encoded_records()
             }
             fn get_task(
                 &self,

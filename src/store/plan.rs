@@ -386,6 +386,7 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
             euid: euid.clone(),
             link,
             updated_at: self.audit.at,
+            outcome: None,
             version: 0,
         })?;
         self.history(&euid, HistoryAction::PersonCreated, vec![key], vec![], None);
@@ -411,10 +412,22 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
             euid: euid.clone(),
             link,
             updated_at: self.audit.at,
+            outcome: None,
             version: 0,
         })?;
         self.history(&euid, HistoryAction::RecordLinked, vec![key], vec![], None);
         Ok(euid)
+    }
+
+    /// Stores the service's answer with a record this plan creates or updates (see
+    /// [`StoredRecord::outcome`]); the value is opaque to the store.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the record is neither stored nor planned.
+    pub fn set_outcome(&mut self, key: &RecordKey, outcome: serde_json::Value) -> Result<()> {
+        let mut stored = self.existing_record(key)?;
+        stored.outcome = Some(outcome);
+        self.put_record(stored)
     }
 
     /// Replaces a stored record's content, keeping its link. Returns its person.
@@ -426,6 +439,8 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
         let mut stored = self.existing_record(&key)?;
         stored.record = record;
         stored.updated_at = self.audit.at;
+        // The stored answer described the old content.
+        stored.outcome = None;
         let euid = stored.euid.clone();
         self.put_record(stored)?;
         self.history(&euid, HistoryAction::RecordUpdated, vec![key], vec![], None);

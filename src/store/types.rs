@@ -212,6 +212,11 @@ pub struct StoredRecord {
     pub link: LinkInfo,
     /// When the record's content was last written.
     pub updated_at: UnixMillis,
+    /// Opaque to the store: the answer the service gave when this content was last
+    /// submitted, so an identical resubmission can return it without deciding again
+    /// ([`crate::store::Plan::set_outcome`]). Must not be logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<serde_json::Value>,
     /// Optimistic-concurrency version: 0 for a value not yet stored; the store bumps it on
     /// every write (see [`crate::store::ChangeSet`]).
     pub version: u64,
@@ -221,6 +226,35 @@ impl StoredRecord {
     /// The record's key.
     pub fn key(&self) -> RecordKey {
         self.record.key()
+    }
+
+    /// Decodes a value from [`crate::store::Store::encoded_records`].
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for an undecodable value (the message carries no data).
+    pub fn decode(bytes: &[u8]) -> Result<StoredRecord> {
+        super::codec::decode("record", bytes)
+    }
+}
+
+/// The part of a stored record an in-memory index needs: its content and its person.
+/// Decoding skips the rest (link, outcome), which makes rebuilding an index from
+/// [`crate::store::Store::encoded_records`] several times cheaper than full decoding.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RecordEntry {
+    /// The record as last submitted.
+    pub record: Record,
+    /// The person it belongs to.
+    pub euid: Euid,
+}
+
+impl RecordEntry {
+    /// Decodes a value from [`crate::store::Store::encoded_records`].
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for an undecodable value (the message carries no data).
+    pub fn decode(bytes: &[u8]) -> Result<RecordEntry> {
+        super::codec::decode("record", bytes)
     }
 }
 

@@ -668,6 +668,14 @@ fn failed_change_set_leaves_nothing_changed(s: Dyn) {
     let a = create(s, rec("adt", "1", "A"));
     let snapshot = |s: &DynStore| {
         let records: Vec<StoredRecord> = s.records().map(Result::unwrap).collect();
+        // the encoded form decodes to the same records, fully or as index entries
+        let encoded: Vec<Vec<u8>> = s.encoded_records().map(Result::unwrap).collect();
+        assert_eq!(encoded.len(), records.len());
+        for (bytes, r) in encoded.iter().zip(&records) {
+            assert_eq!(&StoredRecord::decode(bytes).unwrap(), r);
+            let entry = empi::store::RecordEntry::decode(bytes).unwrap();
+            assert_eq!((&entry.record, &entry.euid), (&r.record, &r.euid));
+        }
         (
             records,
             s.stats().unwrap(),
@@ -724,6 +732,7 @@ fn failed_change_set_leaves_nothing_changed(s: Dyn) {
             actor: "t".into(),
         },
         updated_at: UnixMillis(3),
+        outcome: None,
         version: 0,
     };
     let err = s

@@ -1,0 +1,105 @@
+//! `empi serve`: opens (or creates) the store, rebuilds the index, serves gRPC until Ctrl-C
+//! or SIGTERM, then finishes the requests in flight.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use empi::linker::Linker;
+use empi::scoring::Model;
+use empi::service::{Service, ServiceConfig};
+use empi::store::SledStore;
+
+/// Arguments of `empi serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Store directory (created if absent).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Address to listen on (port 0 picks a free port; the address is printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Model file (default: the shipped default model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+}
+
+/// The linker for an optional model file.
+pub fn linker(model: Option<&Path>) -> Result<Linker> {
+    let model = match model {
+        Some(p) => Model::load(p)?,
+        None => Model::default_model(),
+    };
+    Ok(Linker::new(model)?)
+}
+
+/// Opens the store in `data` (creating it) and the service over it, rebuilding the index.
+pub fn open_service(data: &Path, model: Option<&Path>, config: ServiceConfig) -> Result<Service> {
+    let linker = linker(model)?;
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    let store = SledStore::open(data).with_context(|| format!("opening {}", data.display()))?;
+    Ok(Service::open(Arc::new(store), linker, config)?)
+}
+
+/// Runs `empi serve`.
+pub fn serve(args: &ServeArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: &ServeArgs) -> Result<()> {
+    let (data, model) = (args.data.clone(), args.model.clone());
+    let service = tokio::task::spawn_blocking(move || {
+        let service = open_service(&data, model.as_deref(), ServiceConfig::default())?;
+        service.record_model_version()?;
+        anyhow::Ok(service)
+    })
+    .await??;
+    let service = Arc::new(service);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    println!("listening on {addr}");
+    empi::grpc::serve(listener, Arc::clone(&service), shutdown_signal()).await?;
+    // Every acknowledged write is durable already; this covers anything applied but not
+    // yet acknowledged when the last connection closed.
+    service.flush()?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on Ctrl-C or (on unix) SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,209 @@
+//! What the service's operations take and return: plain domain types, no protocol types.
+
+use serde::{Deserialize, Serialize};
+
+use crate::record::{Address, Identifier, PartialDate, RecordKey, Sex};
+use crate::scoring::Explanation;
+use crate::store::{Euid, HistoryEntry, Person, ReviewTask, StoredRecord, TaskId};
+
+/// What match-or-create did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchDecision {
+    /// Linked to an existing person (unambiguous score at or above the upper threshold).
+    Linked,
+    /// A new person was created (nothing reached the lower threshold).
+    Created,
+    /// Uncertain: the record got its own person and a review task was opened.
+    Review,
+}
+
+/// One comparison's contribution to a score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComparisonView {
+    /// The comparison, e.g. `family_name`.
+    pub comparison: String,
+    /// The level reached, e.g. `exact`, or `missing`.
+    pub level: String,
+    /// Its weight, term-frequency adjustment included.
+    pub weight: f64,
+}
+
+/// The per-comparison part of a scorer explanation.
+pub(crate) fn comparisons_of(e: &Explanation) -> Vec<ComparisonView> {
+    e.comparisons
+        .iter()
+        .map(|c| ComparisonView {
+            comparison: c.comparison.clone(),
+            level: c.level.clone(),
+            weight: c.weight,
+        })
+        .collect()
+}
+
+/// A candidate person for a record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateView {
+    /// The candidate person (as when scored; a later merge resolves it elsewhere).
+    pub euid: Euid,
+    /// Match weight against the person's best-scoring record.
+    pub score: f64,
+    /// Match probability.
+    pub probability: f64,
+    /// The candidate record the score was computed against.
+    pub best_record: RecordKey,
+    /// Per-comparison contributions (may be empty where only the best candidate carries
+    /// its explanation).
+    pub explanation: Vec<ComparisonView>,
+}
+
+/// The answer of [`crate::service::Service::match_or_create`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchResult {
+    /// The person the record belongs to now.
+    pub euid: Euid,
+    /// What was decided (for an identical resubmission: what was decided then).
+    pub decision: MatchDecision,
+    /// Match weight of the best candidate, if there was one.
+    pub score: Option<f64>,
+    /// Match probability of the best candidate, if there was one.
+    pub probability: Option<f64>,
+    /// Per-comparison explanation of the best candidate's score.
+    pub explanation: Vec<ComparisonView>,
+    /// The top candidates considered, best first.
+    pub candidates: Vec<CandidateView>,
+    /// The review task opened, for [`MatchDecision::Review`].
+    pub review_task: Option<TaskId>,
+    /// True when the record was identical to the stored one and nothing was written.
+    pub unchanged: bool,
+    /// The model that scored the record.
+    pub model_version: String,
+}
+
+/// The answer of [`crate::service::Service::match_only`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchPreview {
+    /// Candidate persons, best first, each with its explanation.
+    pub candidates: Vec<CandidateView>,
+    /// The decision match-or-create would make for this record now, were it new.
+    pub decision: MatchDecision,
+    /// The model that scored the record.
+    pub model_version: String,
+}
+
+/// A person's best current demographics (see the golden-view rule in [`crate::service`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GoldenView {
+    /// First given name.
+    pub given_name: Option<String>,
+    /// Middle name(s).
+    pub middle_name: Option<String>,
+    /// Current family name.
+    pub family_name: Option<String>,
+    /// Earlier family names.
+    pub previous_family_names: Vec<String>,
+    /// Birth date.
+    pub birth_date: Option<PartialDate>,
+    /// Administrative sex.
+    pub sex: Sex,
+    /// Postal address (taken whole from one record).
+    pub address: Address,
+    /// Phone numbers.
+    pub phones: Vec<String>,
+    /// Email address.
+    pub email: Option<String>,
+    /// Identifiers.
+    pub identifiers: Vec<Identifier>,
+    /// Birth order for twins and multiples.
+    pub multiple_birth_order: Option<u8>,
+}
+
+/// A person as [`crate::service::Service::get_person`] shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PersonView {
+    /// The person (the survivor, when the requested EUID was merged).
+    pub person: Person,
+    /// Best current demographics.
+    pub golden: GoldenView,
+    /// The linked records, in joining order.
+    pub records: Vec<StoredRecord>,
+    /// History of the person and of every person merged into it, in sequence order.
+    pub history: Vec<HistoryEntry>,
+    /// The EUID asked for.
+    pub requested: Euid,
+    /// The merge chain followed, requested first, survivor last; empty when not merged.
+    pub merge_path: Vec<Euid>,
+}
+
+/// A review task with what a registrar needs beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskView {
+    /// The task as stored.
+    pub task: ReviewTask,
+    /// The record's current person, if the record is still stored.
+    pub record_euid: Option<Euid>,
+    /// The candidates, best first, each with its explanation.
+    pub candidates: Vec<CandidateView>,
+}
+
+/// How a registrar resolves a review task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolve {
+    /// Move the record to this candidate person.
+    Link(Euid),
+    /// Keep the record in its own person; assert it is not a duplicate of the candidates.
+    KeepSeparate,
+    /// Merge the record's person into this candidate person.
+    Merge(Euid),
+}
+
+/// The answer of [`crate::service::Service::merge_persons`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merged {
+    /// The survivor.
+    pub survivor: Euid,
+    /// How many records moved.
+    pub records_moved: usize,
+}
+
+/// The answer of [`crate::service::Service::split_person`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    /// The person that was split (after resolving merges).
+    pub euid: Euid,
+    /// The new person holding the moved records.
+    pub new_euid: Euid,
+}
+
+/// Counts and the model in use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceStats {
+    /// Stored records.
+    pub records: u64,
+    /// Active persons.
+    pub persons: u64,
+    /// Open review tasks.
+    pub open_tasks: u64,
+    /// The model in use.
+    pub model_version: String,
+    /// Records in the in-memory index.
+    pub indexed_records: u64,
+}
+
+/// The result of [`crate::service::Service::check`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceCheck {
+    /// The store's own invariant check.
+    pub store: crate::store::CheckReport,
+    /// Records compared with the index.
+    pub indexed_records: u64,
+    /// Disagreements between the index and the stored records (record keys only).
+    pub index_problems: Vec<String>,
+}
+
+impl ServiceCheck {
+    /// True when neither the store nor the index shows a problem.
+    pub fn is_ok(&self) -> bool {
+        self.store.is_ok() && self.index_problems.is_empty()
+    }
+}

@@ -1,0 +1,358 @@
+//! The service without the network: re-evaluation of changed records, not-duplicate
+//! assertions, the live index against the store after every kind of operation, golden view
+//! and merge resolution. In-memory store: durability is not the point here.
+
+use std::sync::Arc;
+
+use empi::linker::Linker;
+use empi::record::{Address, Record, RecordKey};
+use empi::service::{MatchDecision, Resolve, Service, ServiceConfig};
+use empi::store::{HistoryAction, MemoryStore, Outcome, PersonStatus, Store, TaskStatus};
+use empi::Error;
+
+fn service_over(store: Arc<dyn Store>) -> Service {
+    Service::open(
+        store,
+        Linker::with_default_model(),
+        ServiceConfig::default(),
+    )
+    .unwrap()
+}
+
+fn service() -> Service {
+    service_over(Arc::new(MemoryStore::new()))
+}
+
+/// A hand-made synthetic record.
+fn rec(id: &str, given: &str, family: &str, dob: &str) -> Record {
+    Record {
+        source: "adt".into(),
+        local_id: id.into(),
+        given_name: Some(given.into()),
+        family_name: Some(family.into()),
+        birth_date: Some(dob.parse().unwrap()),
+        ..Default::default()
+    }
+}
+
+fn margaret(id: &str) -> Record {
+    Record {
+        phones: vec!["413-555-0142".into()],
+        address: Address {
+            lines: vec!["12 Elm St".into()],
+            postal_code: Some("01852".into()),
+            ..Default::default()
+        },
+        ..rec(id, "Margaret", "Okonkwo", "1961-07-02")
+    }
+}
+
+/// Margaret's twin: family name, birth date, phone and address agree, the given name does
+/// not. A guard rail keeps that from linking automatically: a review.
+fn twin(id: &str) -> Record {
+    Record {
+        given_name: Some("Olga".into()),
+        ..margaret(id)
+    }
+}
+
+fn stranger(id: &str) -> Record {
+    rec(id, "Peter", "Ng", "1990-01-15")
+}
+
+fn key(id: &str) -> RecordKey {
+    RecordKey::new("adt", id)
+}
+
+fn assert_consistent(s: &Service) {
+    let check = s.check().unwrap();
+    assert!(
+        check.is_ok(),
+        "{:?} {:?}",
+        check.store.problems,
+        check.index_problems
+    );
+}
+
+#[tokio::test]
+async fn changed_records_move_only_on_a_decisive_score() {
+    let s = service();
+    let a = s.match_or_create(margaret("1"), "feed").await.unwrap();
+    assert_eq!(a.decision, MatchDecision::Created);
+    let b = s.match_or_create(stranger("2"), "feed").await.unwrap();
+    assert_eq!(b.decision, MatchDecision::Created);
+    assert_ne!(a.euid, b.euid);
+
+    // adt/2 is corrected to be Margaret: a decisive score moves it, its old person retires
+    let moved = s.match_or_create(margaret("2"), "feed").await.unwrap();
+    assert_eq!(moved.decision, MatchDecision::Linked);
+    assert_eq!(moved.euid, a.euid);
+    let old = s.get_person(&b.euid).unwrap();
+    assert_eq!(old.person.status, PersonStatus::Retired);
+    assert_consistent(&s);
+
+    // adt/3 becomes merely close to Margaret: it stays and a review task is opened
+    let c = s
+        .match_or_create(rec("3", "Mary", "Smith", "1980-03-03"), "feed")
+        .await
+        .unwrap();
+    let close = s.match_or_create(twin("3"), "feed").await.unwrap();
+    assert_eq!(close.decision, MatchDecision::Review);
+    assert_eq!(
+        close.euid, c.euid,
+        "an uncertain score never moves a record"
+    );
+    let task = s.get_task(close.review_task.unwrap()).unwrap();
+    assert_eq!(task.candidates[0].euid, a.euid);
+    assert!(!task.candidates[0].explanation.is_empty());
+    assert_eq!(task.record_euid.as_ref(), Some(&c.euid));
+
+    // changing it again supersedes that task
+    let again = s
+        .match_or_create(rec("3", "Mary", "Smithers", "1980-03-03"), "feed")
+        .await
+        .unwrap();
+    assert_eq!(again.decision, MatchDecision::Created);
+    let t = s.get_task(task.task.id).unwrap().task;
+    assert!(matches!(
+        t.status,
+        TaskStatus::Resolved(ref r) if r.outcome == Outcome::Superseded
+    ));
+    assert_eq!(s.stats().unwrap().open_tasks, 0);
+    assert_consistent(&s);
+}
+
+#[tokio::test]
+async fn not_duplicate_assertions_exclude_candidates() {
+    let s = service();
+    let a = s.match_or_create(margaret("1"), "feed").await.unwrap();
+    let b = s.match_or_create(stranger("2"), "feed").await.unwrap();
+    s.mark_not_duplicate(&a.euid, &b.euid, "registrar", "different mothers")
+        .await
+        .unwrap();
+    // without the assertion this update would move adt/2 to Margaret's person
+    let r = s.match_or_create(margaret("2"), "feed").await.unwrap();
+    assert_eq!(r.euid, b.euid);
+    assert_eq!(r.decision, MatchDecision::Created);
+    assert!(r.candidates.iter().all(|c| c.euid != a.euid));
+    assert_eq!(s.stats().unwrap().open_tasks, 0);
+
+    // "keep separate" on a review creates such an assertion
+    let c = s.match_or_create(twin("3"), "feed").await.unwrap();
+    assert_eq!(c.decision, MatchDecision::Review);
+    let task = c.review_task.unwrap();
+    let (view, euid) = s
+        .resolve_task(task, &Resolve::KeepSeparate, "registrar", "checked ids")
+        .await
+        .unwrap();
+    assert_eq!(euid, c.euid);
+    assert!(
+        matches!(view.task.status, TaskStatus::Resolved(ref r) if r.outcome == Outcome::KeptSeparate)
+    );
+    assert!(s.store().not_duplicate(&c.euid, &a.euid).unwrap().is_some());
+    // a later change to adt/3 does not bring Margaret's person back as a candidate
+    let mut changed = twin("3");
+    changed.phones = vec!["413-555-0100".into()];
+    let r = s.match_or_create(changed, "feed").await.unwrap();
+    assert_eq!(r.euid, c.euid);
+    assert_ne!(r.decision, MatchDecision::Review);
+    assert!(r.candidates.iter().all(|x| x.euid != a.euid));
+    // resolving twice is a conflict
+    let e = s
+        .resolve_task(task, &Resolve::KeepSeparate, "registrar", "")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Conflict(_)), "{e}");
+    assert_consistent(&s);
+}
+
+#[tokio::test]
+async fn index_follows_every_operation_and_rebuilds_identically() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let s = service_over(Arc::clone(&store));
+    let a = s.match_or_create(margaret("1"), "feed").await.unwrap();
+    let linked = s.match_or_create(margaret("2"), "feed").await.unwrap();
+    assert_eq!(linked.euid, a.euid);
+    let b = s.match_or_create(stranger("3"), "feed").await.unwrap();
+    let r = s.match_or_create(twin("4"), "feed").await.unwrap();
+    assert_eq!(r.decision, MatchDecision::Review);
+    assert_consistent(&s);
+
+    // registrar actions, each followed by a consistency check of index against store
+    let moved = s.link(&key("3"), &a.euid, "reg", "same MRN").await.unwrap();
+    assert!(moved.from_retired);
+    assert_consistent(&s);
+    let un = s.unlink(&key("3"), "reg", "wrong after all").await.unwrap();
+    assert_ne!(un.to, a.euid);
+    assert_consistent(&s);
+    let merged = s
+        .merge_persons(&un.to, &a.euid, "reg", "dup")
+        .await
+        .unwrap();
+    assert_eq!(merged.survivor, a.euid);
+    assert_eq!(merged.records_moved, 1);
+    assert_consistent(&s);
+    let split = s
+        .split_person(&un.to, &[key("3")], "reg", "unmerge")
+        .await
+        .unwrap();
+    assert_eq!(split.euid, a.euid, "a merged EUID resolves to its survivor");
+    assert_consistent(&s);
+    let (_, euid) = s
+        .resolve_task(
+            r.review_task.unwrap(),
+            &Resolve::Merge(a.euid.clone()),
+            "reg",
+            "same",
+        )
+        .await
+        .unwrap();
+    assert_eq!(euid, a.euid);
+    assert_consistent(&s);
+    let removed = s
+        .remove_record(&key("2"), "reg", "source deleted")
+        .await
+        .unwrap();
+    assert_eq!(removed.euid, a.euid);
+    assert!(!removed.retired);
+    assert_consistent(&s);
+    // the removed record is no candidate any more; the moved ones are under their person
+    let m = s.match_only(&margaret("99"), 0).unwrap();
+    assert!(m.candidates.iter().all(|c| c.best_record != key("2")));
+    assert_eq!(m.candidates[0].euid, a.euid);
+    let _ = b;
+
+    // a fresh service over the same store rebuilds the same index
+    let stats = s.stats().unwrap();
+    drop(s);
+    let again = service_over(store);
+    assert_consistent(&again);
+    assert_eq!(again.stats().unwrap(), stats);
+    assert_eq!(again.index_stats().records, stats.records);
+}
+
+#[tokio::test]
+async fn merged_person_resolves_with_full_history_and_golden_view() {
+    let s = service();
+    let a = s.match_or_create(margaret("1"), "feed").await.unwrap();
+    let mut other = stranger("2");
+    other.email = Some("p.ng@mail.example.com".into());
+    let b = s.match_or_create(other, "feed").await.unwrap();
+    s.merge_persons(&b.euid, &a.euid, "reg", "same person")
+        .await
+        .unwrap();
+    let v = s.get_person(&b.euid).unwrap();
+    assert_eq!(v.person.euid, a.euid);
+    assert_eq!(v.requested, b.euid);
+    assert_eq!(v.merge_path, vec![b.euid.clone(), a.euid.clone()]);
+    assert_eq!(v.records.len(), 2);
+    // history: both persons' creation, the merge from both sides, oldest first
+    let actions: Vec<HistoryAction> = v.history.iter().map(|h| h.action).collect();
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == HistoryAction::PersonCreated)
+            .count(),
+        2
+    );
+    assert!(actions.contains(&HistoryAction::MergedInto));
+    assert!(actions.contains(&HistoryAction::MergeAbsorbed));
+    assert!(v.history.windows(2).all(|w| w[0].seq < w[1].seq));
+    let merge = v
+        .history
+        .iter()
+        .find(|h| h.action == HistoryAction::MergeAbsorbed)
+        .unwrap();
+    assert_eq!(
+        (merge.actor.as_str(), merge.reason.as_str()),
+        ("reg", "same person")
+    );
+    // golden view: newest non-empty per field; the email only one record has
+    assert_eq!(v.golden.email.as_deref(), Some("p.ng@mail.example.com"));
+    assert!(v.golden.given_name.is_some());
+    let direct = s.get_person(&a.euid).unwrap();
+    assert!(direct.merge_path.is_empty());
+    assert_eq!(direct.history, v.history);
+}
+
+#[tokio::test]
+async fn match_only_writes_nothing_and_explains_every_candidate() {
+    let s = service();
+    s.match_or_create(margaret("1"), "feed").await.unwrap();
+    s.match_or_create(twin("2"), "feed").await.unwrap();
+    let before = (s.stats().unwrap(), s.store().flush_count());
+    let mut query = margaret("");
+    query.source = String::new();
+    let m = s.match_only(&query, 0).unwrap();
+    assert_ne!(m.decision, MatchDecision::Created);
+    assert!(m.candidates.len() >= 2);
+    assert!(m.candidates.iter().all(|c| !c.explanation.is_empty()));
+    assert!(m.candidates.windows(2).all(|w| w[0].score >= w[1].score));
+    assert_eq!(s.match_only(&query, 1).unwrap().candidates.len(), 1);
+    assert_eq!((s.stats().unwrap(), s.store().flush_count()), before);
+    let mut bad = query.clone();
+    bad.birth_date = Some("2999-01-01".parse().unwrap());
+    let e = s.match_only(&bad, 0).unwrap_err().to_string();
+    assert!(e.contains("birth_date"), "{e}");
+}
+
+#[tokio::test]
+async fn repeats_and_rejections_write_nothing() {
+    let s = service();
+    let mut full = margaret("1");
+    full.address = Address {
+        lines: vec!["12 Elm St".into()],
+        postal_code: Some("01852".into()),
+        ..Default::default()
+    };
+    let first = s.match_or_create(full.clone(), "feed").await.unwrap();
+    let flushes = s.store().flush_count();
+    let history = s.store().history(&first.euid).unwrap().len();
+    let again = s.match_or_create(full.clone(), "feed").await.unwrap();
+    assert!(again.unchanged);
+    assert_eq!(again.euid, first.euid);
+    assert_eq!(again.decision, first.decision);
+    assert_eq!(s.store().history(&first.euid).unwrap().len(), history);
+    assert_eq!(s.store().flush_count(), flushes);
+
+    let mut bad = full.clone();
+    bad.given_name = Some("x".repeat(1000));
+    let e = s.match_or_create(bad, "feed").await.unwrap_err();
+    assert!(
+        matches!(e, Error::InvalidInput { ref field, .. } if field == "given_name"),
+        "{e}"
+    );
+    assert_eq!(s.get_record(&key("1")).unwrap().record, full);
+    assert_eq!(s.store().history(&first.euid).unwrap().len(), history);
+    let e = s.link(&key("1"), &first.euid, "", "").await.unwrap_err();
+    assert!(e.to_string().contains("actor"), "{e}");
+}
+
+/// Sixteen tasks submit the same new person at once, ten times over. Without the stripe
+/// locks every task may decide "new" before any has written (this fails within a round or
+/// two when the locking is disabled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_submissions_of_one_new_person_share_one_euid() {
+    for round in 0..10 {
+        let s = Arc::new(service());
+        let barrier = Arc::new(tokio::sync::Barrier::new(16));
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let (s, barrier) = (Arc::clone(&s), Arc::clone(&barrier));
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                s.match_or_create(margaret(&format!("M{i}")), "feed")
+                    .await
+                    .unwrap()
+                    .euid
+            }));
+        }
+        let mut euids = Vec::new();
+        for t in tasks {
+            euids.push(t.await.unwrap());
+        }
+        euids.sort();
+        euids.dedup();
+        assert_eq!(euids.len(), 1, "round {round}: {euids:?}");
+    }
+}
