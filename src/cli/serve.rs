@@ -25,6 +25,9 @@ pub struct ServeArgs {
     /// Model file (default: the shipped default model).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// TLS, authentication and request limits.
+    #[command(flatten)]
+    pub security: super::security::SecurityArgs,
 }
 
 /// The linker for an optional model file.
@@ -62,12 +65,13 @@ async fn run(args: &ServeArgs) -> Result<()> {
     })
     .await??;
     let service = Arc::new(service);
+    let security = super::security::security(&args.security, &args.data, args.listen)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     println!("listening on {addr}");
-    empi::grpc::serve(listener, Arc::clone(&service), shutdown_signal()).await?;
+    empi::grpc::serve_secure(listener, Arc::clone(&service), security, shutdown_signal()).await?;
     // Every acknowledged write is durable already; this covers anything applied but not
     // yet acknowledged when the last connection closed.
     service.flush()?;

@@ -1,10 +1,20 @@
 //! The tonic handlers of `empi.v1.Empi`: each validates and converts its request, calls the
-//! service, and converts the answer back. No decisions are made here.
+//! service as the authenticated caller, audits the call, and converts the answer back
+//! (trimmed to the minimum necessary for submitters). No decisions are made here.
+//!
+//! The [`crate::auth::Guard`] in front has already authenticated the caller, checked the
+//! RPC against its role, and put its [`Identity`] in the request extensions; handlers add
+//! the checks that need the request body (a submitter's own source) and the audit entry
+//! naming the record keys and EUIDs touched. The actor recorded in history is that
+//! identity; the requests' `actor` fields are ignored, except on a server running without
+//! authentication (local development), where the claim is all there is.
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use crate::auth::guard::code_name;
+use crate::auth::{AuditEntry, AuditLog, AuditOutcome, Identity, Operation};
 use crate::error::Error;
 use crate::service::Service;
 use crate::store::UnixMillis;
@@ -16,12 +26,45 @@ use super::pb;
 #[derive(Debug, Clone)]
 pub struct EmpiApi {
     service: Arc<Service>,
+    audit: Option<Arc<AuditLog>>,
 }
 
 impl EmpiApi {
-    /// The API over a service.
+    /// The API over a service, auditing nothing (in-process tests).
     pub fn new(service: Arc<Service>) -> Self {
-        EmpiApi { service }
+        EmpiApi {
+            service,
+            audit: None,
+        }
+    }
+
+    /// The API over a service, appending an entry to `audit` for every call.
+    pub fn with_audit(service: Arc<Service>, audit: Option<Arc<AuditLog>>) -> Self {
+        EmpiApi { service, audit }
+    }
+
+    /// Appends the audit entry of a finished call and passes its result through. A call
+    /// whose audit entry cannot be written fails with `UNAVAILABLE` (any change it made
+    /// stands; every call is safe to retry).
+    async fn finish<T>(&self, mut entry: AuditEntry, result: Reply<T>) -> Reply<T> {
+        match &result {
+            Ok(_) => entry.outcome = AuditOutcome::Ok,
+            Err(s) => {
+                entry.outcome = if s.code() == tonic::Code::PermissionDenied {
+                    AuditOutcome::Denied
+                } else {
+                    AuditOutcome::Error
+                };
+                entry.code = Some(code_name(s.code()).to_string());
+            }
+        }
+        if let Some(audit) = &self.audit {
+            if let Err(e) = audit.append(&entry).await {
+                tracing::error!("{e}");
+                return Err(Status::unavailable("audit trail unavailable"));
+            }
+        }
+        result
     }
 }
 
@@ -31,193 +74,354 @@ fn ok<T>(v: T) -> Reply<T> {
     Ok(Response::new(v))
 }
 
+/// The caller put in the extensions by the guard, and an audit entry for `op` started.
+fn caller<T>(request: &Request<T>, op: Operation) -> Result<(Identity, AuditEntry), Status> {
+    let who = request
+        .extensions()
+        .get::<Identity>()
+        .cloned()
+        // The guard inserts it for every call it lets through; a missing one means a
+        // server assembled without the guard, which must not serve anything.
+        .ok_or_else(|| Status::unauthenticated("no authenticated identity"))?;
+    let mut entry = AuditEntry::for_op(Some(&who), op, AuditOutcome::Ok);
+    entry.peer = request.remote_addr().map(|a| a.to_string());
+    Ok((who, entry))
+}
+
+/// `PERMISSION_DENIED` unless the caller may use records of `source`.
+fn own_source(who: &Identity, source: &str) -> Result<(), Status> {
+    if who.may_use_source(source) {
+        Ok(())
+    } else {
+        Err(Status::permission_denied(
+            "a submitter may use records of its own source(s) only",
+        ))
+    }
+}
+
+/// Trims a candidate to what a submitter needs: EUID and scores; a best record key only
+/// of the submitter's own sources; no per-field explanation of other patients.
+fn trim_candidate(who: &Identity, c: &mut pb::Candidate) {
+    c.explanation.clear();
+    if c.best_record
+        .as_ref()
+        .is_some_and(|k| !who.may_use_source(&k.source))
+    {
+        c.best_record = None;
+    }
+}
+
 #[tonic::async_trait]
 impl pb::empi_server::Empi for EmpiApi {
     async fn match_or_create(
         &self,
         request: Request<pb::MatchOrCreateRequest>,
     ) -> Reply<pb::MatchOrCreateResponse> {
+        let (who, mut a) = caller(&request, Operation::MatchOrCreate)?;
         let r = request.into_inner();
-        let record = convert::record_in(
-            r.record
-                .ok_or_else(|| Error::invalid("record", "missing"))?,
-        )?;
-        let result = self.service.match_or_create(record, &r.actor).await?;
-        ok(convert::match_result_out(result))
+        let out = async {
+            let record = convert::record_in(
+                r.record
+                    .ok_or_else(|| Error::invalid("record", "missing"))?,
+            )?;
+            a.records.push(record.key().to_string());
+            own_source(&who, &record.key().source)?;
+            let result = self
+                .service
+                .match_or_create(record, who.actor(&r.actor))
+                .await?;
+            a.euids.push(result.euid.to_string());
+            let mut out = convert::match_result_out(result);
+            if who.minimum_necessary() {
+                out.explanation.clear();
+                out.candidates
+                    .iter_mut()
+                    .for_each(|c| trim_candidate(&who, c));
+            }
+            ok(out)
+        }
+        .await;
+        self.finish(a, out).await
     }
 
     async fn r#match(&self, request: Request<pb::MatchRequest>) -> Reply<pb::MatchResponse> {
+        let (who, mut a) = caller(&request, Operation::Match)?;
         let r = request.into_inner();
-        let record = convert::record_in(
-            r.record
-                .ok_or_else(|| Error::invalid("record", "missing"))?,
-        )?;
-        let preview = self
-            .service
-            .match_only(&record, r.max_candidates as usize)?;
-        ok(convert::match_preview_out(preview))
+        let out = async {
+            let record = convert::record_in(
+                r.record
+                    .ok_or_else(|| Error::invalid("record", "missing"))?,
+            )?;
+            a.records.push(record.key().to_string());
+            let preview = self
+                .service
+                .match_only(&record, r.max_candidates as usize)?;
+            let mut out = convert::match_preview_out(preview);
+            a.euids
+                .extend(out.candidates.iter().map(|c| c.euid.clone()));
+            if who.minimum_necessary() {
+                out.candidates
+                    .iter_mut()
+                    .for_each(|c| trim_candidate(&who, c));
+            }
+            ok(out)
+        }
+        .await;
+        self.finish(a, out).await
     }
 
     async fn get_person(
         &self,
         request: Request<pb::GetPersonRequest>,
     ) -> Reply<pb::GetPersonResponse> {
-        let euid = euid_in("euid", &request.get_ref().euid)?;
-        ok(convert::person_view_out(self.service.get_person(&euid)?))
+        let (_, mut a) = caller(&request, Operation::GetPerson)?;
+        let out = async {
+            let euid = euid_in("euid", &request.get_ref().euid)?;
+            a.euids.push(euid.to_string());
+            let view = self.service.get_person(&euid)?;
+            a.records
+                .extend(view.records.iter().map(|r| r.record.key().to_string()));
+            ok(convert::person_view_out(view))
+        }
+        .await;
+        self.finish(a, out).await
     }
 
     async fn get_record(
         &self,
         request: Request<pb::GetRecordRequest>,
     ) -> Reply<pb::GetRecordResponse> {
-        let key = key_in(request.into_inner().key)?;
-        let stored = self.service.get_record(&key)?;
-        ok(pb::GetRecordResponse {
-            record: Some(convert::linked_record_out(&stored)),
-        })
+        let (who, mut a) = caller(&request, Operation::GetRecord)?;
+        let out = async {
+            let key = key_in(request.into_inner().key)?;
+            a.records.push(key.to_string());
+            own_source(&who, &key.source)?;
+            let stored = self.service.get_record(&key)?;
+            let out = convert::linked_record_out(&stored);
+            a.euids.push(out.euid.clone());
+            ok(pb::GetRecordResponse { record: Some(out) })
+        }
+        .await;
+        self.finish(a, out).await
     }
 
     async fn remove_record(
         &self,
         request: Request<pb::RemoveRecordRequest>,
     ) -> Reply<pb::RemoveRecordResponse> {
+        let (who, mut a) = caller(&request, Operation::RemoveRecord)?;
         let r = request.into_inner();
-        let key = key_in(r.key)?;
-        let removed = self
-            .service
-            .remove_record(&key, &r.actor, &r.reason)
-            .await?;
-        ok(pb::RemoveRecordResponse {
-            former_euid: removed.euid.to_string(),
-            person_retired: removed.retired,
-        })
+        let out = async {
+            let key = key_in(r.key)?;
+            a.records.push(key.to_string());
+            let removed = self
+                .service
+                .remove_record(&key, who.actor(&r.actor), &r.reason)
+                .await?;
+            a.euids.push(removed.euid.to_string());
+            ok(pb::RemoveRecordResponse {
+                former_euid: removed.euid.to_string(),
+                person_retired: removed.retired,
+            })
+        }
+        .await;
+        self.finish(a, out).await
     }
 
     async fn link(&self, request: Request<pb::LinkRequest>) -> Reply<pb::LinkResponse> {
+        let (who, mut a) = caller(&request, Operation::Link)?;
         let r = request.into_inner();
-        let key = key_in(r.key)?;
-        let euid = euid_in("euid", &r.euid)?;
-        let moved = self.service.link(&key, &euid, &r.actor, &r.reason).await?;
-        ok(pb::LinkResponse {
-            euid: moved.to.to_string(),
-            previous_euid: moved.from.to_string(),
-            previous_person_retired: moved.from_retired,
-        })
+        let out = async {
+            let key = key_in(r.key)?;
+            a.records.push(key.to_string());
+            let euid = euid_in("euid", &r.euid)?;
+            a.euids.push(euid.to_string());
+            let moved = self
+                .service
+                .link(&key, &euid, who.actor(&r.actor), &r.reason)
+                .await?;
+            a.euids.push(moved.from.to_string());
+            ok(pb::LinkResponse {
+                euid: moved.to.to_string(),
+                previous_euid: moved.from.to_string(),
+                previous_person_retired: moved.from_retired,
+            })
+        }
+        .await;
+        self.finish(a, out).await
     }
 
     async fn unlink(&self, request: Request<pb::UnlinkRequest>) -> Reply<pb::UnlinkResponse> {
+        let (who, mut a) = caller(&request, Operation::Unlink)?;
         let r = request.into_inner();
-        let key = key_in(r.key)?;
-        let moved = self.service.unlink(&key, &r.actor, &r.reason).await?;
-        ok(pb::UnlinkResponse {
-            new_euid: moved.to.to_string(),
-            previous_euid: moved.from.to_string(),
-            previous_person_retired: moved.from_retired,
-        })
+        let out = async {
+            let key = key_in(r.key)?;
+            a.records.push(key.to_string());
+            let moved = self
+                .service
+                .unlink(&key, who.actor(&r.actor), &r.reason)
+                .await?;
+            a.euids
+                .extend([moved.from.to_string(), moved.to.to_string()]);
+            ok(pb::UnlinkResponse {
+                new_euid: moved.to.to_string(),
+                previous_euid: moved.from.to_string(),
+                previous_person_retired: moved.from_retired,
+            })
+        }
+        .await;
+        self.finish(a, out).await
     }
 
     async fn merge_persons(
         &self,
         request: Request<pb::MergePersonsRequest>,
     ) -> Reply<pb::MergePersonsResponse> {
+        let (who, mut a) = caller(&request, Operation::MergePersons)?;
         let r = request.into_inner();
-        let from = euid_in("from_euid", &r.from_euid)?;
-        let into = euid_in("into_euid", &r.into_euid)?;
-        let merged = self
-            .service
-            .merge_persons(&from, &into, &r.actor, &r.reason)
-            .await?;
-        ok(pb::MergePersonsResponse {
-            survivor_euid: merged.survivor.to_string(),
-            records_moved: u32::try_from(merged.records_moved).unwrap_or(u32::MAX),
-        })
+        let out = async {
+            let from = euid_in("from_euid", &r.from_euid)?;
+            let into = euid_in("into_euid", &r.into_euid)?;
+            a.euids.extend([from.to_string(), into.to_string()]);
+            let merged = self
+                .service
+                .merge_persons(&from, &into, who.actor(&r.actor), &r.reason)
+                .await?;
+            ok(pb::MergePersonsResponse {
+                survivor_euid: merged.survivor.to_string(),
+                records_moved: u32::try_from(merged.records_moved).unwrap_or(u32::MAX),
+            })
+        }
+        .await;
+        self.finish(a, out).await
     }
 
     async fn split_person(
         &self,
         request: Request<pb::SplitPersonRequest>,
     ) -> Reply<pb::SplitPersonResponse> {
+        let (who, mut a) = caller(&request, Operation::SplitPerson)?;
         let r = request.into_inner();
-        let euid = euid_in("euid", &r.euid)?;
-        let keys = r
-            .records
-            .into_iter()
-            .map(|k| key_in(Some(k)).map_err(|e| rename(e, "records")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let split = self
-            .service
-            .split_person(&euid, &keys, &r.actor, &r.reason)
-            .await?;
-        ok(pb::SplitPersonResponse {
-            euid: split.euid.to_string(),
-            new_euid: split.new_euid.to_string(),
-        })
+        let out = async {
+            let euid = euid_in("euid", &r.euid)?;
+            a.euids.push(euid.to_string());
+            let keys = r
+                .records
+                .into_iter()
+                .map(|k| key_in(Some(k)).map_err(|e| rename(e, "records")))
+                .collect::<Result<Vec<_>, _>>()?;
+            a.records.extend(keys.iter().map(ToString::to_string));
+            let split = self
+                .service
+                .split_person(&euid, &keys, who.actor(&r.actor), &r.reason)
+                .await?;
+            a.euids.push(split.new_euid.to_string());
+            ok(pb::SplitPersonResponse {
+                euid: split.euid.to_string(),
+                new_euid: split.new_euid.to_string(),
+            })
+        }
+        .await;
+        self.finish(a, out).await
     }
 
     async fn mark_not_duplicate(
         &self,
         request: Request<pb::MarkNotDuplicateRequest>,
     ) -> Reply<pb::MarkNotDuplicateResponse> {
+        let (who, mut a) = caller(&request, Operation::MarkNotDuplicate)?;
         let r = request.into_inner();
-        let a = euid_in("euid_a", &r.euid_a)?;
-        let b = euid_in("euid_b", &r.euid_b)?;
-        self.service
-            .mark_not_duplicate(&a, &b, &r.actor, &r.reason)
-            .await?;
-        ok(pb::MarkNotDuplicateResponse {})
+        let out = async {
+            let ea = euid_in("euid_a", &r.euid_a)?;
+            let eb = euid_in("euid_b", &r.euid_b)?;
+            a.euids.extend([ea.to_string(), eb.to_string()]);
+            self.service
+                .mark_not_duplicate(&ea, &eb, who.actor(&r.actor), &r.reason)
+                .await?;
+            ok(pb::MarkNotDuplicateResponse {})
+        }
+        .await;
+        self.finish(a, out).await
     }
 
     async fn list_review_tasks(
         &self,
         request: Request<pb::ListReviewTasksRequest>,
     ) -> Reply<pb::ListReviewTasksResponse> {
-        let query = convert::task_query_in(request.get_ref(), UnixMillis::now())?;
-        let (tasks, next) = self.service.list_tasks(&query)?;
-        ok(pb::ListReviewTasksResponse {
-            tasks: tasks.iter().map(convert::task_out).collect(),
-            next_page_token: next.map(|t| t.to_string()).unwrap_or_default(),
-        })
+        let (_, mut a) = caller(&request, Operation::ListReviewTasks)?;
+        let out = async {
+            let query = convert::task_query_in(request.get_ref(), UnixMillis::now())?;
+            let (tasks, next) = self.service.list_tasks(&query)?;
+            a.records
+                .extend(tasks.iter().map(|t| t.task.record.to_string()));
+            ok(pb::ListReviewTasksResponse {
+                tasks: tasks.iter().map(convert::task_out).collect(),
+                next_page_token: next.map(|t| t.to_string()).unwrap_or_default(),
+            })
+        }
+        .await;
+        self.finish(a, out).await
     }
 
     async fn get_review_task(
         &self,
         request: Request<pb::GetReviewTaskRequest>,
     ) -> Reply<pb::GetReviewTaskResponse> {
-        let id = task_id_in("task_id", &request.get_ref().task_id)?;
-        let task = self.service.get_task(id)?;
-        ok(pb::GetReviewTaskResponse {
-            task: Some(convert::task_out(&task)),
-        })
+        let (_, mut a) = caller(&request, Operation::GetReviewTask)?;
+        let out = async {
+            let id = task_id_in("task_id", &request.get_ref().task_id)?;
+            let task = self.service.get_task(id)?;
+            a.records.push(task.task.record.to_string());
+            a.euids
+                .extend(task.candidates.iter().map(|c| c.euid.to_string()));
+            ok(pb::GetReviewTaskResponse {
+                task: Some(convert::task_out(&task)),
+            })
+        }
+        .await;
+        self.finish(a, out).await
     }
 
     async fn resolve_review_task(
         &self,
         request: Request<pb::ResolveReviewTaskRequest>,
     ) -> Reply<pb::ResolveReviewTaskResponse> {
+        let (who, mut a) = caller(&request, Operation::ResolveReviewTask)?;
         let r = request.into_inner();
-        let id = task_id_in("task_id", &r.task_id)?;
-        let resolution = convert::resolve_in(&r)?;
-        let (task, euid) = self
-            .service
-            .resolve_task(id, &resolution, &r.actor, &r.reason)
-            .await?;
-        ok(pb::ResolveReviewTaskResponse {
-            task: Some(convert::task_out(&task)),
-            record_euid: euid.to_string(),
-        })
+        let out = async {
+            let id = task_id_in("task_id", &r.task_id)?;
+            let resolution = convert::resolve_in(&r)?;
+            let (task, euid) = self
+                .service
+                .resolve_task(id, &resolution, who.actor(&r.actor), &r.reason)
+                .await?;
+            a.records.push(task.task.record.to_string());
+            a.euids.push(euid.to_string());
+            ok(pb::ResolveReviewTaskResponse {
+                task: Some(convert::task_out(&task)),
+                record_euid: euid.to_string(),
+            })
+        }
+        .await;
+        self.finish(a, out).await
     }
 
     async fn get_stats(
         &self,
-        _request: Request<pb::GetStatsRequest>,
+        request: Request<pb::GetStatsRequest>,
     ) -> Reply<pb::GetStatsResponse> {
-        let s = self.service.stats()?;
-        ok(pb::GetStatsResponse {
-            records: s.records,
-            persons: s.persons,
-            open_review_tasks: s.open_tasks,
-            model_version: s.model_version,
-        })
+        let (_, a) = caller(&request, Operation::GetStats)?;
+        let out = async {
+            let s = self.service.stats()?;
+            ok(pb::GetStatsResponse {
+                records: s.records,
+                persons: s.persons,
+                open_review_tasks: s.open_tasks,
+                model_version: s.model_version,
+            })
+        }
+        .await;
+        self.finish(a, out).await
     }
 }
 

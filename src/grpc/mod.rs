@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
 
+use crate::auth::{Guard, Security};
 use crate::error::{Error, Result};
 use crate::service::Service;
 
@@ -41,11 +42,36 @@ pub const SERVICE_NAME: &str = "empi.v1.Empi";
 /// (`grpc.reflection.v1`), so generic tools can discover and call the API. Taking a bound
 /// listener lets tests bind `127.0.0.1:0` and learn the port first.
 ///
+/// This entry point serves plaintext without authentication or audit (every call runs as
+/// [`crate::auth::Identity::local_dev`]): for in-process tests and local development. A
+/// deployment uses [`serve_secure`].
+///
 /// # Errors
 /// [`Error::Io`] when the transport fails.
 pub async fn serve(
     listener: TcpListener,
     service: Arc<Service>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    serve_secure(listener, service, Security::local_dev(), shutdown).await
+}
+
+/// [`serve`] with TLS, authentication, audit and request limits as `security` says.
+///
+/// Every call to `empi.v1.Empi` passes the [`Guard`] first (concurrency bound over all
+/// connections, credentials, the role's permission table; rejections audited), then the
+/// handlers, which act as the authenticated identity and audit the call. Limits: request
+/// and response message sizes (`RESOURCE_EXHAUSTED` beyond), a server-side deadline per
+/// call, concurrent calls per connection and HTTP/2 streams per connection
+/// (see [`crate::auth::Limits`]).
+///
+/// # Errors
+/// [`Error::Io`] when the transport fails; [`Error::InvalidInput`] for an unusable TLS
+/// configuration.
+pub async fn serve_secure(
+    listener: TcpListener,
+    service: Arc<Service>,
+    security: Security,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     let addr = listener
@@ -78,11 +104,31 @@ pub async fn serve(
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
     };
-    tracing::info!(%addr, "serving {SERVICE_NAME}");
-    tonic::transport::Server::builder()
+    let limits = &security.limits;
+    let api =
+        pb::empi_server::EmpiServer::new(EmpiApi::with_audit(service, security.audit.clone()))
+            .max_decoding_message_size(limits.max_request_bytes)
+            .max_encoding_message_size(limits.max_response_bytes);
+    let mut builder = tonic::transport::Server::builder()
+        .timeout(limits.timeout)
+        .concurrency_limit_per_connection(limits.concurrency_per_connection)
+        .max_concurrent_streams(limits.max_concurrent_streams);
+    let tls = security.tls.is_some();
+    if let Some(config) = security.tls {
+        builder = builder
+            .tls_config(config)
+            .map_err(|e| Error::invalid("tls", format!("unusable TLS configuration: {e}")))?;
+    }
+    tracing::info!(%addr, tls, "serving {SERVICE_NAME}");
+    builder
+        .layer(Guard::new(
+            security.auth,
+            security.audit,
+            limits.max_concurrent_calls,
+        ))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(pb::empi_server::EmpiServer::new(EmpiApi::new(service)))
+        .add_service(api)
         .serve_with_incoming_shutdown(incoming, signal)
         .await
         .map_err(|e| Error::io(addr.to_string(), std::io::Error::other(e)))

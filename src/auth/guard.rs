@@ -1,0 +1,227 @@
+//! [`Guard`]: the tower layer in front of every gRPC call. It bounds concurrency over all
+//! connections, authenticates the caller (bearer token in `authorization`, or a registered
+//! TLS client certificate), checks the RPC against the caller's role, audits rejections,
+//! and hands the [`Identity`] to the handlers in the request extensions.
+//!
+//! Calls to other services (health, reflection) pass without credentials; an unknown
+//! `empi.v1.Empi` method still needs valid credentials before the router answers
+//! `UNIMPLEMENTED`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tonic::codegen::http;
+use tonic::codegen::Service;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic::{Code, Status};
+use tower_layer::Layer;
+
+use super::audit::{AuditEntry, AuditLog, AuditOutcome};
+use super::tokens::Credentials;
+use super::{Identity, Operation};
+
+/// How callers are authenticated.
+#[derive(Debug, Clone)]
+pub enum AuthMode {
+    /// No authentication: every call runs as [`Identity::local_dev`] (an admin). Only for a
+    /// plaintext listener on loopback (the local quick start) or tests.
+    Disabled,
+    /// Every `empi.v1.Empi` call needs an active credential.
+    Required(Arc<Credentials>),
+}
+
+/// Security state shared by all connections.
+#[derive(Debug)]
+struct State {
+    mode: AuthMode,
+    audit: Option<Arc<AuditLog>>,
+    calls: tokio::sync::Semaphore,
+}
+
+/// The tower layer; clone it freely (one shared state).
+#[derive(Debug, Clone)]
+pub struct Guard {
+    state: Arc<State>,
+}
+
+impl Guard {
+    /// A guard authenticating by `mode`, auditing rejected calls to `audit` (when given), and
+    /// serving at most `max_concurrent_calls` calls at once over all connections.
+    pub fn new(mode: AuthMode, audit: Option<Arc<AuditLog>>, max_concurrent_calls: usize) -> Self {
+        Guard {
+            state: Arc::new(State {
+                mode,
+                audit,
+                calls: tokio::sync::Semaphore::new(max_concurrent_calls.max(1)),
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for Guard {
+    type Service = Guarded<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Guarded {
+            inner,
+            state: Arc::clone(&self.state),
+        }
+    }
+}
+
+/// A service behind a [`Guard`].
+#[derive(Debug, Clone)]
+pub struct Guarded<S> {
+    inner: S,
+    state: Arc<State>,
+}
+
+/// The gRPC name of a status code, as the audit trail records it (`PERMISSION_DENIED`).
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// The peer address of a request (plain or TLS connection).
+pub fn peer_addr<B>(req: &http::Request<B>) -> Option<SocketAddr> {
+    let ext = req.extensions();
+    ext.get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr)
+        .or_else(|| {
+            ext.get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|t| t.get_ref().remote_addr())
+        })
+}
+
+/// Authenticates a request: a bearer token when one is presented (an invalid one is never
+/// excused by a certificate), else the TLS client certificate.
+fn authenticate<B>(mode: &AuthMode, req: &http::Request<B>) -> Result<Identity, Status> {
+    let creds = match mode {
+        AuthMode::Disabled => return Ok(Identity::local_dev()),
+        AuthMode::Required(c) => c,
+    };
+    if let Some(value) = req.headers().get(http::header::AUTHORIZATION) {
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or_else(|| Status::unauthenticated("authorization: expected `Bearer TOKEN`"))?;
+        return creds
+            .authenticate_token(token)
+            .ok_or_else(|| Status::unauthenticated("unknown or revoked token"));
+    }
+    let certs = req
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(TlsConnectInfo::peer_certs);
+    match certs.as_deref().and_then(|c| c.first()) {
+        Some(leaf) => creds
+            .authenticate_cert(leaf.as_ref())
+            .ok_or_else(|| Status::unauthenticated("client certificate not registered or revoked")),
+        None => Err(Status::unauthenticated(
+            "credentials required: a bearer token or a registered client certificate",
+        )),
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+impl<S, B> Service<http::Request<B>> for Guarded<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        // The clone that was driven to readiness serves this call (tower's usual dance).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let state = Arc::clone(&self.state);
+        Box::pin(async move {
+            // The semaphore lives as long as the state and is never closed.
+            let _permit = state.calls.acquire().await;
+            let path = req.uri().path();
+            if !path.starts_with("/empi.v1.Empi/") {
+                return inner.call(req).await;
+            }
+            let op = Operation::from_path(path);
+            let op_name = op.map_or("unknown", Operation::name);
+            let peer = peer_addr(&req).map(|a| a.to_string());
+            let reject = |who: Option<&Identity>, outcome, status: Status| {
+                let mut e = AuditEntry::new(who, op_name, outcome);
+                e.code = Some(code_name(status.code()).to_string());
+                e.peer.clone_from(&peer);
+                tracing::info!(
+                    operation = op_name,
+                    actor = who.map_or("", |w| w.name.as_str()),
+                    code = code_name(status.code()),
+                    "call rejected"
+                );
+                (e, status)
+            };
+            let rejected = match authenticate(&state.mode, &req) {
+                Err(status) => Some(reject(None, AuditOutcome::Unauthenticated, status)),
+                Ok(who) => match op {
+                    Some(op) if !who.role.allows(op) => {
+                        let status = Status::permission_denied(format!(
+                            "role {} may not call {op}",
+                            who.role
+                        ));
+                        Some(reject(Some(&who), AuditOutcome::Denied, status))
+                    }
+                    _ => {
+                        req.extensions_mut().insert(who);
+                        None
+                    }
+                },
+            };
+            match rejected {
+                None => inner.call(req).await,
+                Some((entry, status)) => {
+                    if let Some(audit) = &state.audit {
+                        if let Err(e) = audit.append(&entry).await {
+                            tracing::error!("{e}");
+                            return Ok(Status::unavailable("audit trail unavailable").into_http());
+                        }
+                    }
+                    Ok(status.into_http())
+                }
+            }
+        })
+    }
+}

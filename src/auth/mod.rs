@@ -1,0 +1,319 @@
+//! Who may call what: roles and the per-RPC permission table, credentials (API tokens and
+//! client certificates, stored hashed), the append-only audit trail, TLS configuration and
+//! request limits of the gRPC listener.
+//!
+//! # Roles
+//! Every call to `empi.v1.Empi` runs as an authenticated [`Identity`] with one [`Role`].
+//! [`Role::allows`] is the whole table; anything not listed is denied (`PERMISSION_DENIED`),
+//! and a call without valid credentials is rejected (`UNAUTHENTICATED`).
+//!
+//! | RPC                                                    | submitter      | registrar | admin |
+//! |--------------------------------------------------------|----------------|-----------|-------|
+//! | `MatchOrCreate`                                        | own source(s)  | –         | yes   |
+//! | `Match`                                                | yes (trimmed)  | yes       | yes   |
+//! | `GetRecord`                                            | own source(s)  | yes       | yes   |
+//! | `GetPerson`                                            | –              | yes       | yes   |
+//! | `ListReviewTasks`, `GetReviewTask`, `ResolveReviewTask` | –             | yes       | yes   |
+//! | `Link`, `Unlink`, `MergePersons`, `SplitPerson`        | –              | yes       | yes   |
+//! | `MarkNotDuplicate`                                     | –              | yes       | yes   |
+//! | `RemoveRecord`                                         | –              | –         | yes   |
+//! | `GetStats`                                             | –              | –         | yes   |
+//!
+//! A submitter (an interface engine) carries the source system(s) it speaks for; it may
+//! submit and read records of those sources only, and its `MatchOrCreate` / `Match` answers
+//! are trimmed to the minimum necessary (EUIDs, decisions, scores; no per-field explanation
+//! of other patients). Registrars see the side-by-side views they need to decide. Admin is
+//! the operator's role and may call everything; hand people registrar tokens for daily work.
+//! Tokens themselves are managed offline with `empi token` (see [`tokens`]).
+//!
+//! Health checking and reflection are served without credentials: they carry no patient
+//! data, and load balancers must be able to probe.
+
+pub mod audit;
+pub mod guard;
+pub mod limits;
+pub mod time;
+pub mod tls;
+pub mod tokens;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub use audit::{AuditEntry, AuditLog, AuditOutcome};
+pub use guard::{AuthMode, Guard};
+pub use limits::Limits;
+pub use tokens::{Credential, Credentials};
+
+/// How the gRPC listener protects itself: transport, authentication, audit, limits.
+#[derive(Clone)]
+pub struct Security {
+    /// TLS; `None` serves plaintext (see [`Security::local_dev`]).
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// How callers authenticate.
+    pub auth: AuthMode,
+    /// Where calls are audited; `None` audits nothing (in-process tests only).
+    pub audit: Option<std::sync::Arc<AuditLog>>,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+impl Security {
+    /// Plaintext, no authentication (every call runs as [`Identity::local_dev`]), no audit,
+    /// default limits: for in-process tests and the local quick start only.
+    pub fn local_dev() -> Self {
+        Security {
+            tls: None,
+            auth: AuthMode::Disabled,
+            audit: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl fmt::Debug for Security {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Security")
+            .field("tls", &self.tls.is_some())
+            .field("auth", &self.auth)
+            .field(
+                "audit",
+                &self.audit.as_ref().map(|a| a.path().to_path_buf()),
+            )
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// What a caller is allowed to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// An interface engine: submits and reads records of its own source(s).
+    Submitter,
+    /// A person resolving duplicates: review queue, person views, registrar actions.
+    Registrar,
+    /// The operator: stats, record removal, and everything else.
+    Admin,
+}
+
+impl Role {
+    /// All roles, least privileged first.
+    pub const ALL: [Role; 3] = [Role::Submitter, Role::Registrar, Role::Admin];
+
+    /// The lowercase name (`submitter`, `registrar`, `admin`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Submitter => "submitter",
+            Role::Registrar => "registrar",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Whether this role may call `op` at all (a submitter's source restriction is checked
+    /// separately, with [`Identity::may_use_source`]). This is the permission table.
+    pub fn allows(self, op: Operation) -> bool {
+        use Operation as O;
+        match self {
+            Role::Admin => true,
+            Role::Registrar => !matches!(op, O::MatchOrCreate | O::RemoveRecord | O::GetStats),
+            Role::Submitter => matches!(op, O::MatchOrCreate | O::Match | O::GetRecord),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Role {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| Error::invalid("role", "expected submitter, registrar or admin"))
+    }
+}
+
+/// The RPCs of `empi.v1.Empi`, as the permission table and the audit trail name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)] // the variants are the RPC names
+pub enum Operation {
+    MatchOrCreate,
+    Match,
+    GetPerson,
+    GetRecord,
+    RemoveRecord,
+    Link,
+    Unlink,
+    MergePersons,
+    SplitPerson,
+    MarkNotDuplicate,
+    ListReviewTasks,
+    GetReviewTask,
+    ResolveReviewTask,
+    GetStats,
+}
+
+impl Operation {
+    /// Every operation.
+    pub const ALL: [Operation; 14] = [
+        Operation::MatchOrCreate,
+        Operation::Match,
+        Operation::GetPerson,
+        Operation::GetRecord,
+        Operation::RemoveRecord,
+        Operation::Link,
+        Operation::Unlink,
+        Operation::MergePersons,
+        Operation::SplitPerson,
+        Operation::MarkNotDuplicate,
+        Operation::ListReviewTasks,
+        Operation::GetReviewTask,
+        Operation::ResolveReviewTask,
+        Operation::GetStats,
+    ];
+
+    /// The RPC method name, e.g. `MatchOrCreate`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::MatchOrCreate => "MatchOrCreate",
+            Operation::Match => "Match",
+            Operation::GetPerson => "GetPerson",
+            Operation::GetRecord => "GetRecord",
+            Operation::RemoveRecord => "RemoveRecord",
+            Operation::Link => "Link",
+            Operation::Unlink => "Unlink",
+            Operation::MergePersons => "MergePersons",
+            Operation::SplitPerson => "SplitPerson",
+            Operation::MarkNotDuplicate => "MarkNotDuplicate",
+            Operation::ListReviewTasks => "ListReviewTasks",
+            Operation::GetReviewTask => "GetReviewTask",
+            Operation::ResolveReviewTask => "ResolveReviewTask",
+            Operation::GetStats => "GetStats",
+        }
+    }
+
+    /// The operation of a gRPC path such as `/empi.v1.Empi/Match`; `None` for other
+    /// services and unknown methods.
+    pub fn from_path(path: &str) -> Option<Self> {
+        let method = path.strip_prefix("/empi.v1.Empi/")?;
+        Operation::ALL.into_iter().find(|op| op.name() == method)
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An authenticated caller: the name recorded as actor in history and audit, its role, and
+/// for a submitter the source systems it speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The credential's name (unique), e.g. `st-marys-adt-engine`.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// Sources a submitter may submit and read; ignored for other roles.
+    pub sources: Vec<String>,
+    /// False only for [`Identity::local_dev`]: nobody was authenticated, so the actor a
+    /// client names in its request is recorded in history (there is nothing better).
+    pub authenticated: bool,
+}
+
+impl Identity {
+    /// The identity of a server running without authentication (local development only).
+    pub fn local_dev() -> Self {
+        Identity {
+            name: "local-dev".into(),
+            role: Role::Admin,
+            sources: Vec::new(),
+            authenticated: false,
+        }
+    }
+
+    /// Whether the caller may submit or read records of `source`: any source for registrars
+    /// and admins, only its own for a submitter.
+    pub fn may_use_source(&self, source: &str) -> bool {
+        self.role != Role::Submitter || self.sources.iter().any(|s| s == source)
+    }
+
+    /// The actor recorded in history for a call that names `claimed`: the authenticated
+    /// identity, never the client's claim, except without authentication (local dev).
+    pub fn actor<'a>(&'a self, claimed: &'a str) -> &'a str {
+        if self.authenticated {
+            &self.name
+        } else {
+            claimed
+        }
+    }
+
+    /// Whether answers to this caller are trimmed to the minimum necessary.
+    pub fn minimum_necessary(&self) -> bool {
+        self.role == Role::Submitter
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_table() {
+        use Operation as O;
+        let allowed = |role: Role| -> Vec<Operation> {
+            O::ALL.into_iter().filter(|op| role.allows(*op)).collect()
+        };
+        assert_eq!(
+            allowed(Role::Submitter),
+            vec![O::MatchOrCreate, O::Match, O::GetRecord]
+        );
+        let registrar = allowed(Role::Registrar);
+        assert_eq!(registrar.len(), 11);
+        for op in [O::MatchOrCreate, O::RemoveRecord, O::GetStats] {
+            assert!(!registrar.contains(&op), "{op}");
+        }
+        assert_eq!(allowed(Role::Admin).len(), O::ALL.len());
+    }
+
+    #[test]
+    fn paths_and_names_round_trip() {
+        for op in Operation::ALL {
+            assert_eq!(
+                Operation::from_path(&format!("/empi.v1.Empi/{op}")),
+                Some(op)
+            );
+        }
+        assert_eq!(Operation::from_path("/empi.v1.Empi/Nope"), None);
+        assert_eq!(Operation::from_path("/grpc.health.v1.Health/Check"), None);
+        for r in Role::ALL {
+            assert_eq!(r.name().parse::<Role>().ok(), Some(r));
+        }
+        assert!("root".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn submitter_sources() {
+        let s = Identity {
+            name: "adt".into(),
+            role: Role::Submitter,
+            sources: vec!["st-marys".into()],
+            authenticated: true,
+        };
+        assert_eq!(s.actor("someone"), "adt");
+        assert_eq!(Identity::local_dev().actor("someone"), "someone");
+        assert!(s.may_use_source("st-marys"));
+        assert!(!s.may_use_source("general"));
+        assert!(s.minimum_necessary());
+        assert!(Identity::local_dev().may_use_source("general"));
+    }
+}

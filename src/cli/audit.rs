@@ -1,0 +1,46 @@
+//! `empi audit`: exports the audit trail of a data directory as JSON lines.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use empi::auth::{audit, time};
+
+/// Arguments of `empi audit`.
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// Store directory.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Only entries at or after this time (RFC 3339, e.g. 2026-01-31T08:00:00Z, or a date).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only entries by this actor (credential name).
+    #[arg(long)]
+    pub actor: Option<String>,
+}
+
+/// Runs `empi audit`.
+pub fn audit(args: &AuditArgs) -> Result<()> {
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| time::parse_rfc3339("since", s))
+        .transpose()?;
+    let read = audit::read(&args.data, since, args.actor.as_deref())?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for e in &read.entries {
+        serde_json::to_writer(&mut out, e)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    if !read.unreadable_lines.is_empty() {
+        eprintln!(
+            "warning: unreadable audit lines (torn writes?): {:?}",
+            read.unreadable_lines
+        );
+    }
+    Ok(())
+}
