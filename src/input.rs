@@ -224,13 +224,12 @@ fn convert_row(
             issues.push(field);
             Ok(())
         };
-        let some = Some(value.clone());
         match *field {
             "source" => rec.source = value,
             "local_id" => rec.local_id = value,
-            "given_name" => rec.given_name = some,
-            "middle_name" => rec.middle_name = some,
-            "family_name" => rec.family_name = some,
+            "given_name" => rec.given_name = Some(value),
+            "middle_name" => rec.middle_name = Some(value),
+            "family_name" => rec.family_name = Some(value),
             "previous_family_name" => rec.previous_family_names.push(value),
             "birth_date" => match parse_date(&value, fmt.as_ref()) {
                 DateParse::Ok(d) => rec.birth_date = Some(d),
@@ -245,10 +244,10 @@ fn convert_row(
                 Err(_) => bad(issues, "unknown sex code")?,
             },
             "address_line" | "address_line2" => rec.address.lines.push(value),
-            "city" => rec.address.city = some,
-            "state" => rec.address.state = some,
-            "postal_code" => rec.address.postal_code = some,
-            "country" => rec.address.country = some,
+            "city" => rec.address.city = Some(value),
+            "state" => rec.address.state = Some(value),
+            "postal_code" => rec.address.postal_code = Some(value),
+            "country" => rec.address.country = Some(value),
             "phone" => {
                 // Malformed phones stay in the record (prepare drops what it cannot use);
                 // they are only counted here.
@@ -261,14 +260,14 @@ fn convert_row(
                 if crate::normalize::email(&value).is_none() {
                     bad(issues, "malformed email")?;
                 } else {
-                    rec.email = some;
+                    rec.email = Some(value);
                 }
             }
             "national_id" => {
                 if crate::normalize::identifier(&value).is_none() {
                     bad(issues, "malformed identifier")?;
                 } else {
-                    national_id = some;
+                    national_id = Some(value);
                 }
             }
             "multiple_birth_order" => match value.parse::<u8>() {
@@ -332,10 +331,72 @@ pub fn read_csv(
 /// # Errors
 /// As [`read_csv`].
 pub fn read_csv_from(
-    reader: impl std::io::Read,
+    reader: impl std::io::Read + Send,
     mapping: Option<&ColumnMapping>,
     opts: &ReadOptions,
 ) -> Result<(Vec<Record>, ReadSummary)> {
+    read_csv_map_from(reader, mapping, opts, |r| r, &|_| {})
+}
+
+/// Something read from a row that still knows its record key (for the rule that a
+/// repeated key updates the earlier row).
+pub trait Keyed {
+    /// `(source, local_id)`.
+    fn key_parts(&self) -> (&str, &str);
+}
+
+impl Keyed for Record {
+    fn key_parts(&self) -> (&str, &str) {
+        (&self.source, &self.local_id)
+    }
+}
+
+/// Reads a CSV file like [`read_csv`] but turns each record into a `T` as soon as its chunk
+/// is converted (in parallel), so a bulk caller never holds every [`Record`] at once.
+/// `progress` is called with the number of rows after each chunk.
+///
+/// # Errors
+/// As [`read_csv`].
+pub fn read_csv_map<T, F>(
+    path: &Path,
+    mapping: Option<&ColumnMapping>,
+    opts: &ReadOptions,
+    convert: F,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(Vec<T>, ReadSummary)>
+where
+    T: Keyed + Send,
+    F: Fn(Record) -> T + Sync,
+{
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    read_csv_map_from(
+        std::io::BufReader::with_capacity(1 << 20, file),
+        mapping,
+        opts,
+        convert,
+        progress,
+    )
+    .map_err(|e| match e {
+        Error::Io { source, .. } => Error::io(path, source),
+        other => other,
+    })
+}
+
+/// [`read_csv_map`] over any reader.
+///
+/// # Errors
+/// As [`read_csv`].
+pub fn read_csv_map_from<T, F>(
+    reader: impl std::io::Read + Send,
+    mapping: Option<&ColumnMapping>,
+    opts: &ReadOptions,
+    convert: F,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(Vec<T>, ReadSummary)>
+where
+    T: Keyed + Send,
+    F: Fn(Record) -> T + Sync,
+{
     let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
     let csv_err = |e: csv::Error| Error::invalid("input", format!("csv: {e}"));
     let headers: Vec<String> = rdr
@@ -365,31 +426,36 @@ pub fn read_csv_from(
     };
     let resolved = resolve(&mapping, &headers)?;
     let mut records = Vec::new();
-    let mut chunk: Vec<csv::StringRecord> = Vec::with_capacity(CHUNK);
+    // Two row buffers, reused from chunk to chunk: while one chunk is converted in parallel,
+    // the next is parsed (rayon::join), so parsing overlaps conversion.
+    let mut current: Vec<csv::StringRecord> = Vec::with_capacity(CHUNK);
+    let mut next: Vec<csv::StringRecord> = Vec::with_capacity(CHUNK);
+    let mut filled = read_chunk(&mut rdr, &mut current).map_err(csv_err)?;
     let mut row_no = 1u64; // the header is row 1
-    loop {
-        chunk.clear();
-        for _ in 0..CHUNK {
-            let mut row = csv::StringRecord::new();
-            if !rdr.read_record(&mut row).map_err(csv_err)? {
-                break;
-            }
-            chunk.push(row);
-        }
-        if chunk.is_empty() {
-            break;
-        }
+    while filled > 0 {
         let first = row_no + 1;
-        row_no += chunk.len() as u64;
-        let converted: Vec<(Result<Option<Record>>, Vec<Issue>)> = chunk
-            .par_iter()
-            .enumerate()
-            .map(|(i, row)| {
-                let mut issues = Vec::new();
-                let r = convert_row(row, &resolved, opts, first + i as u64, &mut issues);
-                (r, issues)
-            })
-            .collect();
+        row_no += filled as u64;
+        let at_end = filled < CHUNK;
+        let rows = &current[..filled];
+        let (read_next, converted) = rayon::join(
+            || {
+                if at_end {
+                    Ok(0)
+                } else {
+                    read_chunk(&mut rdr, &mut next)
+                }
+            },
+            || {
+                rows.par_iter()
+                    .enumerate()
+                    .map(|(i, row)| {
+                        let mut issues = Vec::new();
+                        let r = convert_row(row, &resolved, opts, first + i as u64, &mut issues);
+                        (r.map(|r| r.map(&convert)), issues)
+                    })
+                    .collect::<Vec<(Result<Option<T>>, Vec<Issue>)>>()
+            },
+        );
         for (r, issues) in converted {
             summary.rows += 1;
             for f in issues {
@@ -400,14 +466,21 @@ pub fn read_csv_from(
                 None => summary.skipped_rows += 1,
             }
         }
+        progress(summary.rows);
+        // Errors of earlier rows (strict mode) come first, as without the overlap.
+        filled = read_next.map_err(csv_err)?;
+        std::mem::swap(&mut current, &mut next);
     }
     // Same key again: the later row is an update of the earlier one.
-    let mut seen: ahash::AHashMap<(String, String), usize> = ahash::AHashMap::new();
     let mut keep = vec![true; records.len()];
-    for (i, r) in records.iter().enumerate() {
-        if let Some(prev) = seen.insert((r.source.clone(), r.local_id.clone()), i) {
-            keep[prev] = false;
-            summary.duplicate_keys += 1;
+    {
+        let mut seen: ahash::AHashMap<(&str, &str), usize> =
+            ahash::AHashMap::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            if let Some(prev) = seen.insert(r.key_parts(), i) {
+                keep[prev] = false;
+                summary.duplicate_keys += 1;
+            }
         }
     }
     if summary.duplicate_keys > 0 {
@@ -419,6 +492,24 @@ pub fn read_csv_from(
 }
 
 const CHUNK: usize = 16_384;
+
+/// Reads up to [`CHUNK`] rows into `buf` (reusing its records); returns how many.
+fn read_chunk<R: std::io::Read>(
+    rdr: &mut csv::Reader<R>,
+    buf: &mut Vec<csv::StringRecord>,
+) -> csv::Result<usize> {
+    let mut filled = 0;
+    while filled < CHUNK {
+        if filled == buf.len() {
+            buf.push(csv::StringRecord::new());
+        }
+        if !rdr.read_record(&mut buf[filled])? {
+            break;
+        }
+        filled += 1;
+    }
+    Ok(filled)
+}
 
 /// A date format: `%Y` 4-digit year, `%y` 2-digit year, `%m`/`%d` 1–2 digit month/day,
 /// `%b` English month abbreviation, anything else literal.

@@ -18,16 +18,19 @@
 //! - [`input`]: CSV reading through a column mapping.
 //! - [`synth`]: the deterministic synthetic population generator.
 //! - [`eval`]: quality measures against ground truth.
-//! - [`batch`]: file-in, clusters-out deduplication.
+//! - [`batch`]: bulk runs on the same core: file dedup, two-file linking, store re-scan.
 //! - [`report`]: the model report: parameters, expected vs measured quality, pictures.
 //! - [`store`]: persistence behind a trait (sled, in-memory): records, persons, review
 //!   tasks, history; atomic change sets, group-committed durability.
 //! - [`service`]: async orchestration: match-or-create, review queue, registrar actions,
 //!   the live in-memory index; CPU work kept short on the async threads.
+//! - [`auth`]: roles and their permission table, credentials (hashed tokens, client
+//!   certificates), the audit trail, TLS and request limits of the listener.
 //! - [`grpc`]: the tonic edge: proto ↔ domain conversion, the one error → status mapping,
 //!   `serve(listener, service, shutdown)` with health and reflection.
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod batch;
 pub mod blocking;
 pub mod compare;

@@ -4,6 +4,10 @@
 //! A [`Prepared`] record is what comparators, scoring and blocking work on. Placeholder
 //! values (see [`Placeholders`]) are dropped here, so they compare as missing everywhere.
 
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use ahash::AHashMap;
+
 use crate::compare::nickname::NicknameTable;
 use crate::compare::phonetic;
 use crate::normalize::{self, Placeholders};
@@ -24,8 +28,9 @@ pub fn pack(code: &str) -> Code {
 /// Derived keys of one name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NameKeys {
-    /// Folded words, single spaces.
-    pub text: Box<str>,
+    /// Folded words, single spaces. Shared: records prepared through one [`NameCache`]
+    /// hold the same allocation for the same name, so equal names compare by pointer.
+    pub text: Arc<str>,
     /// Soundex of the letters.
     pub soundex: Code,
     /// Double Metaphone primary code.
@@ -35,7 +40,7 @@ pub struct NameKeys {
     /// NYSIIS code.
     pub nysiis: Code,
     /// Nickname groups (given names only; sorted).
-    pub nick: Box<[u32]>,
+    pub nick: Arc<[u32]>,
     /// Relative frequency of this value in the population, filled by the model
     /// (0 when the model has no table for the field).
     pub tf: f32,
@@ -45,10 +50,10 @@ impl NameKeys {
     fn new(text: String, with_nicknames: bool) -> Self {
         let letters: String = text.chars().filter(|c| *c != ' ').collect();
         let (dm1, dm2) = phonetic::double_metaphone(&letters);
-        let nick = if with_nicknames {
+        let nick: Arc<[u32]> = if with_nicknames {
             NicknameTable::shipped().groups(&text).into()
         } else {
-            Box::default()
+            Arc::new([])
         };
         NameKeys {
             soundex: pack(&phonetic::soundex(&letters)),
@@ -57,7 +62,7 @@ impl NameKeys {
             nysiis: pack(&phonetic::nysiis(&letters)),
             nick,
             tf: 0.0,
-            text: text.into_boxed_str(),
+            text: text.into(),
         }
     }
 
@@ -110,26 +115,54 @@ impl Prepared {
     /// Normalises a record and derives its keys; placeholders become missing.
     /// Term frequencies stay 0 until a model fills them.
     pub fn new(r: &Record, placeholders: &Placeholders) -> Prepared {
-        let given = r.given_name.as_deref().and_then(normalize::name);
-        let family = r.family_name.as_deref().and_then(normalize::name);
+        Prepared::build(r, placeholders, derive_name, derive_value, |d| {
+            placeholders.is_placeholder_date(d)
+        })
+    }
+
+    /// As [`Prepared::new`], deriving names through a shared cache: the same result, much
+    /// faster over many records, since names repeat (bulk preparation).
+    pub fn new_cached(r: &Record, placeholders: &Placeholders, cache: &NameCache) -> Prepared {
+        Prepared::build(
+            r,
+            placeholders,
+            |raw, kind| cache.derive(raw, kind),
+            |raw, kind| cache.value(raw, kind),
+            |d| cache.is_placeholder_date(d, placeholders),
+        )
+    }
+
+    fn build(
+        r: &Record,
+        placeholders: &Placeholders,
+        mut name: impl FnMut(&str, NameKind) -> Option<DerivedName>,
+        mut value: impl FnMut(&str, ValueKind) -> Option<Box<str>>,
+        placeholder_date: impl Fn(&PartialDate) -> bool,
+    ) -> Prepared {
+        let given = r
+            .given_name
+            .as_deref()
+            .and_then(|s| name(s, NameKind::Given));
+        let family = r
+            .family_name
+            .as_deref()
+            .and_then(|s| name(s, NameKind::Family));
         let (g_ph, f_ph) = placeholders.is_placeholder_name(
-            given.as_ref().map(|n| n.text.as_str()),
-            family.as_ref().map(|n| n.text.as_str()),
+            given.as_ref().map(|n| &*n.keys.text),
+            family.as_ref().map(|n| &*n.keys.text),
         );
         let suffix = family
             .as_ref()
             .and_then(|n| n.suffix)
             .or(given.as_ref().and_then(|n| n.suffix));
-        let given = given.filter(|_| !g_ph).map(|n| NameKeys::new(n.text, true));
-        let family = family
-            .filter(|_| !f_ph)
-            .map(|n| NameKeys::new(n.text, false));
+        let given = given.filter(|_| !g_ph).map(|n| n.keys);
+        let family = family.filter(|_| !f_ph).map(|n| n.keys);
         let previous = r
             .previous_family_names
             .iter()
-            .filter_map(|s| normalize::name(s))
-            .filter(|n| !placeholders.is_placeholder_family(&n.text))
-            .map(|n| NameKeys::new(n.text, false))
+            .filter_map(|s| name(s, NameKind::Family))
+            .filter(|n| !placeholders.is_placeholder_family(&n.keys.text))
+            .map(|n| n.keys)
             .collect();
         let national_id = r
             .identifiers
@@ -157,9 +190,7 @@ impl Prepared {
             family,
             previous,
             suffix,
-            birth: r
-                .birth_date
-                .filter(|d| !placeholders.is_placeholder_date(d)),
+            birth: r.birth_date.filter(|d| !placeholder_date(d)),
             sex: r.sex,
             national_id,
             phones,
@@ -178,18 +209,165 @@ impl Prepared {
                 .address
                 .city
                 .as_deref()
-                .map(normalize::fold)
-                .filter(|c| !c.is_empty())
-                .map(String::into_boxed_str),
+                .and_then(|c| value(c, ValueKind::City)),
             postcode: r
                 .address
                 .postal_code
                 .as_deref()
-                .and_then(normalize::postcode)
-                .map(String::into_boxed_str),
+                .and_then(|c| value(c, ValueKind::Postcode)),
             postcode_tf: 0.0,
             multiple_birth_order: r.multiple_birth_order,
         }
+    }
+}
+
+/// Which derivation a name gets: given names also look up nickname groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    /// A given name (with nickname groups).
+    Given,
+    /// A family or previous family name.
+    Family,
+}
+
+/// A normalised name's keys and the generational suffix split from it.
+#[derive(Debug, Clone)]
+struct DerivedName {
+    keys: NameKeys,
+    suffix: Option<&'static str>,
+}
+
+fn derive_name(raw: &str, kind: NameKind) -> Option<DerivedName> {
+    normalize::name(raw).map(|n| DerivedName {
+        suffix: n.suffix,
+        keys: NameKeys::new(n.text, kind == NameKind::Given),
+    })
+}
+
+/// Address values that repeat across records (a memo pays off for them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ValueKind {
+    City,
+    Postcode,
+}
+
+fn derive_value(raw: &str, kind: ValueKind) -> Option<Box<str>> {
+    match kind {
+        ValueKind::City => Some(normalize::fold(raw)).filter(|c| !c.is_empty()),
+        ValueKind::Postcode => normalize::postcode(raw),
+    }
+    .map(String::into_boxed_str)
+}
+
+const SHARDS: usize = 64;
+
+#[derive(Default)]
+struct Shard {
+    /// Raw spelling → derivation (`None`: nothing left after normalising).
+    raw: [AHashMap<Box<str>, Option<DerivedName>>; 2],
+    /// Folded text → keys, so case and accent variants share one [`NameKeys`].
+    folded: [AHashMap<Arc<str>, NameKeys>; 2],
+    /// Raw city or postcode → canonical form.
+    values: [AHashMap<Box<str>, Option<Box<str>>>; 2],
+}
+
+/// A concurrent memo of name derivations (folding, phonetic codes, nickname groups) for
+/// bulk preparation. Names repeat heavily in real populations, so most records hit the
+/// cache; every record with the same folded name then shares one [`NameKeys::text`]
+/// allocation. Sharded behind mutexes: rayon workers rarely meet on a shard.
+pub struct NameCache {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: ahash::RandomState,
+    /// The placeholder date list and its parsed dates (`None`: compare formatted).
+    placeholder_dates: OnceLock<Option<PlaceholderDates>>,
+}
+
+type PlaceholderDates = (Vec<String>, Vec<PartialDate>);
+
+impl Default for NameCache {
+    fn default() -> Self {
+        NameCache {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: ahash::RandomState::with_seeds(1, 2, 3, 4),
+            placeholder_dates: OnceLock::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for NameCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NameCache").finish_non_exhaustive()
+    }
+}
+
+impl NameCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn shard(&self, s: &str) -> std::sync::MutexGuard<'_, Shard> {
+        // A poisoned shard only means another worker panicked mid-insert; the maps hold
+        // complete entries either way.
+        self.shards[self.hasher.hash_one(s) as usize % SHARDS]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// [`Placeholders::is_placeholder_date`] without formatting the date: the placeholder
+    /// list is parsed once (per list, remembered by its first caller) and dates compare as
+    /// values; a list entry that does not parse back to itself keeps the formatting check.
+    fn is_placeholder_date(&self, d: &PartialDate, placeholders: &Placeholders) -> bool {
+        let parsed = self.placeholder_dates.get_or_init(|| {
+            let mut dates = Vec::new();
+            for s in &placeholders.birth_dates {
+                match PartialDate::parse_iso(s) {
+                    Ok(p) if p.to_string() == *s => dates.push(p),
+                    _ => return None,
+                }
+            }
+            Some((placeholders.birth_dates.clone(), dates))
+        });
+        match parsed {
+            Some((list, dates)) if *list == placeholders.birth_dates => dates.contains(d),
+            _ => placeholders.is_placeholder_date(d),
+        }
+    }
+
+    fn value(&self, raw: &str, kind: ValueKind) -> Option<Box<str>> {
+        let k = kind as usize;
+        if let Some(hit) = self.shard(raw).values[k].get(raw) {
+            return hit.clone();
+        }
+        let v = derive_value(raw, kind);
+        self.shard(raw).values[k].insert(raw.into(), v.clone());
+        v
+    }
+
+    fn derive(&self, raw: &str, kind: NameKind) -> Option<DerivedName> {
+        let k = kind as usize;
+        if let Some(hit) = self.shard(raw).raw[k].get(raw) {
+            return hit.clone();
+        }
+        let derived = normalize::name(raw).map(|n| {
+            let keys = {
+                let shard = self.shard(&n.text);
+                shard.folded[k].get(n.text.as_str()).cloned()
+            };
+            let keys = keys.unwrap_or_else(|| {
+                let keys = NameKeys::new(n.text, kind == NameKind::Given);
+                self.shard(&keys.text).folded[k]
+                    .entry(keys.text.clone())
+                    .or_insert(keys)
+                    .clone()
+            });
+            DerivedName {
+                keys,
+                suffix: n.suffix,
+            }
+        });
+        self.shard(raw).raw[k].insert(raw.into(), derived.clone());
+        derived
     }
 }
 
@@ -235,6 +413,53 @@ mod tests {
         );
         assert_eq!(p.street.as_deref(), Some("12 n main st"));
         assert_eq!(p.postcode.as_deref(), Some("02139"));
+    }
+
+    #[test]
+    fn cached_preparation_equals_plain_preparation() {
+        let mut recs = vec![rec()];
+        for (g, f, prev) in [
+            ("Robert", "SMITH", "Jones"),
+            ("robert", "Smith", ""),
+            ("John", "Doe", ""),
+            ("Dr. José", "García Jr", "Núñez"),
+            ("  JOSE ", "garcia-lopez", "Unknown"),
+            ("Baby Girl", "O'Brien", ""),
+            ("Mr", "Smith", ""),
+        ] {
+            let mut r = rec();
+            r.given_name = Some(g.into());
+            r.family_name = Some(f.into());
+            r.previous_family_names = vec![prev.into()];
+            r.address.city = Some(format!(" São {f} "));
+            r.birth_date = PartialDate::parse_iso(if g.len() % 3 == 0 {
+                "1970-01-01"
+            } else {
+                "1970-01"
+            })
+            .ok();
+            r.address.postal_code = Some(
+                if g.len() % 2 == 0 {
+                    "02139-1234"
+                } else {
+                    "K1A 0B1"
+                }
+                .into(),
+            );
+            recs.push(r);
+        }
+        let ph = Placeholders::default();
+        let cache = NameCache::new();
+        for _ in 0..2 {
+            for r in &recs {
+                assert_eq!(Prepared::new_cached(r, &ph, &cache), Prepared::new(r, &ph));
+            }
+        }
+        // Equal folded names share one allocation, across raw spellings.
+        let a = Prepared::new_cached(&recs[1], &ph, &cache);
+        let b = Prepared::new_cached(&recs[2], &ph, &cache);
+        let (fa, fb) = (a.family.unwrap(), b.family.unwrap());
+        assert!(Arc::ptr_eq(&fa.text, &fb.text));
     }
 
     #[test]

@@ -1,113 +1,238 @@
-//! `empi dedup`: file in, clusters out.
+//! `empi dedup`: a file in, clusters out (`--input`), or a store re-scanned for duplicate
+//! persons (`--data`).
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use empi::batch::{cluster, cluster_sizes, score_records, DedupSummary, ScoreOptions};
-use empi::linker::{pair_decision, Decision};
-use empi::scoring::{weight_to_prob, PairScore};
+use empi::batch::{self, DedupOptions, RescanMode, RescanOptions};
+use empi::input::{ColumnMapping, ReadOptions};
 
 use super::input::InputArgs;
 
 /// Arguments of `empi dedup`.
 #[derive(Args, Debug)]
 pub struct DedupArgs {
-    #[command(flatten)]
-    pub input: InputArgs,
-    /// Clusters out: `source,local_id,cluster_id`, one line per record.
+    /// CSV file with a header row (or give --data to re-scan a store).
+    #[arg(long, required_unless_present = "data", conflicts_with = "data")]
+    pub input: Option<PathBuf>,
+    /// Re-scan this store (a directory `empi serve` uses) for duplicate persons, opening
+    /// review tasks; the server must be stopped.
     #[arg(long)]
-    pub output: PathBuf,
-    /// Pairs between the thresholds (or guarded), for review.
+    pub data: Option<PathBuf>,
+    /// With --data: merge persons whose link is above the upper threshold (recorded in
+    /// history) instead of opening review tasks for them.
+    #[arg(long, requires = "data")]
+    pub merge: bool,
+    /// With --data: report what would be done without writing.
+    #[arg(long, requires = "data")]
+    pub dry_run: bool,
+    /// Column mapping `ours=theirs,...` (default: headers named like our fields).
+    #[arg(long)]
+    pub columns: Option<String>,
+    /// Source name for records when `source` is not mapped.
+    #[arg(long, default_value = "file")]
+    pub source: String,
+    /// Treat any unparseable value as an error naming row and column.
+    #[arg(long)]
+    pub strict: bool,
+    /// Model file (default: the shipped default model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Use the model's term-frequency tables instead of counting them from the input.
+    #[arg(long)]
+    pub model_tf: bool,
+    /// Clusters out: `source,local_id,cluster_id`, one line per record.
+    #[arg(long, required_unless_present = "data")]
+    pub output: Option<PathBuf>,
+    /// Pairs for review (between the thresholds, guarded, or refused as a chain), with the
+    /// per-comparison explanation of each.
     #[arg(long)]
     pub review: Option<PathBuf>,
     /// Run summary as JSON.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Ground truth `source,local_id,person_id`: add the clusters' quality to the summary.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl DedupArgs {
+    fn linker(&self) -> Result<empi::linker::Linker> {
+        InputArgs {
+            input: self.input.clone().unwrap_or_default(),
+            columns: self.columns.clone(),
+            source: self.source.clone(),
+            strict: self.strict,
+            model: self.model.clone(),
+            model_tf: self.model_tf,
+        }
+        .linker()
+    }
+}
+
+fn create(path: &Path) -> Result<std::fs::File> {
+    std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))
+}
+
+/// Reads a CSV into a prepared dataset, reporting unusable values by column (never values).
+pub fn read_input(
+    path: &Path,
+    columns: Option<&str>,
+    source: &str,
+    strict: bool,
+    linker: &empi::linker::Linker,
+    progress: bool,
+) -> Result<(batch::Dataset, empi::input::ReadSummary)> {
+    let mapping = columns.map(ColumnMapping::parse).transpose()?;
+    let opts = ReadOptions {
+        strict,
+        default_source: source.to_string(),
+    };
+    let (data, summary) = batch::read_dataset(path, mapping.as_ref(), &opts, linker, progress)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if !summary.issues.is_empty() {
+        let list: Vec<String> = summary
+            .issues
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        eprintln!(
+            "unusable values (kept partly or treated as missing): {}",
+            list.join(", ")
+        );
+    }
+    if summary.skipped_rows > 0 {
+        eprintln!(
+            "rows skipped (no local id or no demographic value): {}",
+            summary.skipped_rows
+        );
+    }
+    Ok((data, summary))
 }
 
 /// Runs `empi dedup`.
 pub fn dedup(args: &DedupArgs) -> Result<()> {
+    let progress = !args.quiet && std::io::stderr().is_terminal();
+    if let Some(dir) = &args.data {
+        return rescan(args, dir, progress);
+    }
+    let (Some(input), Some(output)) = (&args.input, &args.output) else {
+        bail!("give --input and --output, or --data");
+    };
     let started = Instant::now();
-    let linker = args.input.linker()?;
-    let (records, read_summary) = args.input.read()?;
-    let t = linker.thresholds();
-    let opts = ScoreOptions {
-        keep_min_weight: t.lower,
-        tf_from_data: !args.input.model_tf,
-        progress: true,
+    let linker = args.linker()?;
+    let (data, read_summary) = read_input(
+        input,
+        args.columns.as_deref(),
+        &args.source,
+        args.strict,
+        &linker,
+        progress,
+    )?;
+    let read_secs = started.elapsed().as_secs_f64();
+    let opts = DedupOptions {
+        tf_from_data: !args.model_tf,
+        progress,
+        ..Default::default()
     };
-    let (_, run) = score_records(&linker, &records, None, &opts)?;
-    let ids = cluster(records.len(), &run.pairs, t.upper);
-    let out = std::fs::File::create(&args.output)
-        .with_context(|| format!("creating {}", args.output.display()))?;
-    let mut w = csv::Writer::from_writer(std::io::BufWriter::new(out));
-    w.write_record(["source", "local_id", "cluster_id"])?;
-    for (r, id) in records.iter().zip(&ids) {
-        w.write_record([r.source.as_str(), r.local_id.as_str(), &id.to_string()])?;
-    }
-    w.flush()?;
-    let review: Vec<_> = run
-        .pairs
-        .iter()
-        .filter(|p| {
-            let s = PairScore {
-                weight: p.weight as f64,
-                guard: p.guard,
-            };
-            ids[p.a as usize] != ids[p.b as usize] && pair_decision(&s, t) == Decision::Review
-        })
-        .collect();
+    let mut result = batch::dedup(&linker, data, &opts)?;
+    let w = Instant::now();
+    batch::write_clusters(create(output)?, &result.keys, &result.clustering.ids)
+        .with_context(|| format!("writing {}", output.display()))?;
     if let Some(path) = &args.review {
-        let f =
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        let mut w = csv::Writer::from_writer(std::io::BufWriter::new(f));
-        w.write_record([
-            "a_source",
-            "a_local_id",
-            "b_source",
-            "b_local_id",
-            "weight",
-            "probability",
-            "guard",
-        ])?;
-        for p in &review {
-            let (a, b) = (&records[p.a as usize], &records[p.b as usize]);
-            w.write_record([
-                a.source.as_str(),
-                &a.local_id,
-                &b.source,
-                &b.local_id,
-                &format!("{:.2}", p.weight),
-                &format!("{:.6}", weight_to_prob(p.weight as f64)),
-                p.guard.map(|g| g.reason()).unwrap_or(""),
-            ])?;
-        }
-        w.flush()?;
+        batch::write_review(
+            create(path)?,
+            &result.keys,
+            &result.run.prepared,
+            &result.linker,
+            &result.review,
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
     }
-    let sizes = cluster_sizes(&ids);
-    let summary = DedupSummary {
-        input: read_summary,
-        scoring: run.stats,
-        clusters: sizes.values().sum(),
-        cluster_sizes: sizes,
-        review_pairs: review.len() as u64,
-        total_secs: started.elapsed().as_secs_f64(),
-    };
+    let summary = &mut result.summary;
+    summary.input = Some(read_summary);
+    summary.timings.read_prepare = read_secs;
+    summary.timings.writing = w.elapsed().as_secs_f64();
+    if let Some(truth) = &args.truth {
+        let labels = batch::dedup::labels_from_truth(truth, &result.keys)
+            .with_context(|| format!("reading {}", truth.display()))?;
+        let t = result.linker.thresholds();
+        summary.quality = Some(empi::eval::quality(
+            &result.clustering.ids,
+            &labels,
+            &result.run.pairs,
+            t.upper,
+            t.lower,
+        ));
+    }
+    summary.timings.total = started.elapsed().as_secs_f64();
     let mut err = std::io::stderr().lock();
     writeln!(
         err,
-        "{} records -> {} clusters; {} pairs compared, {} review pairs, {} capped block lookups; {:.2}s",
+        "{} records -> {} clusters; {} candidate pair visits, {} scored in full, {} review pairs \
+         ({} refused chain links), {} capped blocks; {:.2}s",
         summary.scoring.records,
         summary.clusters,
-        summary.scoring.pairs_compared,
+        summary.scoring.pair_visits,
+        summary.scoring.pairs_scored_in_full,
         summary.review_pairs,
-        summary.scoring.capped_block_lookups,
-        summary.total_secs
+        summary.chaining.refused_links,
+        summary.scoring.blocks_capped,
+        summary.timings.total
     )?;
+    if let Some(q) = &summary.quality {
+        writeln!(
+            err,
+            "quality: precision {:.5} recall {:.5} f1 {:.5} false-merge {:.4}% split {:.4}%",
+            q.precision,
+            q.recall,
+            q.f1,
+            100.0 * q.false_merge_rate,
+            100.0 * q.split_rate
+        )?;
+    }
+    if let Some(p) = &args.report {
+        std::fs::write(p, serde_json::to_string_pretty(&*summary)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    // The process ends here: freeing a million prepared records one by one would only
+    // add a few hundred milliseconds.
+    std::mem::forget(result);
+    Ok(())
+}
+
+fn rescan(args: &DedupArgs, dir: &Path, progress: bool) -> Result<()> {
+    let linker = args.linker()?;
+    let opts = RescanOptions {
+        mode: if args.merge {
+            RescanMode::MergeAboveUpper
+        } else {
+            RescanMode::Review
+        },
+        dry_run: args.dry_run,
+        tf_from_data: !args.model_tf,
+        progress,
+        actor: "empi-dedup".to_string(),
+    };
+    let summary = batch::rescan::rescan_dir(dir, &linker, &opts)?;
+    eprintln!(
+        "{} records in {} persons: {} duplicate person pairs found, {} review tasks opened, \
+         {} merges, {} skipped (already open or asserted different); {:.2}s",
+        summary.records,
+        summary.persons,
+        summary.person_pairs,
+        summary.tasks_opened,
+        summary.merges,
+        summary.skipped,
+        summary.total_secs
+    );
     if let Some(p) = &args.report {
         std::fs::write(p, serde_json::to_string_pretty(&summary)?)
             .with_context(|| format!("writing {}", p.display()))?;

@@ -1,6 +1,15 @@
 //! Runners for the `empi` subcommands: each turns parsed arguments into library calls and
 //! prints results. No matching logic lives here.
 
+pub mod audit;
+pub mod check;
 pub mod dedup;
 pub mod eval;
 pub mod input;
+pub mod link;
+pub mod load;
+pub mod model;
+pub mod security;
+pub mod serve;
+pub mod token;
+pub mod train;

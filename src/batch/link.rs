@@ -1,0 +1,198 @@
+//! Linking two files: each left record to at most its best right record. Only pairs across
+//! the files are blocked and scored; the decision per left record is [`pair_decision`] of
+//! its best pair (link at or above the upper threshold without a guard, review between the
+//! thresholds or when guarded). How many right records reached the upper threshold is
+//! reported beside it: several usually means duplicates within the right file, which
+//! `empi link --clusters` (or `empi dedup`) resolves.
+
+use serde::Serialize;
+
+use crate::linker::{pair_decision, Decision, Linker};
+use crate::scoring::{Guard, PairScore};
+use crate::Result;
+
+use super::dataset::{Dataset, Keys};
+use super::score::{score_prepared, ScoreOptions, ScoreStats, ScoredRun};
+
+/// Options of a link run.
+#[derive(Debug, Clone)]
+pub struct LinkOptions {
+    /// Count term frequencies from both files instead of the model's tables.
+    pub tf_from_data: bool,
+    /// Progress bars on stderr.
+    pub progress: bool,
+}
+
+/// What happened to one left record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkDecision {
+    /// Linked to its best right record.
+    Link,
+    /// Its best right record needs a person: between the thresholds, or guarded.
+    Review,
+    /// No right record at or above the lower threshold.
+    None,
+}
+
+impl LinkDecision {
+    /// The name used in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkDecision::Link => "link",
+            LinkDecision::Review => "review",
+            LinkDecision::None => "none",
+        }
+    }
+}
+
+/// One left record's answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkRow {
+    /// Left record (index into the left file).
+    pub left: u32,
+    /// Best right record (index into the right file), if any reached the lower threshold.
+    pub right: Option<u32>,
+    /// Its match weight.
+    pub weight: f64,
+    /// Guard rail on the best pair.
+    pub guard: Option<Guard>,
+    /// The decision.
+    pub decision: LinkDecision,
+    /// Right records at or above the upper threshold without a guard.
+    pub links_above_upper: u32,
+}
+
+/// The result of [`link`].
+#[derive(Debug)]
+pub struct LinkResult {
+    /// One row per left record, in left order.
+    pub rows: Vec<LinkRow>,
+    /// Keys of left then right records.
+    pub keys: Keys,
+    /// Number of left records (right record `j` is `left_len + j` in `keys` and `run`).
+    pub left_len: usize,
+    /// The scored run over both files.
+    pub run: ScoredRun,
+    /// The linker used.
+    pub linker: Linker,
+    /// Scoring counters.
+    pub stats: ScoreStats,
+}
+
+/// Links each left record to at most one right record.
+///
+/// # Errors
+/// [`crate::Error::Model`] if the data-TF model does not validate (it always should).
+pub fn link(
+    linker: &Linker,
+    left: Dataset,
+    right: Dataset,
+    opts: &LinkOptions,
+) -> Result<LinkResult> {
+    let t = linker.thresholds();
+    let nl = left.len();
+    let mut keys = left.keys;
+    keys.extend(&right.keys);
+    let mut prepared = left.prepared;
+    prepared.extend(right.prepared);
+    let score_opts = ScoreOptions {
+        keep_min_weight: t.lower,
+        tf_from_data: opts.tf_from_data,
+        progress: opts.progress,
+    };
+    let (linker, run) = score_prepared(linker, prepared, None, Some(nl as u32), &score_opts)?;
+    let mut rows: Vec<LinkRow> = (0..nl as u32)
+        .map(|left| LinkRow {
+            left,
+            right: None,
+            weight: f64::NEG_INFINITY,
+            guard: None,
+            decision: LinkDecision::None,
+            links_above_upper: 0,
+        })
+        .collect();
+    // Pairs are sorted by (a, b) and every pair has a < nl <= b.
+    for p in &run.pairs {
+        let row = &mut rows[p.a as usize];
+        let s = PairScore {
+            weight: p.weight as f64,
+            guard: p.guard,
+        };
+        if pair_decision(&s, t) == Decision::Link {
+            row.links_above_upper += 1;
+        }
+        if s.weight > row.weight {
+            row.weight = s.weight;
+            row.guard = s.guard;
+            row.right = Some(p.b - nl as u32);
+        }
+    }
+    for row in &mut rows {
+        if row.right.is_none() {
+            row.weight = 0.0;
+            continue;
+        }
+        let s = PairScore {
+            weight: row.weight,
+            guard: row.guard,
+        };
+        // Several right records above the upper threshold are usually duplicates within
+        // the right file; the best one is the match, and the count goes to the output.
+        row.decision = match pair_decision(&s, t) {
+            Decision::Link => LinkDecision::Link,
+            Decision::Review => LinkDecision::Review,
+            Decision::New => LinkDecision::None,
+        };
+    }
+    let stats = run.stats.clone();
+    Ok(LinkResult {
+        rows,
+        keys,
+        left_len: nl,
+        run,
+        linker,
+        stats,
+    })
+}
+
+/// Writes `left_source,left_local_id,right_source,right_local_id,weight,probability,decision,
+/// guard,right_links_above_upper` (empty right key and score when nothing was found).
+///
+/// # Errors
+/// I/O errors.
+pub fn write_links(out: impl std::io::Write, result: &LinkResult) -> std::io::Result<()> {
+    let mut w = csv::Writer::from_writer(std::io::BufWriter::with_capacity(1 << 20, out));
+    w.write_record([
+        "left_source",
+        "left_local_id",
+        "right_source",
+        "right_local_id",
+        "weight",
+        "probability",
+        "decision",
+        "guard",
+        "right_links_above_upper",
+    ])?;
+    for row in &result.rows {
+        let (ls, ll) = result.keys.get(row.left as usize);
+        match row.right {
+            Some(r) => {
+                let (rs, rl) = result.keys.get(result.left_len + r as usize);
+                w.write_record([
+                    ls,
+                    ll,
+                    rs,
+                    rl,
+                    &format!("{:.2}", row.weight),
+                    &format!("{:.6}", crate::scoring::weight_to_prob(row.weight)),
+                    row.decision.name(),
+                    row.guard.map(|g| g.reason()).unwrap_or(""),
+                    &row.links_above_upper.to_string(),
+                ])?;
+            }
+            None => w.write_record([ls, ll, "", "", "", "", row.decision.name(), "", "0"])?,
+        }
+    }
+    w.flush()
+}

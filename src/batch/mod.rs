@@ -1,0 +1,88 @@
+//! File-in, clusters-out deduplication on the shared core, built for millions of records:
+//! read and prepare in parallel, block by sorting, stream candidate pairs through the scorer
+//! keeping only pairs at or above the lower threshold, cluster without chaining, explain
+//! the review pairs. The same [`crate::linker::Linker`] decides here as in the service.
+//!
+//! - [`score`]: preparation and the parallel pair loop ([`score_records`], [`score_prepared`]).
+//! - [`bound`]: a cheap upper bound on a pair's weight, to skip hopeless pairs exactly.
+//! - [`cluster`](mod@cluster): clustering that refuses to chain weak links ([`cluster_guarded`]).
+//! - [`dataset`]: records read straight into prepared form with compact keys.
+//! - [`dedup`](mod@dedup): a whole dedup run and its report; review pairs with explanations.
+//! - [`link`](mod@link): linking two files.
+//! - [`rescan`](mod@rescan): re-scanning a store for duplicate persons.
+
+pub mod bound;
+pub mod cluster;
+pub mod dataset;
+pub mod dedup;
+pub mod link;
+pub mod rescan;
+pub mod score;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::scoring::Guard;
+
+pub use cluster::{cluster, cluster_guarded, ChainStats, Clustering, GuardedOptions, UnionFind};
+pub use dataset::{read_dataset, Dataset, Keys};
+pub use dedup::{
+    contradicts, dedup, review_pairs, write_clusters, write_review, ChainGuards, ChainRule,
+    DedupOptions, DedupResult, DedupSummary, ReviewKind, ReviewPair, Timings,
+};
+pub use link::{link, write_links, LinkDecision, LinkOptions, LinkResult, LinkRow};
+pub use rescan::{rescan, rescan_dir, RescanMode, RescanOptions, RescanSummary};
+pub use score::{
+    model_with_data_tf, prepare_all, score_prepared, score_records, ScoreOptions, ScoreStats,
+    ScoredRun,
+};
+
+/// One scored candidate pair (`a < b`, indexes into the record list).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoredPair {
+    /// First record.
+    pub a: u32,
+    /// Second record.
+    pub b: u32,
+    /// Match weight.
+    pub weight: f32,
+    /// Guard rail, if any.
+    pub guard: Option<Guard>,
+}
+
+/// Counts cluster sizes: size → how many clusters (ids numbered from 1).
+pub fn cluster_sizes(ids: &[u32]) -> BTreeMap<u32, u64> {
+    let mut count = vec![0u32; ids.len() + 1];
+    for &c in ids {
+        count[c as usize] += 1;
+    }
+    let mut sizes = BTreeMap::new();
+    for &n in count.iter().filter(|&&n| n > 0) {
+        *sizes.entry(n).or_default() += 1;
+    }
+    sizes
+}
+
+/// Elapsed seconds helper for summaries.
+pub fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// A progress bar on stderr, or a hidden one when `show` is false (indicatif also hides
+/// it when stderr is not a terminal, so redirected runs stay quiet).
+pub fn progress_bar(len: u64, what: &str, show: bool) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr_with_hz(4),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg:>10} [{bar:40}] {human_pos}/{human_len} ({per_sec}, eta {eta})",
+    ) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(what.to_string());
+    pb
+}
