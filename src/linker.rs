@@ -225,22 +225,38 @@ impl Linker {
         let Some(best) = ranked.first() else {
             return (Decision::New, None);
         };
-        if best.score.weight < t.lower {
-            return (Decision::New, None);
+        let reason = |p: &PersonScore<P>| {
+            Some(
+                p.score
+                    .guard
+                    .map_or(ReviewReason::BetweenThresholds, ReviewReason::Guarded),
+            )
+        };
+        match pair_decision(&best.score, t) {
+            Decision::Link => {
+                // Only another *linkable* person makes a link ambiguous; a twin whose pair
+                // is contradicted is no rival, or the order of arrival would decide.
+                if ranked[1..]
+                    .iter()
+                    .any(|p| pair_decision(&p.score, t) == Decision::Link)
+                {
+                    (Decision::Review, Some(ReviewReason::Ambiguous))
+                } else {
+                    (Decision::Link, None)
+                }
+            }
+            Decision::Review => (Decision::Review, reason(best)),
+            // The best is contradicted; a weaker, uncontradicted person may still need a look.
+            Decision::New => {
+                match ranked[1..]
+                    .iter()
+                    .find(|p| pair_decision(&p.score, t) == Decision::Review)
+                {
+                    Some(p) => (Decision::Review, reason(p)),
+                    None => (Decision::New, None),
+                }
+            }
         }
-        if best.score.weight < t.upper {
-            return (Decision::Review, Some(ReviewReason::BetweenThresholds));
-        }
-        if let Some(g) = best.score.guard {
-            return (Decision::Review, Some(ReviewReason::Guarded(g)));
-        }
-        if ranked
-            .get(1)
-            .is_some_and(|second| second.score.weight >= t.upper)
-        {
-            return (Decision::Review, Some(ReviewReason::Ambiguous));
-        }
-        (Decision::Link, None)
     }
 }
 
@@ -279,6 +295,43 @@ mod tests {
         let out = l.decide(&q, [(1u32, &same), (3, &same)], 10);
         assert_eq!(out.decision, Decision::Review);
         assert_eq!(out.review_reason, Some(ReviewReason::Ambiguous));
+    }
+
+    #[test]
+    fn a_guarded_twin_does_not_make_a_clear_link_ambiguous() {
+        let l = Linker::with_default_model();
+        let q = l.prepare(&rec("Wanda", "Kowalczyk", (1970, 3, 9), "555-201-3344"));
+        let same = l.prepare(&rec("Wanda", "Kowalczyk", (1970, 3, 9), "555-201-3344"));
+        let twin = l.prepare(&rec("Olga", "Kowalczyk", (1970, 3, 9), "555-201-3344"));
+        for order in [[(1u32, &same), (2, &twin)], [(2, &twin), (1, &same)]] {
+            let out = l.decide(&q, order, 10);
+            assert_eq!(out.decision, Decision::Link);
+            assert_eq!(out.ranked[0].person, 1);
+        }
+    }
+
+    #[test]
+    fn a_contradicted_pair_in_the_band_is_a_new_person() {
+        let t = Thresholds {
+            upper: 8.0,
+            lower: 0.0,
+        };
+        let s = |weight, guard| PairScore { weight, guard };
+        assert_eq!(
+            pair_decision(&s(4.0, Some(Guard::BirthDateDiffers)), t),
+            Decision::New
+        );
+        assert_eq!(
+            pair_decision(&s(4.0, Some(Guard::NoGivenNameEvidence)), t),
+            Decision::Review
+        );
+        assert_eq!(
+            pair_decision(&s(9.0, Some(Guard::BirthDateDiffers)), t),
+            Decision::Review
+        );
+        assert_eq!(pair_decision(&s(9.0, None), t), Decision::Link);
+        assert_eq!(pair_decision(&s(4.0, None), t), Decision::Review);
+        assert_eq!(pair_decision(&s(-1.0, None), t), Decision::New);
     }
 
     #[test]
