@@ -97,23 +97,7 @@ pub fn read_input(
     };
     let (data, summary) = batch::read_dataset(path, mapping.as_ref(), &opts, linker, progress)
         .with_context(|| format!("reading {}", path.display()))?;
-    if !summary.issues.is_empty() {
-        let list: Vec<String> = summary
-            .issues
-            .iter()
-            .map(|(k, v)| format!("{k}: {v}"))
-            .collect();
-        eprintln!(
-            "unusable values (kept partly or treated as missing): {}",
-            list.join(", ")
-        );
-    }
-    if summary.skipped_rows > 0 {
-        eprintln!(
-            "rows skipped (no local id or no demographic value): {}",
-            summary.skipped_rows
-        );
-    }
+    super::input::print_read_summary(&summary);
     Ok((data, summary))
 }
 

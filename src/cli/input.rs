@@ -52,23 +52,29 @@ impl InputArgs {
             default_source: self.source.clone(),
         };
         let (records, summary) = read_csv(&self.input, mapping.as_ref(), &opts)?;
-        if !summary.issues.is_empty() {
-            let list: Vec<String> = summary
-                .issues
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect();
-            eprintln!(
-                "unusable values (kept partly or treated as missing): {}",
-                list.join(", ")
-            );
-        }
-        if summary.skipped_rows > 0 {
-            eprintln!(
-                "rows skipped (no local id or no demographic value): {}",
-                summary.skipped_rows
-            );
-        }
+        print_read_summary(&summary);
         Ok((records, summary))
+    }
+}
+
+/// Prints what reading found that the user should know: unusable values per column and
+/// skipped rows (counts only, never values).
+pub fn print_read_summary(summary: &empi::input::ReadSummary) {
+    if !summary.issues.is_empty() {
+        let list: Vec<String> = summary
+            .issues
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        eprintln!(
+            "unusable values (kept partly or treated as missing): {}",
+            list.join(", ")
+        );
+    }
+    if summary.skipped_rows > 0 {
+        eprintln!(
+            "rows skipped (no local id or no demographic value): {}",
+            summary.skipped_rows
+        );
     }
 }
