@@ -8,6 +8,7 @@ use std::path::Path;
 use ahash::AHashMap;
 use serde::Serialize;
 
+use crate::batch::attach::attach_nameless;
 use crate::batch::{cluster, ScoredPair};
 use crate::error::{Error, Result};
 use crate::linker::{pair_decision, Decision};
@@ -161,13 +162,26 @@ pub fn quality(
     }
 }
 
-/// Quality at each upper threshold (lower fixed).
-pub fn sweep(labels: &[u32], pairs: &[ScoredPair], uppers: &[f64], lower: f64) -> Vec<Quality> {
+/// Quality at each upper threshold (lower fixed). Records are clustered by their links,
+/// then nameless records join their sole named candidate
+/// ([`attach_nameless`](crate::batch::attach::attach_nameless)); `named[i]` says whether
+/// record `i` has a given name (an empty slice: every record does).
+pub fn sweep(
+    labels: &[u32],
+    pairs: &[ScoredPair],
+    named: &[bool],
+    uppers: &[f64],
+    lower: f64,
+) -> Vec<Quality> {
     uppers
         .iter()
-        .map(|&u| {
-            let ids = cluster(labels.len(), pairs, u);
-            quality(&ids, labels, pairs, u, lower)
+        .map(|&upper| {
+            let mut ids = cluster(labels.len(), pairs, upper);
+            if !named.is_empty() {
+                let t = Thresholds { upper, lower };
+                ids = attach_nameless(&ids, pairs, named, t, |_, _| false).0;
+            }
+            quality(&ids, labels, pairs, upper, lower)
         })
         .collect()
 }
@@ -285,7 +299,7 @@ mod tests {
     fn sweep_is_monotone_in_cluster_count() {
         let labels = [0, 0, 1, 1];
         let pairs = [p(0, 1, 12.0), p(2, 3, 6.0), p(1, 2, 3.0)];
-        let rows = sweep(&labels, &pairs, &[2.0, 5.0, 10.0, 15.0], 0.0);
+        let rows = sweep(&labels, &pairs, &[], &[2.0, 5.0, 10.0, 15.0], 0.0);
         let clusters: Vec<u64> = rows.iter().map(|q| q.clusters).collect();
         assert_eq!(clusters, vec![1, 2, 3, 4]);
         assert_eq!(rows[1].precision, 1.0);

@@ -4,6 +4,24 @@
 //! A person's score is the best score of any of its records against the query. The
 //! decision is *Link* only when exactly one person reaches the upper threshold and no
 //! guard rail forbids it; anything uncertain is *Review*, never a guess.
+//!
+//! # The sole-candidate rule
+//! One guard rail is about missing evidence rather than contradiction:
+//! [`Guard::NoGivenNameEvidence`] (a "Baby Boy" record, or no given name at all). Alone, a
+//! pair like that cannot tell a newborn from a same-sex twin. With the other candidates
+//! in view it often can, so [`Linker::decide`] links such a pair when
+//! - it reaches the upper threshold and that guard is its only objection, with a given
+//!   name on exactly one side;
+//! - no record of that person contradicts the query ([`Guard::is_contradiction`]);
+//! - no other candidate person is plausible: every other person scores below the lower
+//!   threshold or is contradicted (an opposite-sex twin, differing on sex, is no rival; a
+//!   same-sex twin is, and the record goes to review). For a query without a given name,
+//!   a person whose candidate records have no given name either is not counted: that is a
+//!   second placeholder record of the same newborn from another source, more often than
+//!   not.
+//!
+//! The outcome says so ([`Outcome::sole_candidate`]). Batch runs apply the same rule after
+//! clustering ([`crate::batch::attach`]).
 
 use std::hash::Hash;
 
@@ -50,6 +68,10 @@ pub struct PersonScore<P> {
     pub score: PairScore,
     /// Position, in the candidate list given, of the record that scored best.
     pub best_record: usize,
+    /// Some record of this person contradicts the query ([`Guard::is_contradiction`]).
+    pub contradicted: bool,
+    /// Some candidate record of this person has a given name.
+    pub named: bool,
 }
 
 /// The linker's answer for one query record.
@@ -61,6 +83,9 @@ pub struct Outcome<P> {
     pub review_reason: Option<ReviewReason>,
     /// Candidate persons, best first (all scored persons, up to the `top_k` asked for).
     pub ranked: Vec<PersonScore<P>>,
+    /// A link made by the sole-candidate rule (see the module docs): the best pair has no
+    /// given name to compare, and no other candidate is plausible.
+    pub sole_candidate: bool,
 }
 
 impl<P> Outcome<P> {
@@ -178,8 +203,12 @@ impl Linker {
         top_k: usize,
     ) -> Outcome<P> {
         let mut by_person: AHashMap<P, PersonScore<P>> = AHashMap::new();
+        let mut best_named = Vec::new();
         for (i, (person, rec)) in candidates.into_iter().enumerate() {
             let s = self.scorer.score(query, rec);
+            let contradicted = s.guard.is_some_and(Guard::is_contradiction);
+            let named = rec.given.is_some();
+            best_named.push(named);
             match by_person.get_mut(&person) {
                 None => {
                     by_person.insert(
@@ -188,6 +217,8 @@ impl Linker {
                             person,
                             score: s,
                             best_record: i,
+                            contradicted,
+                            named,
                         },
                     );
                 }
@@ -201,6 +232,8 @@ impl Linker {
                     if twin {
                         ps.score.guard = Some(Guard::MultipleBirthOrderDiffers);
                     }
+                    ps.contradicted |= contradicted;
+                    ps.named |= named;
                 }
             }
         }
@@ -211,13 +244,43 @@ impl Linker {
                 .total_cmp(&a.score.weight)
                 .then(a.best_record.cmp(&b.best_record))
         });
-        let (decision, review_reason) = self.classify(&ranked);
+        let (mut decision, mut review_reason) = self.classify(&ranked);
+        let sole_candidate = decision == Decision::Review
+            && self.sole_candidate(query.given.is_some(), &ranked, &best_named);
+        if sole_candidate {
+            (decision, review_reason) = (Decision::Link, None);
+        }
         ranked.truncate(top_k.max(1));
         Outcome {
             decision,
             review_reason,
             ranked,
+            sole_candidate,
         }
+    }
+
+    /// The sole-candidate rule (module docs): the best person is held back only by
+    /// [`Guard::NoGivenNameEvidence`] on a pair with a given name on one side, nothing of
+    /// it contradicts the query, and no other person is a plausible rival.
+    fn sole_candidate<P>(
+        &self,
+        query_named: bool,
+        ranked: &[PersonScore<P>],
+        record_named: &[bool],
+    ) -> bool {
+        let t = self.thresholds();
+        let Some(best) = ranked.first() else {
+            return false;
+        };
+        let one_side_named = query_named != record_named[best.best_record];
+        let rival = |p: &PersonScore<P>| {
+            p.score.weight >= t.lower && !p.contradicted && (query_named || p.named)
+        };
+        best.score.guard == Some(Guard::NoGivenNameEvidence)
+            && best.score.weight >= t.upper
+            && one_side_named
+            && !best.contradicted
+            && !ranked[1..].iter().any(rival)
     }
 
     fn classify<P>(&self, ranked: &[PersonScore<P>]) -> (Decision, Option<ReviewReason>) {
@@ -340,6 +403,61 @@ mod tests {
         let q = l.prepare(&rec("Wanda", "Kowalczyk", (1970, 3, 9), "555-201-3344"));
         let twin = l.prepare(&rec("Olga", "Kowalczyk", (1970, 3, 9), "555-201-3344"));
         let out = l.decide(&q, [(7u32, &twin)], 10);
+        assert_ne!(out.decision, Decision::Link);
+    }
+
+    fn baby(sex: crate::record::Sex) -> Record {
+        let mut r = rec("Baby Boy", "Kowalczyk", (2025, 3, 9), "555-201-3344");
+        r.sex = sex;
+        r
+    }
+
+    fn child(given: &str, sex: crate::record::Sex) -> Record {
+        let mut r = rec(given, "Kowalczyk", (2025, 3, 9), "555-201-3344");
+        r.sex = sex;
+        r
+    }
+
+    #[test]
+    fn a_placeholder_newborn_links_to_its_sole_named_candidate() {
+        use crate::record::Sex;
+        let l = Linker::with_default_model();
+        let q = l.prepare(&baby(Sex::Male));
+        let john = l.prepare(&child("John", Sex::Male));
+        let out = l.decide(&q, [(1u32, &john)], 10);
+        assert_eq!(out.ranked[0].score.guard, Some(Guard::NoGivenNameEvidence));
+        assert_eq!(out.decision, Decision::Link);
+        assert!(out.sole_candidate);
+        // The other way round: the named record finds the placeholder person.
+        let out = l.decide(&john, [(1u32, &q)], 10);
+        assert_eq!(out.decision, Decision::Link);
+        // Two placeholders of one newborn (two sources) do not make each other rivals.
+        let other_baby = l.prepare(&baby(Sex::Male));
+        let out = l.decide(&q, [(1u32, &john), (2, &other_baby)], 10);
+        assert_eq!((out.decision, out.ranked[0].person), (Decision::Link, 1));
+        // But placeholder against placeholder alone is still a registrar's question.
+        let out = l.decide(&q, [(2u32, &other_baby)], 10);
+        assert_eq!(out.decision, Decision::Review);
+        assert!(!out.sole_candidate);
+    }
+
+    #[test]
+    fn a_same_sex_twin_keeps_a_placeholder_in_review_an_opposite_sex_one_does_not() {
+        use crate::record::Sex;
+        let l = Linker::with_default_model();
+        let q = l.prepare(&baby(Sex::Male));
+        let john = l.prepare(&child("John", Sex::Male));
+        let oliver = l.prepare(&child("Oliver", Sex::Male));
+        let jane = l.prepare(&child("Jane", Sex::Female));
+        let out = l.decide(&q, [(1u32, &john), (2, &oliver)], 10);
+        assert_eq!(out.decision, Decision::Review);
+        assert!(!out.sole_candidate);
+        let out = l.decide(&q, [(1u32, &john), (3, &jane)], 10);
+        assert_eq!((out.decision, out.ranked[0].person), (Decision::Link, 1));
+        // A person holding the placeholder and a contradicting twin is not linked to.
+        let mut p = vec![(1u32, &q), (1, &john)];
+        let out = l.decide(&oliver, p.drain(..), 10);
+        assert!(out.ranked[0].contradicted);
         assert_ne!(out.decision, Decision::Link);
     }
 

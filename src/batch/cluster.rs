@@ -126,6 +126,9 @@ pub struct ChainStats {
     pub refused_too_large: u64,
     /// Link components that ended as more than one cluster: chains split.
     pub chains_split: u64,
+    /// Groups of records without a given name attached to their sole named candidate
+    /// afterwards ([`super::attach`]).
+    pub nameless_attached: u64,
 }
 
 /// The result of [`cluster_guarded`].

@@ -18,6 +18,7 @@ use crate::prepare::Prepared;
 use crate::scoring::{weight_to_prob, Comparison, Explanation, Guard, PairScore, Thresholds};
 use crate::Result;
 
+use super::attach::attach_nameless;
 use super::cluster::{cluster_guarded, ChainStats, Clustering, GuardedOptions};
 use super::dataset::{Dataset, Keys};
 use super::score::{score_prepared, ScoreOptions, ScoreStats, ScoredRun};
@@ -249,6 +250,20 @@ pub fn dedup(linker: &Linker, data: Dataset, opts: &DedupOptions) -> Result<Dedu
                 rule.guards,
             )
     });
+    // A nameless record joins its sole named candidate unless anything across contradicts
+    // (every contradiction guard counts here: this relaxes a guard, so it is strict).
+    let named: Vec<bool> = prepared.iter().map(|p| p.given.is_some()).collect();
+    let mut clustering = clustering;
+    let (ids, attached) = attach_nameless(&clustering.ids, &run.pairs, &named, t, |x, y| {
+        contradicts(
+            &linker,
+            &prepared[x as usize],
+            &prepared[y as usize],
+            rule.guards,
+        )
+    });
+    clustering.ids = ids;
+    clustering.stats.nameless_attached = attached;
     let review = review_pairs(&run.pairs, &clustering.ids, &clustering.refused, t);
     let clustering_secs = c.elapsed().as_secs_f64();
     let sizes = cluster_sizes(&clustering.ids);

@@ -11,6 +11,7 @@
 //! - [`link`](mod@link): linking two files.
 //! - [`rescan`](mod@rescan): re-scanning a store for duplicate persons.
 
+pub mod attach;
 pub mod bound;
 pub mod cluster;
 pub mod dataset;

@@ -161,13 +161,14 @@ pub fn dedup(args: &DedupArgs) -> Result<()> {
     writeln!(
         err,
         "{} records -> {} clusters; {} candidate pair visits, {} scored in full, {} review pairs \
-         ({} refused chain links), {} capped blocks; {:.2}s",
+         ({} refused chain links), {} nameless records attached, {} capped blocks; {:.2}s",
         summary.scoring.records,
         summary.clusters,
         summary.scoring.pair_visits,
         summary.scoring.pairs_scored_in_full,
         summary.review_pairs,
         summary.chaining.refused_links,
+        summary.chaining.nameless_attached,
         summary.scoring.blocks_capped,
         summary.timings.total
     )?;

@@ -59,6 +59,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         uppers.sort_by(f64::total_cmp);
     }
     let tp = true_pairs(&labels);
+    let named: Vec<bool> = run.prepared.iter().map(|p| p.given.is_some()).collect();
     let report = EvalReport {
         records: records.len() as u64,
         true_pairs: tp,
@@ -71,7 +72,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         capped_block_lookups: run.stats.capped_block_lookups,
         model_upper: t.upper,
         model_lower: t.lower,
-        table: sweep(&labels, &run.pairs, &uppers, t.lower),
+        table: sweep(&labels, &run.pairs, &named, &uppers, t.lower),
         notes: [
             ("prepare_secs".to_string(), run.stats.prepare_secs),
             ("index_secs".to_string(), run.stats.index_secs),
@@ -132,4 +133,27 @@ fn explain_errors(
     missed.sort_by(|a, b| a.weight.total_cmp(&b.weight));
     missed.truncate(n);
     show("lowest-scoring kept pairs of the same person:", missed);
+    missed_summary(run, labels, t.upper);
+}
+
+/// Counts the scored true pairs that would not link on their own, by reason: a guard rail
+/// (named) or a weight below the upper threshold. Pairs never compared (blocking) or
+/// dropped below the lower threshold are not in `run.pairs` and show in blocking recall.
+fn missed_summary(run: &empi::batch::ScoredRun, labels: &[u32], upper: f64) {
+    let mut by_reason: std::collections::BTreeMap<String, u64> = Default::default();
+    for p in &run.pairs {
+        if labels[p.a as usize] != labels[p.b as usize] {
+            continue;
+        }
+        let reason = match p.guard {
+            Some(g) => format!("guard: {}", g.reason()),
+            None if (p.weight as f64) < upper => "below the upper threshold".to_string(),
+            None => continue,
+        };
+        *by_reason.entry(reason).or_default() += 1;
+    }
+    println!("true pairs kept apart (scored, by reason):");
+    for (reason, n) in by_reason {
+        println!("  {n:>8}  {reason}");
+    }
 }

@@ -107,7 +107,14 @@ fn report(args: &ReportArgs) -> Result<()> {
                 .sum(),
             true_pairs: labels.as_deref().map(true_pairs),
         });
-        report.table = threshold_rows(&run.pairs, &report_uppers(t), t.lower, labels.as_deref());
+        let named: Vec<bool> = run.prepared.iter().map(|p| p.given.is_some()).collect();
+        report.table = threshold_rows(
+            &run.pairs,
+            &named,
+            &report_uppers(t),
+            t.lower,
+            labels.as_deref(),
+        );
         plots::score_distribution_svg(
             &run.pairs,
             labels.as_deref(),

@@ -269,6 +269,9 @@ impl Service {
         let t = self.linker.thresholds();
         let best = scored.best();
         let reason = match scored.outcome.decision {
+            Decision::Link if scored.outcome.sole_candidate => {
+                "automatic link: the sole plausible candidate, no given name to compare"
+            }
             Decision::Link => "automatic link above the upper threshold",
             Decision::Review => "uncertain match",
             Decision::New => "no candidate above the lower threshold",

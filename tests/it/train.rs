@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use empi::batch::{cluster, score_records, ScoreOptions};
-use empi::eval::{quality, read_truth, true_pairs};
+use empi::batch::{score_records, ScoreOptions};
+use empi::eval::{read_truth, sweep, true_pairs};
 use empi::input::{read_csv, ReadOptions};
 use empi::linker::Linker;
 use empi::prepare::Prepared;
@@ -104,15 +104,22 @@ fn trained_model_is_sound_and_matches_well() {
         progress: false,
     };
     let (_, run) = score_records(&linker, &records, Some(&labels), &so).expect("score");
-    let ids = cluster(records.len(), &run.pairs, th.upper);
-    let q = quality(&ids, &labels, &run.pairs, th.upper, th.lower);
+    let named: Vec<bool> = run.prepared.iter().map(|p| p.given.is_some()).collect();
+    let q = sweep(&labels, &run.pairs, &named, &[th.upper], th.lower).remove(0);
+    eprintln!("trained model on the committed set: {q:?}");
     assert!(q.precision >= 0.995, "{q:?}");
     assert!(q.recall >= 0.97, "{q:?}");
     assert!(q.false_merge_rate <= 0.001, "{q:?}");
 
     // The report: expected vs measured, and its pictures.
     let mut report = ModelReport::new(model);
-    report.table = threshold_rows(&run.pairs, &report_uppers(th), th.lower, Some(&labels));
+    report.table = threshold_rows(
+        &run.pairs,
+        &named,
+        &report_uppers(th),
+        th.lower,
+        Some(&labels),
+    );
     report.input = Some(InputSummary {
         records: records.len() as u64,
         candidate_pairs: run.stats.pairs_compared,

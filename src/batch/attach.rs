@@ -1,0 +1,211 @@
+//! Attaching records that carry no given name to the one person they can only be.
+//!
+//! A record without a given name (missing, or a placeholder such as "Baby Boy") never
+//! links on its own pair score: [`Guard::NoGivenNameEvidence`] holds it back because
+//! nothing in the pair tells newborn twins apart. Whether it *could* be a twin is a
+//! question about the other records, not about the pair, so it is answered here, after
+//! clustering, with the same rule the service applies to one query
+//! ([`crate::linker::Linker::decide`]):
+//!
+//! A group of records none of which has a given name joins a cluster `T` when
+//! - some pair between them reaches the upper threshold and its only guard is
+//!   [`Guard::NoGivenNameEvidence`], with a named record of `T` on the other side;
+//! - no record of any *other* cluster that has a named record is a rival: none scores at or
+//!   above the lower threshold against the group without a contradiction guard (an
+//!   opposite-sex twin, contradicted on sex, is no rival; a same-sex twin is, and the
+//!   records stay apart for review);
+//! - no pair across the group and `T` contradicts (checked with the caller's rule, which
+//!   in dedup scores every cross pair).
+//!
+//! Records of other nameless groups are not rivals: two "Baby Boy" records of one newborn
+//! from two sources are common, and each joins the named person on its own.
+
+use ahash::{AHashMap, AHashSet};
+
+use super::cluster::UnionFind;
+use super::ScoredPair;
+use crate::scoring::{Guard, Thresholds};
+
+/// Re-clusters `ids` (numbered from 1) by attaching nameless groups to their sole named
+/// candidate. `named[i]` says whether record `i` has a given name; `contradicts(x, y)` is
+/// the caller's cross-pair rule. Returns the new ids (numbered from 1 in order of first
+/// appearance) and how many groups were attached.
+pub fn attach_nameless<C>(
+    ids: &[u32],
+    pairs: &[ScoredPair],
+    named: &[bool],
+    t: Thresholds,
+    contradicts: C,
+) -> (Vec<u32>, u64)
+where
+    C: Fn(u32, u32) -> bool,
+{
+    let n_clusters = ids.iter().copied().max().unwrap_or(0) as usize + 1;
+    let mut has_named = vec![false; n_clusters];
+    for (i, &c) in ids.iter().enumerate() {
+        has_named[c as usize] |= named[i];
+    }
+    // Per nameless cluster: the named clusters its strong guarded pairs reach, and every
+    // named cluster that is a plausible rival.
+    #[derive(Default)]
+    struct Reach {
+        strong: AHashSet<u32>,
+        plausible: AHashSet<u32>,
+    }
+    let mut reach: AHashMap<u32, Reach> = AHashMap::new();
+    for p in pairs {
+        for (x, y) in [(p.a, p.b), (p.b, p.a)] {
+            let (cx, cy) = (ids[x as usize], ids[y as usize]);
+            if cx == cy || has_named[cx as usize] || !has_named[cy as usize] {
+                continue;
+            }
+            let w = f64::from(p.weight);
+            if w < t.lower || p.guard.is_some_and(Guard::is_contradiction) {
+                continue;
+            }
+            let r = reach.entry(cx).or_default();
+            r.plausible.insert(cy);
+            if w >= t.upper && p.guard == Some(Guard::NoGivenNameEvidence) && named[y as usize] {
+                r.strong.insert(cy);
+            }
+        }
+    }
+    let mut members: AHashMap<u32, Vec<u32>> = AHashMap::new();
+    let involved: AHashSet<u32> = reach
+        .iter()
+        .filter(|(_, r)| r.strong.len() == 1 && r.plausible.len() == 1)
+        .flat_map(|(&c, r)| [c, *r.strong.iter().next().expect("one")])
+        .collect();
+    for (i, &c) in ids.iter().enumerate() {
+        if involved.contains(&c) {
+            members.entry(c).or_default().push(i as u32);
+        }
+    }
+    let mut uf = UnionFind::new(n_clusters);
+    let mut attached = 0;
+    let mut sole: Vec<(u32, u32)> = reach
+        .iter()
+        .filter(|(_, r)| r.strong.len() == 1 && r.plausible.len() == 1)
+        .map(|(&c, r)| (c, *r.strong.iter().next().expect("one")))
+        .collect();
+    sole.sort_unstable();
+    for (from, into) in sole {
+        let ok = members[&from]
+            .iter()
+            .all(|&x| members[&into].iter().all(|&y| !contradicts(x, y)));
+        if ok {
+            uf.union(from, into);
+            attached += 1;
+        }
+    }
+    let mut number = vec![0u32; n_clusters];
+    let mut next = 0;
+    let out = ids
+        .iter()
+        .map(|&c| {
+            let r = uf.find(c) as usize;
+            if number[r] == 0 {
+                next += 1;
+                number[r] = next;
+            }
+            number[r]
+        })
+        .collect();
+    (out, attached)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Thresholds = Thresholds {
+        upper: 8.0,
+        lower: 0.0,
+    };
+
+    fn nameless(a: u32, b: u32, weight: f32) -> ScoredPair {
+        ScoredPair {
+            a,
+            b,
+            weight,
+            guard: Some(Guard::NoGivenNameEvidence),
+        }
+    }
+
+    fn same(ids: &[u32], a: usize, b: usize) -> bool {
+        ids[a] == ids[b]
+    }
+
+    #[test]
+    fn a_placeholder_joins_its_only_named_candidate() {
+        // 0: "Baby Boy", 1 and 2: the named child (already one cluster).
+        let ids = [1, 2, 2];
+        let named = [false, true, true];
+        let pairs = [nameless(0, 1, 19.0), nameless(0, 2, 17.0)];
+        let (ids, n) = attach_nameless(&ids, &pairs, &named, T, |_, _| false);
+        assert_eq!(n, 1);
+        assert!(same(&ids, 0, 1) && same(&ids, 0, 2));
+    }
+
+    #[test]
+    fn a_same_sex_twin_keeps_the_placeholder_apart() {
+        // 0: "Baby Boy", 1: John, 2: James (twins, separate clusters).
+        let ids = [1, 2, 3];
+        let named = [false, true, true];
+        let pairs = [nameless(0, 1, 19.0), nameless(0, 2, 19.0)];
+        let (ids, n) = attach_nameless(&ids, &pairs, &named, T, |_, _| false);
+        assert_eq!(n, 0);
+        assert_eq!(ids, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_weaker_uncontradicted_rival_also_keeps_it_apart() {
+        let ids = [1, 2, 3];
+        let named = [false, true, true];
+        let pairs = [nameless(0, 1, 19.0), nameless(0, 2, 3.0)];
+        let (_, n) = attach_nameless(&ids, &pairs, &named, T, |_, _| false);
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn an_opposite_sex_twin_is_no_rival() {
+        let ids = [1, 2, 3];
+        let named = [false, true, true];
+        let mut sex = nameless(0, 2, 15.0);
+        sex.guard = Some(Guard::SexDiffers);
+        let pairs = [nameless(0, 1, 19.0), sex];
+        let (ids, n) = attach_nameless(&ids, &pairs, &named, T, |_, _| false);
+        assert_eq!(n, 1);
+        assert!(same(&ids, 0, 1) && !same(&ids, 0, 2));
+    }
+
+    #[test]
+    fn a_cross_contradiction_refuses_the_attachment() {
+        let ids = [1, 2, 2];
+        let named = [false, true, true];
+        let pairs = [nameless(0, 1, 19.0)];
+        let (ids, n) = attach_nameless(&ids, &pairs, &named, T, |x, y| (x, y) == (0, 2));
+        assert_eq!(n, 0);
+        assert!(!same(&ids, 0, 1));
+    }
+
+    #[test]
+    fn two_placeholders_of_one_child_both_join_it_and_named_pairs_never_attach() {
+        // 0, 1: "Baby Boy" from two sources; 2: the named child; 3, 4: named strangers
+        // whose pair is guarded for another reason.
+        let ids = [1, 2, 3, 4, 5];
+        let named = [false, false, true, true, true];
+        let mut other = nameless(3, 4, 20.0);
+        other.guard = Some(Guard::NoGivenNameEvidence);
+        let pairs = [
+            nameless(0, 1, 20.0),
+            nameless(0, 2, 19.0),
+            nameless(1, 2, 18.0),
+            other,
+        ];
+        let (ids, n) = attach_nameless(&ids, &pairs, &named, T, |_, _| false);
+        assert_eq!(n, 2);
+        assert!(same(&ids, 0, 2) && same(&ids, 1, 2));
+        assert!(!same(&ids, 3, 4));
+    }
+}
