@@ -10,7 +10,7 @@ use unicode_normalization::UnicodeNormalization;
 use crate::record::PartialDate;
 
 /// Generational suffixes kept apart from the name they follow.
-const SUFFIXES: &[&str] = &["jr", "sr", "ii", "iii", "iv", "v", "2nd", "3rd"];
+pub(crate) const SUFFIXES: &[&str] = &["jr", "sr", "ii", "iii", "iv", "v", "2nd", "3rd"];
 /// Honorifics dropped from names.
 const TITLES: &[&str] = &["mr", "mrs", "ms", "miss", "dr", "prof", "rev"];
 

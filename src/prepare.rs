@@ -7,6 +7,7 @@
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use ahash::AHashMap;
+use serde::{Deserialize, Serialize};
 
 use crate::compare::nickname::NicknameTable;
 use crate::compare::phonetic;
@@ -26,7 +27,7 @@ pub fn pack(code: &str) -> Code {
 }
 
 /// Derived keys of one name.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NameKeys {
     /// Folded words, single spaces. Shared: records prepared through one [`NameCache`]
     /// hold the same allocation for the same name, so equal names compare by pointer.
@@ -77,7 +78,10 @@ impl NameKeys {
 }
 
 /// A record with every derived key computed: what comparison and blocking use.
-#[derive(Debug, Clone, PartialEq, Default)]
+///
+/// Serializable so the service can snapshot its index (see `service::snapshot`); the
+/// encoding is internal and checked against a fingerprint of the code and model.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Prepared {
     /// Given name, unless missing or a placeholder.
     pub given: Option<NameKeys>,
@@ -88,6 +92,7 @@ pub struct Prepared {
     /// Earlier family names.
     pub previous: Vec<NameKeys>,
     /// Generational suffix (`jr`, `iii`, …) split from either name.
+    #[serde(with = "suffix_serde")]
     pub suffix: Option<&'static str>,
     /// Birth date unless a placeholder.
     pub birth: Option<PartialDate>,
@@ -109,6 +114,33 @@ pub struct Prepared {
     pub postcode_tf: f32,
     /// Multiple-birth order.
     pub multiple_birth_order: Option<u8>,
+}
+
+/// A suffix is one of [`normalize::SUFFIXES`]; it is stored as text and read back as the
+/// table's own `&'static str`.
+mod suffix_serde {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        v: &Option<&'static str>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        v.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<&'static str>, D::Error> {
+        let v: Option<String> = Option::deserialize(d)?;
+        v.map(|text| {
+            crate::normalize::SUFFIXES
+                .iter()
+                .copied()
+                .find(|s| *s == text)
+                .ok_or_else(|| serde::de::Error::custom("unknown name suffix"))
+        })
+        .transpose()
+    }
 }
 
 impl Prepared {

@@ -69,7 +69,7 @@ pub use types::{
 };
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -241,10 +241,16 @@ fn rebuild(
     let mut index = LiveIndex::new(linker.blocking().clone());
     index.reserve(usize::try_from(store.stats()?.records).unwrap_or(0));
     let mut persons = ahash::AHashSet::new();
+    let (scan_busy, prep_busy) = (Mutex::new(Duration::ZERO), Mutex::new(Duration::ZERO));
+    let mut insert_busy = Duration::ZERO;
     std::thread::scope(|scope| -> Result<()> {
         let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel::<Result<Vec<Vec<u8>>>>(4);
         let (prep_tx, prep_rx) = std::sync::mpsc::sync_channel::<Result<Prepped>>(4);
+        let scan_busy = &scan_busy;
+        let prep_busy = &prep_busy;
         scope.spawn(move || {
+            let t0 = Instant::now();
+            let mut waited = Duration::ZERO;
             let mut batch = Vec::with_capacity(BATCH);
             for r in store.encoded_records() {
                 match r {
@@ -256,15 +262,20 @@ fn rebuild(
                 }
                 if batch.len() == BATCH {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    let w = Instant::now();
                     if raw_tx.send(Ok(full)).is_err() {
                         return; // a later stage gave up
                     }
+                    waited += w.elapsed();
                 }
             }
             let _ = raw_tx.send(Ok(batch));
+            *scan_busy.lock().unwrap_or_else(PoisonError::into_inner) = t0.elapsed() - waited;
         });
         scope.spawn(move || {
+            let mut busy = Duration::ZERO;
             for batch in raw_rx {
+                let t = Instant::now();
                 // Consuming the batch drops each value in the worker that decoded it.
                 let prepped = batch.and_then(|b| {
                     b.into_par_iter()
@@ -275,19 +286,35 @@ fn rebuild(
                         })
                         .collect::<Result<Prepped>>()
                 });
+                busy += t.elapsed();
                 if prep_tx.send(prepped).is_err() {
                     return;
                 }
             }
+            *prep_busy.lock().unwrap_or_else(PoisonError::into_inner) = busy;
         });
         for batch in prep_rx {
+            let t = Instant::now();
             for (key, euid, p) in batch? {
                 persons.insert(euid);
                 index.upsert(&key, euid, p);
             }
+            insert_busy += t.elapsed();
         }
         Ok(())
     })?;
+    tracing::debug!(
+        scan_secs = scan_busy
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_secs_f64(),
+        decode_prepare_secs = prep_busy
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_secs_f64(),
+        insert_secs = insert_busy.as_secs_f64(),
+        "index rebuild stages (busy time of each)"
+    );
     let stats = IndexStats {
         records: index.len() as u64,
         persons: persons.len() as u64,
