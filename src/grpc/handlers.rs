@@ -411,16 +411,7 @@ impl pb::empi_server::Empi for EmpiApi {
         request: Request<pb::GetStatsRequest>,
     ) -> Reply<pb::GetStatsResponse> {
         let (_, a) = caller(&request, Operation::GetStats)?;
-        let out = async {
-            let s = self.service.stats()?;
-            ok(pb::GetStatsResponse {
-                records: s.records,
-                persons: s.persons,
-                open_review_tasks: s.open_tasks,
-                model_version: s.model_version,
-            })
-        }
-        .await;
+        let out = async { ok(convert::stats_out(self.service.stats()?)) }.await;
         self.finish(a, out).await
     }
 }
