@@ -64,6 +64,14 @@ async fn run(args: &ServeArgs) -> Result<()> {
         anyhow::Ok(service)
     })
     .await??;
+    let stats = service.stats()?;
+    let training = stats.training.as_deref();
+    tracing::info!(
+        model = %stats.model_version,
+        trained_at = training.map(|t| t.trained_at.as_str()),
+        trained_on_records = training.map(|t| t.records),
+        "model in use"
+    );
     let service = Arc::new(service);
     let security = super::security::security(&args.security, &args.data, args.listen)?;
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -9,9 +9,10 @@ use prost_types::{Duration, Timestamp};
 
 use crate::error::{Error, Result};
 use crate::record::{Address, Identifier, PartialDate, Record, RecordKey, Sex};
+use crate::scoring::{RunSummary, TrainingSummary};
 use crate::service::{
     CandidateView, ComparisonView, GoldenView, MatchDecision, MatchPreview, MatchResult,
-    PersonView, Resolve, TaskView,
+    PersonView, Resolve, ServiceStats, TaskView,
 };
 use crate::store::{
     Euid, HistoryAction, HistoryEntry, LinkMethod, Outcome, Person, PersonStatus, StoredRecord,
@@ -436,6 +437,43 @@ pub(crate) fn task_out(v: &TaskView) -> pb::ReviewTask {
     }
 }
 
+/// The response of `GetStats`.
+pub(crate) fn stats_out(s: ServiceStats) -> pb::GetStatsResponse {
+    pb::GetStatsResponse {
+        records: s.records,
+        persons: s.persons,
+        open_review_tasks: s.open_tasks,
+        model_version: s.model_version,
+        model_description: s.model_description,
+        model_training: s.training.as_deref().map(training_out),
+    }
+}
+
+fn training_out(t: &TrainingSummary) -> pb::ModelTraining {
+    pb::ModelTraining {
+        empi_version: t.empi_version.clone(),
+        trained_at: t.trained_at.clone(),
+        records: t.records,
+        seed: t.seed,
+        input: t.input.clone(),
+        prior: t.prior,
+        pairs_used: t.pairs_used(),
+        runs: t.runs.iter().map(run_out).collect(),
+        metadata_json: t.json.clone(),
+    }
+}
+
+fn run_out(r: &RunSummary) -> pb::TrainingRun {
+    pb::TrainingRun {
+        rule: r.rule.clone(),
+        pairs_used: r.pairs_used,
+        distinct_patterns: r.distinct_patterns,
+        iterations: r.iterations.unwrap_or_default(),
+        converged: r.converged.unwrap_or_default(),
+        skipped: r.skipped,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -559,5 +597,46 @@ mod tests {
                 nanos: 500_000_000
             }
         );
+    }
+
+    #[test]
+    fn stats_carry_the_model_and_its_training() {
+        let run = |rule: &str, pairs_used, iterations: Option<u32>| RunSummary {
+            rule: rule.into(),
+            pairs_used,
+            skipped: iterations.is_none(),
+            iterations,
+            converged: iterations.map(|_| true),
+            ..Default::default()
+        };
+        let training = TrainingSummary {
+            records: 500,
+            runs: vec![run("birth_date", 40, Some(12)), run("national_id", 3, None)],
+            json: "{}".into(),
+            ..Default::default()
+        };
+        let stats = ServiceStats {
+            records: 1,
+            persons: 1,
+            open_tasks: 0,
+            model_version: "trained-1".into(),
+            model_description: "trained".into(),
+            training: Some(std::sync::Arc::new(training)),
+            indexed_records: 1,
+        };
+        let out = stats_out(stats.clone());
+        assert_eq!(out.model_version, "trained-1");
+        let t = out.model_training.expect("training");
+        assert_eq!(
+            (t.records, t.pairs_used, t.metadata_json.as_str()),
+            (500, 43, "{}")
+        );
+        assert_eq!((t.runs[0].iterations, t.runs[0].converged), (12, true));
+        assert_eq!((t.runs[1].iterations, t.runs[1].skipped), (0, true));
+        let untrained = ServiceStats {
+            training: None,
+            ..stats
+        };
+        assert_eq!(stats_out(untrained).model_training, None);
     }
 }

@@ -1,6 +1,8 @@
 //! The tonic handlers of `empi.v1.Empi`: each validates and converts its request, calls the
 //! service as the authenticated caller, audits the call, and converts the answer back
-//! (trimmed to the minimum necessary for submitters). No decisions are made here.
+//! (trimmed to the minimum necessary for submitters). No decisions are made here. The
+//! steps every RPC shares (caller, audit entry, error → status, audit before answering)
+//! live in one place, `EmpiApi::call`; a handler holds only what is its own.
 //!
 //! The [`crate::auth::Guard`] in front has already authenticated the caller, checked the
 //! RPC against its role, and put its [`Identity`] in the request extensions; handlers add
@@ -16,6 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::auth::guard::code_name;
 use crate::auth::{AuditEntry, AuditLog, AuditOutcome, Identity, Operation};
 use crate::error::Error;
+use crate::record::Record;
 use crate::service::Service;
 use crate::store::UnixMillis;
 
@@ -41,6 +44,22 @@ impl EmpiApi {
     /// The API over a service, appending an entry to `audit` for every call.
     pub fn with_audit(service: Arc<Service>, audit: Option<Arc<AuditLog>>) -> Self {
         EmpiApi { service, audit }
+    }
+
+    /// Runs one call the way every RPC runs: the caller the guard authenticated, an audit
+    /// entry for `op` started, then `body` with the caller, the request message and the
+    /// entry (it names the record keys and EUIDs it touches as it goes, so a refused or
+    /// failed call is audited with what it had reached). Library errors become their
+    /// status ([`Status::from`]); the outcome is audited before the answer leaves.
+    async fn call<Req, Res>(
+        &self,
+        op: Operation,
+        request: Request<Req>,
+        body: impl AsyncFnOnce(&Identity, Req, &mut AuditEntry) -> Result<Res, Status>,
+    ) -> Reply<Res> {
+        let (who, mut entry) = caller(&request, op)?;
+        let result = body(&who, request.into_inner(), &mut entry).await;
+        self.finish(entry, result.map(Response::new)).await
     }
 
     /// Appends the audit entry of a finished call and passes its result through. A call
@@ -69,10 +88,6 @@ impl EmpiApi {
 }
 
 type Reply<T> = Result<Response<T>, Status>;
-
-fn ok<T>(v: T) -> Reply<T> {
-    Ok(Response::new(v))
-}
 
 /// The caller put in the extensions by the guard, and an audit entry for `op` started.
 fn caller<T>(request: &Request<T>, op: Operation) -> Result<(Identity, AuditEntry), Status> {
@@ -111,21 +126,21 @@ fn trim_candidate(who: &Identity, c: &mut pb::Candidate) {
     }
 }
 
+/// The record of a request that must carry one.
+fn record_of(r: Option<pb::PatientRecord>) -> Result<Record, Error> {
+    convert::record_in(r.ok_or_else(|| Error::invalid("record", "missing"))?)
+}
+
 #[tonic::async_trait]
 impl pb::empi_server::Empi for EmpiApi {
     async fn match_or_create(
         &self,
         request: Request<pb::MatchOrCreateRequest>,
     ) -> Reply<pb::MatchOrCreateResponse> {
-        let (who, mut a) = caller(&request, Operation::MatchOrCreate)?;
-        let r = request.into_inner();
-        let out = async {
-            let record = convert::record_in(
-                r.record
-                    .ok_or_else(|| Error::invalid("record", "missing"))?,
-            )?;
+        self.call(Operation::MatchOrCreate, request, async |who, r, a| {
+            let record = record_of(r.record)?;
             a.records.push(record.key().to_string());
-            own_source(&who, &record.key().source)?;
+            own_source(who, &record.key().source)?;
             let result = self
                 .service
                 .match_or_create(record, who.actor(&r.actor))
@@ -136,22 +151,16 @@ impl pb::empi_server::Empi for EmpiApi {
                 out.explanation.clear();
                 out.candidates
                     .iter_mut()
-                    .for_each(|c| trim_candidate(&who, c));
+                    .for_each(|c| trim_candidate(who, c));
             }
-            ok(out)
-        }
-        .await;
-        self.finish(a, out).await
+            Ok(out)
+        })
+        .await
     }
 
     async fn r#match(&self, request: Request<pb::MatchRequest>) -> Reply<pb::MatchResponse> {
-        let (who, mut a) = caller(&request, Operation::Match)?;
-        let r = request.into_inner();
-        let out = async {
-            let record = convert::record_in(
-                r.record
-                    .ok_or_else(|| Error::invalid("record", "missing"))?,
-            )?;
+        self.call(Operation::Match, request, async |who, r, a| {
+            let record = record_of(r.record)?;
             a.records.push(record.key().to_string());
             let preview = self
                 .service
@@ -162,56 +171,49 @@ impl pb::empi_server::Empi for EmpiApi {
             if who.minimum_necessary() {
                 out.candidates
                     .iter_mut()
-                    .for_each(|c| trim_candidate(&who, c));
+                    .for_each(|c| trim_candidate(who, c));
             }
-            ok(out)
-        }
-        .await;
-        self.finish(a, out).await
+            Ok(out)
+        })
+        .await
     }
 
     async fn get_person(
         &self,
         request: Request<pb::GetPersonRequest>,
     ) -> Reply<pb::GetPersonResponse> {
-        let (_, mut a) = caller(&request, Operation::GetPerson)?;
-        let out = async {
-            let euid = euid_in("euid", &request.get_ref().euid)?;
+        self.call(Operation::GetPerson, request, async |_, r, a| {
+            let euid = euid_in("euid", &r.euid)?;
             a.euids.push(euid.to_string());
             let view = self.service.get_person(&euid)?;
             a.records
                 .extend(view.records.iter().map(|r| r.record.key().to_string()));
-            ok(convert::person_view_out(view))
-        }
-        .await;
-        self.finish(a, out).await
+            Ok(convert::person_view_out(view))
+        })
+        .await
     }
 
     async fn get_record(
         &self,
         request: Request<pb::GetRecordRequest>,
     ) -> Reply<pb::GetRecordResponse> {
-        let (who, mut a) = caller(&request, Operation::GetRecord)?;
-        let out = async {
-            let key = key_in(request.into_inner().key)?;
+        self.call(Operation::GetRecord, request, async |who, r, a| {
+            let key = key_in(r.key)?;
             a.records.push(key.to_string());
-            own_source(&who, &key.source)?;
+            own_source(who, &key.source)?;
             let stored = self.service.get_record(&key)?;
             let out = convert::linked_record_out(&stored);
             a.euids.push(out.euid.clone());
-            ok(pb::GetRecordResponse { record: Some(out) })
-        }
-        .await;
-        self.finish(a, out).await
+            Ok(pb::GetRecordResponse { record: Some(out) })
+        })
+        .await
     }
 
     async fn remove_record(
         &self,
         request: Request<pb::RemoveRecordRequest>,
     ) -> Reply<pb::RemoveRecordResponse> {
-        let (who, mut a) = caller(&request, Operation::RemoveRecord)?;
-        let r = request.into_inner();
-        let out = async {
+        self.call(Operation::RemoveRecord, request, async |who, r, a| {
             let key = key_in(r.key)?;
             a.records.push(key.to_string());
             let removed = self
@@ -219,19 +221,16 @@ impl pb::empi_server::Empi for EmpiApi {
                 .remove_record(&key, who.actor(&r.actor), &r.reason)
                 .await?;
             a.euids.push(removed.euid.to_string());
-            ok(pb::RemoveRecordResponse {
+            Ok(pb::RemoveRecordResponse {
                 former_euid: removed.euid.to_string(),
                 person_retired: removed.retired,
             })
-        }
-        .await;
-        self.finish(a, out).await
+        })
+        .await
     }
 
     async fn link(&self, request: Request<pb::LinkRequest>) -> Reply<pb::LinkResponse> {
-        let (who, mut a) = caller(&request, Operation::Link)?;
-        let r = request.into_inner();
-        let out = async {
+        self.call(Operation::Link, request, async |who, r, a| {
             let key = key_in(r.key)?;
             a.records.push(key.to_string());
             let euid = euid_in("euid", &r.euid)?;
@@ -241,20 +240,17 @@ impl pb::empi_server::Empi for EmpiApi {
                 .link(&key, &euid, who.actor(&r.actor), &r.reason)
                 .await?;
             a.euids.push(moved.from.to_string());
-            ok(pb::LinkResponse {
+            Ok(pb::LinkResponse {
                 euid: moved.to.to_string(),
                 previous_euid: moved.from.to_string(),
                 previous_person_retired: moved.from_retired,
             })
-        }
-        .await;
-        self.finish(a, out).await
+        })
+        .await
     }
 
     async fn unlink(&self, request: Request<pb::UnlinkRequest>) -> Reply<pb::UnlinkResponse> {
-        let (who, mut a) = caller(&request, Operation::Unlink)?;
-        let r = request.into_inner();
-        let out = async {
+        self.call(Operation::Unlink, request, async |who, r, a| {
             let key = key_in(r.key)?;
             a.records.push(key.to_string());
             let moved = self
@@ -263,23 +259,20 @@ impl pb::empi_server::Empi for EmpiApi {
                 .await?;
             a.euids
                 .extend([moved.from.to_string(), moved.to.to_string()]);
-            ok(pb::UnlinkResponse {
+            Ok(pb::UnlinkResponse {
                 new_euid: moved.to.to_string(),
                 previous_euid: moved.from.to_string(),
                 previous_person_retired: moved.from_retired,
             })
-        }
-        .await;
-        self.finish(a, out).await
+        })
+        .await
     }
 
     async fn merge_persons(
         &self,
         request: Request<pb::MergePersonsRequest>,
     ) -> Reply<pb::MergePersonsResponse> {
-        let (who, mut a) = caller(&request, Operation::MergePersons)?;
-        let r = request.into_inner();
-        let out = async {
+        self.call(Operation::MergePersons, request, async |who, r, a| {
             let from = euid_in("from_euid", &r.from_euid)?;
             let into = euid_in("into_euid", &r.into_euid)?;
             a.euids.extend([from.to_string(), into.to_string()]);
@@ -287,22 +280,19 @@ impl pb::empi_server::Empi for EmpiApi {
                 .service
                 .merge_persons(&from, &into, who.actor(&r.actor), &r.reason)
                 .await?;
-            ok(pb::MergePersonsResponse {
+            Ok(pb::MergePersonsResponse {
                 survivor_euid: merged.survivor.to_string(),
                 records_moved: u32::try_from(merged.records_moved).unwrap_or(u32::MAX),
             })
-        }
-        .await;
-        self.finish(a, out).await
+        })
+        .await
     }
 
     async fn split_person(
         &self,
         request: Request<pb::SplitPersonRequest>,
     ) -> Reply<pb::SplitPersonResponse> {
-        let (who, mut a) = caller(&request, Operation::SplitPerson)?;
-        let r = request.into_inner();
-        let out = async {
+        self.call(Operation::SplitPerson, request, async |who, r, a| {
             let euid = euid_in("euid", &r.euid)?;
             a.euids.push(euid.to_string());
             let keys = r
@@ -316,79 +306,69 @@ impl pb::empi_server::Empi for EmpiApi {
                 .split_person(&euid, &keys, who.actor(&r.actor), &r.reason)
                 .await?;
             a.euids.push(split.new_euid.to_string());
-            ok(pb::SplitPersonResponse {
+            Ok(pb::SplitPersonResponse {
                 euid: split.euid.to_string(),
                 new_euid: split.new_euid.to_string(),
             })
-        }
-        .await;
-        self.finish(a, out).await
+        })
+        .await
     }
 
     async fn mark_not_duplicate(
         &self,
         request: Request<pb::MarkNotDuplicateRequest>,
     ) -> Reply<pb::MarkNotDuplicateResponse> {
-        let (who, mut a) = caller(&request, Operation::MarkNotDuplicate)?;
-        let r = request.into_inner();
-        let out = async {
+        self.call(Operation::MarkNotDuplicate, request, async |who, r, a| {
             let ea = euid_in("euid_a", &r.euid_a)?;
             let eb = euid_in("euid_b", &r.euid_b)?;
             a.euids.extend([ea.to_string(), eb.to_string()]);
             self.service
                 .mark_not_duplicate(&ea, &eb, who.actor(&r.actor), &r.reason)
                 .await?;
-            ok(pb::MarkNotDuplicateResponse {})
-        }
-        .await;
-        self.finish(a, out).await
+            Ok(pb::MarkNotDuplicateResponse {})
+        })
+        .await
     }
 
     async fn list_review_tasks(
         &self,
         request: Request<pb::ListReviewTasksRequest>,
     ) -> Reply<pb::ListReviewTasksResponse> {
-        let (_, mut a) = caller(&request, Operation::ListReviewTasks)?;
-        let out = async {
-            let query = convert::task_query_in(request.get_ref(), UnixMillis::now())?;
+        self.call(Operation::ListReviewTasks, request, async |_, r, a| {
+            let query = convert::task_query_in(&r, UnixMillis::now())?;
             let (tasks, next) = self.service.list_tasks(&query)?;
             a.records
                 .extend(tasks.iter().map(|t| t.task.record.to_string()));
-            ok(pb::ListReviewTasksResponse {
+            Ok(pb::ListReviewTasksResponse {
                 tasks: tasks.iter().map(convert::task_out).collect(),
                 next_page_token: next.map(|t| t.to_string()).unwrap_or_default(),
             })
-        }
-        .await;
-        self.finish(a, out).await
+        })
+        .await
     }
 
     async fn get_review_task(
         &self,
         request: Request<pb::GetReviewTaskRequest>,
     ) -> Reply<pb::GetReviewTaskResponse> {
-        let (_, mut a) = caller(&request, Operation::GetReviewTask)?;
-        let out = async {
-            let id = task_id_in("task_id", &request.get_ref().task_id)?;
+        self.call(Operation::GetReviewTask, request, async |_, r, a| {
+            let id = task_id_in("task_id", &r.task_id)?;
             let task = self.service.get_task(id)?;
             a.records.push(task.task.record.to_string());
             a.euids
                 .extend(task.candidates.iter().map(|c| c.euid.to_string()));
-            ok(pb::GetReviewTaskResponse {
+            Ok(pb::GetReviewTaskResponse {
                 task: Some(convert::task_out(&task)),
             })
-        }
-        .await;
-        self.finish(a, out).await
+        })
+        .await
     }
 
     async fn resolve_review_task(
         &self,
         request: Request<pb::ResolveReviewTaskRequest>,
     ) -> Reply<pb::ResolveReviewTaskResponse> {
-        let (who, mut a) = caller(&request, Operation::ResolveReviewTask)?;
-        let r = request.into_inner();
-        let out = async {
+        self.call(Operation::ResolveReviewTask, request, async |who, r, a| {
             let id = task_id_in("task_id", &r.task_id)?;
             let resolution = convert::resolve_in(&r)?;
             let (task, euid) = self
@@ -397,31 +377,22 @@ impl pb::empi_server::Empi for EmpiApi {
                 .await?;
             a.records.push(task.task.record.to_string());
             a.euids.push(euid.to_string());
-            ok(pb::ResolveReviewTaskResponse {
+            Ok(pb::ResolveReviewTaskResponse {
                 task: Some(convert::task_out(&task)),
                 record_euid: euid.to_string(),
             })
-        }
-        .await;
-        self.finish(a, out).await
+        })
+        .await
     }
 
     async fn get_stats(
         &self,
         request: Request<pb::GetStatsRequest>,
     ) -> Reply<pb::GetStatsResponse> {
-        let (_, a) = caller(&request, Operation::GetStats)?;
-        let out = async {
-            let s = self.service.stats()?;
-            ok(pb::GetStatsResponse {
-                records: s.records,
-                persons: s.persons,
-                open_review_tasks: s.open_tasks,
-                model_version: s.model_version,
-            })
-        }
-        .await;
-        self.finish(a, out).await
+        self.call(Operation::GetStats, request, async |_, _, _| {
+            Ok(convert::stats_out(self.service.stats()?))
+        })
+        .await
     }
 }
 

@@ -17,7 +17,9 @@ use serde::Serialize;
 
 use crate::batch::ScoredPair;
 use crate::eval::{sweep, Quality};
-use crate::scoring::{prob_to_weight, weight_to_prob, Comparison, Model, Thresholds};
+use crate::scoring::{
+    prob_to_weight, weight_to_prob, Comparison, Model, Thresholds, TrainingSummary,
+};
 
 /// One level of one comparison.
 #[derive(Debug, Clone, Serialize)]
@@ -198,14 +200,12 @@ impl ModelReport {
             self.thresholds.lower,
             weight_to_prob(self.thresholds.lower),
         );
-        if let Some(t) = &self.training {
-            let get = |k: &str| t.get(k).map(|v| v.to_string()).unwrap_or_default();
+        if let Some(t) = self.training.as_ref().filter(|t| !t.is_null()) {
+            // The same reading of the metadata as `GetStats` reports.
+            let summary = TrainingSummary::from_json(t);
             s.push_str(&format!(
                 "trained {} by empi {} on {} records, seed {}\n",
-                get("trained_at"),
-                get("empi_version"),
-                get("records"),
-                get("seed")
+                summary.trained_at, summary.empi_version, summary.records, summary.seed
             ));
             if let Some(u) = t.get("u_sample") {
                 s.push_str(&format!(
@@ -215,28 +215,18 @@ impl ModelReport {
                     u.get("settled").map(|v| v.to_string()).unwrap_or_default(),
                 ));
             }
-            for r in t
-                .get("runs")
-                .and_then(|r| r.as_array())
-                .into_iter()
-                .flatten()
-            {
-                let em = r.get("em");
-                let f = |v: Option<&serde_json::Value>, k: &str| {
-                    v.and_then(|v| v.get(k))
-                        .map(|v| v.to_string())
-                        .unwrap_or("-".into())
-                };
+            let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+            for r in &summary.runs {
                 s.push_str(&format!(
                     "  em {:<12} pairs {:>9} of {:>10}  patterns {:>6}  iterations {:>4}  converged {:<5}  match share {}  λ {}\n",
-                    f(Some(r), "rule").trim_matches('"'),
-                    f(Some(r), "pairs_used"),
-                    f(Some(r), "candidate_pairs"),
-                    f(Some(r), "distinct_patterns"),
-                    f(em, "iterations"),
-                    f(em, "converged"),
-                    em.and_then(|e| e.get("match_share")).and_then(|v| v.as_f64()).map_or("-".into(), |v| format!("{v:.4}")),
-                    r.get("prior").and_then(|v| v.as_f64()).map_or("-".into(), |v| format!("{v:.3e}")),
+                    r.rule,
+                    r.pairs_used,
+                    r.candidate_pairs,
+                    r.distinct_patterns,
+                    dash(r.iterations.map(|v| v.to_string())),
+                    dash(r.converged.map(|v| v.to_string())),
+                    dash(r.match_share.map(|v| format!("{v:.4}"))),
+                    dash(r.prior.map(|v| format!("{v:.3e}"))),
                 ));
             }
         }
@@ -358,5 +348,26 @@ mod tests {
         );
         assert!(text.contains("previous_name"));
         assert!(text.contains("default-1"));
+    }
+
+    #[test]
+    fn text_reads_training_metadata_of_any_age() {
+        // An older or hand-edited file: most facts missing, none an error.
+        let mut m = Model::default_model();
+        m.training = Some(serde_json::json!({
+            "trained_at": "2025-01-02T03:04:05Z",
+            "records": 5,
+            "runs": [{"rule": "name", "pairs_used": 7}]
+        }));
+        let text = ModelReport::new(&m).to_text();
+        assert!(
+            text.contains("trained 2025-01-02T03:04:05Z by empi  on 5 records, seed 0"),
+            "{text}"
+        );
+        let run = text.lines().find(|l| l.contains("em name")).expect(&text);
+        assert!(
+            run.contains("pairs         7") && run.contains("iterations    -"),
+            "{run}"
+        );
     }
 }

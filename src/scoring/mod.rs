@@ -28,9 +28,11 @@ mod comparisons;
 mod default_model;
 pub mod estimate;
 pub mod tf;
+pub mod training;
 
 pub use comparisons::{Comparison, MISSING, N_COMPARISONS};
 pub use tf::{TermFrequencies, TfTable};
+pub use training::{RunSummary, TrainingSummary};
 
 use serde::{Deserialize, Serialize};
 
@@ -173,6 +175,15 @@ impl Model {
     pub fn load(path: &std::path::Path) -> Result<Model> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Model::from_json(&text).map_err(|e| Error::Model(format!("{}: {e}", path.display())))
+    }
+
+    /// The typed summary of the training metadata; `None` when the model was not trained
+    /// (or its metadata is `null`).
+    pub fn training_summary(&self) -> Option<TrainingSummary> {
+        self.training
+            .as_ref()
+            .filter(|t| !t.is_null())
+            .map(TrainingSummary::from_json)
     }
 
     /// The model as pretty JSON.

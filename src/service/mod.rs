@@ -78,6 +78,7 @@ use crate::error::{Error, Result};
 use crate::linker::Linker;
 use crate::prepare::{NameCache, Prepared};
 use crate::record::{Record, RecordKey};
+use crate::scoring::TrainingSummary;
 use crate::store::{
     Audit, ChangeSet, Euid, HistoryAction, LinkMethod, Moved, Outcome, Plan, RecordEntry, Removed,
     Store, StoredRecord, TaskId, TaskQuery, Ticket,
@@ -175,6 +176,8 @@ pub struct Service {
     /// is durable.
     last_ticket: Mutex<Ticket>,
     index_stats: IndexStats,
+    /// The model's training metadata, read once: the model never changes while serving.
+    training: Option<Arc<TrainingSummary>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -342,6 +345,7 @@ impl Service {
             rss_growth_mib = index_stats.rss_growth_bytes.map(|b| b / (1 << 20)),
             "index rebuilt"
         );
+        let training = linker.scorer().model().training_summary().map(Arc::new);
         Ok(Service {
             stripes: Stripes::new(config.stripes),
             store,
@@ -351,6 +355,7 @@ impl Service {
             names,
             last_ticket: Mutex::new(Ticket::default()),
             index_stats,
+            training,
         })
     }
 
@@ -579,7 +584,7 @@ impl Service {
         Ok((views, page.next))
     }
 
-    /// Counts and the model in use.
+    /// Counts, and the identity and training metadata of the model in use.
     ///
     /// # Errors
     /// Store errors.
@@ -590,6 +595,8 @@ impl Service {
             persons: s.persons,
             open_tasks: s.open_tasks,
             model_version: self.model_version().to_string(),
+            model_description: self.linker.scorer().model().description.clone(),
+            training: self.training.clone(),
             indexed_records: self.read_index()?.len() as u64,
         })
     }

@@ -1,9 +1,11 @@
 //! What the service's operations take and return: plain domain types, no protocol types.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::record::{Address, Identifier, PartialDate, RecordKey, Sex};
-use crate::scoring::Explanation;
+use crate::scoring::{Explanation, TrainingSummary};
 use crate::store::{Euid, HistoryEntry, Person, ReviewTask, StoredRecord, TaskId};
 
 /// What match-or-create did with a record.
@@ -175,8 +177,8 @@ pub struct Split {
     pub new_euid: Euid,
 }
 
-/// Counts and the model in use.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Counts, and the identity and training metadata of the model in use.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServiceStats {
     /// Stored records.
     pub records: u64,
@@ -184,8 +186,12 @@ pub struct ServiceStats {
     pub persons: u64,
     /// Open review tasks.
     pub open_tasks: u64,
-    /// The model in use.
+    /// The model in use: its id.
     pub model_version: String,
+    /// The model's description: where its parameters came from.
+    pub model_description: String,
+    /// How the model was trained; `None` for a model not estimated from data.
+    pub training: Option<Arc<TrainingSummary>>,
     /// Records in the in-memory index.
     pub indexed_records: u64,
 }

@@ -20,12 +20,12 @@ struct TestServer {
 
 impl TestServer {
     async fn start(store: Arc<dyn Store>) -> TestServer {
-        let service = Service::open(
-            store,
-            Linker::with_default_model(),
-            ServiceConfig::default(),
-        )
-        .expect("service opens");
+        Self::start_with(store, Linker::with_default_model()).await
+    }
+
+    async fn start_with(store: Arc<dyn Store>, linker: Linker) -> TestServer {
+        let service =
+            Service::open(store, linker, ServiceConfig::default()).expect("service opens");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -798,5 +798,86 @@ async fn match_scores_without_writing() {
     assert_eq!(m.candidates[0].euid, a.euid);
     assert!(!m.candidates[0].explanation.is_empty());
     assert_eq!(stats(&mut c).await, before);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stats_report_the_default_model_without_training() {
+    let server = TestServer::memory().await;
+    let mut c = server.client().await;
+    let s = stats(&mut c).await;
+    let default = empi::scoring::Model::default_model();
+    assert_eq!(s.model_version, default.id);
+    assert_eq!(s.model_description, default.description);
+    assert_eq!(s.model_training, None);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stats_report_a_trained_models_identity_and_training() {
+    use empi::input::{read_csv, ReadOptions};
+    use empi::scoring::estimate::{train_records, TrainOptions};
+    use empi::scoring::Model;
+
+    // A tiny model from the head of the committed synthetic set, with small sample caps
+    // so a debug build trains it in about a second.
+    let csv =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("synthetic-data/small/records.csv");
+    let (mut records, _) = read_csv(&csv, None, &ReadOptions::default()).expect("read set");
+    records.truncate(2000);
+    let opts = TrainOptions {
+        seed: 11,
+        u_round_pairs: 10_000,
+        u_max_pairs: 20_000,
+        em_max_pairs: 20_000,
+        input: "records.csv".into(),
+        ..Default::default()
+    };
+    let trained = train_records(&records, &Model::default_model(), &opts).expect("train");
+    let model = trained.model;
+    let server = TestServer::start_with(
+        Arc::new(MemoryStore::new()),
+        Linker::new(model.clone()).expect("trained model is valid"),
+    )
+    .await;
+    let mut c = server.client().await;
+    let s = stats(&mut c).await;
+    assert_eq!(s.model_version, model.id);
+    assert!(s.model_version.starts_with("trained-"));
+    assert_eq!(s.model_description, model.description);
+
+    let t = s
+        .model_training
+        .expect("a trained model reports its training");
+    assert_eq!(t.records, 2000);
+    assert_eq!((t.seed, t.input.as_str()), (11, "records.csv"));
+    assert_eq!(t.empi_version, env!("CARGO_PKG_VERSION"));
+    assert!(t.trained_at.ends_with('Z'), "{}", t.trained_at);
+    assert_eq!(t.prior, model.prior);
+    assert_eq!(t.runs.len(), trained.info.runs.len());
+    assert!(!t.runs.is_empty());
+    for (got, want) in t.runs.iter().zip(&trained.info.runs) {
+        assert_eq!(got.rule, want.rule.name());
+        assert_eq!(
+            (got.pairs_used, got.distinct_patterns, got.skipped),
+            (want.pairs_used, want.distinct_patterns, want.skipped)
+        );
+        let em = want.em.as_ref();
+        assert_eq!(got.iterations, em.map_or(0, |e| e.iterations));
+        assert_eq!(got.converged, em.is_some_and(|e| e.converged));
+    }
+    assert!(
+        t.runs.iter().any(|r| !r.skipped && r.iterations > 0),
+        "{:?}",
+        t.runs
+    );
+    assert_eq!(
+        t.pairs_used,
+        t.runs.iter().map(|r| r.pairs_used).sum::<u64>()
+    );
+    // The full metadata travels as JSON, untyped facts included.
+    let full: serde_json::Value = serde_json::from_str(&t.metadata_json).expect("json");
+    assert_eq!(full["records"], 2000);
+    assert!(full["u_sample"].is_object());
     server.stop().await;
 }
