@@ -9,6 +9,8 @@
 //! runs, benches and tests all decide with the same code.
 //! - [`error`]: the one error type.
 //! - [`record`]: the domain types (a source record, its key, partial dates).
+//! - `census` (crate-private): the shipped census name-frequency lists and their parser,
+//!   read by the default model's term frequencies and by the generator.
 //! - [`compare`]: comparators: string, phonetic, nickname, date, identifier.
 //! - [`normalize`]: canonical forms (case, accents, suffixes, phones, ids) and placeholders.
 //! - [`prepare`]: per-record derived keys (phonetic codes, nickname groups), computed once.
@@ -33,6 +35,7 @@
 pub mod auth;
 pub mod batch;
 pub mod blocking;
+mod census;
 pub mod compare;
 pub mod error;
 pub mod eval;
