@@ -14,7 +14,8 @@
 //! - [`compare`]: comparators: string, phonetic, nickname, date, identifier.
 //! - [`normalize`]: canonical forms (case, accents, suffixes, phones, ids) and placeholders.
 //! - [`prepare`]: per-record derived keys (phonetic codes, nickname groups), computed once.
-//! - [`scoring`]: the Fellegi–Sunter model, its parameters, guard rails, explanations.
+//! - [`scoring`]: the Fellegi–Sunter model, its parameters, guard rails, explanations, and
+//!   the upper bound on a pair's weight that lets bulk runs skip hopeless pairs.
 //! - [`blocking`]: blocking keys and the incremental candidate index.
 //! - [`linker`]: candidates → scores → decision (pure, sync, no I/O).
 //! - [`input`]: CSV reading through a column mapping.
