@@ -9,11 +9,14 @@
 //! runs, benches and tests all decide with the same code.
 //! - [`error`]: the one error type.
 //! - [`record`]: the domain types (a source record, its key, partial dates).
+//! - `census` (crate-private): the shipped census name-frequency lists and their parser,
+//!   read by the default model's term frequencies and by the generator.
 //! - [`compare`]: comparators: string, phonetic, nickname, date, identifier.
 //! - [`normalize`]: canonical forms (case, accents, suffixes, phones, ids) and placeholders.
 //! - [`prepare`]: per-record derived keys (phonetic codes, nickname groups), computed once.
 //! - [`scoring`]: the Fellegi–Sunter model, its parameters, guard rails, explanations,
-//!   estimation and the training metadata.
+//!   estimation, the training metadata, and the upper bound on a pair's weight that lets
+//!   bulk runs skip hopeless pairs.
 //! - [`blocking`]: blocking keys and the incremental candidate index.
 //! - [`linker`]: candidates → scores → decision (pure, sync, no I/O).
 //! - [`input`]: CSV reading through a column mapping.
@@ -34,6 +37,7 @@
 pub mod auth;
 pub mod batch;
 pub mod blocking;
+mod census;
 pub mod compare;
 pub mod error;
 pub mod eval;

@@ -74,3 +74,123 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command};
+
+    fn parse(args: &str) -> Result<Command, ErrorKind> {
+        Cli::try_parse_from(std::iter::once("empi").chain(args.split_whitespace()))
+            .map(|c| c.command)
+            .map_err(|e| e.kind())
+    }
+
+    fn help(cmd: &str, arg: &str) -> String {
+        let mut cli = Cli::command();
+        let sub = cli.find_subcommand_mut(cmd).unwrap();
+        let a = sub.get_arguments().find(|a| a.get_id() == arg).unwrap();
+        a.get_help().unwrap().to_string()
+    }
+
+    #[test]
+    fn arguments_are_consistent() {
+        // Panics on a `mut_arg` naming a missing argument, duplicate ids and the like.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn shared_input_flags_keep_each_commands_rules() {
+        use ErrorKind::{ArgumentConflict, MissingRequiredArgument, UnknownArgument};
+        // --input is required where there is no other source, exclusive with --data where
+        // there is.
+        assert_eq!(parse("eval").err(), Some(MissingRequiredArgument));
+        assert_eq!(parse("load --data d").err(), Some(MissingRequiredArgument));
+        assert_eq!(parse("dedup").err(), Some(MissingRequiredArgument));
+        assert_eq!(parse("train --out m").err(), Some(MissingRequiredArgument));
+        assert!(parse("dedup --data d").is_ok());
+        assert!(parse("train --data d --out m").is_ok());
+        assert_eq!(
+            parse("dedup --input f --output o --data d").err(),
+            Some(ArgumentConflict)
+        );
+        assert_eq!(
+            parse("train --input f --data d --out m").err(),
+            Some(ArgumentConflict)
+        );
+        // --model-tf only where the command counts term frequencies from its input.
+        assert_eq!(
+            parse("load --data d --input f --model-tf").err(),
+            Some(UnknownArgument)
+        );
+        assert_eq!(
+            parse("train --input f --out m --model-tf").err(),
+            Some(UnknownArgument)
+        );
+        assert_eq!(
+            parse("link --left l --right r --output o --columns c").err(),
+            Some(UnknownArgument)
+        );
+    }
+
+    #[test]
+    fn shared_input_flags_parse_into_each_command() {
+        let all = "--input f --columns a=b --source s --strict --model m";
+        let Ok(Command::Eval(a)) = parse(&format!("eval {all} --model-tf")) else {
+            panic!("eval")
+        };
+        assert!(a.model_tf && a.input.read.strict);
+        assert_eq!(a.input.input.as_deref(), Some(std::path::Path::new("f")));
+        assert_eq!(a.input.columns.as_deref(), Some("a=b"));
+        assert_eq!(a.input.source, "s");
+        assert_eq!(
+            a.input.read.model.as_deref(),
+            Some(std::path::Path::new("m"))
+        );
+        let Ok(Command::Load(a)) = parse(&format!("load --data d {all}")) else {
+            panic!("load")
+        };
+        assert!(a.input.read.strict && a.input.source == "s");
+        let Ok(Command::Dedup(a)) = parse(&format!("dedup {all} --output o")) else {
+            panic!("dedup")
+        };
+        assert!(!a.model_tf && a.input.read.strict);
+        let Ok(Command::Train(a)) = parse(&format!("train {all} --out o")) else {
+            panic!("train")
+        };
+        assert_eq!(a.input.columns.as_deref(), Some("a=b"));
+        let Ok(Command::Link(a)) = parse("link --left l --right r --output o --strict --model m")
+        else {
+            panic!("link")
+        };
+        assert!(a.read.strict && a.read.model.is_some());
+        // Defaults.
+        let Ok(Command::Eval(a)) = parse("eval --input f") else {
+            panic!("eval")
+        };
+        assert_eq!(a.input.source, "file");
+        assert!(!a.input.read.strict && a.input.read.model.is_none() && a.input.columns.is_none());
+        let Ok(Command::Link(a)) = parse("link --left l --right r --output o") else {
+            panic!("link")
+        };
+        assert_eq!(
+            (a.source_left.as_str(), a.source_right.as_str()),
+            ("left", "right")
+        );
+    }
+
+    #[test]
+    fn commands_keep_their_own_help_for_shared_flags() {
+        assert_eq!(
+            help("eval", "model"),
+            "Model file (default: the shipped default model)"
+        );
+        assert!(help("load", "model").ends_with("; use the server's"));
+        assert!(help("train", "model").starts_with("Starting model:"));
+        assert!(help("train", "input").ends_with("(or use --data)"));
+        assert!(help("dedup", "input").ends_with("(or give --data to re-scan a store)"));
+        assert_eq!(help("eval", "input"), "CSV file with a header row");
+    }
+}

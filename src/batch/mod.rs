@@ -3,8 +3,8 @@
 //! keeping only pairs at or above the lower threshold, cluster without chaining, explain
 //! the review pairs. The same [`crate::linker::Linker`] decides here as in the service.
 //!
-//! - [`score`]: preparation and the parallel pair loop ([`score_records`], [`score_prepared`]).
-//! - [`bound`]: a cheap upper bound on a pair's weight, to skip hopeless pairs exactly.
+//! - [`score`]: preparation and the parallel pair loop ([`score_records`], [`score_prepared`]),
+//!   which skips hopeless pairs exactly with the scorer's [`crate::scoring::WeightBound`].
 //! - [`cluster`](mod@cluster): clustering that refuses to chain weak links ([`cluster_guarded`]).
 //! - [`dataset`]: records read straight into prepared form with compact keys.
 //! - [`dedup`](mod@dedup): a whole dedup run and its report; review pairs with explanations.
@@ -12,7 +12,6 @@
 //! - [`rescan`](mod@rescan): re-scanning a store for duplicate persons.
 
 pub mod attach;
-pub mod bound;
 pub mod cluster;
 pub mod dataset;
 pub mod dedup;

@@ -16,7 +16,6 @@ use crate::record::Record;
 use crate::scoring::{Model, TfTable};
 use crate::Result;
 
-use super::bound::Bound;
 use super::{progress_bar, ScoredPair};
 
 /// Up to `n` candidate pairs spread over the blocks, for the bound's self-check.
@@ -54,7 +53,7 @@ pub struct ScoreStats {
     /// bound, since hopeless pairs are dropped before the once-per-pair check.
     pub pairs_compared: u64,
     /// Of those, pairs scored in full; the others were ruled out by the weight bound
-    /// ([`super::bound`]) as unable to reach the keep threshold.
+    /// ([`crate::scoring::WeightBound`]) as unable to reach the keep threshold.
     pub pairs_scored_in_full: u64,
     /// Whether the weight bound was in use (it declines if its self-check fails).
     pub bound_used: bool,
@@ -223,7 +222,7 @@ pub fn score_prepared(
     stats.index_secs = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let bound = Bound::new(scorer, &prepared, &sample_pairs(&blocks, split, 20_000));
+    let bound = scorer.weight_bound(&prepared, &sample_pairs(&blocks, split, 20_000));
     stats.index_secs += t.elapsed().as_secs_f64();
     let t = Instant::now();
     stats.bound_used = bound.is_some();

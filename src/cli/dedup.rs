@@ -15,10 +15,16 @@ use super::input::InputArgs;
 
 /// Arguments of `empi dedup`.
 #[derive(Args, Debug)]
+#[command(mut_arg("input", |a| a
+    .help("CSV file with a header row (or give --data to re-scan a store)")
+    .required_unless_present("data")
+    .conflicts_with("data")))]
 pub struct DedupArgs {
-    /// CSV file with a header row (or give --data to re-scan a store).
-    #[arg(long, required_unless_present = "data", conflicts_with = "data")]
-    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Use the model's term-frequency tables instead of counting them from the input.
+    #[arg(long)]
+    pub model_tf: bool,
     /// Re-scan this store (a directory `empi serve` uses) for duplicate persons, opening
     /// review tasks; the server must be stopped.
     #[arg(long)]
@@ -30,21 +36,6 @@ pub struct DedupArgs {
     /// With --data: report what would be done without writing.
     #[arg(long, requires = "data")]
     pub dry_run: bool,
-    /// Column mapping `ours=theirs,...` (default: headers named like our fields).
-    #[arg(long)]
-    pub columns: Option<String>,
-    /// Source name for records when `source` is not mapped.
-    #[arg(long, default_value = "file")]
-    pub source: String,
-    /// Treat any unparseable value as an error naming row and column.
-    #[arg(long)]
-    pub strict: bool,
-    /// Model file (default: the shipped default model).
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Use the model's term-frequency tables instead of counting them from the input.
-    #[arg(long)]
-    pub model_tf: bool,
     /// Clusters out: `source,local_id,cluster_id`, one line per record.
     #[arg(long, required_unless_present = "data")]
     pub output: Option<PathBuf>,
@@ -63,20 +54,6 @@ pub struct DedupArgs {
     pub quiet: bool,
 }
 
-impl DedupArgs {
-    fn linker(&self) -> Result<empi::linker::Linker> {
-        InputArgs {
-            input: self.input.clone().unwrap_or_default(),
-            columns: self.columns.clone(),
-            source: self.source.clone(),
-            strict: self.strict,
-            model: self.model.clone(),
-            model_tf: self.model_tf,
-        }
-        .linker()
-    }
-}
-
 fn create(path: &Path) -> Result<std::fs::File> {
     std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))
 }
@@ -85,17 +62,12 @@ fn create(path: &Path) -> Result<std::fs::File> {
 pub fn read_input(
     path: &Path,
     columns: Option<&str>,
-    source: &str,
-    strict: bool,
+    opts: &ReadOptions,
     linker: &empi::linker::Linker,
     progress: bool,
 ) -> Result<(batch::Dataset, empi::input::ReadSummary)> {
     let mapping = columns.map(ColumnMapping::parse).transpose()?;
-    let opts = ReadOptions {
-        strict,
-        default_source: source.to_string(),
-    };
-    let (data, summary) = batch::read_dataset(path, mapping.as_ref(), &opts, linker, progress)
+    let (data, summary) = batch::read_dataset(path, mapping.as_ref(), opts, linker, progress)
         .with_context(|| format!("reading {}", path.display()))?;
     super::input::print_read_summary(&summary);
     Ok((data, summary))
@@ -107,16 +79,15 @@ pub fn dedup(args: &DedupArgs) -> Result<()> {
     if let Some(dir) = &args.data {
         return rescan(args, dir, progress);
     }
-    let (Some(input), Some(output)) = (&args.input, &args.output) else {
+    let (Some(input), Some(output)) = (&args.input.input, &args.output) else {
         bail!("give --input and --output, or --data");
     };
     let started = Instant::now();
-    let linker = args.linker()?;
+    let linker = args.input.linker()?;
     let (data, read_summary) = read_input(
         input,
-        args.columns.as_deref(),
-        &args.source,
-        args.strict,
+        args.input.columns.as_deref(),
+        &args.input.options(),
         &linker,
         progress,
     )?;
@@ -194,7 +165,7 @@ pub fn dedup(args: &DedupArgs) -> Result<()> {
 }
 
 fn rescan(args: &DedupArgs, dir: &Path, progress: bool) -> Result<()> {
-    let linker = args.linker()?;
+    let linker = args.input.linker()?;
     let opts = RescanOptions {
         mode: if args.merge {
             RescanMode::MergeAboveUpper

@@ -14,9 +14,13 @@ use super::input::InputArgs;
 
 /// Arguments of `empi eval`.
 #[derive(Args, Debug)]
+#[command(mut_arg("input", |a| a.required(true)))]
 pub struct EvalArgs {
     #[command(flatten)]
     pub input: InputArgs,
+    /// Use the model's term-frequency tables instead of counting them from the input.
+    #[arg(long)]
+    pub model_tf: bool,
     /// Ground truth `source,local_id,person_id` (default: truth.csv beside the input).
     #[arg(long)]
     pub truth: Option<PathBuf>,
@@ -34,19 +38,21 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let started = Instant::now();
     let linker = args.input.linker()?;
     let (records, _) = args.input.read()?;
-    let truth = args.truth.clone().unwrap_or_else(|| {
-        args.input
+    let truth = match &args.truth {
+        Some(t) => t.clone(),
+        None => args
             .input
+            .path()?
             .parent()
             .unwrap_or(Path::new("."))
-            .join("truth.csv")
-    });
+            .join("truth.csv"),
+    };
     let labels =
         read_truth(&truth, &records).with_context(|| format!("reading {}", truth.display()))?;
     let t = linker.thresholds();
     let opts = ScoreOptions {
         keep_min_weight: t.lower,
-        tf_from_data: !args.input.model_tf,
+        tf_from_data: !args.model_tf,
         progress: true,
     };
     let (used, run) = score_records(&linker, &records, Some(&labels), &opts)?;

@@ -1,57 +1,105 @@
-//! Arguments shared by commands that read a CSV of records.
+//! Arguments shared by commands that read a CSV of records, declared once and flattened
+//! into each command (`#[command(flatten)]`).
+//!
+//! [`InputArgs`] is one input file (`eval`, `dedup`, `load`, `train`); [`ReadArgs`] is what
+//! applies to every file of a run (`link` has two). Where a command's flag differs — whether
+//! `--input` is required or exclusive with `--data`, or what its `--model` is for — the
+//! command says so with `#[command(mut_arg(...))]` on its own arguments struct.
+//! `--model-tf` is not shared: `load` and `train` have no such choice.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
-use empi::input::{read_csv, ColumnMapping, ReadOptions};
+use empi::input::{read_csv, ColumnMapping, ReadOptions, ReadSummary};
 use empi::linker::Linker;
+use empi::record::Record;
 use empi::scoring::Model;
 
 /// Where records come from: a CSV and how to read it.
 #[derive(Args, Debug, Clone)]
 pub struct InputArgs {
     /// CSV file with a header row.
+    // Optional here so that commands with another source (`--data`) can flatten this;
+    // the others make it required.
     #[arg(long)]
-    pub input: PathBuf,
+    pub input: Option<PathBuf>,
     /// Column mapping `ours=theirs,...` (default: headers named like our fields).
     #[arg(long)]
     pub columns: Option<String>,
     /// Source name for records when `source` is not mapped.
     #[arg(long, default_value = "file")]
     pub source: String,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// How records are read and which model scores them, whatever the number of files.
+#[derive(Args, Debug, Clone)]
+pub struct ReadArgs {
     /// Treat any unparseable value as an error naming row and column.
     #[arg(long)]
     pub strict: bool,
     /// Model file (default: the shipped default model).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Use the model's term-frequency tables instead of counting them from the input.
-    #[arg(long)]
-    pub model_tf: bool,
+}
+
+impl ReadArgs {
+    /// The model file's model, or the shipped default.
+    pub fn model(&self) -> Result<Model> {
+        Ok(match &self.model {
+            Some(p) => Model::load(p)?,
+            None => Model::default_model(),
+        })
+    }
+
+    /// A linker over [`ReadArgs::model`].
+    pub fn linker(&self) -> Result<Linker> {
+        Ok(Linker::new(self.model()?)?)
+    }
+
+    /// Reading options for a file whose unmapped `source` is `source`.
+    pub fn options(&self, source: &str) -> ReadOptions {
+        ReadOptions {
+            strict: self.strict,
+            default_source: source.to_string(),
+        }
+    }
 }
 
 impl InputArgs {
-    pub fn linker(&self) -> Result<Linker> {
-        let model = match &self.model {
-            Some(p) => Model::load(p)?,
-            None => Model::default_model(),
-        };
-        Ok(Linker::new(model)?)
+    /// The input file.
+    ///
+    /// # Errors
+    /// When `--input` was not given (only possible where the command offers another source).
+    pub fn path(&self) -> Result<&Path> {
+        self.input.as_deref().context("give --input")
     }
 
-    pub fn read(&self) -> Result<(Vec<empi::record::Record>, empi::input::ReadSummary)> {
-        let mapping = self
+    /// The parsed `--columns` mapping, if given.
+    pub fn mapping(&self) -> Result<Option<ColumnMapping>> {
+        Ok(self
             .columns
             .as_deref()
             .map(ColumnMapping::parse)
-            .transpose()?;
-        let opts = ReadOptions {
-            strict: self.strict,
-            default_source: self.source.clone(),
-        };
-        let (records, summary) = read_csv(&self.input, mapping.as_ref(), &opts)?;
+            .transpose()?)
+    }
+
+    /// Reading options of the input file.
+    pub fn options(&self) -> ReadOptions {
+        self.read.options(&self.source)
+    }
+
+    /// A linker over the chosen model.
+    pub fn linker(&self) -> Result<Linker> {
+        self.read.linker()
+    }
+
+    /// Reads the input file into records, printing what was unusable.
+    pub fn read(&self) -> Result<(Vec<Record>, ReadSummary)> {
+        let (records, summary) = read_csv(self.path()?, self.mapping()?.as_ref(), &self.options())?;
         print_read_summary(&summary);
         Ok((records, summary))
     }
@@ -59,7 +107,7 @@ impl InputArgs {
 
 /// Prints what reading found that the user should know: unusable values per column and
 /// skipped rows (counts only, never values).
-pub fn print_read_summary(summary: &empi::input::ReadSummary) {
+pub fn print_read_summary(summary: &ReadSummary) {
     if !summary.issues.is_empty() {
         let list: Vec<String> = summary
             .issues

@@ -11,7 +11,7 @@ use clap::Args;
 use empi::batch::{self, DedupOptions, LinkDecision, LinkOptions};
 
 use super::dedup::read_input;
-use super::input::InputArgs;
+use super::input::ReadArgs;
 
 /// Arguments of `empi link`.
 #[derive(Args, Debug)]
@@ -34,12 +34,8 @@ pub struct LinkArgs {
     /// Source name for right records when `source` is not mapped.
     #[arg(long, default_value = "right")]
     pub source_right: String,
-    /// Treat any unparseable value as an error naming row and column.
-    #[arg(long)]
-    pub strict: bool,
-    /// Model file (default: the shipped default model).
-    #[arg(long)]
-    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub read: ReadArgs,
     /// Use the model's term-frequency tables instead of counting them from both files.
     #[arg(long)]
     pub model_tf: bool,
@@ -64,21 +60,12 @@ pub struct LinkArgs {
 pub fn link(args: &LinkArgs) -> Result<()> {
     let started = Instant::now();
     let progress = !args.quiet && std::io::stderr().is_terminal();
-    let linker = InputArgs {
-        input: args.left.clone(),
-        columns: None,
-        source: args.source_left.clone(),
-        strict: args.strict,
-        model: args.model.clone(),
-        model_tf: args.model_tf,
-    }
-    .linker()?;
+    let linker = args.read.linker()?;
     let read = |path: &PathBuf, cols: &Option<String>, source: &str| {
         read_input(
             path,
             cols.as_deref(),
-            source,
-            args.strict,
+            &args.read.options(source),
             &linker,
             progress,
         )

@@ -17,25 +17,17 @@ use super::serve::open_service;
 
 /// Arguments of `empi load`.
 #[derive(Args, Debug)]
+#[command(
+    mut_arg("input", |a| a.required(true)),
+    mut_arg("model", |a| a.help("Model file (default: the shipped default model); use the server's")),
+)]
 pub struct LoadArgs {
     /// Store directory (created if absent; must not be open in a running server).
     #[arg(long)]
     pub data: PathBuf,
-    /// CSV file with a header row.
-    #[arg(long)]
-    pub input: PathBuf,
-    /// Column mapping `ours=theirs,...` (default: headers named like our fields).
-    #[arg(long)]
-    pub columns: Option<String>,
-    /// Source name for records when `source` is not mapped.
-    #[arg(long, default_value = "file")]
-    pub source: String,
-    /// Treat any unparseable value as an error naming row and column.
-    #[arg(long)]
-    pub strict: bool,
-    /// Model file (default: the shipped default model); use the server's.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
+    // No --model-tf: the service always scores with the model's term frequencies.
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Records decided concurrently.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
@@ -59,20 +51,16 @@ struct Counts {
 
 /// Runs `empi load`.
 pub fn load(args: &LoadArgs) -> Result<()> {
-    let input = InputArgs {
-        input: args.input.clone(),
-        columns: args.columns.clone(),
-        source: args.source.clone(),
-        strict: args.strict,
-        model: args.model.clone(),
-        model_tf: true,
-    };
-    let (records, _) = input.read()?;
+    let (records, _) = args.input.read()?;
     let config = ServiceConfig {
         durable: args.durable_each,
         ..ServiceConfig::default()
     };
-    let service = Arc::new(open_service(&args.data, args.model.as_deref(), config)?);
+    let service = Arc::new(open_service(
+        &args.data,
+        args.input.read.model.as_deref(),
+        config,
+    )?);
     service.record_model_version()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -7,30 +7,31 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use empi::batch::{prepare_all, read_dataset};
-use empi::input::{ColumnMapping, ReadOptions};
 use empi::linker::Linker;
 use empi::scoring::estimate::{train, FixedValue, TrainOptions};
-use empi::scoring::Model;
 use empi::store::{SledStore, Store};
+
+use super::input::InputArgs;
 
 /// Arguments of `empi train`.
 #[derive(Args, Debug)]
+#[command(
+    mut_arg("input", |a| a
+        .help("CSV file with a header row (or use --data)")
+        .conflicts_with("data")
+        .required_unless_present("data")),
+    mut_arg("model", |a| a.help(
+        "Starting model: thresholds, placeholders and fixed values come from it \
+         (default: the shipped default model)"
+    )),
+)]
 pub struct TrainArgs {
-    /// CSV file with a header row (or use --data).
-    #[arg(long, conflicts_with = "data", required_unless_present = "data")]
-    pub input: Option<PathBuf>,
+    // No --model-tf: training counts its own term frequencies.
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Store directory to train from (the server must not be running on it).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Column mapping `ours=theirs,...` (default: headers named like our fields).
-    #[arg(long)]
-    pub columns: Option<String>,
-    /// Source name for records when `source` is not mapped.
-    #[arg(long, default_value = "file")]
-    pub source: String,
-    /// Treat any unparseable value as an error naming row and column.
-    #[arg(long)]
-    pub strict: bool,
     /// Where to write the trained model (JSON).
     #[arg(long)]
     pub out: PathBuf,
@@ -41,10 +42,6 @@ pub struct TrainArgs {
     /// (repeatable; levels as in `empi model report`).
     #[arg(long = "fix", value_name = "COMPARISON.LEVEL.M|U=VALUE")]
     pub fix: Vec<String>,
-    /// Starting model: thresholds, placeholders and fixed values come from it
-    /// (default: the shipped default model).
-    #[arg(long)]
-    pub model: Option<PathBuf>,
     /// Most random pairs drawn for u.
     #[arg(long, default_value_t = TrainOptions::default().u_max_pairs)]
     pub u_max_pairs: u64,
@@ -56,27 +53,17 @@ pub struct TrainArgs {
 /// Runs `empi train`.
 pub fn train_command(args: &TrainArgs) -> Result<()> {
     let started = Instant::now();
-    let base = match &args.model {
-        Some(p) => Model::load(p)?,
-        None => Model::default_model(),
-    };
+    let base = args.input.read.model()?;
     let fixed = args
         .fix
         .iter()
         .map(|s| s.parse::<FixedValue>())
         .collect::<Result<Vec<_>, _>>()?;
     let linker = Linker::new(base.clone())?;
-    let (prepared, input) = match (&args.input, &args.data) {
+    let (prepared, input) = match (&args.input.input, &args.data) {
         (Some(path), None) => {
-            let mapping = args
-                .columns
-                .as_deref()
-                .map(ColumnMapping::parse)
-                .transpose()?;
-            let opts = ReadOptions {
-                strict: args.strict,
-                default_source: args.source.clone(),
-            };
+            let mapping = args.input.mapping()?;
+            let opts = args.input.options();
             let (data, summary) = read_dataset(path, mapping.as_ref(), &opts, &linker, true)
                 .with_context(|| format!("reading {}", path.display()))?;
             if summary.skipped_rows > 0 {

@@ -10,13 +10,36 @@ use crate::compare::identifier::{compare_identifiers, IdAgreement};
 use crate::compare::nickname::NicknameTable;
 use crate::compare::string::jaro_winkler;
 use crate::prepare::{NameKeys, Prepared};
-use crate::record::Sex;
+use crate::record::{PartialDate, Sex};
 
 /// Level index meaning "missing on either side" (weight 0).
 pub const MISSING: u8 = u8::MAX;
 
 /// Number of comparisons in [`Comparison::ALL`].
 pub const N_COMPARISONS: usize = 10;
+
+/// Given-name level decided by the names agreeing crosswise.
+pub(super) const GIVEN_SWAPPED: u8 = 1;
+/// Family-name level decided by previous family names.
+pub(super) const FAMILY_PREVIOUS: u8 = 1;
+/// Family-name level decided by the names agreeing crosswise.
+pub(super) const FAMILY_SWAPPED: u8 = 2;
+/// Family-name level decided by a shared word of a several-word name.
+pub(super) const FAMILY_SHARED_WORD: u8 = 3;
+
+/// What a pair is known to share without any string comparison: the facts by which
+/// [`Comparison::reachable_when_unequal`] rules levels in or out for the weight bound
+/// ([`super::bound`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct CheapFacts {
+    /// The given and family names may agree crosswise (`a.given = b.family` and
+    /// `a.family = b.given`).
+    pub(super) crosswise: bool,
+    /// Either side has a previous family name.
+    pub(super) previous: bool,
+    /// Either side's family name has several words.
+    pub(super) multiword: bool,
+}
 
 /// One comparison of a record pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -123,6 +146,30 @@ impl Comparison {
         )
     }
 
+    /// The levels (bit `l` for level `l`) a pair can fall into when both values are
+    /// present but unequal, knowing only `facts`: a superset of the possible levels, so the
+    /// best weight among them bounds the pair's. Meant for the comparisons whose `exact`
+    /// level is plain equality (names, street, email); it must stay in step with the
+    /// ladders below, which `bound.rs` tests.
+    pub(super) fn reachable_when_unequal(self, facts: CheapFacts) -> u16 {
+        let mut set = ((1u16 << self.levels().len()) - 1) & !1;
+        let mut rule_out = |level: u8, possible: bool| {
+            if !possible {
+                set &= !(1 << level);
+            }
+        };
+        match self {
+            Comparison::GivenName => rule_out(GIVEN_SWAPPED, facts.crosswise),
+            Comparison::FamilyName => {
+                rule_out(FAMILY_PREVIOUS, facts.previous);
+                rule_out(FAMILY_SWAPPED, facts.crosswise);
+                rule_out(FAMILY_SHARED_WORD, facts.multiword);
+            }
+            _ => {}
+        }
+        set
+    }
+
     /// The level index the pair falls into, or [`MISSING`].
     #[inline]
     pub fn level(self, a: &Prepared, b: &Prepared) -> u8 {
@@ -131,23 +178,12 @@ impl Comparison {
             Comparison::MiddleName => middle_level(a, b),
             Comparison::FamilyName => family_level(a, b),
             Comparison::BirthDate => match (&a.birth, &b.birth) {
-                (Some(x), Some(y)) => match compare_dates(x, y) {
-                    DateAgreement::Exact => 0,
-                    DateAgreement::DayMonthSwapped => 1,
-                    DateAgreement::OneDigitOff => 2,
-                    DateAgreement::OneMonthOff => 3,
-                    DateAgreement::OneYearOff => 4,
-                    DateAgreement::Partial => 5,
-                    DateAgreement::Disagree => 6,
-                },
+                (Some(x), Some(y)) => birth_level(x, y),
                 _ => MISSING,
             },
-            Comparison::Sex => match (a.sex, b.sex) {
-                (Sex::Unknown, _) | (_, Sex::Unknown) => MISSING,
-                (x, y) => u8::from(x != y),
-            },
+            Comparison::Sex => sex_level(a.sex, b.sex),
             Comparison::NationalId => match (&a.national_id, &b.national_id) {
-                (Some(x), Some(y)) => id_level(x, y),
+                (Some(x), Some(y)) => id_level(compare_identifiers(x, y)),
                 _ => MISSING,
             },
             Comparison::Phone => phone_level(&a.phones, &b.phones),
@@ -158,9 +194,7 @@ impl Comparison {
                 _ => MISSING,
             },
             Comparison::Postcode => match (&a.postcode, &b.postcode) {
-                (Some(x), Some(y)) if x == y => 0,
-                (Some(x), Some(y)) if x.len() >= 3 && y.len() >= 3 && x[..3] == y[..3] => 1,
-                (Some(_), Some(_)) => 2,
+                (Some(x), Some(y)) => postcode_level(x.as_bytes(), y.as_bytes()),
                 _ => MISSING,
             },
             Comparison::Email => match (&a.email, &b.email) {
@@ -201,7 +235,7 @@ fn given_level(a: &Prepared, b: &Prepared) -> u8 {
         return 0;
     }
     if swapped(a, b) {
-        return 1;
+        return GIVEN_SWAPPED;
     }
     if NicknameTable::share_group(&x.nick, &y.nick) {
         return 2;
@@ -244,17 +278,17 @@ fn family_level(a: &Prepared, b: &Prepared) -> u8 {
         || in_prev(y, &a.previous)
         || a.previous.iter().any(|p| in_prev(p, &b.previous))
     {
-        return 1;
+        return FAMILY_PREVIOUS;
     }
     if swapped(a, b) {
-        return 2;
+        return FAMILY_SWAPPED;
     }
     if (x.text.contains(' ') || y.text.contains(' '))
         && x.text
             .split(' ')
             .any(|w| w.len() >= 2 && y.text.split(' ').any(|v| v == w))
     {
-        return 3;
+        return FAMILY_SHARED_WORD;
     }
     if let Some(step) = jw_step(x, y) {
         return 4 + step;
@@ -265,12 +299,60 @@ fn family_level(a: &Prepared, b: &Prepared) -> u8 {
     7
 }
 
-fn id_level(x: &str, y: &str) -> u8 {
-    match compare_identifiers(x, y) {
+/// Birth-date level of two present dates.
+#[inline]
+pub(super) fn birth_level(x: &PartialDate, y: &PartialDate) -> u8 {
+    match compare_dates(x, y) {
+        DateAgreement::Exact => 0,
+        DateAgreement::DayMonthSwapped => 1,
+        DateAgreement::OneDigitOff => 2,
+        DateAgreement::OneMonthOff => 3,
+        DateAgreement::OneYearOff => 4,
+        DateAgreement::Partial => 5,
+        DateAgreement::Disagree => 6,
+    }
+}
+
+/// Sex level, [`MISSING`] when either side is unknown.
+#[inline]
+pub(super) fn sex_level(x: Sex, y: Sex) -> u8 {
+    match (x, y) {
+        (Sex::Unknown, _) | (_, Sex::Unknown) => MISSING,
+        (x, y) => u8::from(x != y),
+    }
+}
+
+/// National-id level of two present ids that agree as `a`.
+#[inline]
+pub(super) fn id_level(a: IdAgreement) -> u8 {
+    match a {
         IdAgreement::Exact => 0,
         IdAgreement::OneSubstitution => 1,
         IdAgreement::AdjacentTransposition => 2,
         IdAgreement::Disagree => 3,
+    }
+}
+
+/// Phone level of one pair of numbers that agree as `a`; the comparison takes the best
+/// (lowest) over the pairs of both records' numbers.
+#[inline]
+pub(super) fn phone_step(a: IdAgreement) -> u8 {
+    match a {
+        IdAgreement::Exact => 0,
+        IdAgreement::OneSubstitution | IdAgreement::AdjacentTransposition => 1,
+        IdAgreement::Disagree => 2,
+    }
+}
+
+/// Postcode level of two present postcodes.
+#[inline]
+pub(super) fn postcode_level(x: &[u8], y: &[u8]) -> u8 {
+    if x == y {
+        0
+    } else if x.len() >= 3 && y.len() >= 3 && x[..3] == y[..3] {
+        1
+    } else {
+        2
     }
 }
 
@@ -281,10 +363,9 @@ fn phone_level(a: &[Box<str>], b: &[Box<str>]) -> u8 {
     let mut best = 2;
     for x in a.iter().take(4) {
         for y in b.iter().take(4) {
-            best = best.min(match id_level(x, y) {
+            best = best.min(match phone_step(compare_identifiers(x, y)) {
                 0 => return 0,
-                1 | 2 => 1,
-                _ => 2,
+                step => step,
             });
         }
     }
@@ -362,6 +443,33 @@ mod tests {
             lvl(f, &prep("Ann", "Baby Girl"), &prep("Ann", "")),
             "missing"
         );
+    }
+
+    #[test]
+    fn named_levels_are_where_the_ladders_say() {
+        let g = Comparison::GivenName.levels();
+        let f = Comparison::FamilyName.levels();
+        assert_eq!(g[GIVEN_SWAPPED as usize], "swapped");
+        assert_eq!(f[FAMILY_PREVIOUS as usize], "previous_name");
+        assert_eq!(f[FAMILY_SWAPPED as usize], "swapped");
+        assert_eq!(f[FAMILY_SHARED_WORD as usize], "shared_word");
+    }
+
+    #[test]
+    fn reachable_levels_rule_out_only_what_the_facts_exclude() {
+        let none = CheapFacts::default();
+        let all = CheapFacts {
+            crosswise: true,
+            previous: true,
+            multiword: true,
+        };
+        let (g, f) = (Comparison::GivenName, Comparison::FamilyName);
+        assert_eq!(g.reachable_when_unequal(all), 0b1111_1110);
+        assert_eq!(g.reachable_when_unequal(none), 0b1111_1100);
+        assert_eq!(f.reachable_when_unequal(all), 0b1111_1110);
+        assert_eq!(f.reachable_when_unequal(none), 0b1111_0000);
+        assert_eq!(Comparison::Email.reachable_when_unequal(none), 0b10);
+        assert_eq!(Comparison::Street.reachable_when_unequal(all), 0b110);
     }
 
     #[test]

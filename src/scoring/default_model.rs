@@ -28,11 +28,8 @@ use super::{
     Comparison, ComparisonParams, LevelParams, Model, TermFrequencies, TfTable, Thresholds,
     MODEL_FORMAT_VERSION,
 };
+use crate::census;
 use crate::normalize::{self, Placeholders};
-
-const CENSUS_LAST: &str = include_str!("../../synthetic-data/census/dist.all.last");
-const CENSUS_FEMALE: &str = include_str!("../../synthetic-data/census/dist.female.first");
-const CENSUS_MALE: &str = include_str!("../../synthetic-data/census/dist.male.first");
 
 /// `(m, u)` per level, in the order of [`Comparison::levels`].
 fn params(c: Comparison) -> &'static [(f64, f64)] {
@@ -91,16 +88,11 @@ fn params(c: Comparison) -> &'static [(f64, f64)] {
     }
 }
 
-/// Parses a census `dist.*` file (`NAME  freq%  cum%  rank`) into a frequency table,
-/// dividing percentages by `100 · share` (given names are per sex: share 2).
-pub fn census_table(text: &str, share: f32) -> Vec<(String, f32)> {
-    text.lines()
-        .filter_map(|line| {
-            let mut cols = line.split_whitespace();
-            let name = normalize::fold(cols.next()?);
-            let pct: f32 = cols.next()?.parse().ok()?;
-            Some((name, pct / (100.0 * share)))
-        })
+/// A census `dist.*` list as a frequency table of folded names, dividing percentages by
+/// `100 · share` (given names are per sex: share 2).
+fn census_table(text: &str, share: f32) -> Vec<(String, f32)> {
+    census::rows(text)
+        .map(|row| (normalize::fold(row.name), row.percent / (100.0 * share)))
         .collect()
 }
 
@@ -123,8 +115,8 @@ pub(super) fn build() -> Model {
                 .collect(),
         })
         .collect();
-    let mut given = census_table(CENSUS_FEMALE, 2.0);
-    for (name, f) in census_table(CENSUS_MALE, 2.0) {
+    let mut given = census_table(census::FEMALE, 2.0);
+    for (name, f) in census_table(census::MALE, 2.0) {
         given.push((name, f));
     }
     given.sort_by(|a, b| a.0.cmp(&b.0));
@@ -152,7 +144,7 @@ pub(super) fn build() -> Model {
         tf: TermFrequencies {
             given_name: Some(TfTable::from_frequencies(merged, 5e-6)),
             family_name: Some(TfTable::from_frequencies(
-                census_table(CENSUS_LAST, 1.0),
+                census_table(census::LAST, 1.0),
                 5e-6,
             )),
             postcode: None,

@@ -24,12 +24,14 @@
 //! summed weights look like a match while one contradiction (given name, sex, national
 //! id, birth order) says they are two people.
 
+mod bound;
 mod comparisons;
 mod default_model;
 pub mod estimate;
 pub mod tf;
 pub mod training;
 
+pub use bound::WeightBound;
 pub use comparisons::{Comparison, MISSING, N_COMPARISONS};
 pub use tf::{TermFrequencies, TfTable};
 pub use training::{RunSummary, TrainingSummary};
@@ -449,6 +451,20 @@ impl Scorer {
         }
     }
 
+    /// Weight of the exact level of `c` for a value of relative frequency `tf` (0: not
+    /// looked up): the term-frequency rule, used by scoring and by the weight bound alike.
+    #[inline]
+    fn exact_weight(&self, c: Comparison, tf: f32) -> f64 {
+        let base = self.weights[c.index()][0];
+        match self.tf_table(c) {
+            Some(table) if tf > 0.0 => {
+                let tf = (tf.max(self.model.tf.floor)) as f64;
+                (base + (table.collision() / tf).log2()).max(MIN_AGREEMENT_WEIGHT)
+            }
+            _ => base,
+        }
+    }
+
     /// Weight of one comparison at a level, and its term-frequency part.
     #[inline]
     fn level_weight(&self, c: Comparison, level: u8, a: &Prepared) -> (f64, f64) {
@@ -457,12 +473,8 @@ impl Scorer {
         }
         let base = self.weights[c.index()][level as usize];
         if level == 0 && c.has_tf() {
-            let tf = Self::tf_of(c, a);
-            if let (true, Some(table)) = (tf > 0.0, self.tf_table(c)) {
-                let tf = (tf.max(self.model.tf.floor)) as f64;
-                let adjusted = (base + (table.collision() / tf).log2()).max(MIN_AGREEMENT_WEIGHT);
-                return (adjusted, adjusted - base);
-            }
+            let adjusted = self.exact_weight(c, Self::tf_of(c, a));
+            return (adjusted, adjusted - base);
         }
         (base, 0.0)
     }
@@ -511,6 +523,19 @@ impl Scorer {
             weight: w,
             guard: Self::guard(a, b, &pattern),
         }
+    }
+
+    /// A cheap upper bound on [`Scorer::score`]'s weight for pairs of `prepared` (term
+    /// frequencies filled), built from this scorer's own level and term-frequency rules, so
+    /// pair loops can skip pairs that cannot reach a threshold. It checks itself against
+    /// [`Scorer::explain`] and [`Scorer::score`] on sample records and on the `sample`
+    /// pairs (indexes into `prepared`); `None` means it disagreed: score every pair in full.
+    pub fn weight_bound(
+        &self,
+        prepared: &[Prepared],
+        sample: &[(u32, u32)],
+    ) -> Option<WeightBound> {
+        WeightBound::new(self, prepared, sample)
     }
 
     /// Scores a pair and says why: level and weight of every comparison.

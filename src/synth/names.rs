@@ -6,14 +6,8 @@
 use std::sync::OnceLock;
 
 use super::rng::{below_u32, Rng};
+use crate::census::{self, FEMALE, LAST, MALE};
 use crate::compare::nickname::NicknameTable;
-
-/// Census surname list: name, frequency %, cumulative %, rank.
-const LAST: &str = include_str!("../../synthetic-data/census/dist.all.last");
-/// Census female given-name list.
-const FEMALE: &str = include_str!("../../synthetic-data/census/dist.female.first");
-/// Census male given-name list.
-const MALE: &str = include_str!("../../synthetic-data/census/dist.male.first");
 
 /// Census spellings whose usual written form carries an apostrophe or accent.
 /// The census drops both; the generator puts them back so records carry real punctuation.
@@ -131,15 +125,11 @@ impl FreqTable {
         punctuated_forms: &[(&'static str, &'static str)],
         accented_forms: &[(&'static str, &'static str)],
     ) -> FreqTable {
-        // Frequencies in thousandths of a percent, parsed from the fixed "d.ddd" text.
-        let mut rows: Vec<(&str, u32, u32)> = Vec::new();
-        for line in text.lines() {
-            let mut it = line.split_ascii_whitespace();
-            let (Some(name), Some(freq), Some(cum)) = (it.next(), it.next(), it.next()) else {
-                continue;
-            };
-            rows.push((name, thousandths(freq), thousandths(cum)));
-        }
+        // Frequencies in thousandths of a percent: exact integers, so weights do not depend
+        // on float rounding.
+        let rows: Vec<(&str, u32, u32)> = census::rows(text)
+            .map(|r| (r.name, r.freq_milli, r.cum_milli))
+            .collect();
         let last_nonzero_cum = rows
             .iter()
             .filter(|r| r.1 > 0)
@@ -283,30 +273,6 @@ fn nicknames_for(t: &FreqTable) -> Vec<Vec<Box<str>>> {
         .collect()
 }
 
-/// `"d.ddd"` → thousandths. Malformed text counts as zero (the embedded files are fixed).
-fn thousandths(s: &str) -> u32 {
-    let mut v: u32 = 0;
-    let mut frac_digits = None;
-    for b in s.bytes() {
-        match b {
-            b'0'..=b'9' => {
-                v = v * 10 + u32::from(b - b'0');
-                if let Some(d) = frac_digits.as_mut() {
-                    *d += 1;
-                }
-            }
-            b'.' => frac_digits = Some(0),
-            _ => return 0,
-        }
-    }
-    let mut d = frac_digits.unwrap_or(0);
-    while d < 3 {
-        v *= 10;
-        d += 1;
-    }
-    v
-}
-
 /// `SMITH` → `Smith`, `MCDONALD` → `McDonald`.
 pub(crate) fn title_case(upper: &str) -> String {
     let lower = upper.to_ascii_lowercase();
@@ -391,13 +357,5 @@ mod tests {
         let tail: u32 = counts[18_839..].iter().sum();
         let share = f64::from(tail) / f64::from(n);
         assert!((0.12..0.17).contains(&share), "{share}");
-    }
-
-    #[test]
-    fn thousandths_parse() {
-        assert_eq!(thousandths("1.006"), 1006);
-        assert_eq!(thousandths("90.483"), 90_483);
-        assert_eq!(thousandths("0.000"), 0);
-        assert_eq!(thousandths("x"), 0);
     }
 }
