@@ -164,7 +164,7 @@ pub fn quality(
 
 /// Quality at each upper threshold (lower fixed). Records are clustered by their links,
 /// then nameless records join their sole named candidate
-/// ([`attach_nameless`](crate::batch::attach::attach_nameless)); `named[i]` says whether
+/// ([`attach_nameless`]); `named[i]` says whether
 /// record `i` has a given name (an empty slice: every record does).
 pub fn sweep(
     labels: &[u32],
