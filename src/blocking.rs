@@ -241,8 +241,14 @@ impl BlockIndex {
 
     /// Adds a record, replacing any earlier version with the same id.
     pub fn insert(&mut self, id: u32, p: &Prepared) {
+        self.insert_keyed(id, block_keys(p, &self.config.rules));
+    }
+
+    /// As [`BlockIndex::insert`] with the record's keys computed by the caller (e.g. in
+    /// parallel while loading): `keys` must be [`block_keys`] of the record under this
+    /// index's rules.
+    pub fn insert_keyed(&mut self, id: u32, keys: Vec<BlockKey>) {
         self.remove(id);
-        let keys = block_keys(p, &self.config.rules);
         for &k in &keys {
             self.blocks.entry(k).or_default().push(id);
         }

@@ -92,7 +92,9 @@ pub struct Prepared {
     /// Earlier family names.
     pub previous: Vec<NameKeys>,
     /// Generational suffix (`jr`, `iii`, …) split from either name.
-    #[serde(with = "suffix_serde")]
+    /// (Not serialized: a `&'static str` cannot be deserialized from a short-lived
+    /// buffer. The snapshot stores it beside, as [`suffix_code`] / [`suffix_from_code`].)
+    #[serde(skip)]
     pub suffix: Option<&'static str>,
     /// Birth date unless a placeholder.
     pub birth: Option<PartialDate>,
@@ -116,31 +118,19 @@ pub struct Prepared {
     pub multiple_birth_order: Option<u8>,
 }
 
-/// A suffix is one of [`normalize::SUFFIXES`]; it is stored as text and read back as the
-/// table's own `&'static str`.
-mod suffix_serde {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+/// The position of a suffix in the suffix table, for compact storage.
+pub fn suffix_code(suffix: Option<&'static str>) -> Option<u8> {
+    let s = suffix?;
+    crate::normalize::SUFFIXES
+        .iter()
+        .position(|x| *x == s)
+        .and_then(|i| u8::try_from(i).ok())
+}
 
-    pub(super) fn serialize<S: Serializer>(
-        v: &Option<&'static str>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        v.serialize(s)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<&'static str>, D::Error> {
-        let v: Option<String> = Option::deserialize(d)?;
-        v.map(|text| {
-            crate::normalize::SUFFIXES
-                .iter()
-                .copied()
-                .find(|s| *s == text)
-                .ok_or_else(|| serde::de::Error::custom("unknown name suffix"))
-        })
-        .transpose()
-    }
+/// The suffix at a position of the suffix table ([`suffix_code`]); `None` for a code out
+/// of range.
+pub fn suffix_from_code(code: u8) -> Option<&'static str> {
+    crate::normalize::SUFFIXES.get(usize::from(code)).copied()
 }
 
 impl Prepared {

@@ -75,6 +75,10 @@ pub fn load(args: &LoadArgs) -> Result<()> {
     ))?;
     service.flush()?;
     let secs = started.elapsed().as_secs_f64();
+    // The server started next on this store loads the index instead of rebuilding it.
+    if let Err(e) = service.save_snapshot() {
+        tracing::warn!(error = %e, "index snapshot not written; the next start rebuilds");
+    }
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let done = get(&counts.linked) + get(&counts.created) + get(&counts.review);
     let stats = service.stats()?;

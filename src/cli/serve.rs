@@ -39,9 +39,15 @@ pub fn linker(model: Option<&Path>) -> Result<Linker> {
     Ok(Linker::new(model)?)
 }
 
-/// Opens the store in `data` (creating it) and the service over it, rebuilding the index.
-pub fn open_service(data: &Path, model: Option<&Path>, config: ServiceConfig) -> Result<Service> {
+/// Opens the store in `data` (creating it) and the service over it, loading the index
+/// snapshot kept in `data` when it matches the store, rebuilding the index otherwise.
+pub fn open_service(
+    data: &Path,
+    model: Option<&Path>,
+    mut config: ServiceConfig,
+) -> Result<Service> {
     let linker = linker(model)?;
+    config.snapshot = Some(empi::service::snapshot::path_in(data));
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let store = SledStore::open(data).with_context(|| format!("opening {}", data.display()))?;
     Ok(Service::open(Arc::new(store), linker, config)?)
@@ -83,6 +89,11 @@ async fn run(args: &ServeArgs) -> Result<()> {
     // Every acknowledged write is durable already; this covers anything applied but not
     // yet acknowledged when the last connection closed.
     service.flush()?;
+    // A clean stop: let the next start load the index instead of rebuilding it. Failing
+    // here costs only that.
+    if let Err(e) = service.save_snapshot() {
+        tracing::warn!(error = %e, "index snapshot not written; the next start rebuilds");
+    }
     tracing::info!("stopped");
     Ok(())
 }

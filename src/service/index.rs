@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ahash::AHashMap;
 
-use crate::blocking::{BlockIndex, BlockingConfig};
+use crate::blocking::{BlockIndex, BlockKey, BlockingConfig};
 use crate::prepare::Prepared;
 use crate::record::{Record, RecordKey};
 use crate::store::{ChangeSet, Euid, Op, StoredRecord};
@@ -89,6 +89,49 @@ impl LiveIndex {
         self.ids.get(key).copied()
     }
 
+    /// Every indexed record: key text, person sequence number, prepared form.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&str, u64, &Prepared)> {
+        self.slots
+            .iter()
+            .flatten()
+            .map(|s| (&*s.key, s.euid, &s.prepared))
+    }
+
+    /// As [`LiveIndex::upsert`] for a new record whose blocking keys the caller computed
+    /// (in parallel, when loading many): they must be `block_keys` of `prepared`.
+    pub(crate) fn upsert_keyed(
+        &mut self,
+        key: &str,
+        euid: u64,
+        prepared: Prepared,
+        keys: Vec<BlockKey>,
+    ) {
+        if self.id_of(key).is_some() {
+            return self.upsert(key, euid, prepared);
+        }
+        let key: Arc<str> = Arc::from(key);
+        let id = self.next_id();
+        self.blocks.insert_keyed(id, keys);
+        self.slots[id as usize] = Some(Slot {
+            key: key.clone(),
+            euid,
+            prepared,
+        });
+        self.ids.insert(key, id);
+    }
+
+    fn next_id(&mut self) -> u32 {
+        match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.slots.push(None);
+                // More than u32::MAX records would need a wider id; the blocking index takes
+                // u32 ids, and 4 billion records is far beyond one server's memory anyway.
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 records")
+            }
+        }
+    }
+
     /// Adds or replaces a record.
     pub(crate) fn upsert(&mut self, key: &str, euid: u64, prepared: Prepared) {
         if let Some(id) = self.id_of(key) {
@@ -100,15 +143,7 @@ impl LiveIndex {
             return;
         }
         let key: Arc<str> = Arc::from(key);
-        let id = match self.free.pop() {
-            Some(id) => id,
-            None => {
-                self.slots.push(None);
-                // More than u32::MAX records would need a wider id; the blocking index takes
-                // u32 ids, and 4 billion records is far beyond one server's memory anyway.
-                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 records")
-            }
-        };
+        let id = self.next_id();
         self.blocks.insert(id, &prepared);
         self.slots[id as usize] = Some(Slot {
             key: key.clone(),

@@ -36,19 +36,24 @@
 //! distinct values in that order, at most 16 of each.
 //!
 //! # Memory and start-up
-//! [`Service::open`] rebuilds the index from [`Store::encoded_records`] in a pipeline: one
-//! thread scans the store, rayon decodes (only record and person, [`RecordEntry`]) and
-//! prepares batches in parallel, and the opening thread inserts them. Per indexed record the
-//! index keeps the prepared form (320 bytes inline: names with phonetic codes, canonical
-//! phones, ids, address parts; name text shared through a [`NameCache`]), the blocking
-//! keys, the EUID as a `u64` and the record key once (shared by the id map and the slot).
-//! Counted with a counting allocator on the 100k-record synthetic set: **≈ 910 bytes of
-//! heap per record** (slot 344, id map 33, prepared heap 198, blocking index and key 335),
-//! so about 0.9 GB per million records before allocator overhead. Rebuilding costs about
-//! 20 CPU-seconds per million records (JSON decoding the largest part at ≈ 30%, then
-//! preparing, allocating, scanning and inserting), i.e. about 10 s on two otherwise idle
-//! cores. Counts, time and resident-memory growth are logged at start (never patient
-//! data).
+//! At a clean stop (`empi serve` on SIGTERM/Ctrl-C, the end of `empi load`) the index is
+//! written to a snapshot file beside the store ([`snapshot`]); [`Service::open`] loads it
+//! when it still matches the store (same record generation, same empi version, model and
+//! blocking), in parallel chunks. Otherwise — first start, a crash after writes, another
+//! model — it rebuilds the index from [`Store::encoded_records`] in a pipeline: one
+//! thread scans the store, rayon decodes (only record and person, [`RecordEntry`]),
+//! prepares and computes blocking keys for batches in parallel, and the opening thread
+//! inserts them. Measured at 1M stored records on the 2-core machine (BENCHMARKS.md):
+//! about 2.5 s from the snapshot and 8 s rebuilding.
+//!
+//! Per indexed record the index keeps the prepared form (320 bytes inline: names with
+//! phonetic codes, canonical phones, ids, address parts; name text shared through a
+//! [`NameCache`] when rebuilt), the blocking keys, the EUID as a `u64` and the record key
+//! once (shared by the id map and the slot). Counted with a counting allocator on the
+//! 100k-record synthetic set: **≈ 910 bytes of heap per record** (slot 344, id map 33,
+//! prepared heap 198, blocking index and key 335), so about 0.9 GB per million records
+//! before allocator overhead. Counts, time, the source (snapshot or store) and
+//! resident-memory growth are logged at start (never patient data).
 //!
 //! # CPU work
 //! A match-or-create runs inline on the async worker: deciding (prepare, candidates,
@@ -60,6 +65,7 @@ mod golden;
 mod index;
 mod locks;
 mod matching;
+pub mod snapshot;
 mod types;
 
 pub use matching::MAX_MATCH_CANDIDATES;
@@ -74,6 +80,7 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
+use crate::blocking::{block_keys, BlockKey};
 use crate::error::{Error, Result};
 use crate::linker::Linker;
 use crate::prepare::{NameCache, Prepared};
@@ -105,6 +112,9 @@ pub struct ServiceConfig {
     pub durable: bool,
     /// Number of decision lock stripes.
     pub stripes: usize,
+    /// Index snapshot file ([`snapshot`]): loaded on open when it matches the store, and
+    /// written by [`Service::save_snapshot`]. `None`: always rebuild from the store.
+    pub snapshot: Option<std::path::PathBuf>,
 }
 
 impl Default for ServiceConfig {
@@ -113,6 +123,7 @@ impl Default for ServiceConfig {
             top_k: 5,
             durable: true,
             stripes: 4096,
+            snapshot: None,
         }
     }
 }
@@ -129,6 +140,8 @@ pub struct IndexStats {
     /// Growth of resident memory while building, when the platform reports it. Includes
     /// the store's own page cache filled by the scan, so it overstates the index itself.
     pub rss_growth_bytes: Option<u64>,
+    /// Whether the index was loaded from a snapshot rather than rebuilt from the store.
+    pub from_snapshot: bool,
 }
 
 /// The master patient index service. Cheap to share: wrap it in an `Arc`.
@@ -238,7 +251,7 @@ fn rebuild(
     names: &NameCache,
 ) -> Result<(LiveIndex, IndexStats)> {
     const BATCH: usize = 4096;
-    type Prepped = Vec<(String, u64, Prepared)>;
+    type Prepped = Vec<(String, u64, Prepared, Vec<BlockKey>)>;
     let started = Instant::now();
     let rss_before = resident_bytes();
     let mut index = LiveIndex::new(linker.blocking().clone());
@@ -285,7 +298,8 @@ fn rebuild(
                         .map(|bytes| {
                             let e = RecordEntry::decode(&bytes)?;
                             let p = prepare(linker, names, &e.record);
-                            Ok((key_text(&e.record.key()), e.euid.seq(), p))
+                            let keys = block_keys(&p, &linker.blocking().rules);
+                            Ok((key_text(&e.record.key()), e.euid.seq(), p, keys))
                         })
                         .collect::<Result<Prepped>>()
                 });
@@ -298,9 +312,9 @@ fn rebuild(
         });
         for batch in prep_rx {
             let t = Instant::now();
-            for (key, euid, p) in batch? {
+            for (key, euid, p, keys) in batch? {
                 persons.insert(euid);
-                index.upsert(&key, euid, p);
+                index.upsert_keyed(&key, euid, p, keys);
             }
             insert_busy += t.elapsed();
         }
@@ -325,8 +339,61 @@ fn rebuild(
         rss_growth_bytes: rss_before
             .zip(resident_bytes())
             .map(|(a, b)| b.saturating_sub(a)),
+        from_snapshot: false,
     };
     Ok((index, stats))
+}
+
+/// Loads the index from a snapshot when one matches the store (see [`snapshot`]);
+/// `None` (with the reason logged) when the caller must rebuild.
+fn load_snapshot(
+    path: &std::path::Path,
+    store: &dyn Store,
+    linker: &Linker,
+) -> Option<(LiveIndex, IndexStats)> {
+    let started = Instant::now();
+    let rss_before = resident_bytes();
+    let found = snapshot::fingerprint(linker).and_then(|fp| {
+        let generation = store.records_generation()?;
+        snapshot::read(path, fp, generation)
+    });
+    let chunks = match found {
+        Ok(Ok(chunks)) => chunks,
+        Ok(Err(reason)) => {
+            tracing::info!(reason, "index snapshot not used; rebuilding from the store");
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "index snapshot unreadable; rebuilding from the store");
+            return None;
+        }
+    };
+    let mut index = LiveIndex::new(linker.blocking().clone());
+    index.reserve(chunks.iter().map(Vec::len).sum());
+    let mut persons = ahash::AHashSet::new();
+    for chunk in chunks {
+        let keyed: Vec<_> = chunk
+            .into_par_iter()
+            .map(|(key, euid, p)| {
+                let keys = block_keys(&p, &linker.blocking().rules);
+                (key, euid, p, keys)
+            })
+            .collect();
+        for (key, euid, p, keys) in keyed {
+            persons.insert(euid);
+            index.upsert_keyed(&key, euid, p, keys);
+        }
+    }
+    let stats = IndexStats {
+        records: index.len() as u64,
+        persons: persons.len() as u64,
+        elapsed: started.elapsed(),
+        rss_growth_bytes: rss_before
+            .zip(resident_bytes())
+            .map(|(a, b)| b.saturating_sub(a)),
+        from_snapshot: true,
+    };
+    Some((index, stats))
 }
 
 impl Service {
@@ -337,12 +404,20 @@ impl Service {
     /// Store errors while reading.
     pub fn open(store: Arc<dyn Store>, linker: Linker, config: ServiceConfig) -> Result<Service> {
         let names = NameCache::new();
-        let (index, index_stats) = rebuild(&*store, &linker, &names)?;
+        let loaded = config
+            .snapshot
+            .as_deref()
+            .and_then(|path| load_snapshot(path, &*store, &linker));
+        let (index, index_stats) = match loaded {
+            Some(loaded) => loaded,
+            None => rebuild(&*store, &linker, &names)?,
+        };
         tracing::info!(
             records = index_stats.records,
             persons = index_stats.persons,
             secs = index_stats.elapsed.as_secs_f64(),
             rss_growth_mib = index_stats.rss_growth_bytes.map(|b| b / (1 << 20)),
+            from_snapshot = index_stats.from_snapshot,
             "index rebuilt"
         );
         let training = linker.scorer().model().training_summary().map(Arc::new);
@@ -463,6 +538,31 @@ impl Service {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Writes the index snapshot ([`ServiceConfig::snapshot`]) so the next start can load
+    /// it instead of rebuilding. Call it when no writes are in flight (at a clean stop):
+    /// it holds the index for the whole write, so writes wait, and the snapshot matches
+    /// the store exactly. Returns the records written, or `None` without a snapshot path.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the file cannot be written; the store is untouched either
+    /// way, and a missing snapshot only costs a rebuild at the next start.
+    pub fn save_snapshot(&self) -> Result<Option<usize>> {
+        let Some(path) = self.config.snapshot.as_deref() else {
+            return Ok(None);
+        };
+        let started = Instant::now();
+        let index = self.write_index()?;
+        let generation = self.store.records_generation()?;
+        let fingerprint = snapshot::fingerprint(&self.linker)?;
+        snapshot::write(path, fingerprint, generation, index.len(), index.entries())?;
+        tracing::info!(
+            records = index.len(),
+            secs = started.elapsed().as_secs_f64(),
+            "index snapshot written"
+        );
+        Ok(Some(index.len()))
     }
 
     /// Flushes everything written so far (after a non-durable bulk load).

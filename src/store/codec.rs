@@ -60,6 +60,7 @@ pub(crate) mod meta {
     pub(crate) const PERSONS: &[u8] = b"count_persons";
     pub(crate) const OPEN_TASKS: &[u8] = b"count_open_tasks";
     pub(crate) const MODEL_VERSION: &[u8] = b"model_version";
+    pub(crate) const RECORDS_GENERATION: &[u8] = b"records_generation";
 }
 
 /// The on-disk format this code writes and reads.

@@ -336,6 +336,10 @@ impl<K: Kv> Engine<K> {
             .collect()
     }
 
+    pub(crate) fn records_generation(&self) -> Result<u64> {
+        self.counter(meta::RECORDS_GENERATION)
+    }
+
     pub(crate) fn stats(&self) -> Result<Stats> {
         let model_version = match self.kv.get(TreeId::Meta, meta::MODEL_VERSION)? {
             None => None,
@@ -813,6 +817,14 @@ fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<()> {
 
     if let Some(seq) = history_seq {
         tx.insert(TreeId::Meta, meta::HISTORY_SEQ, codec::encode_u64(seq))?;
+    }
+    if ops
+        .iter()
+        .any(|op| matches!(op, Op::PutRecord(_) | Op::DeleteRecord { .. }))
+    {
+        let key = meta::RECORDS_GENERATION;
+        let old = codec::decode_u64(tx.get(TreeId::Meta, key)?.as_deref())?;
+        tx.insert(TreeId::Meta, key, codec::encode_u64(old.wrapping_add(1)))?;
     }
     for (key, delta) in [
         (meta::RECORDS, d.records),

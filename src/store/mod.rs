@@ -40,7 +40,7 @@
 //! | `tasks_by_record` | `source 0x00 local_id 0x00 task_id`   | empty (open tasks per record)  |
 //! | `not_duplicate`   | `euid_a 0x00 euid_b` (both directions) | [`NotDuplicate`] (JSON)       |
 //! | `history`         | `euid 0x00 seq` (u64, big-endian)     | [`HistoryEntry`] (JSON)        |
-//! | `meta`            | `format_version`, `next_euid`, `next_task`, `history_seq`, `count_records`, `count_persons`, `count_open_tasks` | u64, big-endian |
+//! | `meta`            | `format_version`, `next_euid`, `next_task`, `history_seq`, `count_records`, `count_persons`, `count_open_tasks`, `records_generation` | u64, big-endian |
 //! | `meta`            | `model_version`                       | UTF-8 text                     |
 //!
 //! Big-endian numbers and zero-padded EUIDs make byte order equal numeric order, so tasks
@@ -227,6 +227,14 @@ pub trait Store: Send + Sync {
     /// Storage errors.
     fn stats(&self) -> Result<Stats>;
 
+    /// A counter bumped by every change set that writes or deletes a record, in the same
+    /// transaction: equal values mean the same stored records and links (what the
+    /// service's index snapshot is checked against).
+    ///
+    /// # Errors
+    /// Storage errors; [`Error::Corrupt`] for a malformed counter.
+    fn records_generation(&self) -> Result<u64>;
+
     /// Verifies every invariant over the whole store; violations are listed in the report
     /// (the store is fine when [`CheckReport::is_ok`]).
     ///
@@ -340,6 +348,9 @@ macro_rules! impl_store_via_engine {
             }
             fn stats(&self) -> $crate::Result<$crate::store::Stats> {
                 self.engine.stats()
+            }
+            fn records_generation(&self) -> $crate::Result<u64> {
+                self.engine.records_generation()
             }
             fn check(&self) -> $crate::Result<$crate::store::CheckReport> {
                 self.engine.check()

@@ -356,3 +356,65 @@ async fn racing_submissions_of_one_new_person_share_one_euid() {
         assert_eq!(euids.len(), 1, "round {round}: {euids:?}");
     }
 }
+
+fn service_with_snapshot(store: Arc<dyn Store>, snapshot: &std::path::Path) -> Service {
+    let config = ServiceConfig {
+        snapshot: Some(snapshot.to_path_buf()),
+        ..ServiceConfig::default()
+    };
+    Service::open(store, Linker::with_default_model(), config).unwrap()
+}
+
+#[tokio::test]
+async fn a_snapshot_is_loaded_only_while_it_matches_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = empi::service::snapshot::path_in(dir.path());
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let s = service_with_snapshot(Arc::clone(&store), &snap);
+    assert!(!s.index_stats().from_snapshot, "nothing to load yet");
+    let a = s.match_or_create(margaret("1"), "feed").await.unwrap();
+    s.match_or_create(stranger("3"), "feed").await.unwrap();
+    let junior = Record {
+        family_name: Some("Okonkwo Jr".into()),
+        ..margaret("5")
+    };
+    s.match_or_create(junior, "feed").await.unwrap();
+    assert_eq!(s.save_snapshot().unwrap(), Some(3));
+    drop(s);
+
+    // Unchanged store: the index comes from the snapshot, and is the store's index.
+    let s = service_with_snapshot(Arc::clone(&store), &snap);
+    assert!(s.index_stats().from_snapshot);
+    assert_eq!(s.index_stats().records, 3);
+    assert_consistent(&s);
+    let m = s.match_only(&margaret("9"), 0).unwrap();
+    assert_eq!(m.candidates[0].euid, a.euid);
+    // A write after the snapshot (and no clean stop, as in a crash) makes it stale.
+    s.match_or_create(margaret("2"), "feed").await.unwrap();
+    drop(s);
+    let s = service_with_snapshot(Arc::clone(&store), &snap);
+    assert!(!s.index_stats().from_snapshot, "stale snapshot used");
+    assert_eq!(s.index_stats().records, 4);
+    assert_consistent(&s);
+    s.save_snapshot().unwrap();
+    drop(s);
+
+    // Another model shapes the index differently: not used.
+    let mut model = empi::scoring::Model::default_model();
+    model.thresholds.upper += 1.0;
+    let config = ServiceConfig {
+        snapshot: Some(snap.clone()),
+        ..ServiceConfig::default()
+    };
+    let s = Service::open(Arc::clone(&store), Linker::new(model).unwrap(), config).unwrap();
+    assert!(!s.index_stats().from_snapshot);
+    drop(s);
+
+    // A damaged snapshot is never half-used: the service rebuilds.
+    let bytes = std::fs::read(&snap).unwrap();
+    std::fs::write(&snap, &bytes[..bytes.len() / 2]).unwrap();
+    let s = service_with_snapshot(Arc::clone(&store), &snap);
+    assert!(!s.index_stats().from_snapshot);
+    assert_eq!(s.index_stats().records, 4);
+    assert_consistent(&s);
+}

@@ -1,0 +1,266 @@
+//! The index snapshot: the service's in-memory index written to one file at a clean stop,
+//! so the next start loads prepared records instead of scanning, decoding and re-deriving
+//! every stored record.
+//!
+//! A snapshot is only ever a cache of the store. It is used only when it matches exactly:
+//! - the store's [`records_generation`](crate::store::Store::records_generation), bumped
+//!   in the same transaction as every record write, equals the one the snapshot was taken
+//!   at (any write since, or a crash after one, makes it stale);
+//! - its fingerprint equals the running code's: a SHA-256 of the empi version, the whole
+//!   model (parameters, term-frequency tables, placeholders) and the blocking
+//!   configuration, since all of them shape the prepared form and the blocking keys.
+//!
+//! Otherwise, or when the file is missing, truncated or undecodable, the service rebuilds
+//! from the store as before and says why in the log. Nothing is ever read from a snapshot
+//! that the store does not also hold.
+//!
+//! # Format
+//! `EMPIIDX1`, then a little-endian `u32` length and a [postcard] header (fingerprint,
+//! generation, record count, chunk count), then chunks, each a `u32` length and a postcard
+//! `Vec` of up to 8,192 `(key, euid, prepared)` entries, so chunks decode in parallel.
+//! Written to a temporary file, synced, then renamed over the old one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::linker::Linker;
+use crate::prepare::{suffix_code, suffix_from_code, Prepared};
+
+const MAGIC: &[u8; 8] = b"EMPIIDX1";
+/// Entries per chunk.
+const CHUNK: usize = 8192;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    fingerprint: [u8; 32],
+    generation: u64,
+    records: u64,
+    chunks: u64,
+}
+
+/// One indexed record as read back: index key text, person sequence number, prepared form.
+pub(crate) type Entry = (String, u64, Prepared);
+
+/// On disk, the prepared form's name suffix travels beside it (see [`Prepared::suffix`]).
+type Stored = (String, u64, Prepared, Option<u8>);
+
+/// The fingerprint of everything that shapes the index besides the stored records.
+pub(crate) fn fingerprint(linker: &Linker) -> Result<[u8; 32]> {
+    let model = serde_json::to_vec(linker.scorer().model())
+        .map_err(|e| Error::Corrupt(format!("cannot encode the model: {e}")))?;
+    let mut h = Sha256::new();
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update([0]);
+    h.update(&model);
+    h.update([0]);
+    h.update(format!("{:?}", linker.blocking()).as_bytes());
+    Ok(h.finalize().into())
+}
+
+/// Where the snapshot of a store in `dir` lives.
+pub fn path_in(dir: &Path) -> PathBuf {
+    dir.join("index.snapshot")
+}
+
+fn io_err(path: &Path, what: &str, e: std::io::Error) -> Error {
+    Error::Storage(format!("{what} {}: {e}", path.display()))
+}
+
+/// Writes a snapshot of `entries` (exactly `count` of them) atomically.
+pub(crate) fn write<'a>(
+    path: &Path,
+    fingerprint: [u8; 32],
+    generation: u64,
+    count: usize,
+    entries: impl Iterator<Item = (&'a str, u64, &'a Prepared)>,
+) -> Result<()> {
+    let tmp = path.with_extension("snapshot.tmp");
+    let file = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, "creating", e))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let header = Header {
+        fingerprint,
+        generation,
+        records: count as u64,
+        chunks: count.div_ceil(CHUNK) as u64,
+    };
+    let mut put = |bytes: &[u8]| -> Result<()> {
+        let len = u32::try_from(bytes.len())
+            .map_err(|_| Error::Storage("snapshot chunk over 4 GiB".into()))?;
+        out.write_all(&len.to_le_bytes())
+            .and_then(|()| out.write_all(bytes))
+            .map_err(|e| io_err(&tmp, "writing", e))
+    };
+    put(MAGIC)?;
+    put(&encode(&header)?)?;
+    let mut chunk: Vec<(&str, u64, &Prepared, Option<u8>)> = Vec::with_capacity(CHUNK);
+    let mut written = 0usize;
+    for (key, euid, p) in entries {
+        chunk.push((key, euid, p, suffix_code(p.suffix)));
+        if chunk.len() == CHUNK {
+            put(&encode(&chunk)?)?;
+            written += chunk.len();
+            chunk.clear();
+        }
+    }
+    if !chunk.is_empty() {
+        put(&encode(&chunk)?)?;
+        written += chunk.len();
+    }
+    if written != count {
+        return Err(Error::Storage(format!(
+            "snapshot of {count} records got {written}"
+        )));
+    }
+    let file = out
+        .into_inner()
+        .map_err(|e| io_err(&tmp, "writing", e.into_error()))?;
+    file.sync_all().map_err(|e| io_err(&tmp, "syncing", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_err(path, "renaming onto", e))?;
+    if let Some(dir) = path.parent() {
+        // The rename is durable once the directory is; a failure here only risks the
+        // snapshot, which is a cache.
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
+/// Reads a snapshot if it matches `fingerprint` and `generation`: `Ok(Err(reason))` when
+/// it is absent or does not match (the caller rebuilds), entries in chunk order otherwise.
+/// Chunks decode in parallel.
+///
+/// # Errors
+/// [`Error::Corrupt`] for a file that matches but cannot be decoded (the caller rebuilds
+/// too, after logging it).
+pub(crate) fn read(
+    path: &Path,
+    fingerprint: [u8; 32],
+    generation: u64,
+) -> Result<std::result::Result<Vec<Vec<Entry>>, &'static str>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Err("no snapshot")),
+        Err(e) => return Err(io_err(path, "reading", e)),
+    };
+    let mut parts = Vec::new();
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let len = bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or_else(|| corrupt("truncated length"))?;
+        let part = bytes
+            .get(at + 4..at + 4 + len)
+            .ok_or_else(|| corrupt("truncated chunk"))?;
+        parts.push(part);
+        at += 4 + len;
+    }
+    if parts.first().is_none_or(|p| *p != MAGIC) {
+        return Ok(Err("not an index snapshot of this format"));
+    }
+    let header: Header = postcard::from_bytes(parts.get(1).ok_or_else(|| corrupt("no header"))?)
+        .map_err(|_| corrupt("undecodable header"))?;
+    if header.fingerprint != fingerprint {
+        return Ok(Err("taken with another empi version, model or blocking"));
+    }
+    if header.generation != generation {
+        return Ok(Err("the store changed since it was taken"));
+    }
+    let chunks = &parts[2..];
+    if chunks.len() as u64 != header.chunks {
+        return Err(corrupt("chunk count"));
+    }
+    let decoded: Vec<Vec<Entry>> = chunks
+        .par_iter()
+        .map(|c| {
+            let stored: Vec<Stored> =
+                postcard::from_bytes(c).map_err(|_| corrupt("undecodable chunk"))?;
+            stored
+                .into_iter()
+                .map(|(key, euid, mut p, suffix)| {
+                    p.suffix = match suffix {
+                        None => None,
+                        Some(code) => {
+                            Some(suffix_from_code(code).ok_or_else(|| corrupt("suffix"))?)
+                        }
+                    };
+                    Ok((key, euid, p))
+                })
+                .collect::<Result<Vec<Entry>>>()
+        })
+        .collect::<Result<_>>()?;
+    let total: usize = decoded.iter().map(Vec::len).sum();
+    if total as u64 != header.records {
+        return Err(corrupt("record count"));
+    }
+    Ok(Ok(decoded))
+}
+
+fn corrupt(what: &str) -> Error {
+    Error::Corrupt(format!("index snapshot: {what}"))
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    postcard::to_stdvec(v).map_err(|e| Error::Storage(format!("encoding the index snapshot: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Record;
+
+    fn entries(linker: &Linker, n: usize) -> Vec<(String, u64, Prepared)> {
+        (0..n)
+            .map(|i| {
+                let r = Record {
+                    source: "s".into(),
+                    local_id: i.to_string(),
+                    given_name: Some(["Ana", "Ben", "Cleo"][i % 3].into()),
+                    family_name: Some("Lima Jr".into()),
+                    phones: vec!["413-555-0142".into()],
+                    ..Default::default()
+                };
+                (format!("s\0{i}"), i as u64 / 2, linker.prepare(&r))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn round_trips_and_refuses_what_does_not_match() {
+        let linker = Linker::with_default_model();
+        let fp = fingerprint(&linker).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_in(dir.path());
+        assert_eq!(read(&path, fp, 0).unwrap(), Err("no snapshot"));
+        let want = entries(&linker, CHUNK + 5);
+        let it = want.iter().map(|(k, e, p)| (k.as_str(), *e, p));
+        write(&path, fp, 7, want.len(), it).unwrap();
+        let got: Vec<Entry> = read(&path, fp, 7).unwrap().unwrap().concat();
+        assert_eq!(got, want);
+        assert_eq!(got[0].2.suffix, Some("jr"));
+        assert_eq!(
+            read(&path, fp, 8).unwrap(),
+            Err("the store changed since it was taken")
+        );
+        let mut other = fp;
+        other[0] ^= 1;
+        assert!(read(&path, other, 7).unwrap().is_err());
+        // A truncated file is an error, never a partial index.
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
+        assert!(read(&path, fp, 7).is_err());
+    }
+
+    #[test]
+    fn the_fingerprint_follows_the_model() {
+        let a = fingerprint(&Linker::with_default_model()).unwrap();
+        let mut model = crate::scoring::Model::default_model();
+        model.thresholds.upper += 1.0;
+        let b = fingerprint(&Linker::new(model).unwrap()).unwrap();
+        assert_ne!(a, b);
+    }
+}
