@@ -10,7 +10,9 @@ use crate::linker::{Decision, Outcome};
 use crate::prepare::Prepared;
 use crate::record::{today_days, Record, RecordKey};
 use crate::scoring::weight_to_prob;
-use crate::store::{Audit, Euid, LinkMethod, Plan, StoredRecord, TaskCandidate, TaskId, Ticket};
+use crate::store::{
+    Audit, Euid, LinkMethod, OpaqueJson, Plan, StoredRecord, TaskCandidate, TaskId, Ticket,
+};
 
 use super::index::key_text;
 use super::types::{comparisons_of, CandidateView, ComparisonView, MatchDecision, MatchPreview};
@@ -96,8 +98,8 @@ impl StoredOutcome {
 fn repeat_answer(stored: &StoredRecord) -> MatchResult {
     let outcome = stored
         .outcome
-        .clone()
-        .and_then(|v| serde_json::from_value::<StoredOutcome>(v).ok());
+        .as_ref()
+        .and_then(OpaqueJson::decode::<StoredOutcome>);
     match outcome {
         Some(o) => o.into_result(stored.euid.clone(), true),
         // Stored by something other than match-or-create: describe the link.
@@ -345,8 +347,7 @@ impl Service {
             unchanged: false,
             model_version: self.model_version().to_string(),
         };
-        let outcome = serde_json::to_value(StoredOutcome::of(&result))
-            .map_err(|e| Error::Corrupt(format!("encoding an outcome: {e}")))?;
+        let outcome = OpaqueJson::encode(&StoredOutcome::of(&result))?;
         plan.set_outcome(&key, outcome)?;
         let changes = plan.finish();
         let ticket = self.apply(&changes, Some((&own_key, prepared.clone())))?;

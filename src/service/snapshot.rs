@@ -58,8 +58,47 @@ pub(crate) fn fingerprint(linker: &Linker) -> Result<[u8; 32]> {
     h.update([0]);
     h.update(&model);
     h.update([0]);
+    h.update(layout_probe(linker)?);
+    h.update([0]);
     h.update(format!("{:?}", linker.blocking()).as_bytes());
     Ok(h.finalize().into())
+}
+
+/// The encoding of one fully populated prepared record, as JSON (field names) and as
+/// postcard (field order and widths). Any change to the prepared form's layout changes
+/// it, so a snapshot written by differently built code is never misread, version number
+/// or not.
+fn layout_probe(linker: &Linker) -> Result<Vec<u8>> {
+    use crate::record::{Address, Identifier, Record, Sex, NATIONAL_ID_SYSTEM};
+    let record = Record {
+        source: "probe".into(),
+        local_id: "1".into(),
+        given_name: Some("Katherine".into()),
+        middle_name: Some("Ann".into()),
+        family_name: Some("Smith Jr".into()),
+        previous_family_names: vec!["Jones".into()],
+        birth_date: "1970-03-09".parse().ok(),
+        sex: Sex::Female,
+        address: Address {
+            lines: vec!["12 Elm St".into()],
+            city: Some("Springfield".into()),
+            state: Some("MA".into()),
+            postal_code: Some("01101".into()),
+            country: Some("US".into()),
+        },
+        phones: vec!["413-555-0142".into()],
+        email: Some("k@example.org".into()),
+        identifiers: vec![Identifier {
+            system: NATIONAL_ID_SYSTEM.into(),
+            value: "521-37-8846".into(),
+        }],
+        multiple_birth_order: Some(2),
+    };
+    let p = linker.prepare(&record);
+    let mut out = serde_json::to_vec(&p)
+        .map_err(|e| Error::Corrupt(format!("cannot encode the layout probe: {e}")))?;
+    out.extend(encode(&(p, suffix_code(Some("jr"))))?);
+    Ok(out)
 }
 
 /// Where the snapshot of a store in `dir` lives.

@@ -687,7 +687,7 @@ fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<()> {
             Op::PutRecord(r) => {
                 let key = r.key();
                 let k = codec::record_key(&key);
-                let old: Option<StoredRecord> = tx_get(tx, TreeId::Records, &k, "record")?;
+                let old: Option<RecordHead> = tx_get(tx, TreeId::Records, &k, "record")?;
                 let stored = old.as_ref().map_or(0, |o| o.version);
                 if stored != r.version {
                     return Err(stale("record", &key, r.version, stored));
@@ -708,7 +708,7 @@ fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<()> {
             }
             Op::DeleteRecord { key, version } => {
                 let k = codec::record_key(key);
-                let old: StoredRecord =
+                let old: RecordHead =
                     tx_get(tx, TreeId::Records, &k, "record")?.ok_or_else(|| Error::NotFound {
                         what: "record",
                         id: key.to_string(),
@@ -853,6 +853,15 @@ fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<()> {
     )
 }
 
+/// What a transaction checks of a stored record: its person and version. Decoding into it
+/// skips the rest of the value (the record itself, its link and last outcome), which the
+/// checks never need: several of these are read per write.
+#[derive(serde::Deserialize)]
+struct RecordHead {
+    euid: Euid,
+    version: u64,
+}
+
 /// The invariants, checked on everything a change set touched, after its writes.
 fn verify(
     tx: &dyn KvTx,
@@ -864,7 +873,7 @@ fn verify(
     let person = |euid: &Euid| -> TxResult<Option<Person>> {
         tx_get(tx, TreeId::Persons, &codec::euid_key(euid), "person")
     };
-    let record = |key: &RecordKey| -> TxResult<Option<StoredRecord>> {
+    let record = |key: &RecordKey| -> TxResult<Option<RecordHead>> {
         tx_get(tx, TreeId::Records, &codec::record_key(key), "record")
     };
     for key in records {

@@ -68,9 +68,9 @@ mod types;
 pub use changes::{ChangeSet, Op};
 pub use plan::{Audit, Moved, Plan, Removed};
 pub use types::{
-    CheckReport, Euid, HistoryAction, HistoryEntry, LinkInfo, LinkMethod, NotDuplicate, Outcome,
-    Person, PersonStatus, RecordEntry, Resolution, ResolvedPerson, ReviewTask, Stats, StoredRecord,
-    TaskCandidate, TaskId, TaskPage, TaskQuery, TaskStatus, Ticket, UnixMillis,
+    CheckReport, Euid, HistoryAction, HistoryEntry, LinkInfo, LinkMethod, NotDuplicate, OpaqueJson,
+    Outcome, Person, PersonStatus, RecordEntry, Resolution, ResolvedPerson, ReviewTask, Stats,
+    StoredRecord, TaskCandidate, TaskId, TaskPage, TaskQuery, TaskStatus, Ticket, UnixMillis,
 };
 
 /// A boxed future, so that [`Store`] stays usable as `dyn Store`.

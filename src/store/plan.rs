@@ -424,7 +424,7 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
     ///
     /// # Errors
     /// [`Error::NotFound`] when the record is neither stored nor planned.
-    pub fn set_outcome(&mut self, key: &RecordKey, outcome: serde_json::Value) -> Result<()> {
+    pub fn set_outcome(&mut self, key: &RecordKey, outcome: super::OpaqueJson) -> Result<()> {
         let mut stored = self.existing_record(key)?;
         stored.outcome = Some(outcome);
         self.put_record(stored)

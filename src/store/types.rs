@@ -201,6 +201,36 @@ pub struct LinkInfo {
     pub actor: String,
 }
 
+/// A JSON value the store keeps without looking inside it. It stays JSON text in memory,
+/// so reading a record never builds a JSON tree for it (records are read several times per
+/// write); on disk it is the same inline JSON a plain value would be.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OpaqueJson(Box<serde_json::value::RawValue>);
+
+impl PartialEq for OpaqueJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl OpaqueJson {
+    /// Encodes a value.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when the value cannot be encoded as JSON.
+    pub fn encode<T: Serialize>(value: &T) -> Result<Self> {
+        serde_json::value::to_raw_value(value)
+            .map(OpaqueJson)
+            .map_err(|e| Error::Corrupt(format!("encoding an opaque value: {e}")))
+    }
+
+    /// Decodes the value, `None` when it is not a `T`.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_str(self.0.get()).ok()
+    }
+}
+
 /// A source record as stored: the record, its person and its link.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredRecord {
@@ -216,7 +246,7 @@ pub struct StoredRecord {
     /// submitted, so an identical resubmission can return it without deciding again
     /// ([`crate::store::Plan::set_outcome`]). Must not be logged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<serde_json::Value>,
+    pub outcome: Option<OpaqueJson>,
     /// Optimistic-concurrency version: 0 for a value not yet stored; the store bumps it on
     /// every write (see [`crate::store::ChangeSet`]).
     pub version: u64,
