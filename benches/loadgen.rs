@@ -170,7 +170,24 @@ struct ServerGuard {
 }
 
 impl Drop for ServerGuard {
+    /// Stops the server as an operator would (SIGTERM: in-flight calls finish and the index
+    /// snapshot is written, so the next run starts from it), killing it only if it has not
+    /// stopped within a minute.
     fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let asked = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        if asked {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
