@@ -107,8 +107,10 @@ fn trained_model_is_sound_and_matches_well() {
     let named: Vec<bool> = run.prepared.iter().map(|p| p.given.is_some()).collect();
     let q = sweep(&labels, &run.pairs, &named, &[th.upper], th.lower).remove(0);
     eprintln!("trained model on the committed set: {q:?}");
-    assert!(q.precision >= 0.995, "{q:?}");
-    assert!(q.recall >= 0.97, "{q:?}");
+    // The target for the standard set (pairwise F1 >= 0.99 at precision >= 0.998),
+    // held on the committed 10k set (deterministic: seeded data and training).
+    assert!(q.precision >= 0.998, "{q:?}");
+    assert!(q.f1 >= 0.99, "{q:?}");
     assert!(q.false_merge_rate <= 0.001, "{q:?}");
 
     // The report: expected vs measured, and its pictures.
