@@ -22,7 +22,7 @@
 
 use ahash::{AHashMap, AHashSet};
 
-use super::cluster::UnionFind;
+use super::cluster::{number, UnionFind};
 use super::ScoredPair;
 use crate::scoring::{Guard, Thresholds};
 
@@ -98,19 +98,17 @@ where
             attached += 1;
         }
     }
-    let mut number = vec![0u32; n_clusters];
-    let mut next = 0;
-    let out = ids
-        .iter()
-        .map(|&c| {
-            let r = uf.find(c) as usize;
-            if number[r] == 0 {
-                next += 1;
-                number[r] = next;
-            }
-            number[r]
-        })
-        .collect();
+    // Each record takes its cluster's set, renumbered from 1 in order of first appearance.
+    let mut by_record = UnionFind::new(ids.len());
+    let mut first: Vec<Option<u32>> = vec![None; n_clusters];
+    for (i, &c) in ids.iter().enumerate() {
+        let root = uf.find(c) as usize;
+        match first[root] {
+            Some(f) => by_record.union(f, i as u32),
+            None => first[root] = Some(i as u32),
+        }
+    }
+    let out = number(&mut by_record, ids.len());
     (out, attached)
 }
 

@@ -62,7 +62,7 @@ impl UnionFind {
 }
 
 /// Numbers sets from 1 in order of first appearance.
-fn number(uf: &mut UnionFind, n: usize) -> Vec<u32> {
+pub(crate) fn number(uf: &mut UnionFind, n: usize) -> Vec<u32> {
     let mut number = vec![0u32; n];
     let mut next = 0u32;
     (0..n as u32)

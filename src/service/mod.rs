@@ -332,15 +332,7 @@ fn rebuild(
         insert_secs = insert_busy.as_secs_f64(),
         "index rebuild stages (busy time of each)"
     );
-    let stats = IndexStats {
-        records: index.len() as u64,
-        persons: persons.len() as u64,
-        elapsed: started.elapsed(),
-        rss_growth_bytes: rss_before
-            .zip(resident_bytes())
-            .map(|(a, b)| b.saturating_sub(a)),
-        from_snapshot: false,
-    };
+    let stats = IndexStats::measure(&index, persons.len(), started, rss_before, false);
     Ok((index, stats))
 }
 
@@ -384,16 +376,29 @@ fn load_snapshot(
             index.upsert_keyed(&key, euid, p, keys);
         }
     }
-    let stats = IndexStats {
-        records: index.len() as u64,
-        persons: persons.len() as u64,
-        elapsed: started.elapsed(),
-        rss_growth_bytes: rss_before
-            .zip(resident_bytes())
-            .map(|(a, b)| b.saturating_sub(a)),
-        from_snapshot: true,
-    };
+    let stats = IndexStats::measure(&index, persons.len(), started, rss_before, true);
     Some((index, stats))
+}
+
+impl IndexStats {
+    /// What building `index` took, since `started` and a resident size of `rss_before`.
+    fn measure(
+        index: &LiveIndex,
+        persons: usize,
+        started: Instant,
+        rss_before: Option<u64>,
+        from_snapshot: bool,
+    ) -> IndexStats {
+        IndexStats {
+            records: index.len() as u64,
+            persons: persons as u64,
+            elapsed: started.elapsed(),
+            rss_growth_bytes: rss_before
+                .zip(resident_bytes())
+                .map(|(a, b)| b.saturating_sub(a)),
+            from_snapshot,
+        }
+    }
 }
 
 impl Service {
