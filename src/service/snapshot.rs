@@ -119,6 +119,24 @@ pub(crate) fn write<'a>(
     entries: impl Iterator<Item = (&'a str, u64, &'a Prepared)>,
 ) -> Result<()> {
     let tmp = path.with_extension("snapshot.tmp");
+    let written = write_to(path, &tmp, fingerprint, generation, count, entries);
+    if written.is_err() {
+        // A half-written file (a full disk, say) is of no use; the old snapshot, if any,
+        // was never touched.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+fn write_to<'a>(
+    path: &Path,
+    tmp: &Path,
+    fingerprint: [u8; 32],
+    generation: u64,
+    count: usize,
+    entries: impl Iterator<Item = (&'a str, u64, &'a Prepared)>,
+) -> Result<()> {
+    let tmp = tmp.to_path_buf();
     let file = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, "creating", e))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let header = Header {
@@ -292,6 +310,21 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
         assert!(read(&path, fp, 7).is_err());
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_snapshot_and_no_temporary_file() {
+        let linker = Linker::with_default_model();
+        let fp = fingerprint(&linker).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_in(dir.path());
+        let want = entries(&linker, 10);
+        let it = || want.iter().map(|(k, e, p)| (k.as_str(), *e, p));
+        write(&path, fp, 1, want.len(), it()).unwrap();
+        // Told 11 records, given 10: refused.
+        assert!(write(&path, fp, 2, want.len() + 1, it()).is_err());
+        assert!(!path.with_extension("snapshot.tmp").exists());
+        assert_eq!(read(&path, fp, 1).unwrap().unwrap().concat(), want);
     }
 
     #[test]
