@@ -44,8 +44,25 @@ pub struct Quality {
 /// # Errors
 /// [`Error::Io`] or [`Error::InvalidInput`] naming the missing column.
 pub fn read_truth(path: &Path, records: &[Record]) -> Result<Vec<u32>> {
+    labels_for_keys(path, records.len(), |i| {
+        (records[i].source.as_str(), records[i].local_id.as_str())
+    })
+}
+
+/// Reads a ground-truth file `source,local_id,person_id` into a label per record, for
+/// `n` records whose keys `key(i)` gives: equal labels mean the same person; a record the
+/// truth does not list gets a label of its own. Streams the file (rows for other records
+/// are skipped), so it serves million-record batch runs too.
+///
+/// # Errors
+/// [`Error::Io`] or [`Error::InvalidInput`] naming the missing column.
+pub fn labels_for_keys<'a>(
+    path: &Path,
+    n: usize,
+    key: impl Fn(usize) -> (&'a str, &'a str),
+) -> Result<Vec<u32>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut rdr = csv::Reader::from_reader(std::io::BufReader::new(file));
+    let mut rdr = csv::Reader::from_reader(std::io::BufReader::with_capacity(1 << 20, file));
     let headers = rdr
         .headers()
         .map_err(|e| Error::invalid("truth", e.to_string()))?
@@ -57,27 +74,27 @@ pub fn read_truth(path: &Path, records: &[Record]) -> Result<Vec<u32>> {
             .ok_or_else(|| Error::invalid("truth", format!("column '{name}' missing")))
     };
     let (s, l, p) = (col("source")?, col("local_id")?, col("person_id")?);
-    let mut person_of: AHashMap<(String, String), u32> = AHashMap::new();
-    let mut person_ids: AHashMap<String, u32> = AHashMap::new();
-    for row in rdr.records() {
-        let row = row.map_err(|e| Error::invalid("truth", e.to_string()))?;
-        let next = person_ids.len() as u32;
-        let pid = *person_ids.entry(row[p].to_string()).or_insert(next);
-        person_of.insert((row[s].to_string(), row[l].to_string()), pid);
+    let mut index: AHashMap<(&str, &str), usize> = AHashMap::with_capacity(n);
+    for i in 0..n {
+        index.insert(key(i), i);
     }
-    let mut next = person_ids.len() as u32;
-    Ok(records
-        .iter()
-        .map(|r| {
-            person_of
-                .get(&(r.source.clone(), r.local_id.clone()))
-                .copied()
-                .unwrap_or_else(|| {
-                    next += 1;
-                    next
-                })
-        })
-        .collect())
+    let mut labels = vec![u32::MAX; n];
+    let mut persons: AHashMap<String, u32> = AHashMap::new();
+    let mut row = csv::StringRecord::new();
+    while rdr
+        .read_record(&mut row)
+        .map_err(|e| Error::invalid("truth", e.to_string()))?
+    {
+        if let Some(&i) = index.get(&(&row[s], &row[l])) {
+            let next = persons.len() as u32;
+            labels[i] = *persons.entry(row[p].to_string()).or_insert(next);
+        }
+    }
+    let unlabelled = labels.iter_mut().filter(|l| **l == u32::MAX);
+    for (next, l) in (persons.len() as u32..).zip(unlabelled) {
+        *l = next;
+    }
+    Ok(labels)
 }
 
 fn choose2(n: u64) -> u64 {

@@ -305,42 +305,7 @@ pub fn dedup(linker: &Linker, data: Dataset, opts: &DedupOptions) -> Result<Dedu
 /// # Errors
 /// [`crate::Error::Io`], or [`crate::Error::InvalidInput`] naming a missing column.
 pub fn labels_from_truth(path: &std::path::Path, keys: &Keys) -> Result<Vec<u32>> {
-    use crate::Error;
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut rdr = csv::Reader::from_reader(std::io::BufReader::with_capacity(1 << 20, file));
-    let headers = rdr
-        .headers()
-        .map_err(|e| Error::invalid("truth", e.to_string()))?
-        .clone();
-    let col = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| Error::invalid("truth", format!("column '{name}' missing")))
-    };
-    let (s, l, p) = (col("source")?, col("local_id")?, col("person_id")?);
-    let mut index: ahash::AHashMap<(&str, &str), usize> =
-        ahash::AHashMap::with_capacity(keys.len());
-    for i in 0..keys.len() {
-        index.insert(keys.get(i), i);
-    }
-    let mut labels = vec![u32::MAX; keys.len()];
-    let mut persons: ahash::AHashMap<String, u32> = ahash::AHashMap::new();
-    let mut row = csv::StringRecord::new();
-    while rdr
-        .read_record(&mut row)
-        .map_err(|e| Error::invalid("truth", e.to_string()))?
-    {
-        if let Some(&i) = index.get(&(&row[s], &row[l])) {
-            let next = persons.len() as u32;
-            labels[i] = *persons.entry(row[p].to_string()).or_insert(next);
-        }
-    }
-    let unlabelled = labels.iter_mut().filter(|l| **l == u32::MAX);
-    for (next, l) in (persons.len() as u32..).zip(unlabelled) {
-        *l = next;
-    }
-    Ok(labels)
+    crate::eval::labels_for_keys(path, keys.len(), |i| keys.get(i))
 }
 
 /// Writes `source,local_id,cluster_id`, one line per record.
