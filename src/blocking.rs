@@ -576,6 +576,7 @@ impl SortedBlocks {
                 let e = self.blocks[b + 1].0;
                 let ids = &self.members[s as usize..e as usize];
                 let rule = rule_of(k);
+                // Members ascend, so with a split the left side is a prefix.
                 let (left, right_from) = match split {
                     Some(sp) => {
                         let cut = ids.partition_point(|&i| i < sp);
@@ -606,34 +607,7 @@ impl SortedBlocks {
         I: Fn() -> A + Sync + Send,
         V: Fn(&mut A, u32, u32, BlockRule) + Sync + Send,
     {
-        use rayon::prelude::*;
-        (0..self.block_count())
-            .into_par_iter()
-            .with_min_len(16)
-            .fold(&init, |mut acc, b| {
-                let (s, k) = self.blocks[b];
-                let e = self.blocks[b + 1].0;
-                let ids = &self.members[s as usize..e as usize];
-                let rule = rule_of(k);
-                // Members ascend, so with a split the left side is a prefix.
-                let (left, right_from) = match split {
-                    Some(sp) => {
-                        let cut = ids.partition_point(|&i| i < sp);
-                        (&ids[..cut], Some(cut))
-                    }
-                    None => (ids, None),
-                };
-                for (x, &a) in left.iter().enumerate() {
-                    let from = right_from.unwrap_or(x + 1);
-                    for &bb in &ids[from..] {
-                        if !self.share_below(a, bb, k) {
-                            visit(&mut acc, a, bb, rule);
-                        }
-                    }
-                }
-                acc
-            })
-            .collect()
+        self.par_visit_pairs_filtered(split, init, |_, _, _| true, visit)
     }
 }
 
