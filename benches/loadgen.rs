@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use empi::grpc::pb::{self, empi_client::EmpiClient};
 use empi::input::{read_csv, ColumnMapping, ReadOptions};
-use empi::record::{Record, Sex};
 use hdrhistogram::Histogram;
 use tonic::transport::{Channel, Endpoint};
 
@@ -399,44 +398,6 @@ async fn drive(
     Ok(total)
 }
 
-fn to_pb(r: &Record) -> pb::PatientRecord {
-    let sex = match r.sex {
-        Sex::Unknown => pb::Sex::Unknown,
-        Sex::Female => pb::Sex::Female,
-        Sex::Male => pb::Sex::Male,
-        Sex::Other => pb::Sex::Other,
-    };
-    let a = &r.address;
-    pb::PatientRecord {
-        source: r.source.clone(),
-        local_id: r.local_id.clone(),
-        given_name: r.given_name.clone(),
-        middle_name: r.middle_name.clone(),
-        family_name: r.family_name.clone(),
-        previous_family_names: r.previous_family_names.clone(),
-        birth_date: r.birth_date.map(|d| d.to_string()),
-        sex: sex as i32,
-        address: (!a.is_empty()).then(|| pb::Address {
-            lines: a.lines.clone(),
-            city: a.city.clone(),
-            state: a.state.clone(),
-            postal_code: a.postal_code.clone(),
-            country: a.country.clone(),
-        }),
-        phones: r.phones.clone(),
-        email: r.email.clone(),
-        identifiers: r
-            .identifiers
-            .iter()
-            .map(|i| pb::Identifier {
-                system: i.system.clone(),
-                value: i.value.clone(),
-            })
-            .collect(),
-        multiple_birth_order: r.multiple_birth_order.map(u32::from),
-    }
-}
-
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
@@ -504,7 +465,8 @@ fn run(args: &Args) -> Result<bool> {
         .transpose()?;
     let (records, summary) = read_csv(&args.input, mapping.as_ref(), &ReadOptions::default())
         .with_context(|| format!("reading {}", args.input.display()))?;
-    let records: Arc<Vec<pb::PatientRecord>> = Arc::new(records.iter().map(to_pb).collect());
+    let records: Arc<Vec<pb::PatientRecord>> =
+        Arc::new(records.iter().map(pb::PatientRecord::from).collect());
     eprintln!(
         "loadgen: {} records from {} in {:.1} s ({} rows skipped)",
         records.len(),

@@ -232,6 +232,14 @@ fn identifiers_out(ids: &[Identifier]) -> Vec<pb::Identifier> {
         .collect()
 }
 
+/// A domain record as a protocol message (what a Rust client sends), e.g. the load
+/// generator's requests.
+impl From<&Record> for pb::PatientRecord {
+    fn from(r: &Record) -> Self {
+        record_out(r)
+    }
+}
+
 /// A record as the protocol shows it.
 pub(crate) fn record_out(r: &Record) -> pb::PatientRecord {
     pb::PatientRecord {
