@@ -9,6 +9,7 @@
 //! runs, benches and tests all decide with the same code.
 //! - [`error`]: the one error type.
 //! - [`record`]: the domain types (a source record, its key, partial dates).
+//! - [`time`]: UTC timestamps and civil dates without a date-time dependency.
 //! - `census` (crate-private): the shipped census name-frequency lists and their parser,
 //!   read by the default model's term frequencies and by the generator.
 //! - [`compare`]: comparators: string, phonetic, nickname, date, identifier.
@@ -52,5 +53,6 @@ pub mod scoring;
 pub mod service;
 pub mod store;
 pub mod synth;
+pub mod time;
 
 pub use error::{Error, Result};

@@ -32,7 +32,8 @@
 pub mod audit;
 pub mod guard;
 pub mod limits;
-pub mod time;
+/// Timestamps, kept at the crate root (training metadata uses them too).
+pub use crate::time;
 pub mod tls;
 pub mod tokens;
 

@@ -1,5 +1,6 @@
-//! RFC 3339 timestamps (UTC, milliseconds) for the audit trail and credentials, without a
-//! date-time dependency: civil-date conversion after Howard Hinnant's `days_from_civil`.
+//! RFC 3339 timestamps (UTC) for the audit trail, credentials and training metadata,
+//! without a date-time dependency: civil-date conversion after Howard Hinnant's
+//! `days_from_civil`.
 
 use crate::error::{Error, Result};
 
@@ -14,8 +15,8 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// The date of a day number since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
+/// The date `(year, month, day)` of a day number since 1970-01-01.
+pub(crate) fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
