@@ -873,15 +873,7 @@ impl Service {
         let audit = audit(actor, reason)?;
         let euid = self
             .write(audit, |plan| {
-                let task = plan
-                    .task(id)?
-                    .cloned()
-                    .ok_or_else(|| not_found("review task", id))?;
-                if !task.is_open() {
-                    return Err(Error::Conflict(format!(
-                        "review task {id} is already resolved"
-                    )));
-                }
+                let task = plan.task_to_resolve(id)?;
                 let own = plan
                     .record(&task.record)?
                     .map(|r| r.euid.clone())

@@ -245,6 +245,23 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
         Ok(self.task_slot(id)?.current.as_ref())
     }
 
+    /// A review task that is still open, to be resolved (a copy).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Conflict`] when the task is already resolved.
+    pub fn task_to_resolve(&mut self, id: TaskId) -> Result<ReviewTask> {
+        let task = self
+            .task(id)?
+            .cloned()
+            .ok_or_else(|| not_found("review task", id))?;
+        if !task.is_open() {
+            return Err(Error::Conflict(format!(
+                "review task {id} is already resolved"
+            )));
+        }
+        Ok(task)
+    }
+
     fn existing_record(&mut self, key: &RecordKey) -> Result<StoredRecord> {
         self.record(key)?
             .cloned()
@@ -769,15 +786,7 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
     /// # Errors
     /// [`Error::NotFound`]; [`Error::Conflict`] when the task is already resolved.
     pub fn resolve_task(&mut self, id: TaskId, outcome: Outcome) -> Result<()> {
-        let mut task = self
-            .task(id)?
-            .cloned()
-            .ok_or_else(|| not_found("review task", id))?;
-        if !task.is_open() {
-            return Err(Error::Conflict(format!(
-                "review task {id} is already resolved"
-            )));
-        }
+        let mut task = self.task_to_resolve(id)?;
         task.status = TaskStatus::Resolved(Resolution {
             outcome,
             at: self.audit.at,
