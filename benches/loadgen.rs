@@ -398,6 +398,36 @@ async fn drive(
     Ok(total)
 }
 
+/// CPU time (user + system, all threads) a process has used so far, in clock ticks, from
+/// `/proc/PID/stat` (`None`: this process). `None` where there is no such file (not Linux).
+fn cpu_ticks(pid: Option<u32>) -> Option<u64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".to_string(),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces: utime
+    // and stime are the 14th and 15th fields of the line, the 12th and 13th after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Prints the CPU time a process spent per measured request. Clock ticks are taken as
+/// 1/100 s (`CLK_TCK` on Linux); over a run of seconds that resolves about 1%.
+fn report_cpu(who: &str, before: Option<u64>, after: Option<u64>, requests: u64) {
+    if let (Some(b), Some(a)) = (before, after) {
+        let ms_total = (a.saturating_sub(b)) as f64 * 10.0;
+        println!(
+            "          {who} CPU: {:.3} ms per request ({:.2} s in all)",
+            ms_total / requests.max(1) as f64,
+            ms_total / 1000.0
+        );
+    }
+}
+
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
@@ -535,12 +565,17 @@ fn run(args: &Args) -> Result<bool> {
             report_phase("warmup", &r, false);
             ok &= r.error_count() == 0;
         }
+        let server_pid = server.as_ref().map(|g| g.child.id());
+        let cpu_before = (cpu_ticks(None), server_pid.and_then(|p| cpu_ticks(Some(p))));
         let r = drive(&clients, &records, measured.clone()).await?;
+        let cpu_after = (cpu_ticks(None), server_pid.and_then(|p| cpu_ticks(Some(p))));
         println!(
             "measured  {} clients, records #{}..#{} of {}",
             args.clients, measured.start, measured.end, n
         );
         report_phase("", &r, true);
+        report_cpu("client", cpu_before.0, cpu_after.0, r.sent);
+        report_cpu("server", cpu_before.1, cpu_after.1, r.sent);
         ok &= r.error_count() == 0;
         let mut stats = EmpiClient::new(endpoint.connect().await?);
         let after = stats.get_stats(pb::GetStatsRequest {}).await?.into_inner();

@@ -89,6 +89,10 @@ async fn run(args: &ServeArgs) -> Result<()> {
     // Every acknowledged write is durable already; this covers anything applied but not
     // yet acknowledged when the last connection closed.
     service.flush()?;
+    tracing::info!(
+        flushes = service.store().flush_count(),
+        "store flushes since start"
+    );
     // A clean stop: let the next start load the index instead of rebuilding it. Failing
     // here costs only that.
     if let Err(e) = service.save_snapshot() {
