@@ -22,19 +22,11 @@ use super::types::{
 pub(crate) enum TxError {
     /// Our own failure: the transaction is abandoned and this error returned.
     Abort(Error),
-    /// The engine's: sled retries conflicts and reports storage errors itself.
-    Sled(sled::transaction::UnabortableTransactionError),
 }
 
 impl From<Error> for TxError {
     fn from(e: Error) -> Self {
         TxError::Abort(e)
-    }
-}
-
-impl From<sled::transaction::UnabortableTransactionError> for TxError {
-    fn from(e: sled::transaction::UnabortableTransactionError) -> Self {
-        TxError::Sled(e)
     }
 }
 

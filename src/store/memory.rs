@@ -6,7 +6,7 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 use super::codec::{self, TreeId};
 use super::engine::{scan_start, Engine, Kv, KvIter, KvTx, TxError, TxResult};
@@ -98,7 +98,6 @@ impl Kv for MemKv {
                 Ok(r)
             }
             Err(TxError::Abort(e)) => Err(e),
-            Err(TxError::Sled(e)) => Err(Error::Storage(format!("unexpected engine error: {e}"))),
         }
     }
 }
