@@ -347,6 +347,24 @@ impl Kv for SledKv {
     }
 }
 
+/// Opens the sled database in `path`. A database closed a moment ago in this process keeps
+/// its directory lock until sled's I/O threads drop their last handle, so a lock that is
+/// held is waited for, up to 2 s, before giving up (another process holding it stays an
+/// error).
+fn open_db(path: &Path) -> Result<sled::Db> {
+    let mut tries = 0;
+    loop {
+        match sled::Config::new().path(path).open() {
+            Ok(db) => return Ok(db),
+            Err(e) if tries < 100 && e.to_string().contains("could not acquire lock") => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(sled_err(e)),
+        }
+    }
+}
+
 /// The production store: a sled database in one directory.
 ///
 /// Opening takes sled's lock on the directory, so one process at a time.
@@ -364,7 +382,7 @@ impl SledStore {
     /// it); [`Error::Corrupt`] when it holds another format version or a damaged journal.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let db = sled::Config::new().path(&path).open().map_err(sled_err)?;
+        let db = open_db(&path)?;
         let trees = TreeId::ALL
             .iter()
             .map(|t| db.open_tree(t.name()))

@@ -1049,7 +1049,7 @@ fn sled_check_reports_corruption_without_patient_data() {
     };
     {
         // tamper with the raw trees: drop a member record, garble another, skew a counter
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::raw_sled(dir.path());
         let records = db.open_tree("records").unwrap();
         records.remove(b"adt\x001").unwrap();
         let mut garbled = records.get(b"adt\x002").unwrap().unwrap().to_vec();
