@@ -298,9 +298,12 @@ impl Kv for SledKv {
 
     fn transact<R>(&self, f: &dyn Fn(&dyn KvTx) -> TxResult<R>) -> Result<R> {
         let journal = &self.journal;
-        // The trees are consistent whenever the lock is free (a failure midway sets
-        // `broken` before releasing it), so a poisoned lock is still usable.
-        let mut next = journal.writer.lock().unwrap_or_else(|p| p.into_inner());
+        // A panic while the lock was held may have stopped a change set midway: treat a
+        // poisoned lock like a failed write (reopening replays the journal).
+        let mut next = journal.writer.lock().unwrap_or_else(|p| {
+            journal.broken.store(true, Ordering::Release);
+            p.into_inner()
+        });
         if journal.broken.load(Ordering::Acquire) {
             return Err(Error::Storage(
                 "an earlier write failed midway; restart to recover the store".into(),
