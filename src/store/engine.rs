@@ -43,6 +43,52 @@ pub(crate) trait KvTx {
     fn remove(&self, tree: TreeId, key: &[u8]) -> TxResult<()>;
 }
 
+/// A transaction's pending writes, in key order: `None` deletes.
+pub(crate) type Overlay = std::collections::BTreeMap<(TreeId, Vec<u8>), Option<Vec<u8>>>;
+
+/// A transaction that collects its writes in an [`Overlay`] and reads through them to
+/// `base` (the committed trees). Both backends run change sets through it and apply the
+/// overlay afterwards.
+pub(crate) struct OverlayTx<B> {
+    base: B,
+    writes: std::cell::RefCell<Overlay>,
+}
+
+impl<B: Fn(TreeId, &[u8]) -> Result<Option<Vec<u8>>>> OverlayTx<B> {
+    pub(crate) fn new(base: B) -> Self {
+        OverlayTx {
+            base,
+            writes: std::cell::RefCell::new(Overlay::new()),
+        }
+    }
+
+    /// The writes collected.
+    pub(crate) fn into_writes(self) -> Overlay {
+        self.writes.into_inner()
+    }
+}
+
+impl<B: Fn(TreeId, &[u8]) -> Result<Option<Vec<u8>>>> KvTx for OverlayTx<B> {
+    fn get(&self, tree: TreeId, key: &[u8]) -> TxResult<Option<Vec<u8>>> {
+        if let Some(w) = self.writes.borrow().get(&(tree, key.to_vec())) {
+            return Ok(w.clone());
+        }
+        Ok((self.base)(tree, key)?)
+    }
+
+    fn insert(&self, tree: TreeId, key: &[u8], value: Vec<u8>) -> TxResult<()> {
+        self.writes
+            .borrow_mut()
+            .insert((tree, key.to_vec()), Some(value));
+        Ok(())
+    }
+
+    fn remove(&self, tree: TreeId, key: &[u8]) -> TxResult<()> {
+        self.writes.borrow_mut().insert((tree, key.to_vec()), None);
+        Ok(())
+    }
+}
+
 /// Key-value pairs in key order.
 pub(crate) type KvIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a>;
 

@@ -1,6 +1,5 @@
 //! [`MemoryStore`]: the same store logic and key layout over in-memory ordered maps, for tests.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,11 +8,9 @@ use std::time::Duration;
 use crate::error::Result;
 
 use super::codec::{self, TreeId};
-use super::engine::{scan_start, Engine, Kv, KvIter, KvTx, TxError, TxResult};
+use super::engine::{scan_start, Engine, Kv, KvIter, KvTx, OverlayTx, TxError, TxResult};
 
 type Tree = BTreeMap<Vec<u8>, Vec<u8>>;
-/// Pending writes of a transaction: `None` deletes.
-type Overlay = BTreeMap<(TreeId, Vec<u8>), Option<Vec<u8>>>;
 
 pub(crate) struct MemKv {
     trees: Mutex<Vec<Tree>>,
@@ -25,33 +22,6 @@ impl MemKv {
         // plain map inserts; a panic elsewhere cannot leave them half-written, so a poisoned
         // lock still guards consistent trees.
         self.trees.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// A transaction: reads through a write overlay on top of the locked trees.
-struct MemTx<'a> {
-    base: &'a [Tree],
-    writes: RefCell<Overlay>,
-}
-
-impl KvTx for MemTx<'_> {
-    fn get(&self, tree: TreeId, key: &[u8]) -> TxResult<Option<Vec<u8>>> {
-        if let Some(w) = self.writes.borrow().get(&(tree, key.to_vec())) {
-            return Ok(w.clone());
-        }
-        Ok(self.base[tree as usize].get(key).cloned())
-    }
-
-    fn insert(&self, tree: TreeId, key: &[u8], value: Vec<u8>) -> TxResult<()> {
-        self.writes
-            .borrow_mut()
-            .insert((tree, key.to_vec()), Some(value));
-        Ok(())
-    }
-
-    fn remove(&self, tree: TreeId, key: &[u8]) -> TxResult<()> {
-        self.writes.borrow_mut().insert((tree, key.to_vec()), None);
-        Ok(())
     }
 }
 
@@ -80,12 +50,11 @@ impl Kv for MemKv {
 
     fn transact<R>(&self, f: &dyn Fn(&dyn KvTx) -> TxResult<R>) -> Result<R> {
         let mut trees = self.lock();
-        let tx = MemTx {
-            base: &trees,
-            writes: RefCell::new(Overlay::new()),
-        };
+        let base: &[Tree] = &trees;
+        let tx =
+            OverlayTx::new(|tree: TreeId, key: &[u8]| Ok(base[tree as usize].get(key).cloned()));
         let result = f(&tx);
-        let writes = tx.writes.into_inner();
+        let writes = tx.into_writes();
         match result {
             Ok(r) => {
                 for ((tree, key), value) in writes {

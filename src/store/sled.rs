@@ -24,7 +24,6 @@
 //! Readers are not blocked: each read sees one key either before or after a change set,
 //! as before (a read of several keys was never a snapshot).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 
 use super::codec::{self, TreeId};
-use super::engine::{scan_start, Engine, Kv, KvIter, KvTx, TxError, TxResult};
+use super::engine::{scan_start, Engine, Kv, KvIter, KvTx, Overlay, OverlayTx, TxError, TxResult};
 
 /// Maps a sled error: corruption is [`Error::Corrupt`], everything else [`Error::Storage`].
 fn sled_err(e: sled::Error) -> Error {
@@ -44,9 +43,6 @@ fn sled_err(e: sled::Error) -> Error {
 
 /// The name of the journal tree (not a [`TreeId`]: the engine never reads it).
 const JOURNAL_TREE: &str = "journal";
-
-/// A change set's writes: `None` deletes.
-type WriteSet = BTreeMap<(TreeId, Vec<u8>), Option<Vec<u8>>>;
 
 /// One decoded journal write: tree, key, value (`None` deletes).
 type Write = (TreeId, Vec<u8>, Option<Vec<u8>>);
@@ -96,7 +92,7 @@ impl Journal {
 
 /// Encodes a write set as one journal value: per write, the tree, the key and the value or
 /// its absence, each length-prefixed (u32, big-endian).
-fn encode_writes(writes: &WriteSet) -> Vec<u8> {
+fn encode_writes(writes: &Overlay) -> Vec<u8> {
     let size: usize = writes
         .iter()
         .map(|((_, k), v)| 10 + k.len() + v.as_ref().map_or(0, Vec::len))
@@ -218,33 +214,6 @@ impl Drop for SledKv {
     }
 }
 
-/// A change set in progress: reads through its own pending writes to the trees.
-struct SledTx<'a> {
-    kv: &'a SledKv,
-    writes: std::cell::RefCell<WriteSet>,
-}
-
-impl KvTx for SledTx<'_> {
-    fn get(&self, tree: TreeId, key: &[u8]) -> TxResult<Option<Vec<u8>>> {
-        if let Some(w) = self.writes.borrow().get(&(tree, key.to_vec())) {
-            return Ok(w.clone());
-        }
-        Ok(self.kv.get(tree, key)?)
-    }
-
-    fn insert(&self, tree: TreeId, key: &[u8], value: Vec<u8>) -> TxResult<()> {
-        self.writes
-            .borrow_mut()
-            .insert((tree, key.to_vec()), Some(value));
-        Ok(())
-    }
-
-    fn remove(&self, tree: TreeId, key: &[u8]) -> TxResult<()> {
-        self.writes.borrow_mut().insert((tree, key.to_vec()), None);
-        Ok(())
-    }
-}
-
 impl Kv for SledKv {
     fn get(&self, tree: TreeId, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self
@@ -309,15 +278,12 @@ impl Kv for SledKv {
                 "an earlier write failed midway; restart to recover the store".into(),
             ));
         }
-        let tx = SledTx {
-            kv: self,
-            writes: std::cell::RefCell::new(WriteSet::new()),
-        };
+        let tx = OverlayTx::new(|tree: TreeId, key: &[u8]| self.get(tree, key));
         let result = match f(&tx) {
             Ok(r) => r,
             Err(TxError::Abort(e)) => return Err(e),
         };
-        let writes = tx.writes.into_inner();
+        let writes = tx.into_writes();
         if writes.is_empty() {
             return Ok(result);
         }
@@ -499,7 +465,7 @@ mod tests {
 
     #[test]
     fn journal_entries_round_trip() {
-        let mut w = WriteSet::new();
+        let mut w = Overlay::new();
         w.insert((TreeId::Records, b"a\0b".to_vec()), Some(b"{}".to_vec()));
         w.insert((TreeId::Meta, b"count".to_vec()), Some(vec![0; 8]));
         w.insert((TreeId::TasksOpen, b"k".to_vec()), Some(Vec::new()));
@@ -511,7 +477,7 @@ mod tests {
 
     #[test]
     fn truncated_journal_entries_are_corrupt() {
-        let mut w = WriteSet::new();
+        let mut w = Overlay::new();
         w.insert(
             (TreeId::Persons, b"E1".to_vec()),
             Some(b"{\"x\":1}".to_vec()),
