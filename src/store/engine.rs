@@ -18,20 +18,8 @@ use super::types::{
     ReviewTask, Stats, StoredRecord, TaskId, TaskPage, TaskQuery, Ticket,
 };
 
-/// Why a transaction closure stopped.
-pub(crate) enum TxError {
-    /// Our own failure: the transaction is abandoned and this error returned.
-    Abort(Error),
-}
-
-impl From<Error> for TxError {
-    fn from(e: Error) -> Self {
-        TxError::Abort(e)
-    }
-}
-
-/// Result inside a transaction.
-pub(crate) type TxResult<T> = std::result::Result<T, TxError>;
+/// Result inside a transaction: an error abandons it, writing nothing, and is returned.
+pub(crate) type TxResult<T> = Result<T>;
 
 /// Reads and writes inside one transaction; reads see the transaction's own writes.
 pub(crate) trait KvTx {
@@ -73,7 +61,7 @@ impl<B: Fn(TreeId, &[u8]) -> Result<Option<Vec<u8>>>> KvTx for OverlayTx<B> {
         if let Some(w) = self.writes.borrow().get(&(tree, key.to_vec())) {
             return Ok(w.clone());
         }
-        Ok((self.base)(tree, key)?)
+        (self.base)(tree, key)
     }
 
     fn insert(&self, tree: TreeId, key: &[u8], value: Vec<u8>) -> TxResult<()> {
@@ -125,14 +113,14 @@ fn tx_get<T: DeserializeOwned>(
     }
 }
 
-fn stale(what: &str, id: &dyn std::fmt::Display, read: u64, stored: u64) -> TxError {
-    TxError::Abort(Error::Conflict(format!(
+fn stale(what: &str, id: &dyn std::fmt::Display, read: u64, stored: u64) -> Error {
+    Error::Conflict(format!(
         "stale write to {what} {id}: read version {read}, stored version {stored}; re-read and retry"
-    )))
+    ))
 }
 
-fn rejected(msg: String) -> TxError {
-    TxError::Abort(Error::Conflict(format!("change set rejected: {msg}")))
+fn rejected(msg: String) -> Error {
+    Error::Conflict(format!("change set rejected: {msg}"))
 }
 
 /// Counter changes made by one change set.
@@ -845,10 +833,10 @@ fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<()> {
                 history_seq = Some(seq);
                 let k = codec::history_key(&h.euid, seq);
                 if tx.get(TreeId::History, &k)?.is_some() {
-                    return Err(TxError::Abort(Error::Corrupt(format!(
+                    return Err(Error::Corrupt(format!(
                         "history {}#{seq} already exists",
                         h.euid
-                    ))));
+                    )));
                 }
                 let entry = HistoryEntry { seq, ..h.clone() };
                 tx.insert(TreeId::History, &k, codec::encode(&entry)?)?;

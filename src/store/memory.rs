@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::error::Result;
 
 use super::codec::{self, TreeId};
-use super::engine::{scan_start, Engine, Kv, KvIter, KvTx, OverlayTx, TxError, TxResult};
+use super::engine::{scan_start, Engine, Kv, KvIter, KvTx, OverlayTx, TxResult};
 
 type Tree = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -53,21 +53,15 @@ impl Kv for MemKv {
         let base: &[Tree] = &trees;
         let tx =
             OverlayTx::new(|tree: TreeId, key: &[u8]| Ok(base[tree as usize].get(key).cloned()));
-        let result = f(&tx);
-        let writes = tx.into_writes();
-        match result {
-            Ok(r) => {
-                for ((tree, key), value) in writes {
-                    let t = &mut trees[tree as usize];
-                    match value {
-                        Some(v) => t.insert(key, v),
-                        None => t.remove(&key),
-                    };
-                }
-                Ok(r)
-            }
-            Err(TxError::Abort(e)) => Err(e),
+        let result = f(&tx)?;
+        for ((tree, key), value) in tx.into_writes() {
+            let t = &mut trees[tree as usize];
+            match value {
+                Some(v) => t.insert(key, v),
+                None => t.remove(&key),
+            };
         }
+        Ok(result)
     }
 }
 

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 
 use super::codec::{self, TreeId};
-use super::engine::{scan_start, Engine, Kv, KvIter, KvTx, Overlay, OverlayTx, TxError, TxResult};
+use super::engine::{scan_start, Engine, Kv, KvIter, KvTx, Overlay, OverlayTx, TxResult};
 
 /// Maps a sled error: corruption is [`Error::Corrupt`], everything else [`Error::Storage`].
 fn sled_err(e: sled::Error) -> Error {
@@ -279,10 +279,7 @@ impl Kv for SledKv {
             ));
         }
         let tx = OverlayTx::new(|tree: TreeId, key: &[u8]| self.get(tree, key));
-        let result = match f(&tx) {
-            Ok(r) => r,
-            Err(TxError::Abort(e)) => return Err(e),
-        };
+        let result = f(&tx)?;
         let writes = tx.into_writes();
         if writes.is_empty() {
             return Ok(result);
