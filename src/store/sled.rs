@@ -23,7 +23,15 @@
 //!
 //! Readers are not blocked: each read sees one key either before or after a change set,
 //! as before (a read of several keys was never a snapshot).
+//!
+//! # The `meta` tree in memory
+//! The counters (`meta`) are read and rewritten by nearly every change set. The tree is a
+//! dozen small values, so it is also kept in memory ([`MetaCache`]): reads are served from
+//! it, and every write to `meta` goes to sled and to the copy under one mutex, so the two
+//! never disagree. That saves four B-tree lookups per change set, and an EUID or task id is
+//! allocated with a plain insert under the mutex instead of sled's compare-and-swap loop.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -152,11 +160,28 @@ fn decode_writes(mut b: &[u8]) -> Result<Vec<Write>> {
     Ok(writes)
 }
 
+/// The `meta` tree's contents, kept in step with sled (module docs). Every access holds the
+/// mutex, including the sled write it mirrors, so a read never races a write into a stale
+/// copy.
+struct MetaCache {
+    values: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+impl MetaCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
+        // Every update is one map insert or remove after its sled write succeeded; a panic
+        // cannot leave it half done, so a poisoned lock still guards a valid copy.
+        self.values.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 pub(crate) struct SledKv {
     db: sled::Db,
     /// One tree per [`TreeId`], indexed by `TreeId as usize`.
     trees: Vec<sled::Tree>,
     journal: Arc<Journal>,
+    /// The `meta` tree in memory (module docs); loaded after the journal is replayed.
+    meta: MetaCache,
 }
 
 impl SledKv {
@@ -166,11 +191,34 @@ impl SledKv {
 
     fn write(&self, tree: TreeId, key: &[u8], value: Option<&[u8]>) -> Result<()> {
         let t = self.tree(tree);
-        match value {
-            Some(v) => t.insert(key, v).map(drop),
-            None => t.remove(key).map(drop),
+        let sled_write = || {
+            match value {
+                Some(v) => t.insert(key, v).map(drop),
+                None => t.remove(key).map(drop),
+            }
+            .map_err(sled_err)
+        };
+        if tree != TreeId::Meta {
+            return sled_write();
         }
-        .map_err(sled_err)
+        let mut meta = self.meta.lock();
+        sled_write()?;
+        match value {
+            Some(v) => meta.insert(key.to_vec(), v.to_vec()),
+            None => meta.remove(key),
+        };
+        Ok(())
+    }
+
+    /// Loads the `meta` tree into [`SledKv::meta`].
+    fn load_meta(&self) -> Result<()> {
+        let mut meta = self.meta.lock();
+        meta.clear();
+        for item in self.tree(TreeId::Meta).iter() {
+            let (k, v) = item.map_err(sled_err)?;
+            meta.insert(k.to_vec(), v.to_vec());
+        }
+        Ok(())
     }
 
     /// Re-applies every change set left in the journal by a crash, in order, and empties
@@ -216,6 +264,9 @@ impl Drop for SledKv {
 
 impl Kv for SledKv {
     fn get(&self, tree: TreeId, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if tree == TreeId::Meta {
+            return Ok(self.meta.lock().get(key).cloned());
+        }
         Ok(self
             .tree(tree)
             .get(key)
@@ -241,28 +292,23 @@ impl Kv for SledKv {
     }
 
     fn increment(&self, key: &'static [u8]) -> Result<u64> {
-        let mut malformed = false;
-        let new = self
-            .tree(TreeId::Meta)
-            .update_and_fetch(key, |old| match old {
-                None => Some(codec::encode_u64(1)),
-                Some(b) => match <[u8; 8]>::try_from(b) {
-                    Ok(n) => Some(codec::encode_u64(u64::from_be_bytes(n) + 1)),
-                    // Never reset a malformed id counter: that could reuse ids.
-                    Err(_) => {
-                        malformed = true;
-                        Some(b.to_vec())
-                    }
-                },
-            })
-            .map_err(sled_err)?;
-        if malformed {
-            return Err(Error::Corrupt(format!(
+        let mut meta = self.meta.lock();
+        // A malformed id counter is an error, never reset: that could reuse ids.
+        let old = codec::decode_u64(meta.get(key).map(Vec::as_slice)).map_err(|_| {
+            Error::Corrupt(format!(
                 "counter {} is not 8 bytes",
                 String::from_utf8_lossy(key)
-            )));
-        }
-        codec::decode_u64(new.as_deref())
+            ))
+        })?;
+        let new = old
+            .checked_add(1)
+            .ok_or_else(|| Error::Corrupt("id counter overflow".into()))?;
+        let value = codec::encode_u64(new);
+        self.tree(TreeId::Meta)
+            .insert(key, value.as_slice())
+            .map_err(sled_err)?;
+        meta.insert(key.to_vec(), value);
+        Ok(new)
     }
 
     fn transact<R>(&self, f: &dyn Fn(&dyn KvTx) -> TxResult<R>) -> Result<R> {
@@ -367,8 +413,12 @@ impl SledStore {
             db: db.clone(),
             trees,
             journal: Arc::clone(&journal),
+            meta: MetaCache {
+                values: Mutex::new(BTreeMap::new()),
+            },
         };
         let replayed = kv.replay_journal()?;
+        kv.load_meta()?;
         if replayed > 0 {
             tracing::info!(
                 entries = replayed,
@@ -458,6 +508,66 @@ mod tests {
         // A clean close empties the journal.
         let db = sled::open(dir.path()).unwrap();
         assert_eq!(db.open_tree(JOURNAL_TREE).unwrap().len(), 0);
+    }
+
+    fn meta_on_disk(kv: &SledKv) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        kv.tree(TreeId::Meta)
+            .iter()
+            .map(|item| {
+                let (k, v) = item.unwrap();
+                (k.to_vec(), v.to_vec())
+            })
+            .collect()
+    }
+
+    /// The in-memory `meta` copy stays equal to the tree through change sets and id
+    /// allocation, and ids continue from the stored counter after reopening.
+    #[test]
+    fn the_meta_copy_follows_the_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let last = {
+            let s = SledStore::open(dir.path()).unwrap();
+            for i in 0..3 {
+                let mut plan = Plan::new(&s, Audit::now("test", ""));
+                plan.create_person(rec(&i.to_string()), LinkMethod::Created)
+                    .unwrap();
+                s.commit_sync(&plan.finish()).unwrap();
+            }
+            let last = s.allocate_euid().unwrap();
+            let kv = &s.engine.kv;
+            assert_eq!(*kv.meta.lock(), meta_on_disk(kv));
+            assert_eq!(s.stats().unwrap().records, 3);
+            s.flush().unwrap();
+            last
+        };
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.allocate_euid().unwrap().seq(), last.seq() + 1);
+        assert_eq!(s.stats().unwrap().persons, 3);
+        let kv = &s.engine.kv;
+        assert_eq!(*kv.meta.lock(), meta_on_disk(kv));
+    }
+
+    /// A malformed id counter is reported, and left as it is rather than reset.
+    #[test]
+    fn a_malformed_id_counter_is_an_error_not_a_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SledStore::open(dir.path()).unwrap());
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let meta = db.open_tree(TreeId::Meta.name()).unwrap();
+            meta.insert(codec::meta::NEXT_EUID, &b"xyz"[..]).unwrap();
+            db.flush().unwrap();
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        let err = s.allocate_euid().unwrap_err();
+        assert!(matches!(err, Error::Corrupt(_)), "{err}");
+        let kv = &s.engine.kv;
+        let stored = kv
+            .tree(TreeId::Meta)
+            .get(codec::meta::NEXT_EUID)
+            .unwrap()
+            .unwrap();
+        assert_eq!(&*stored, b"xyz");
     }
 
     #[test]
