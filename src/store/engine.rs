@@ -2,6 +2,7 @@
 //! their version checks, counters, indexes and invariant checks in one transaction; reads;
 //! and the full consistency check. Both backends (sled, memory) run this same code.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 
@@ -709,6 +710,9 @@ fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<()> {
     let mut verify_tasks: Vec<&ReviewTask> = Vec::new();
     let mut must_exist: BTreeSet<&Euid> = BTreeSet::new();
     let mut history_seq: Option<u64> = None;
+    // What this change set leaves in the records and persons it writes, so that the checks
+    // need not decode them back from the overlay.
+    let mut written = Written::default();
 
     for op in ops {
         match op {
@@ -732,6 +736,7 @@ fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<()> {
                 };
                 tx.insert(TreeId::Records, &k, codec::encode(&new)?)?;
                 verify_persons.insert(r.euid.clone());
+                written.records.insert(key.clone(), Some(r.euid.clone()));
                 verify_records.insert(key);
             }
             Op::DeleteRecord { key, version } => {
@@ -745,6 +750,7 @@ fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<()> {
                     return Err(stale("record", key, *version, old.version));
                 }
                 tx.remove(TreeId::Records, &k)?;
+                written.records.insert(key.clone(), None);
                 d.records -= 1;
                 verify_persons.insert(old.euid);
                 // Its person must no longer list it.
@@ -768,6 +774,7 @@ fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<()> {
                 };
                 tx.insert(TreeId::Persons, &k, codec::encode(&new)?)?;
                 verify_persons.insert(p.euid.clone());
+                written.persons.insert(p.euid.clone(), new);
             }
             Op::PutTask(t) => {
                 let k = codec::task_key(t.id);
@@ -831,13 +838,10 @@ fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<()> {
                     }
                 };
                 history_seq = Some(seq);
+                // No lookup for an existing entry: sequence numbers come from the counter,
+                // which only change sets advance, one at a time, and `check` verifies that
+                // no entry lies above it.
                 let k = codec::history_key(&h.euid, seq);
-                if tx.get(TreeId::History, &k)?.is_some() {
-                    return Err(Error::Corrupt(format!(
-                        "history {}#{seq} already exists",
-                        h.euid
-                    )));
-                }
                 let entry = HistoryEntry { seq, ..h.clone() };
                 tx.insert(TreeId::History, &k, codec::encode(&entry)?)?;
                 must_exist.insert(&h.euid);
@@ -879,12 +883,22 @@ fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<()> {
 
     verify(
         tx,
+        &written,
         &verify_records,
         &verify_persons,
         &members_before,
         &verify_tasks,
         &must_exist,
     )
+}
+
+/// The final state of the records and persons a change set writes: a record's person
+/// (`None`: deleted), a person's new value. Later writes to a key replace earlier ones, as
+/// in the overlay.
+#[derive(Default)]
+struct Written {
+    records: BTreeMap<RecordKey, Option<Euid>>,
+    persons: BTreeMap<Euid, Person>,
 }
 
 /// What a transaction checks of a stored record: its person and version. Decoding into it
@@ -905,32 +919,38 @@ struct RecordHead {
 /// ones, not all of them.
 fn verify(
     tx: &dyn KvTx,
+    written: &Written,
     records: &BTreeSet<RecordKey>,
     persons: &BTreeSet<Euid>,
     members_before: &BTreeMap<Euid, BTreeSet<RecordKey>>,
     tasks: &[&ReviewTask],
     must_exist: &BTreeSet<&Euid>,
 ) -> TxResult<()> {
-    let person = |euid: &Euid| -> TxResult<Option<Person>> {
-        tx_get(tx, TreeId::Persons, &codec::euid_key(euid), "person")
+    let person = |euid: &Euid| -> TxResult<Option<Cow<'_, Person>>> {
+        if let Some(p) = written.persons.get(euid) {
+            return Ok(Some(Cow::Borrowed(p)));
+        }
+        Ok(tx_get(tx, TreeId::Persons, &codec::euid_key(euid), "person")?.map(Cow::Owned))
     };
-    let record = |key: &RecordKey| -> TxResult<Option<RecordHead>> {
-        tx_get(tx, TreeId::Records, &codec::record_key(key), "record")
+    // A stored record's person.
+    let record = |key: &RecordKey| -> TxResult<Option<Euid>> {
+        if let Some(r) = written.records.get(key) {
+            return Ok(r.clone());
+        }
+        let head: Option<RecordHead> =
+            tx_get(tx, TreeId::Records, &codec::record_key(key), "record")?;
+        Ok(head.map(|h| h.euid))
     };
     for key in records {
-        let Some(r) = record(key)? else { continue };
-        match person(&r.euid)? {
-            None => return Err(rejected(format!("record {key}: person {} missing", r.euid))),
+        let Some(owner) = record(key)? else { continue };
+        match person(&owner)? {
+            None => return Err(rejected(format!("record {key}: person {owner} missing"))),
             Some(p) if !p.is_active() => {
-                return Err(rejected(format!(
-                    "record {key}: person {} not active",
-                    r.euid
-                )))
+                return Err(rejected(format!("record {key}: person {owner} not active")))
             }
             Some(p) if !p.members.contains(key) => {
                 return Err(rejected(format!(
-                    "record {key}: person {} does not list it",
-                    r.euid
+                    "record {key}: person {owner} does not list it"
                 )))
             }
             Some(_) => {}
@@ -963,10 +983,9 @@ fn verify(
                                 "person {euid}: lists missing record {m}"
                             )))
                         }
-                        Some(r) if &r.euid != euid => {
+                        Some(owner) if &owner != euid => {
                             return Err(rejected(format!(
-                                "person {euid}: lists record {m} of {}",
-                                r.euid
+                                "person {euid}: lists record {m} of {owner}"
                             )))
                         }
                         Some(_) => {}
