@@ -204,7 +204,9 @@ impl Service {
     /// # Errors
     /// [`Error::InvalidInput`] naming the field (nothing is stored); [`Error::Conflict`]
     /// when concurrent writes kept invalidating the decision; store errors.
-    #[tracing::instrument(skip_all, fields(record = %record.key()))]
+    // The machine clients' hot path: its span is debug-level, so with the default `info`
+    // filter no span is built per call (nothing inside logs at info or above).
+    #[tracing::instrument(level = "debug", skip_all, fields(record = %record.key()))]
     pub async fn match_or_create(&self, record: Record, actor: &str) -> Result<MatchResult> {
         let key = record.key();
         record
@@ -398,7 +400,7 @@ impl Service {
     ///
     /// # Errors
     /// [`Error::InvalidInput`] naming the field.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub fn match_only(&self, record: &Record, max_candidates: usize) -> Result<MatchPreview> {
         let keyless = record.source.is_empty() && record.local_id.is_empty();
         if keyless {
