@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::blocking::BlockingConfig;
 use crate::prepare::Prepared;
 use crate::record::Record;
-use crate::scoring::{Explanation, Guard, Model, PairScore, Scorer, Thresholds};
+use crate::scoring::{Explanation, Guard, Model, PairScore, Scorer, Thresholds, WeightBound};
 use crate::Result;
 
 /// What to do with a record.
@@ -86,6 +86,9 @@ pub struct Outcome<P> {
     /// A link made by the sole-candidate rule (see the module docs): the best pair has no
     /// given name to compare, and no other candidate is plausible.
     pub sole_candidate: bool,
+    /// Candidate records scored in full (all of them, but for what
+    /// [`Linker::decide_bounded`] ruled out).
+    pub scored: usize,
 }
 
 impl<P> Outcome<P> {
@@ -113,6 +116,65 @@ pub fn pair_decision(score: &PairScore, t: Thresholds) -> Decision {
         Some(_) if w >= t.upper => Decision::Review,
         Some(g) if g.is_contradiction() => Decision::New,
         Some(_) => Decision::Review,
+    }
+}
+
+/// Candidate persons as their records are scored, in any order.
+struct Persons<P> {
+    by_person: AHashMap<P, PersonScore<P>>,
+}
+
+impl<P> Default for Persons<P> {
+    fn default() -> Self {
+        Persons {
+            by_person: AHashMap::new(),
+        }
+    }
+}
+
+impl<P: Clone + Eq + Hash> Persons<P> {
+    /// Adds the score `s` of candidate record `i` (position in the candidate list) of
+    /// `person`. A person's score is its best record's, the earliest one among equals, so
+    /// the order records are added in does not matter; any multiple-birth guard among its
+    /// records stays.
+    fn add(&mut self, person: P, i: usize, s: PairScore, named: bool) {
+        let contradicted = s.guard.is_some_and(Guard::is_contradiction);
+        match self.by_person.get_mut(&person) {
+            None => {
+                self.by_person.insert(
+                    person.clone(),
+                    PersonScore {
+                        person,
+                        score: s,
+                        best_record: i,
+                        contradicted,
+                        named,
+                    },
+                );
+            }
+            Some(ps) => {
+                let twin = ps.score.guard == Some(Guard::MultipleBirthOrderDiffers)
+                    || s.guard == Some(Guard::MultipleBirthOrderDiffers);
+                if s.weight > ps.score.weight || (s.weight == ps.score.weight && i < ps.best_record)
+                {
+                    ps.score = s;
+                    ps.best_record = i;
+                }
+                if twin {
+                    ps.score.guard = Some(Guard::MultipleBirthOrderDiffers);
+                }
+                ps.contradicted |= contradicted;
+                ps.named |= named;
+            }
+        }
+    }
+
+    /// Number of persons scoring strictly above `w`.
+    fn count_above(&self, w: f64) -> usize {
+        self.by_person
+            .values()
+            .filter(|p| p.score.weight > w)
+            .count()
     }
 }
 
@@ -202,42 +264,100 @@ impl Linker {
         candidates: impl IntoIterator<Item = (P, &'a Prepared)>,
         top_k: usize,
     ) -> Outcome<P> {
-        let mut by_person: AHashMap<P, PersonScore<P>> = AHashMap::new();
-        let mut best_named = Vec::new();
+        let mut persons = Persons::default();
+        let mut record_named = Vec::new();
         for (i, (person, rec)) in candidates.into_iter().enumerate() {
-            let s = self.scorer.score(query, rec);
-            let contradicted = s.guard.is_some_and(Guard::is_contradiction);
             let named = rec.given.is_some();
-            best_named.push(named);
-            match by_person.get_mut(&person) {
-                None => {
-                    by_person.insert(
-                        person.clone(),
-                        PersonScore {
-                            person,
-                            score: s,
-                            best_record: i,
-                            contradicted,
-                            named,
-                        },
-                    );
-                }
-                Some(ps) => {
-                    let twin = ps.score.guard == Some(Guard::MultipleBirthOrderDiffers)
-                        || s.guard == Some(Guard::MultipleBirthOrderDiffers);
-                    if s.weight > ps.score.weight {
-                        ps.score = s;
-                        ps.best_record = i;
-                    }
-                    if twin {
-                        ps.score.guard = Some(Guard::MultipleBirthOrderDiffers);
-                    }
-                    ps.contradicted |= contradicted;
-                    ps.named |= named;
+            record_named.push(named);
+            persons.add(person, i, self.scorer.score(query, rec), named);
+        }
+        let scored = record_named.len();
+        self.conclude(query, persons, scored, &record_named, top_k)
+    }
+
+    /// [`Linker::decide`] scoring in full only the candidates that can matter, with `bound`
+    /// (built from this linker's scorer) ruling out the rest: the same decision, review
+    /// reason, sole-candidate flag and ranked persons (scores, guards, best records) as
+    /// `decide`, at a fraction of the cost when most candidates are hopeless.
+    ///
+    /// Candidates are scored in the order of their bound, best first, until every one left
+    /// is bounded below the lower threshold *and* below the score of `top_k` persons
+    /// already: nothing left could then change the decision or the ranked list. A skipped
+    /// record still lends its person a multiple-birth guard (a field comparison, no
+    /// scoring) and its given name. Only [`PersonScore::contradicted`] may miss a skipped
+    /// record's contradiction; the one rule that reads it (the sole-candidate rule) is
+    /// decided by scoring every candidate whenever it could apply.
+    pub fn decide_bounded<P: Clone + Eq + Hash>(
+        &self,
+        query: &Prepared,
+        candidates: &[(P, &Prepared)],
+        top_k: usize,
+        bound: &WeightBound,
+    ) -> Outcome<P> {
+        let t = self.thresholds();
+        let q = bound.sig(&self.scorer, query);
+        let bounds: Vec<f64> = candidates
+            .iter()
+            .map(|(_, r)| bound.sig_bound(&q, &bound.second_sig(r)))
+            .collect();
+        let mut order: Vec<usize> = (0..candidates.len()).collect();
+        order.sort_by(|&a, &b| bounds[b].total_cmp(&bounds[a]).then(a.cmp(&b)));
+        let record_named: Vec<bool> = candidates.iter().map(|(_, r)| r.given.is_some()).collect();
+        let keep = top_k.max(1);
+        let mut persons = Persons::default();
+        let mut scored = vec![false; candidates.len()];
+        let mut n_scored = 0;
+        for i in order {
+            let b = bounds[i];
+            // Strictly above: a record tying the k-th person could still outrank it.
+            if b < t.lower && persons.count_above(b) >= keep {
+                break;
+            }
+            let (person, rec) = &candidates[i];
+            let s = self.scorer.score(query, rec);
+            persons.add(person.clone(), i, s, record_named[i]);
+            scored[i] = true;
+            n_scored += 1;
+        }
+        for (i, (person, rec)) in candidates.iter().enumerate() {
+            if scored[i] {
+                continue;
+            }
+            if let Some(ps) = persons.by_person.get_mut(person) {
+                ps.named |= record_named[i];
+                if Scorer::birth_orders_differ(query, rec) {
+                    ps.score.guard = Some(Guard::MultipleBirthOrderDiffers);
+                    ps.contradicted = true;
                 }
             }
         }
-        let mut ranked: Vec<PersonScore<P>> = by_person.into_values().collect();
+        let outcome = self.conclude(query, persons, n_scored, &record_named, top_k);
+        // The rule was applied, or was considered and declined: it reads `contradicted`.
+        let sole_rule_may_apply = outcome.sole_candidate
+            || (outcome.decision == Decision::Review
+                && outcome.best().is_some_and(|b| {
+                    b.score.guard == Some(Guard::NoGivenNameEvidence) && b.score.weight >= t.upper
+                }));
+        if sole_rule_may_apply {
+            return self.decide(
+                query,
+                candidates.iter().map(|(p, r)| (p.clone(), *r)),
+                top_k,
+            );
+        }
+        outcome
+    }
+
+    /// Ranks the persons and decides (the sole-candidate rule included).
+    fn conclude<P: Clone + Eq + Hash>(
+        &self,
+        query: &Prepared,
+        persons: Persons<P>,
+        scored: usize,
+        record_named: &[bool],
+        top_k: usize,
+    ) -> Outcome<P> {
+        let mut ranked: Vec<PersonScore<P>> = persons.by_person.into_values().collect();
         ranked.sort_by(|a, b| {
             b.score
                 .weight
@@ -246,7 +366,7 @@ impl Linker {
         });
         let (mut decision, mut review_reason) = self.classify(&ranked);
         let sole_candidate = decision == Decision::Review
-            && self.sole_candidate(query.given.is_some(), &ranked, &best_named);
+            && self.sole_candidate(query.given.is_some(), &ranked, record_named);
         if sole_candidate {
             (decision, review_reason) = (Decision::Link, None);
         }
@@ -256,6 +376,7 @@ impl Linker {
             review_reason,
             ranked,
             sole_candidate,
+            scored,
         }
     }
 
@@ -470,5 +591,121 @@ mod tests {
         let out = l.decide(&q, [(1u32, &weak), (1, &strong)], 1);
         assert_eq!(out.ranked.len(), 1);
         assert_eq!(out.ranked[0].best_record, 1);
+    }
+
+    mod bounded {
+        use super::*;
+
+        /// Hopeless candidates (other names, born elsewhen) are never scored in full.
+        #[test]
+        fn hopeless_candidates_are_not_scored() {
+            let l = Linker::with_default_model();
+            let q = l.prepare(&rec("Margaret", "Okonkwo", (1961, 7, 2), "413-555-0142"));
+            let mut records =
+                vec![l.prepare(&rec("Margaret", "Okonkwo", (1961, 7, 2), "413-555-0142"))];
+            for i in 0..20u8 {
+                let given = format!("Zed{i}");
+                records.push(l.prepare(&rec(
+                    &given,
+                    "Nowak",
+                    (1990, 1, 1 + i % 9),
+                    "617-555-9999",
+                )));
+            }
+            let refs: Vec<(usize, &Prepared)> = records.iter().enumerate().collect();
+            let bound = l
+                .scorer()
+                .weight_bound(std::slice::from_ref(&q), &[])
+                .unwrap();
+            let full = l.decide(&q, refs.iter().copied(), 1);
+            let bounded = l.decide_bounded(&q, &refs, 1, &bound);
+            assert_eq!(full.scored, 21);
+            assert_eq!(bounded.scored, 1);
+            assert_eq!(bounded.decision, Decision::Link);
+            assert_eq!(bounded.ranked, full.ranked);
+        }
+
+        use crate::record::{Identifier, Sex, NATIONAL_ID_SYSTEM};
+        use proptest::prelude::*;
+
+        const GIVEN: &[&str] = &["Anna", "Ann", "Hanna", "Baby Boy", "Peter", "Piotr"];
+        const FAMILY: &[&str] = &["Kowalczyk", "Kowalczik", "Nowak", "Smith"];
+        const PHONE: &[&str] = &["555-201-3344", "555-201-3343", "555-999-0000"];
+        const ID: &[&str] = &["123-45-6789", "123-45-6798", "987-65-4321"];
+
+        fn record() -> impl Strategy<Value = Record> {
+            (
+                prop::option::weighted(0.8, prop::sample::select(GIVEN)),
+                prop::sample::select(FAMILY),
+                (0u8..3, 1u8..3),
+                prop::sample::select(&[Sex::Female, Sex::Male, Sex::Unknown][..]),
+                prop::option::weighted(0.2, 1u8..3),
+                prop::sample::select(PHONE),
+                prop::option::weighted(0.3, prop::sample::select(ID)),
+            )
+                .prop_map(|(given, family, (y, d), sex, order, phone, id)| {
+                    let mut r = rec("x", family, (2000 + u16::from(y), 3, d), phone);
+                    r.given_name = given.map(str::to_string);
+                    r.sex = sex;
+                    r.multiple_birth_order = order;
+                    r.identifiers = id
+                        .map(|value| Identifier {
+                            system: NATIONAL_ID_SYSTEM.into(),
+                            value: value.into(),
+                        })
+                        .into_iter()
+                        .collect();
+                    r
+                })
+        }
+
+        /// What callers read of an outcome (all but `contradicted`, which the bounded
+        /// path may leave short for skipped records, see `decide_bounded`).
+        type Seen = (
+            Decision,
+            Option<ReviewReason>,
+            bool,
+            Vec<(u8, f64, Option<Guard>, usize, bool)>,
+        );
+
+        fn seen(o: &Outcome<u8>) -> Seen {
+            let ranked = o
+                .ranked
+                .iter()
+                .map(|p| {
+                    (
+                        p.person,
+                        p.score.weight,
+                        p.score.guard,
+                        p.best_record,
+                        p.named,
+                    )
+                })
+                .collect();
+            (o.decision, o.review_reason, o.sole_candidate, ranked)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(200))]
+
+            /// Scoring only what the bound leaves gives the outcome of scoring everything.
+            #[test]
+            fn bounded_decisions_equal_full_ones(
+                query in record(),
+                candidates in prop::collection::vec((0u8..6, record()), 0..24),
+                top_k in 1usize..6,
+            ) {
+                let l = Linker::with_default_model();
+                let q = l.prepare(&query);
+                let prepared: Vec<(u8, Prepared)> =
+                    candidates.iter().map(|(p, r)| (*p, l.prepare(r))).collect();
+                let refs: Vec<(u8, &Prepared)> = prepared.iter().map(|(p, r)| (*p, r)).collect();
+                let bound = l.scorer().weight_bound(std::slice::from_ref(&q), &[]).unwrap();
+                let full = l.decide(&q, refs.iter().copied(), top_k);
+                let bounded = l.decide_bounded(&q, &refs, top_k, &bound);
+                prop_assert_eq!(seen(&bounded), seen(&full));
+                prop_assert!(bounded.scored <= full.scored);
+            }
+        }
     }
 }

@@ -107,9 +107,10 @@ impl Inline {
     }
 }
 
-/// What the bound knows of one record.
+/// What the bound knows of one record ([`WeightBound::sig`]): enough to bound its pairs
+/// with records outside the set the bound was built over.
 #[derive(Debug, Clone, Copy, Default)]
-struct Sig {
+pub struct Sig {
     given: u64,
     family: u64,
     given_w: f64,
@@ -212,7 +213,26 @@ impl WeightBound {
         nonzero(std::hash::Hasher::finish(&h))
     }
 
-    fn sig(&self, scorer: &Scorer, p: &Prepared) -> Sig {
+    /// The summary of `p` (term frequencies filled) under `scorer`, the scorer the bound
+    /// was built from.
+    pub fn sig(&self, scorer: &Scorer, p: &Prepared) -> Sig {
+        let mut s = self.second_sig(p);
+        if let Some(g) = &p.given {
+            s.given_w = scorer.exact_weight(Comparison::GivenName, g.tf);
+        }
+        if let Some(f) = &p.family {
+            s.family_w = scorer.exact_weight(Comparison::FamilyName, f.tf);
+        }
+        if p.postcode.is_some() {
+            s.postcode_w = scorer.exact_weight(Comparison::Postcode, p.postcode_tf);
+        }
+        s
+    }
+
+    /// The summary of `p` for use only as the *second* side of [`WeightBound::sig_bound`]:
+    /// without the exact-level weights (three logarithms), which the bound takes from the
+    /// first side alone.
+    pub fn second_sig(&self, p: &Prepared) -> Sig {
         let mut s = Sig {
             birth: p.birth,
             sex: p.sex,
@@ -220,11 +240,9 @@ impl WeightBound {
         };
         if let Some(g) = &p.given {
             s.given = self.hash(&g.text);
-            s.given_w = scorer.exact_weight(Comparison::GivenName, g.tf);
         }
         if let Some(f) = &p.family {
             s.family = self.hash(&f.text);
-            s.family_w = scorer.exact_weight(Comparison::FamilyName, f.tf);
             if f.text.contains(' ') {
                 s.flags |= MULTIWORD;
             }
@@ -234,7 +252,6 @@ impl WeightBound {
         }
         if let Some(pc) = &p.postcode {
             s.postcode = Inline::of(pc);
-            s.postcode_w = scorer.exact_weight(Comparison::Postcode, p.postcode_tf);
         }
         s.email = p.email.as_deref().map_or(0, |e| self.hash(e));
         s.street = p.street.as_deref().map_or(0, |e| self.hash(e));
@@ -311,7 +328,19 @@ impl WeightBound {
     /// the bound was built over).
     #[inline]
     pub fn upper_bound(&self, a: u32, b: u32) -> f64 {
-        let (x, y) = (&self.sigs[a as usize], &self.sigs[b as usize]);
+        self.sig_bound_raw(&self.sigs[a as usize], &self.sigs[b as usize])
+    }
+
+    /// An upper bound on the full score of the records summarised as `x` and `y` (in that
+    /// order: the first side's term frequencies count, as in [`Scorer::score`]), margin for
+    /// floating-point summation order included.
+    #[inline]
+    pub fn sig_bound(&self, x: &Sig, y: &Sig) -> f64 {
+        self.sig_bound_raw(x, y) + EPS
+    }
+
+    #[inline]
+    fn sig_bound_raw(&self, x: &Sig, y: &Sig) -> f64 {
         let mut w = self.prior;
         if let (Some(p), Some(q)) = (&x.birth, &y.birth) {
             w += self.w(Comparison::BirthDate, birth_level(p, q));

@@ -480,10 +480,8 @@ impl Scorer {
     }
 
     fn guard(a: &Prepared, b: &Prepared, pattern: &Pattern) -> Option<Guard> {
-        if let (Some(x), Some(y)) = (a.multiple_birth_order, b.multiple_birth_order) {
-            if x != y {
-                return Some(Guard::MultipleBirthOrderDiffers);
-            }
+        if Self::birth_orders_differ(a, b) {
+            return Some(Guard::MultipleBirthOrderDiffers);
         }
         let given_else = Comparison::GivenName.levels().len() as u8 - 1;
         if pattern[Comparison::GivenName.index()] == given_else {
@@ -509,6 +507,12 @@ impl Scorer {
             return Some(Guard::NoGivenNameEvidence);
         }
         None
+    }
+
+    /// Both records give a multiple-birth order and they differ: the pair's guard is
+    /// [`Guard::MultipleBirthOrderDiffers`], whatever else it scores.
+    pub fn birth_orders_differ(a: &Prepared, b: &Prepared) -> bool {
+        matches!((a.multiple_birth_order, b.multiple_birth_order), (Some(x), Some(y)) if x != y)
     }
 
     /// Scores a pair (the hot path: no allocation).

@@ -226,6 +226,34 @@ impl LiveIndex {
             .collect()
     }
 
+    /// Up to `queries` indexed records with their blocked candidates, for checking a
+    /// weight bound against real pairs: the prepared records (cloned) and the candidate
+    /// pairs among them, as positions.
+    pub(crate) fn sample_pairs(&self, queries: usize) -> (Vec<Prepared>, Vec<(u32, u32)>) {
+        let mut prepared = Vec::new();
+        let mut pairs = Vec::new();
+        let mut buf = Vec::new();
+        for (id, slot) in self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i, s.as_ref()?)))
+            .take(queries)
+        {
+            let q = prepared.len() as u32;
+            prepared.push(slot.prepared.clone());
+            for found in self
+                .candidates(&slot.prepared, Some(id as u32), &mut buf)
+                .into_iter()
+                .take(20)
+            {
+                pairs.push((q, prepared.len() as u32));
+                prepared.push(found.prepared.clone());
+            }
+        }
+        (prepared, pairs)
+    }
+
     /// Compares the index with the stored records: each must be indexed with its person and
     /// its freshly prepared form, and nothing else may be indexed. Problems name record keys
     /// only.

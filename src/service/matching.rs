@@ -152,9 +152,12 @@ impl Service {
             .into_iter()
             .filter(|f| !excluded.contains(&f.euid))
             .collect();
-        let outcome = self
-            .linker
-            .decide(query, found.iter().map(|f| (f.euid, f.prepared)), top_k);
+        let candidates: Vec<(u64, &Prepared)> =
+            found.iter().map(|f| (f.euid, f.prepared)).collect();
+        let outcome = match &self.bound {
+            Some(bound) => self.linker.decide_bounded(query, &candidates, top_k, bound),
+            None => self.linker.decide(query, candidates.iter().copied(), top_k),
+        };
         let views = outcome
             .ranked
             .iter()

@@ -85,7 +85,7 @@ use crate::error::{Error, Result};
 use crate::linker::Linker;
 use crate::prepare::{NameCache, Prepared};
 use crate::record::{Record, RecordKey};
-use crate::scoring::TrainingSummary;
+use crate::scoring::{TrainingSummary, WeightBound};
 use crate::store::{
     Audit, ChangeSet, Euid, HistoryAction, LinkMethod, Moved, Outcome, Plan, RecordEntry, Removed,
     Store, StoredRecord, TaskId, TaskQuery, Ticket,
@@ -191,7 +191,14 @@ pub struct Service {
     index_stats: IndexStats,
     /// The model's training metadata, read once: the model never changes while serving.
     training: Option<Arc<TrainingSummary>>,
+    /// Rules out hopeless candidates before full scoring ([`Linker::decide_bounded`]);
+    /// `None` when it failed its self-check on the stored records at start.
+    bound: Option<WeightBound>,
 }
+
+/// Stored records (with up to 20 candidates each) the weight bound checks itself on at
+/// start.
+const BOUND_SAMPLE: usize = 300;
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -426,7 +433,13 @@ impl Service {
             "index rebuilt"
         );
         let training = linker.scorer().model().training_summary().map(Arc::new);
+        let (sample, pairs) = index.sample_pairs(BOUND_SAMPLE);
+        let bound = linker.scorer().weight_bound(&sample, &pairs);
+        if bound.is_none() {
+            tracing::warn!("weight bound failed its self-check; scoring every candidate in full");
+        }
         Ok(Service {
+            bound,
             stripes: Stripes::new(config.stripes),
             store,
             linker,
