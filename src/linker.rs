@@ -305,24 +305,21 @@ impl Linker {
         let record_named: Vec<bool> = candidates.iter().map(|(_, r)| r.given.is_some()).collect();
         let keep = top_k.max(1);
         let mut persons = Persons::default();
-        let mut scored = vec![false; candidates.len()];
-        let mut n_scored = 0;
-        for i in order {
+        // Candidates are scored in `order` up to `stop`; those after it are skipped.
+        let mut stop = order.len();
+        for (n, &i) in order.iter().enumerate() {
             let b = bounds[i];
             // Strictly above: a record tying the k-th person could still outrank it.
             if b < t.lower && persons.count_above(b) >= keep {
+                stop = n;
                 break;
             }
             let (person, rec) = &candidates[i];
             let s = self.scorer.score(query, rec);
             persons.add(person.clone(), i, s, record_named[i]);
-            scored[i] = true;
-            n_scored += 1;
         }
-        for (i, (person, rec)) in candidates.iter().enumerate() {
-            if scored[i] {
-                continue;
-            }
+        for &i in &order[stop..] {
+            let (person, rec) = &candidates[i];
             if let Some(ps) = persons.by_person.get_mut(person) {
                 ps.named |= record_named[i];
                 if Scorer::birth_orders_differ(query, rec) {
@@ -331,7 +328,7 @@ impl Linker {
                 }
             }
         }
-        let outcome = self.conclude(query, persons, n_scored, &record_named, top_k);
+        let outcome = self.conclude(query, persons, stop, &record_named, top_k);
         // The rule was applied, or was considered and declined: it reads `contradicted`.
         let sole_rule_may_apply = outcome.sole_candidate
             || (outcome.decision == Decision::Review
