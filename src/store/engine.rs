@@ -703,7 +703,6 @@ fn precheck(changes: &ChangeSet) -> Result<()> {
 /// touched. Pure function of the store state (sled may run it more than once).
 fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<()> {
     let mut d = Deltas::default();
-    let mut verify_records: BTreeSet<RecordKey> = BTreeSet::new();
     let mut verify_persons: BTreeSet<Euid> = BTreeSet::new();
     // Persons written, with the members they had before (none for a new person).
     let mut members_before: BTreeMap<Euid, BTreeSet<RecordKey>> = BTreeMap::new();
@@ -736,8 +735,7 @@ fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<()> {
                 };
                 tx.insert(TreeId::Records, &k, codec::encode(&new)?)?;
                 verify_persons.insert(r.euid.clone());
-                written.records.insert(key.clone(), Some(r.euid.clone()));
-                verify_records.insert(key);
+                written.records.insert(key, Some(r.euid.clone()));
             }
             Op::DeleteRecord { key, version } => {
                 let k = codec::record_key(key);
@@ -750,11 +748,10 @@ fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<()> {
                     return Err(stale("record", key, *version, old.version));
                 }
                 tx.remove(TreeId::Records, &k)?;
+                // Checked too: its person must no longer list it.
                 written.records.insert(key.clone(), None);
                 d.records -= 1;
                 verify_persons.insert(old.euid);
-                // Its person must no longer list it.
-                verify_records.insert(key.clone());
             }
             Op::PutPerson(p) => {
                 let k = codec::euid_key(&p.euid);
@@ -884,7 +881,6 @@ fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<()> {
     verify(
         tx,
         &written,
-        &verify_records,
         &verify_persons,
         &members_before,
         &verify_tasks,
@@ -894,7 +890,7 @@ fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<()> {
 
 /// The final state of the records and persons a change set writes: a record's person
 /// (`None`: deleted), a person's new value. Later writes to a key replace earlier ones, as
-/// in the overlay.
+/// in the overlay. Every record written or deleted is checked.
 #[derive(Default)]
 struct Written {
     records: BTreeMap<RecordKey, Option<Euid>>,
@@ -920,7 +916,6 @@ struct RecordHead {
 fn verify(
     tx: &dyn KvTx,
     written: &Written,
-    records: &BTreeSet<RecordKey>,
     persons: &BTreeSet<Euid>,
     members_before: &BTreeMap<Euid, BTreeSet<RecordKey>>,
     tasks: &[&ReviewTask],
@@ -941,7 +936,7 @@ fn verify(
             tx_get(tx, TreeId::Records, &codec::record_key(key), "record")?;
         Ok(head.map(|h| h.euid))
     };
-    for key in records {
+    for key in written.records.keys() {
         let Some(owner) = record(key)? else { continue };
         match person(&owner)? {
             None => return Err(rejected(format!("record {key}: person {owner} missing"))),
@@ -970,7 +965,7 @@ fn verify(
                     if !seen.insert(m) {
                         return Err(rejected(format!("person {euid}: lists record {m} twice")));
                     }
-                    let unchanged = !records.contains(m)
+                    let unchanged = !written.records.contains_key(m)
                         && members_before
                             .get(euid)
                             .is_none_or(|before| before.contains(m));
