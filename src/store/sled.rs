@@ -506,7 +506,7 @@ mod tests {
         assert!(s.get_record(&rec("3").key()).unwrap().is_none());
         drop(s);
         // A clean close empties the journal.
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_db(dir.path()).unwrap();
         assert_eq!(db.open_tree(JOURNAL_TREE).unwrap().len(), 0);
     }
 
@@ -553,7 +553,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         drop(SledStore::open(dir.path()).unwrap());
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = open_db(dir.path()).unwrap();
             let meta = db.open_tree(TreeId::Meta.name()).unwrap();
             meta.insert(codec::meta::NEXT_EUID, &b"xyz"[..]).unwrap();
             db.flush().unwrap();
