@@ -50,7 +50,7 @@ usage: cargo bench --bench loadgen -- (--addr HOST:PORT | --spawn-server DATA_DI
                           `empi load` of the file's first S records (faster than --preload)
   --preload P             next P records sent as fast as possible, not measured [0]
   --preload-clients N     concurrency of the preload [2 x --clients]
-  --threads T             client runtime worker threads [2]
+  --threads T             client runtime threads; 1 runs every client on one thread [1]
   --timeout-secs S        per-request deadline [30]
   -h, --help              this text
 ";
@@ -87,7 +87,7 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>> {
         skip: 0,
         preload: 0,
         preload_clients: None,
-        threads: 2,
+        threads: 1,
         timeout: Duration::from_secs(30),
     };
     let mut it = argv.into_iter();
@@ -529,10 +529,19 @@ fn run(args: &Args) -> Result<bool> {
         (None, None) => bail!("give --addr or --spawn-server"),
     };
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads)
-        .enable_all()
-        .build()?;
+    // One thread by default: every client task then runs on the thread that drives them,
+    // with no hand-offs between runtime threads, so the generator takes as little as it can
+    // of the CPU it shares with the server.
+    let rt = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()?
+    };
     let ok = rt.block_on(async {
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
             .timeout(args.timeout)
