@@ -92,12 +92,25 @@ impl AuditEntry {
     }
 }
 
-type Ack = tokio::sync::oneshot::Sender<std::result::Result<(), String>>;
+/// What a batch's writer reports to one entry: the audit sync's result (`Err`: the
+/// trail's own failure), and inside it the entry's hook's.
+type Acked = std::result::Result<Result<()>, String>;
+type Ack = tokio::sync::oneshot::Sender<Acked>;
+/// Run by the writer before it syncs the batch holding the entry (see
+/// [`AuditLog::append_after`]).
+type Hook = Box<dyn FnOnce() -> Result<()> + Send>;
+
+/// One entry waiting for the writer.
+struct Pending {
+    line: Vec<u8>,
+    hook: Option<Hook>,
+    ack: Ack,
+}
 
 /// The append side of the audit trail (the server holds one).
 #[derive(Debug)]
 pub struct AuditLog {
-    tx: mpsc::Sender<(Vec<u8>, Ack)>,
+    tx: mpsc::Sender<Pending>,
     path: PathBuf,
 }
 
@@ -126,7 +139,7 @@ impl AuditLog {
         if torn {
             file.write_all(b"\n").map_err(|e| Error::io(&path, e))?;
         }
-        let (tx, rx) = mpsc::channel::<(Vec<u8>, Ack)>();
+        let (tx, rx) = mpsc::channel::<Pending>();
         let thread_path = path.clone();
         std::thread::Builder::new()
             .name("empi-audit".into())
@@ -146,37 +159,74 @@ impl AuditLog {
     /// # Errors
     /// [`Error::Storage`] when writing or syncing failed or the writer stopped.
     pub async fn append(&self, entry: &AuditEntry) -> Result<()> {
+        // Without a hook the inner result is always `Ok`.
+        self.send(entry, None).await.and_then(|hooked| hooked)
+    }
+
+    /// Appends an entry whose call must also make its own change durable: the writer runs
+    /// `make_durable` after writing the entry's batch and before syncing it, so one cycle
+    /// of the writer's thread covers the store's flush and the trail's sync for the whole
+    /// batch (the first hook flushes the store, the rest find their change durable). Waits
+    /// until both are done.
+    ///
+    /// Returns `Ok(hook's result)` once the entry is on disk, whether or not the hook
+    /// succeeded: the line is written first, so a failed hook is for the caller to audit
+    /// with a second entry.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the audit trail itself failed (writing, syncing, writer gone).
+    pub async fn append_after(
+        &self,
+        entry: &AuditEntry,
+        make_durable: impl FnOnce() -> Result<()> + Send + 'static,
+    ) -> Result<Result<()>> {
+        self.send(entry, Some(Box::new(make_durable))).await
+    }
+
+    async fn send(&self, entry: &AuditEntry, hook: Option<Hook>) -> Result<Result<()>> {
         let mut line = serde_json::to_vec(entry).map_err(|e| Error::Storage(e.to_string()))?;
         line.push(b'\n');
         let (ack, done) = tokio::sync::oneshot::channel();
         self.tx
-            .send((line, ack))
+            .send(Pending { line, hook, ack })
             .map_err(|_| Error::Storage("audit writer stopped".into()))?;
         match done.await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(hooked)) => Ok(hooked),
             Ok(Err(e)) => Err(Error::Storage(format!("audit: {e}"))),
             Err(_) => Err(Error::Storage("audit writer stopped".into())),
         }
     }
 }
 
-fn writer(mut file: std::fs::File, path: &Path, rx: &mpsc::Receiver<(Vec<u8>, Ack)>) {
+/// The writer thread: per cycle, every entry waiting is written, their hooks run, and one
+/// `fdatasync` covers them all before they are acknowledged.
+fn writer(mut file: std::fs::File, path: &Path, rx: &mpsc::Receiver<Pending>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
+        // Let callers that are about to append do so (the request threads are busy on the
+        // same cores): one cycle then covers more of them, with fewer syncs in all.
+        std::thread::yield_now();
         batch.extend(rx.try_iter());
-        let mut buf = Vec::with_capacity(batch.iter().map(|(l, _)| l.len()).sum());
-        for (line, _) in &batch {
-            buf.extend_from_slice(line);
+        let mut buf = Vec::with_capacity(batch.iter().map(|p| p.line.len()).sum());
+        for p in &batch {
+            buf.extend_from_slice(&p.line);
         }
-        let result = file
+        let written = file
             .write_all(&buf)
-            .and_then(|()| file.sync_data())
             .map_err(|e| format!("{}: {e}", path.display()));
+        let hooked: Vec<Result<()>> = batch
+            .iter_mut()
+            .map(|p| p.hook.take().map_or(Ok(()), |hook| hook()))
+            .collect();
+        let result = written.and_then(|()| {
+            file.sync_data()
+                .map_err(|e| format!("{}: {e}", path.display()))
+        });
         if let Err(e) = &result {
             tracing::error!("audit write failed: {e}");
         }
-        for (_, ack) in batch {
-            let _ = ack.send(result.clone());
+        for (p, hooked) in batch.into_iter().zip(hooked) {
+            let _ = p.ack.send(result.clone().map(|()| hooked));
         }
     }
 }
@@ -266,6 +316,32 @@ mod tests {
             .unwrap()
             .entries
             .is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hooks_run_before_the_sync_and_their_failure_is_passed_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        let path = audit_path(dir.path());
+        let ok = AuditEntry::for_op(None, Operation::MatchOrCreate, AuditOutcome::Ok);
+        // The hook runs on the writer's thread once the entry is written, before the
+        // acknowledgement.
+        let seen = log
+            .append_after(&ok, move || {
+                let written = std::fs::read_to_string(&path).unwrap();
+                assert!(written.contains("MatchOrCreate"), "{written}");
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert!(seen.is_ok());
+        let failed = log
+            .append_after(&ok, || Err(Error::Storage("flush failed".into())))
+            .await
+            .unwrap();
+        assert!(matches!(failed, Err(Error::Storage(m)) if m == "flush failed"));
+        // Both lines are on disk: the caller audits a failed hook with an entry of its own.
+        assert_eq!(read(dir.path(), None, None).unwrap().entries.len(), 2);
     }
 
     #[tokio::test]

@@ -3,6 +3,9 @@
 //! (trimmed to the minimum necessary for submitters). No decisions are made here. The
 //! steps every RPC shares (caller, audit entry, error → status, audit before answering)
 //! live in one place, `EmpiApi::call`; a handler holds only what is its own.
+//! `MatchOrCreate`, the machine clients' hot path, goes through `EmpiApi::call_durable`,
+//! where the audit trail's writer makes the change durable in the same cycle as it syncs
+//! the entry.
 //!
 //! The [`crate::auth::Guard`] in front has already authenticated the caller, checked the
 //! RPC against its role, and put its [`Identity`] in the request extensions; handlers add
@@ -19,7 +22,7 @@ use crate::auth::guard::code_name;
 use crate::auth::{AuditEntry, AuditLog, AuditOutcome, Identity, Operation};
 use crate::error::Error;
 use crate::record::Record;
-use crate::service::Service;
+use crate::service::{Pending, Service};
 use crate::store::UnixMillis;
 
 use super::convert::{self, euid_in, key_in, task_id_in};
@@ -60,6 +63,43 @@ impl EmpiApi {
         let (who, mut entry) = caller(&request, op)?;
         let result = body(&who, request.into_inner(), &mut entry).await;
         self.finish(entry, result.map(Response::new)).await
+    }
+
+    /// [`EmpiApi::call`] for a write whose body returns once its change is applied but
+    /// perhaps not yet durable ([`Pending`]). With an audit trail, its writer thread makes
+    /// the change durable as part of the cycle that syncs the entry
+    /// ([`AuditLog::append_after`]): one hand-off and one batch for both syncs, instead of
+    /// the store's group commit followed by the trail's. Both are on disk before the answer
+    /// leaves. When the change cannot be made durable, the call fails and a second entry
+    /// for it records the error after the first one's `ok`.
+    async fn call_durable<Req, Res>(
+        &self,
+        op: Operation,
+        request: Request<Req>,
+        body: impl AsyncFnOnce(&Identity, Req, &mut AuditEntry) -> Result<(Res, Pending), Status>,
+    ) -> Reply<Res> {
+        let (who, mut entry) = caller(&request, op)?;
+        let (res, pending) = match body(&who, request.into_inner(), &mut entry).await {
+            Ok(applied) => applied,
+            Err(status) => return self.finish(entry, Err(status)).await,
+        };
+        let Some(audit) = &self.audit else {
+            self.service.wait_durable(pending).await?;
+            return Ok(Response::new(res));
+        };
+        entry.outcome = AuditOutcome::Ok;
+        let service = Arc::clone(&self.service);
+        match audit
+            .append_after(&entry, move || service.make_durable(pending))
+            .await
+        {
+            Ok(Ok(())) => Ok(Response::new(res)),
+            Ok(Err(e)) => self.finish(entry, Err(Status::from(e))).await,
+            Err(e) => {
+                tracing::error!("{e}");
+                Err(Status::unavailable("audit trail unavailable"))
+            }
+        }
     }
 
     /// Appends the audit entry of a finished call and passes its result through. A call
@@ -137,13 +177,13 @@ impl pb::empi_server::Empi for EmpiApi {
         &self,
         request: Request<pb::MatchOrCreateRequest>,
     ) -> Reply<pb::MatchOrCreateResponse> {
-        self.call(Operation::MatchOrCreate, request, async |who, r, a| {
+        self.call_durable(Operation::MatchOrCreate, request, async |who, r, a| {
             let record = record_of(r.record)?;
             a.records.push(record.key().to_string());
             own_source(who, &record.key().source)?;
-            let result = self
+            let (result, pending) = self
                 .service
-                .match_or_create(record, who.actor(&r.actor))
+                .match_or_create_applied(record, who.actor(&r.actor))
                 .await?;
             a.euids.push(result.euid.to_string());
             let mut out = convert::match_result_out(result);
@@ -153,7 +193,7 @@ impl pb::empi_server::Empi for EmpiApi {
                     .iter_mut()
                     .for_each(|c| trim_candidate(who, c));
             }
-            Ok(out)
+            Ok((out, pending))
         })
         .await
     }
@@ -405,5 +445,83 @@ fn rename(e: Error, list: &'static str) -> Error {
             reason,
         },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::auth::audit;
+    use crate::linker::Linker;
+    use crate::service::ServiceConfig;
+    use crate::store::MemoryStore;
+    use pb::empi_server::Empi;
+
+    fn submit(id: &str) -> Request<pb::MatchOrCreateRequest> {
+        let record = Record {
+            source: "adt".into(),
+            local_id: id.into(),
+            given_name: Some("Margaret".into()),
+            family_name: Some("Okonkwo".into()),
+            birth_date: Some("1961-07-02".parse().unwrap()),
+            ..Default::default()
+        };
+        let mut request = Request::new(pb::MatchOrCreateRequest {
+            record: Some(convert::record_out(&record)),
+            actor: String::new(),
+        });
+        request.extensions_mut().insert(Identity::local_dev());
+        request
+    }
+
+    /// A store whose flushes fail while `failing` is set, under an audited API.
+    fn api(failing: &Arc<AtomicBool>, data: &std::path::Path) -> EmpiApi {
+        let fail = Arc::clone(failing);
+        let store = MemoryStore::with_flusher(Arc::new(move || {
+            if fail.load(Ordering::SeqCst) {
+                Err(Error::Storage("disk gone".into()))
+            } else {
+                Ok(())
+            }
+        }));
+        let service = Service::open(
+            Arc::new(store),
+            Linker::with_default_model(),
+            ServiceConfig::default(),
+        )
+        .unwrap();
+        EmpiApi::with_audit(
+            Arc::new(service),
+            Some(Arc::new(AuditLog::open(data).unwrap())),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn match_or_create_is_audited_once_when_durable_and_twice_when_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let failing = Arc::new(AtomicBool::new(false));
+        let api = api(&failing, dir.path());
+
+        let first = api.match_or_create(submit("1")).await.unwrap().into_inner();
+        let entries = audit::read(dir.path(), None, None).unwrap().entries;
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].outcome, AuditOutcome::Ok);
+        assert_eq!(entries[0].records, ["adt/1"]);
+        assert_eq!(entries[0].euids, [first.euid]);
+
+        failing.store(true, Ordering::SeqCst);
+        let status = api.match_or_create(submit("2")).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        let entries = audit::read(dir.path(), None, None).unwrap().entries;
+        assert_eq!(entries.len(), 3, "{entries:?}");
+        let (applied, failed) = (&entries[1], &entries[2]);
+        assert_eq!(applied.outcome, AuditOutcome::Ok);
+        assert_eq!(failed.outcome, AuditOutcome::Error);
+        assert_eq!(failed.code.as_deref(), Some("UNAVAILABLE"));
+        assert_eq!(applied.records, ["adt/2"]);
+        assert_eq!(failed.records, applied.records);
+        assert_eq!(failed.euids, applied.euids);
     }
 }

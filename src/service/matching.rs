@@ -16,7 +16,7 @@ use crate::store::{
 
 use super::index::key_text;
 use super::types::{comparisons_of, CandidateView, ComparisonView, MatchDecision, MatchPreview};
-use super::{check_text, MatchResult, Service, MAX_ACTOR_LEN, RETRIES};
+use super::{check_text, MatchResult, Pending, Service, MAX_ACTOR_LEN, RETRIES};
 
 /// Most candidates [`Service::match_only`] returns.
 pub const MAX_MATCH_CANDIDATES: usize = 100;
@@ -207,10 +207,28 @@ impl Service {
     /// # Errors
     /// [`Error::InvalidInput`] naming the field (nothing is stored); [`Error::Conflict`]
     /// when concurrent writes kept invalidating the decision; store errors.
+    pub async fn match_or_create(&self, record: Record, actor: &str) -> Result<MatchResult> {
+        let (result, pending) = self.match_or_create_applied(record, actor).await?;
+        self.wait_durable(pending).await?;
+        Ok(result)
+    }
+
+    /// [`Service::match_or_create`] up to the point where the change is applied (readers
+    /// see it) but not yet known to be durable: the caller must pass the returned
+    /// [`Pending`] to [`Service::wait_durable`] before acknowledging the record. The gRPC
+    /// handler writes its audit entry in that interval, so the audit trail's sync and the
+    /// store's flush overlap instead of following one another.
+    ///
+    /// # Errors
+    /// As [`Service::match_or_create`], except durability.
     // The machine clients' hot path: its span is debug-level, so with the default `info`
     // filter no span is built per call (nothing inside logs at info or above).
     #[tracing::instrument(level = "debug", skip_all, fields(record = %record.key()))]
-    pub async fn match_or_create(&self, record: Record, actor: &str) -> Result<MatchResult> {
+    pub async fn match_or_create_applied(
+        &self,
+        record: Record,
+        actor: &str,
+    ) -> Result<(MatchResult, Pending)> {
         let key = record.key();
         record
             .validate(today_days())
@@ -238,14 +256,13 @@ impl Service {
             }
         };
         drop(held);
-        self.durable(ticket).await?;
         tracing::debug!(
             euid = %result.euid,
             decision = ?result.decision,
             unchanged = result.unchanged,
             "match-or-create"
         );
-        Ok(result)
+        Ok((result, Pending(ticket)))
     }
 
     /// The synchronous core of match-or-create, run with the record's stripes held.

@@ -71,7 +71,7 @@ mod types;
 pub use matching::MAX_MATCH_CANDIDATES;
 pub use types::{
     CandidateView, ComparisonView, GoldenView, MatchDecision, MatchPreview, MatchResult, Merged,
-    PersonView, Resolve, ServiceCheck, ServiceStats, Split, TaskView,
+    Pending, PersonView, Resolve, ServiceCheck, ServiceStats, Split, TaskView,
 };
 
 use std::collections::BTreeSet;
@@ -522,6 +522,28 @@ impl Service {
     async fn durable(&self, ticket: Ticket) -> Result<()> {
         if self.config.durable {
             self.store.wait_durable(ticket).await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Waits until the change a [`Pending`] stands for is durable (at once when the
+    /// service runs without durable commits).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the flush covering it failed.
+    pub async fn wait_durable(&self, pending: Pending) -> Result<()> {
+        self.durable(pending.0).await
+    }
+
+    /// [`Service::wait_durable`] on the calling thread, for a thread that batches several
+    /// callers' waits (the first call flushes, the rest of the batch returns at once).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the flush failed.
+    pub fn make_durable(&self, pending: Pending) -> Result<()> {
+        if self.config.durable {
+            self.store.flush_through(pending.0)
         } else {
             Ok(())
         }

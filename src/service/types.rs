@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::record::{Address, Identifier, PartialDate, RecordKey, Sex};
 use crate::scoring::{Explanation, TrainingSummary};
-use crate::store::{Euid, HistoryEntry, Person, ReviewTask, StoredRecord, TaskId};
+use crate::store::{Euid, HistoryEntry, Person, ReviewTask, StoredRecord, TaskId, Ticket};
 
 /// What match-or-create did with a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -81,6 +81,13 @@ pub struct MatchResult {
     /// The model that scored the record.
     pub model_version: String,
 }
+
+/// A change that is applied (readers see it) but may not be durable yet, from
+/// [`crate::service::Service::match_or_create_applied`]: pass it to
+/// [`crate::service::Service::wait_durable`] before acknowledging the change.
+#[derive(Debug)]
+#[must_use = "a change must be waited durable before it is acknowledged"]
+pub struct Pending(pub(crate) Ticket);
 
 /// The answer of [`crate::service::Service::match_only`].
 #[derive(Debug, Clone, PartialEq)]

@@ -208,6 +208,10 @@ impl<K: Kv> Engine<K> {
         self.gc.flush_sync()
     }
 
+    pub(crate) fn flush_through(&self, ticket: Ticket) -> Result<()> {
+        self.gc.flush_through(ticket)
+    }
+
     pub(crate) fn flush_count(&self) -> u64 {
         self.gc.flushes()
     }

@@ -99,6 +99,16 @@ impl GroupCommit {
         result
     }
 
+    /// Makes `ticket` durable on the calling thread: returns at once when a finished flush
+    /// covers it already, flushes now otherwise (covering every write applied so far, so
+    /// the callers after it in one batch return at once).
+    pub(crate) fn flush_through(&self, ticket: Ticket) -> Result<()> {
+        if self.inner.lock().durable >= ticket.0 {
+            return Ok(());
+        }
+        self.flush_sync()
+    }
+
     /// Number of flushes run so far.
     pub(crate) fn flushes(&self) -> u64 {
         self.inner.flushes.load(Ordering::Relaxed)
@@ -169,6 +179,21 @@ mod tests {
                 Ok(())
             }
         })
+    }
+
+    #[test]
+    fn flush_through_flushes_only_what_is_not_durable_yet() {
+        let count = Arc::new(AtomicU64::new(0));
+        let gc = GroupCommit::new(slow_flusher(count.clone(), Arc::default()));
+        let (a, b) = (gc.written(), gc.written());
+        gc.flush_through(a).unwrap();
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        // The flush covered every write applied before it, `b` too.
+        gc.flush_through(b).unwrap();
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        let c = gc.written();
+        gc.flush_through(c).unwrap();
+        assert_eq!(count.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@ use crate::error::Result;
 
 use super::codec::{self, TreeId};
 use super::engine::{scan_start, Engine, Kv, KvIter, KvTx, OverlayTx, TxResult};
+use super::group_commit::Flusher;
 
 type Tree = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -80,15 +81,19 @@ impl MemoryStore {
     /// An empty store whose flushes take `latency`, like an fsync would (to exercise group
     /// commit without a disk).
     pub fn with_flush_latency(latency: Duration) -> Self {
-        let kv = MemKv {
-            trees: Mutex::new(vec![Tree::new(); TreeId::ALL.len()]),
-        };
-        let flusher = Arc::new(move || {
+        Self::with_flusher(Arc::new(move || {
             if !latency.is_zero() {
                 std::thread::sleep(latency);
             }
             Ok(())
-        });
+        }))
+    }
+
+    /// An empty store whose flushes run `flusher` (tests: flushes that fail).
+    pub(crate) fn with_flusher(flusher: Flusher) -> Self {
+        let kv = MemKv {
+            trees: Mutex::new(vec![Tree::new(); TreeId::ALL.len()]),
+        };
         match Engine::new(kv, flusher) {
             Ok(engine) => MemoryStore { engine },
             // Engine::new only fails on an unreadable format version, and these maps are

@@ -121,6 +121,14 @@ pub trait Store: Send + Sync {
     /// [`Error::Storage`] when the flush failed.
     fn flush(&self) -> Result<()>;
 
+    /// Makes the write with `ticket` durable on the calling thread: at once when a flush
+    /// covered it already, else by flushing everything applied so far (for a thread that
+    /// batches its own callers, like the audit trail's writer).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the flush failed.
+    fn flush_through(&self, ticket: Ticket) -> Result<()>;
+
     /// Number of flushes performed (shared and synchronous) since opening.
     fn flush_count(&self) -> u64;
 
@@ -268,6 +276,9 @@ macro_rules! impl_store_via_engine {
             }
             fn flush(&self) -> $crate::Result<()> {
                 self.engine.flush()
+            }
+            fn flush_through(&self, ticket: $crate::store::Ticket) -> $crate::Result<()> {
+                self.engine.flush_through(ticket)
             }
             fn flush_count(&self) -> u64 {
                 self.engine.flush_count()
