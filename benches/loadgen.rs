@@ -591,6 +591,9 @@ fn run(args: &Args) -> Result<bool> {
         print_stats("after", &after);
         anyhow::Ok(ok)
     })?;
+    // Close the connections first: the server's graceful stop waits for them, and on the
+    // one-thread runtime nothing drives them once `block_on` has returned.
+    drop(rt);
     drop(server);
     Ok(ok)
 }
