@@ -244,7 +244,7 @@ fn spawn_server(args: &Args, data: &Path) -> Result<(ServerGuard, String)> {
         )
     })?;
     println!(
-        "server    listening on {addr} after {:.2} s (store opened, index rebuilt)",
+        "server    listening on {addr} after {:.2} s (store opened, index loaded or rebuilt)",
         started.elapsed().as_secs_f64()
     );
     Ok((guard, addr))

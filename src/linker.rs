@@ -31,7 +31,9 @@ use serde::{Deserialize, Serialize};
 use crate::blocking::BlockingConfig;
 use crate::prepare::Prepared;
 use crate::record::Record;
-use crate::scoring::{Explanation, Guard, Model, PairScore, Scorer, Thresholds, WeightBound};
+use crate::scoring::{
+    Explanation, Guard, Model, NameMemo, PairScore, Scorer, Thresholds, WeightBound,
+};
 use crate::Result;
 
 /// What to do with a record.
@@ -296,9 +298,10 @@ impl Linker {
     ) -> Outcome<P> {
         let t = self.thresholds();
         let q = bound.sig(&self.scorer, query);
+        let mut memo = NameMemo::default();
         let bounds: Vec<f64> = candidates
             .iter()
-            .map(|(_, r)| bound.sig_bound(&q, &bound.second_sig(r)))
+            .map(|(_, r)| bound.sig_bound(&q, &bound.second_sig_memo(r, &mut memo)))
             .collect();
         let mut order: Vec<usize> = (0..candidates.len()).collect();
         order.sort_by(|&a, &b| bounds[b].total_cmp(&bounds[a]).then(a.cmp(&b)));

@@ -148,6 +148,31 @@ pub struct WeightBound {
     sigs: Vec<Sig>,
 }
 
+/// The hashes of the last given and family names summarised, by allocation
+/// ([`WeightBound::second_sig_memo`]).
+#[derive(Debug, Default)]
+pub struct NameMemo {
+    given: LastHash,
+    family: LastHash,
+}
+
+/// One name's allocation (kept alive, so its address cannot be reused) and its hash.
+#[derive(Debug, Default)]
+struct LastHash(Option<(std::sync::Arc<str>, u64)>);
+
+impl LastHash {
+    fn hash(&mut self, text: &std::sync::Arc<str>, hash: impl FnOnce(&str) -> u64) -> u64 {
+        match &self.0 {
+            Some((last, h)) if std::sync::Arc::ptr_eq(last, text) => *h,
+            _ => {
+                let h = hash(text);
+                self.0 = Some((std::sync::Arc::clone(text), h));
+                h
+            }
+        }
+    }
+}
+
 fn nonzero(h: u64) -> u64 {
     h | 1
 }
@@ -233,16 +258,25 @@ impl WeightBound {
     /// without the exact-level weights (three logarithms), which the bound takes from the
     /// first side alone.
     pub fn second_sig(&self, p: &Prepared) -> Sig {
+        self.second_sig_memo(p, &mut NameMemo::default())
+    }
+
+    /// [`WeightBound::second_sig`] for many records in a row: `memo` keeps the hash of the
+    /// last given and family name seen by allocation, and records prepared through one
+    /// [`crate::prepare::NameCache`] share the allocation of equal names (a block's
+    /// candidates often share a name). The same allocation always holds the same text, so
+    /// a hit is always right; a miss only costs the hash.
+    pub fn second_sig_memo(&self, p: &Prepared, memo: &mut NameMemo) -> Sig {
         let mut s = Sig {
             birth: p.birth,
             sex: p.sex,
             ..Default::default()
         };
         if let Some(g) = &p.given {
-            s.given = self.hash(&g.text);
+            s.given = memo.given.hash(&g.text, |t| self.hash(t));
         }
         if let Some(f) = &p.family {
-            s.family = self.hash(&f.text);
+            s.family = memo.family.hash(&f.text, |t| self.hash(t));
             if f.text.contains(' ') {
                 s.flags |= MULTIWORD;
             }
@@ -679,6 +713,55 @@ mod tests {
         let t = scorer.thresholds();
         assert!(!bound.below(0, 1, t.upper));
         assert!(bound.below(0, 2, t.lower));
+    }
+
+    #[test]
+    fn memoised_name_hashes_equal_fresh_ones() {
+        let scorer = &scorers()[0];
+        let person = |given: &str, family: &str| Record {
+            source: "s".into(),
+            local_id: "1".into(),
+            given_name: Some(given.into()),
+            family_name: Some(family.into()),
+            ..Default::default()
+        };
+        let cache = crate::prepare::NameCache::default();
+        let shared = |given: &str, family: &str| {
+            let placeholders = crate::normalize::Placeholders::default();
+            Prepared::new_cached(&person(given, family), &placeholders, &cache)
+        };
+        // Shared allocations (hits), a separate allocation of an equal name (a miss that
+        // must hash the same), and a different name after a hit.
+        let records = [
+            shared("Anna", "Nowak"),
+            shared("Anna", "Nowak"),
+            scorer.prepare(&person("Anna", "Nowak")),
+            shared("Peter", "Nowak"),
+            shared("Anna", "Smith"),
+            shared("Anna", "Nowak"),
+        ];
+        let prepared: Vec<Prepared> = records
+            .iter()
+            .map(|r| {
+                let mut p = r.clone();
+                scorer.fill_tf(&mut p);
+                p
+            })
+            .collect();
+        let bound = scorer.weight_bound(&prepared, &[]).unwrap();
+        let mut memo = NameMemo::default();
+        for r in &prepared {
+            let (fresh, memoised) = (bound.second_sig(r), bound.second_sig_memo(r, &mut memo));
+            assert_eq!(
+                (fresh.given, fresh.family),
+                (memoised.given, memoised.family)
+            );
+            assert_ne!(fresh.given, 0);
+        }
+        assert_ne!(
+            bound.second_sig(&prepared[0]).given,
+            bound.second_sig(&prepared[3]).given
+        );
     }
 
     #[test]
