@@ -101,7 +101,7 @@ type Ack = tokio::sync::oneshot::Sender<Acked>;
 type Hook = Box<dyn FnOnce() -> Result<()> + Send>;
 
 /// One entry waiting for the writer.
-struct Pending {
+struct Queued {
     line: Vec<u8>,
     hook: Option<Hook>,
     ack: Ack,
@@ -110,7 +110,7 @@ struct Pending {
 /// The append side of the audit trail (the server holds one).
 #[derive(Debug)]
 pub struct AuditLog {
-    tx: mpsc::Sender<Pending>,
+    tx: mpsc::Sender<Queued>,
     path: PathBuf,
 }
 
@@ -139,7 +139,7 @@ impl AuditLog {
         if torn {
             file.write_all(b"\n").map_err(|e| Error::io(&path, e))?;
         }
-        let (tx, rx) = mpsc::channel::<Pending>();
+        let (tx, rx) = mpsc::channel::<Queued>();
         let thread_path = path.clone();
         std::thread::Builder::new()
             .name("empi-audit".into())
@@ -188,7 +188,7 @@ impl AuditLog {
         line.push(b'\n');
         let (ack, done) = tokio::sync::oneshot::channel();
         self.tx
-            .send(Pending { line, hook, ack })
+            .send(Queued { line, hook, ack })
             .map_err(|_| Error::Storage("audit writer stopped".into()))?;
         match done.await {
             Ok(Ok(hooked)) => Ok(hooked),
@@ -200,7 +200,7 @@ impl AuditLog {
 
 /// The writer thread: per cycle, every entry waiting is written, their hooks run, and one
 /// `fdatasync` covers them all before they are acknowledged.
-fn writer(mut file: std::fs::File, path: &Path, rx: &mpsc::Receiver<Pending>) {
+fn writer(mut file: std::fs::File, path: &Path, rx: &mpsc::Receiver<Queued>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         // Let callers that are about to append do so (the request threads are busy on the

@@ -87,7 +87,6 @@ impl EmpiApi {
             self.service.wait_durable(pending).await?;
             return Ok(Response::new(res));
         };
-        entry.outcome = AuditOutcome::Ok;
         let service = Arc::clone(&self.service);
         match audit
             .append_after(&entry, move || service.make_durable(pending))
