@@ -31,9 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::blocking::BlockingConfig;
 use crate::prepare::Prepared;
 use crate::record::Record;
-use crate::scoring::{
-    Explanation, Guard, Model, NameMemo, PairScore, Scorer, Thresholds, WeightBound,
-};
+use crate::scoring::{Explanation, Guard, Model, PairScore, Scorer, Sig, Thresholds, WeightBound};
 use crate::Result;
 
 /// What to do with a record.
@@ -289,23 +287,26 @@ impl Linker {
     /// scoring) and its given name. Only [`PersonScore::contradicted`] may miss a skipped
     /// record's contradiction; the one rule that reads it (the sole-candidate rule) is
     /// decided by scoring every candidate whenever it could apply.
+    ///
+    /// Each candidate comes with its [`Sig::second`] summary, made once per record (the
+    /// service keeps one with every indexed record), so ruling a candidate out reads one
+    /// dense summary instead of the record's strings.
     pub fn decide_bounded<P: Clone + Eq + Hash>(
         &self,
         query: &Prepared,
-        candidates: &[(P, &Prepared)],
+        candidates: &[(P, &Prepared, &Sig)],
         top_k: usize,
         bound: &WeightBound,
     ) -> Outcome<P> {
         let t = self.thresholds();
         let q = bound.sig(&self.scorer, query);
-        let mut memo = NameMemo::default();
         let bounds: Vec<f64> = candidates
             .iter()
-            .map(|(_, r)| bound.sig_bound(&q, &bound.second_sig_memo(r, &mut memo)))
+            .map(|(_, _, sig)| bound.sig_bound(&q, sig))
             .collect();
         let mut order: Vec<usize> = (0..candidates.len()).collect();
         order.sort_by(|&a, &b| bounds[b].total_cmp(&bounds[a]).then(a.cmp(&b)));
-        let record_named: Vec<bool> = candidates.iter().map(|(_, r)| r.given.is_some()).collect();
+        let record_named: Vec<bool> = candidates.iter().map(|(_, _, sig)| sig.named()).collect();
         let keep = top_k.max(1);
         let mut persons = Persons::default();
         // Candidates are scored in `order` up to `stop`; those after it are skipped.
@@ -317,12 +318,12 @@ impl Linker {
                 stop = n;
                 break;
             }
-            let (person, rec) = &candidates[i];
+            let (person, rec, _) = &candidates[i];
             let s = self.scorer.score(query, rec);
             persons.add(person.clone(), i, s, record_named[i]);
         }
         for &i in &order[stop..] {
-            let (person, rec) = &candidates[i];
+            let (person, rec, _) = &candidates[i];
             if let Some(ps) = persons.by_person.get_mut(person) {
                 ps.named |= record_named[i];
                 if Scorer::birth_orders_differ(query, rec) {
@@ -341,7 +342,7 @@ impl Linker {
         if sole_rule_may_apply {
             return self.decide(
                 query,
-                candidates.iter().map(|(p, r)| (p.clone(), *r)),
+                candidates.iter().map(|(p, r, _)| (p.clone(), *r)),
                 top_k,
             );
         }
@@ -618,7 +619,13 @@ mod tests {
                 .weight_bound(std::slice::from_ref(&q), &[])
                 .unwrap();
             let full = l.decide(&q, refs.iter().copied(), 1);
-            let bounded = l.decide_bounded(&q, &refs, 1, &bound);
+            let sigs: Vec<Sig> = records.iter().map(Sig::second).collect();
+            let triples: Vec<(usize, &Prepared, &Sig)> = refs
+                .iter()
+                .zip(&sigs)
+                .map(|(&(i, r), s)| (i, r, s))
+                .collect();
+            let bounded = l.decide_bounded(&q, &triples, 1, &bound);
             assert_eq!(full.scored, 21);
             assert_eq!(bounded.scored, 1);
             assert_eq!(bounded.decision, Decision::Link);
@@ -702,7 +709,10 @@ mod tests {
                 let refs: Vec<(u8, &Prepared)> = prepared.iter().map(|(p, r)| (*p, r)).collect();
                 let bound = l.scorer().weight_bound(std::slice::from_ref(&q), &[]).unwrap();
                 let full = l.decide(&q, refs.iter().copied(), top_k);
-                let bounded = l.decide_bounded(&q, &refs, top_k, &bound);
+                let sigs: Vec<Sig> = prepared.iter().map(|(_, r)| Sig::second(r)).collect();
+                let triples: Vec<(u8, &Prepared, &Sig)> =
+                    refs.iter().zip(&sigs).map(|(&(p, r), s)| (p, r, s)).collect();
+                let bounded = l.decide_bounded(&q, &triples, top_k, &bound);
                 prop_assert_eq!(seen(&bounded), seen(&full));
                 prop_assert!(bounded.scored <= full.scored);
             }

@@ -2,8 +2,8 @@
 //! pairs that cannot reach a threshold (most candidate pairs of a big block are different
 //! people who disagree on birth date).
 //!
-//! Each record is reduced once to a [`Sig`]: about 100 bytes in one dense array, so a pair
-//! costs two cache lines instead of a walk over a dozen heap strings. The bound takes the
+//! Each record is reduced once to a [`Sig`]: 144 bytes in one dense array, so a pair
+//! costs a few cache lines instead of a walk over a dozen heap strings. The bound takes the
 //! exact level of the comparisons that are cheap on that summary (birth date, sex, national
 //! id, phone, postcode) from the scorer's own level rules, and for the others (given and
 //! family name, street, email, middle name) the exact level's weight when the values'
@@ -26,8 +26,6 @@
 //!
 //! [`compare_identifiers`]: crate::compare::identifier::compare_identifiers
 
-use std::hash::{BuildHasher, Hash};
-
 use rayon::prelude::*;
 
 use super::comparisons::{
@@ -49,13 +47,14 @@ const MULTIWORD: u8 = 2;
 /// Combinations of [`CheapFacts`] (crosswise, previous, multiword).
 const N_FACTS: usize = 8;
 
-/// Up to 16 bytes of an ASCII value packed in a `u128` (first byte lowest), with its
+/// Up to 16 bytes of an ASCII value, read as a `u128` (first byte lowest), with its
 /// length (`len` 0: none; [`LONG`]: too long or not ASCII), so equality and the
-/// identifier near-miss tests are a few integer operations.
+/// identifier near-miss tests are a few integer operations. Kept as bytes, not a `u128`,
+/// so it needs no 16-byte alignment: a [`Sig`] is stored for every indexed record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Inline {
     len: u8,
-    bytes: u128,
+    bytes: [u8; 16],
 }
 
 impl Inline {
@@ -63,19 +62,19 @@ impl Inline {
         if s.len() > 16 || !s.is_ascii() || s.is_empty() {
             return Inline {
                 len: LONG,
-                bytes: 0,
+                bytes: [0; 16],
             };
         }
-        let mut buf = [0u8; 16];
-        buf[..s.len()].copy_from_slice(s.as_bytes());
+        let mut bytes = [0u8; 16];
+        bytes[..s.len()].copy_from_slice(s.as_bytes());
         Inline {
             len: s.len() as u8,
-            bytes: u128::from_le_bytes(buf),
+            bytes,
         }
     }
 
-    fn byte(self, i: u32) -> u8 {
-        (self.bytes >> (8 * i)) as u8
+    fn word(self) -> u128 {
+        u128::from_le_bytes(self.bytes)
     }
 
     /// What [`crate::compare::identifier::compare_identifiers`] says of two inline ASCII
@@ -85,7 +84,7 @@ impl Inline {
         if self.len != other.len {
             return IdAgreement::Disagree;
         }
-        let x = self.bytes ^ other.bytes;
+        let x = self.word() ^ other.word();
         if x == 0 {
             return IdAgreement::Exact;
         }
@@ -98,8 +97,8 @@ impl Inline {
         let rest = x & !(0xffu128 << (8 * first)) & !(0xffu128 << (8 * last));
         if last == first + 1
             && rest == 0
-            && self.byte(first) == other.byte(last)
-            && self.byte(last) == other.byte(first)
+            && self.bytes[first as usize] == other.bytes[last as usize]
+            && self.bytes[last as usize] == other.bytes[first as usize]
         {
             return IdAgreement::AdjacentTransposition;
         }
@@ -109,7 +108,7 @@ impl Inline {
 
 /// What the bound knows of one record ([`WeightBound::sig`]): enough to bound its pairs
 /// with records outside the set the bound was built over.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Sig {
     given: u64,
     family: u64,
@@ -130,6 +129,55 @@ pub struct Sig {
     phone: [Inline; 2],
 }
 
+impl Sig {
+    /// The summary of `p` for use only as the *second* side of [`WeightBound::sig_bound`]:
+    /// without the exact-level weights (three logarithms), which the bound takes from the
+    /// first side alone. It depends on the record alone, not on a model, so a record's
+    /// summary can be made once and kept with it (the service's index does).
+    pub fn second(p: &Prepared) -> Sig {
+        let mut s = Sig {
+            birth: p.birth,
+            sex: p.sex,
+            ..Default::default()
+        };
+        if let Some(g) = &p.given {
+            s.given = hash(&g.text);
+        }
+        if let Some(f) = &p.family {
+            s.family = hash(&f.text);
+            if f.text.contains(' ') {
+                s.flags |= MULTIWORD;
+            }
+        }
+        if !p.previous.is_empty() {
+            s.flags |= PREVIOUS;
+        }
+        if let Some(pc) = &p.postcode {
+            s.postcode = Inline::of(pc);
+        }
+        s.email = p.email.as_deref().map_or(0, hash);
+        s.street = p.street.as_deref().map_or(0, hash);
+        s.middle = p.middle.as_deref().map_or(0, hash);
+        s.national_id = p.national_id.as_deref().map(Inline::of).unwrap_or_default();
+        s.phones = match p.phones.len() {
+            n @ 0..=2 => n as u8,
+            _ => LONG,
+        };
+        for (slot, ph) in s.phone.iter_mut().zip(&p.phones) {
+            *slot = Inline::of(ph);
+            if slot.len == LONG {
+                s.phones = LONG;
+            }
+        }
+        s
+    }
+
+    /// Whether the record has a given name (the linker's sole-candidate rule asks).
+    pub fn named(&self) -> bool {
+        self.given != 0
+    }
+}
+
 /// An upper bound on a scorer's match weight for the pairs of one record set, built by
 /// [`Scorer::weight_bound`] (see the module docs).
 #[derive(Debug, Clone)]
@@ -144,33 +192,16 @@ pub struct WeightBound {
     /// Best weight of the levels [`Comparison::reachable_when_unequal`] leaves, per
     /// comparison and [`facts_index`].
     best_unequal: [[f64; N_FACTS]; N_COMPARISONS],
-    hasher: ahash::RandomState,
     sigs: Vec<Sig>,
 }
 
-/// The hashes of the last given and family names summarised, by allocation
-/// ([`WeightBound::second_sig_memo`]).
-#[derive(Debug, Default)]
-pub struct NameMemo {
-    given: LastHash,
-    family: LastHash,
-}
+/// The hasher of summarised values. Its seeds are fixed, so summaries made at different
+/// times in one process (a record's when it is indexed, a query's when it arrives) agree.
+/// Summaries are never stored on disk.
+const HASHER: ahash::RandomState = ahash::RandomState::with_seeds(7, 11, 13, 17);
 
-/// One name's allocation (kept alive, so its address cannot be reused) and its hash.
-#[derive(Debug, Default)]
-struct LastHash(Option<(std::sync::Arc<str>, u64)>);
-
-impl LastHash {
-    fn hash(&mut self, text: &std::sync::Arc<str>, hash: impl FnOnce(&str) -> u64) -> u64 {
-        match &self.0 {
-            Some((last, h)) if std::sync::Arc::ptr_eq(last, text) => *h,
-            _ => {
-                let h = hash(text);
-                self.0 = Some((std::sync::Arc::clone(text), h));
-                h
-            }
-        }
-    }
+fn hash(s: &str) -> u64 {
+    nonzero(HASHER.hash_one(s))
 }
 
 fn nonzero(h: u64) -> u64 {
@@ -221,7 +252,6 @@ impl WeightBound {
             best_inexact,
             best,
             best_unequal,
-            hasher: ahash::RandomState::with_seeds(7, 11, 13, 17),
             sigs: Vec::new(),
         };
         b.sigs = prepared
@@ -232,16 +262,10 @@ impl WeightBound {
         b.self_check(scorer, prepared, pairs).then_some(b)
     }
 
-    fn hash(&self, s: &str) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        s.hash(&mut h);
-        nonzero(std::hash::Hasher::finish(&h))
-    }
-
     /// The summary of `p` (term frequencies filled) under `scorer`, the scorer the bound
     /// was built from.
     pub fn sig(&self, scorer: &Scorer, p: &Prepared) -> Sig {
-        let mut s = self.second_sig(p);
+        let mut s = Sig::second(p);
         if let Some(g) = &p.given {
             s.given_w = scorer.exact_weight(Comparison::GivenName, g.tf);
         }
@@ -250,56 +274,6 @@ impl WeightBound {
         }
         if p.postcode.is_some() {
             s.postcode_w = scorer.exact_weight(Comparison::Postcode, p.postcode_tf);
-        }
-        s
-    }
-
-    /// The summary of `p` for use only as the *second* side of [`WeightBound::sig_bound`]:
-    /// without the exact-level weights (three logarithms), which the bound takes from the
-    /// first side alone.
-    pub fn second_sig(&self, p: &Prepared) -> Sig {
-        self.second_sig_memo(p, &mut NameMemo::default())
-    }
-
-    /// [`WeightBound::second_sig`] for many records in a row: `memo` keeps the hash of the
-    /// last given and family name seen by allocation, and records prepared through one
-    /// [`crate::prepare::NameCache`] share the allocation of equal names (a block's
-    /// candidates often share a name). The same allocation always holds the same text, so
-    /// a hit is always right; a miss only costs the hash.
-    pub fn second_sig_memo(&self, p: &Prepared, memo: &mut NameMemo) -> Sig {
-        let mut s = Sig {
-            birth: p.birth,
-            sex: p.sex,
-            ..Default::default()
-        };
-        if let Some(g) = &p.given {
-            s.given = memo.given.hash(&g.text, |t| self.hash(t));
-        }
-        if let Some(f) = &p.family {
-            s.family = memo.family.hash(&f.text, |t| self.hash(t));
-            if f.text.contains(' ') {
-                s.flags |= MULTIWORD;
-            }
-        }
-        if !p.previous.is_empty() {
-            s.flags |= PREVIOUS;
-        }
-        if let Some(pc) = &p.postcode {
-            s.postcode = Inline::of(pc);
-        }
-        s.email = p.email.as_deref().map_or(0, |e| self.hash(e));
-        s.street = p.street.as_deref().map_or(0, |e| self.hash(e));
-        s.middle = p.middle.as_deref().map_or(0, |e| self.hash(e));
-        s.national_id = p.national_id.as_deref().map(Inline::of).unwrap_or_default();
-        s.phones = match p.phones.len() {
-            n @ 0..=2 => n as u8,
-            _ => LONG,
-        };
-        for (slot, ph) in s.phone.iter_mut().zip(&p.phones) {
-            *slot = Inline::of(ph);
-            if slot.len == LONG {
-                s.phones = LONG;
-            }
         }
         s
     }
@@ -445,13 +419,10 @@ impl WeightBound {
         match (p.len, q.len) {
             (0, _) | (_, 0) => 0.0,
             (LONG, _) | (_, LONG) => (x.postcode_w).max(self.best[c.index()]),
-            (m, n) => {
-                let (pb, qb) = (p.bytes.to_le_bytes(), q.bytes.to_le_bytes());
-                match postcode_level(&pb[..m as usize], &qb[..n as usize]) {
-                    0 => x.postcode_w,
-                    level => self.w(c, level),
-                }
-            }
+            (m, n) => match postcode_level(&p.bytes[..m as usize], &q.bytes[..n as usize]) {
+                0 => x.postcode_w,
+                level => self.w(c, level),
+            },
         }
     }
 
@@ -715,52 +686,15 @@ mod tests {
         assert!(bound.below(0, 2, t.lower));
     }
 
+    /// The service keeps a summary for every indexed record (144 bytes: 144 MB at a
+    /// million records): a field that forces 16-byte alignment or a wide new field shows
+    /// up here.
     #[test]
-    fn memoised_name_hashes_equal_fresh_ones() {
-        let scorer = &scorers()[0];
-        let person = |given: &str, family: &str| Record {
-            source: "s".into(),
-            local_id: "1".into(),
-            given_name: Some(given.into()),
-            family_name: Some(family.into()),
-            ..Default::default()
-        };
-        let cache = crate::prepare::NameCache::default();
-        let shared = |given: &str, family: &str| {
-            let placeholders = crate::normalize::Placeholders::default();
-            Prepared::new_cached(&person(given, family), &placeholders, &cache)
-        };
-        // Shared allocations (hits), a separate allocation of an equal name (a miss that
-        // must hash the same), and a different name after a hit.
-        let records = [
-            shared("Anna", "Nowak"),
-            shared("Anna", "Nowak"),
-            scorer.prepare(&person("Anna", "Nowak")),
-            shared("Peter", "Nowak"),
-            shared("Anna", "Smith"),
-            shared("Anna", "Nowak"),
-        ];
-        let prepared: Vec<Prepared> = records
-            .iter()
-            .map(|r| {
-                let mut p = r.clone();
-                scorer.fill_tf(&mut p);
-                p
-            })
-            .collect();
-        let bound = scorer.weight_bound(&prepared, &[]).unwrap();
-        let mut memo = NameMemo::default();
-        for r in &prepared {
-            let (fresh, memoised) = (bound.second_sig(r), bound.second_sig_memo(r, &mut memo));
-            assert_eq!(
-                (fresh.given, fresh.family),
-                (memoised.given, memoised.family)
-            );
-            assert_ne!(fresh.given, 0);
-        }
-        assert_ne!(
-            bound.second_sig(&prepared[0]).given,
-            bound.second_sig(&prepared[3]).given
+    fn a_summary_stays_compact() {
+        assert!(
+            std::mem::size_of::<Sig>() <= 144,
+            "{}",
+            std::mem::size_of::<Sig>()
         );
     }
 

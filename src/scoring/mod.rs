@@ -31,7 +31,7 @@ pub mod estimate;
 pub mod tf;
 pub mod training;
 
-pub use bound::{NameMemo, WeightBound};
+pub use bound::{Sig, WeightBound};
 pub use comparisons::{Comparison, MISSING, N_COMPARISONS};
 pub use tf::{TermFrequencies, TfTable};
 pub use training::{RunSummary, TrainingSummary};

@@ -8,15 +8,19 @@ use ahash::AHashMap;
 use crate::blocking::{BlockIndex, BlockKey, BlockingConfig};
 use crate::prepare::Prepared;
 use crate::record::{Record, RecordKey};
+use crate::scoring::Sig;
 use crate::store::{ChangeSet, Euid, Op, StoredRecord};
 
 /// One indexed record. The key is shared with the id map; the person is kept as the EUID's
-/// sequence number (8 bytes instead of a 24-byte `String` header plus its heap copy).
+/// sequence number (8 bytes instead of a 24-byte `String` header plus its heap copy). The
+/// record's bound summary ([`Sig::second`], 144 bytes) is kept beside its prepared
+/// form: ruling out a hopeless candidate then reads the summary, not a dozen strings.
 #[derive(Debug)]
 struct Slot {
     key: Arc<str>,
     euid: u64,
     prepared: Prepared,
+    sig: Sig,
 }
 
 /// The text form of a record key inside the index: `source NUL local_id` (stored keys can
@@ -42,6 +46,8 @@ pub(crate) struct Found<'a> {
     pub(crate) key: &'a str,
     /// Its prepared form.
     pub(crate) prepared: &'a Prepared,
+    /// Its bound summary.
+    pub(crate) sig: &'a Sig,
 }
 
 impl Found<'_> {
@@ -97,14 +103,16 @@ impl LiveIndex {
             .map(|s| (&*s.key, s.euid, &s.prepared))
     }
 
-    /// As [`LiveIndex::upsert`] for a new record whose blocking keys the caller computed
-    /// (in parallel, when loading many): they must be `block_keys` of `prepared`.
+    /// As [`LiveIndex::upsert`] for a new record whose blocking keys and bound summary the
+    /// caller computed (in parallel, when loading many): they must be `block_keys` and
+    /// [`Sig::second`] of `prepared`.
     pub(crate) fn upsert_keyed(
         &mut self,
         key: &str,
         euid: u64,
         prepared: Prepared,
         keys: Vec<BlockKey>,
+        sig: Sig,
     ) {
         if self.id_of(key).is_some() {
             return self.upsert(key, euid, prepared);
@@ -116,6 +124,7 @@ impl LiveIndex {
             key: key.clone(),
             euid,
             prepared,
+            sig,
         });
         self.ids.insert(key, id);
     }
@@ -134,11 +143,13 @@ impl LiveIndex {
 
     /// Adds or replaces a record.
     pub(crate) fn upsert(&mut self, key: &str, euid: u64, prepared: Prepared) {
+        let sig = Sig::second(&prepared);
         if let Some(id) = self.id_of(key) {
             self.blocks.insert(id, &prepared);
             if let Some(slot) = self.slots[id as usize].as_mut() {
                 slot.euid = euid;
                 slot.prepared = prepared;
+                slot.sig = sig;
             }
             return;
         }
@@ -149,6 +160,7 @@ impl LiveIndex {
             key: key.clone(),
             euid,
             prepared,
+            sig,
         });
         self.ids.insert(key, id);
     }
@@ -222,6 +234,7 @@ impl LiveIndex {
                 euid: s.euid,
                 key: &s.key,
                 prepared: &s.prepared,
+                sig: &s.sig,
             })
             .collect()
     }
@@ -283,6 +296,8 @@ impl LiveIndex {
                     }
                     if s.prepared != prepare(&r.record) {
                         problems.push(format!("record {key}: indexed content is stale"));
+                    } else if s.sig != Sig::second(&s.prepared) {
+                        problems.push(format!("record {key}: indexed bound summary is stale"));
                     }
                 }
             }

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::linker::{Decision, Outcome};
 use crate::prepare::Prepared;
 use crate::record::{today_days, Record, RecordKey};
-use crate::scoring::weight_to_prob;
+use crate::scoring::{weight_to_prob, Sig};
 use crate::store::{
     Audit, Euid, LinkMethod, OpaqueJson, Plan, StoredRecord, TaskCandidate, TaskId, Ticket,
 };
@@ -152,11 +152,16 @@ impl Service {
             .into_iter()
             .filter(|f| !excluded.contains(&f.euid))
             .collect();
-        let candidates: Vec<(u64, &Prepared)> =
-            found.iter().map(|f| (f.euid, f.prepared)).collect();
         let outcome = match &self.bound {
-            Some(bound) => self.linker.decide_bounded(query, &candidates, top_k, bound),
-            None => self.linker.decide(query, candidates.iter().copied(), top_k),
+            Some(bound) => {
+                let candidates: Vec<(u64, &Prepared, &Sig)> =
+                    found.iter().map(|f| (f.euid, f.prepared, f.sig)).collect();
+                self.linker.decide_bounded(query, &candidates, top_k, bound)
+            }
+            None => {
+                let candidates = found.iter().map(|f| (f.euid, f.prepared));
+                self.linker.decide(query, candidates, top_k)
+            }
         };
         let views = outcome
             .ranked

@@ -85,7 +85,7 @@ use crate::error::{Error, Result};
 use crate::linker::Linker;
 use crate::prepare::{NameCache, Prepared};
 use crate::record::{Record, RecordKey};
-use crate::scoring::{TrainingSummary, WeightBound};
+use crate::scoring::{Sig, TrainingSummary, WeightBound};
 use crate::store::{
     Audit, ChangeSet, Euid, HistoryAction, LinkMethod, Moved, Outcome, Plan, RecordEntry, Removed,
     Store, StoredRecord, TaskId, TaskQuery, Ticket,
@@ -258,7 +258,7 @@ fn rebuild(
     names: &NameCache,
 ) -> Result<(LiveIndex, IndexStats)> {
     const BATCH: usize = 4096;
-    type Prepped = Vec<(String, u64, Prepared, Vec<BlockKey>)>;
+    type Prepped = Vec<(String, u64, Prepared, Vec<BlockKey>, Sig)>;
     let started = Instant::now();
     let rss_before = resident_bytes();
     let mut index = LiveIndex::new(linker.blocking().clone());
@@ -306,7 +306,8 @@ fn rebuild(
                             let e = RecordEntry::decode(&bytes)?;
                             let p = prepare(linker, names, &e.record);
                             let keys = block_keys(&p, &linker.blocking().rules);
-                            Ok((key_text(&e.record.key()), e.euid.seq(), p, keys))
+                            let sig = Sig::second(&p);
+                            Ok((key_text(&e.record.key()), e.euid.seq(), p, keys, sig))
                         })
                         .collect::<Result<Prepped>>()
                 });
@@ -319,9 +320,9 @@ fn rebuild(
         });
         for batch in prep_rx {
             let t = Instant::now();
-            for (key, euid, p, keys) in batch? {
+            for (key, euid, p, keys, sig) in batch? {
                 persons.insert(euid);
-                index.upsert_keyed(&key, euid, p, keys);
+                index.upsert_keyed(&key, euid, p, keys, sig);
             }
             insert_busy += t.elapsed();
         }
@@ -375,12 +376,13 @@ fn load_snapshot(
             .into_par_iter()
             .map(|(key, euid, p)| {
                 let keys = block_keys(&p, &linker.blocking().rules);
-                (key, euid, p, keys)
+                let sig = Sig::second(&p);
+                (key, euid, p, keys, sig)
             })
             .collect();
-        for (key, euid, p, keys) in keyed {
+        for (key, euid, p, keys, sig) in keyed {
             persons.insert(euid);
-            index.upsert_keyed(&key, euid, p, keys);
+            index.upsert_keyed(&key, euid, p, keys, sig);
         }
     }
     let stats = IndexStats::measure(&index, persons.len(), started, rss_before, true);
