@@ -95,6 +95,9 @@ pub fn load(args: &LoadArgs) -> Result<()> {
         stats.persons,
         stats.open_tasks,
     );
+    drop(runtime);
+    drop(service);
+    super::serve::settle_store(&args.data);
     Ok(())
 }
 

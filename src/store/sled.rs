@@ -430,6 +430,24 @@ impl SledStore {
         Ok(SledStore { engine, path })
     }
 
+    /// Opens the closed store in `path` once and closes it again, so that the next open is
+    /// fast. sled 0.34 writes its page-table snapshot only while opening a database, after
+    /// reading every log message written since the previous open: after a bulk load or a
+    /// long-running server that is the whole file (at 1M records: 8 GB, 8–11 s from a cold
+    /// page cache). Called after a clean stop, it moves that read from the next start to
+    /// the end of this run. Touches no data: no journal replay, no write but sled's own.
+    ///
+    /// Call it only once every handle on the store is dropped (it waits up to 2 s for
+    /// sled's directory lock, as [`SledStore::open`] does).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when sled cannot open the directory.
+    pub fn settle(path: impl AsRef<Path>) -> Result<()> {
+        let db = open_db(path.as_ref())?;
+        db.flush().map_err(sled_err)?;
+        Ok(())
+    }
+
     /// The directory the store lives in.
     pub fn path(&self) -> &Path {
         &self.path
@@ -508,6 +526,36 @@ mod tests {
         // A clean close empties the journal.
         let db = open_db(dir.path()).unwrap();
         assert_eq!(db.open_tree(JOURNAL_TREE).unwrap().len(), 0);
+    }
+
+    /// Settling a closed store (open and close for sled's page-table snapshot) leaves
+    /// every record, person and counter as it was, and the store opens and passes its check.
+    #[test]
+    fn settling_a_closed_store_keeps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let (euids, meta) = {
+            let s = SledStore::open(dir.path()).unwrap();
+            let mut euids = Vec::new();
+            for i in 0..5 {
+                let mut plan = Plan::new(&s, Audit::now("test", ""));
+                euids.push(
+                    plan.create_person(rec(&i.to_string()), LinkMethod::Created)
+                        .unwrap(),
+                );
+                s.commit_sync(&plan.finish()).unwrap();
+            }
+            (euids, meta_on_disk(&s.engine.kv))
+        };
+        SledStore::settle(dir.path()).unwrap();
+        SledStore::settle(dir.path()).unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        assert!(s.check().unwrap().is_ok());
+        assert_eq!(s.stats().unwrap().records, 5);
+        for (i, euid) in euids.iter().enumerate() {
+            let r = s.get_record(&rec(&i.to_string()).key()).unwrap().unwrap();
+            assert_eq!(&r.euid, euid);
+        }
+        assert_eq!(meta_on_disk(&s.engine.kv), meta);
     }
 
     fn meta_on_disk(kv: &SledKv) -> BTreeMap<Vec<u8>, Vec<u8>> {
