@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ahash::AHashMap;
 
-use crate::blocking::{BlockIndex, BlockKey, BlockingConfig};
+use crate::blocking::{block_keys, BlockIndex, BlockKey, BlockRule, BlockingConfig};
 use crate::prepare::Prepared;
 use crate::record::{Record, RecordKey};
 use crate::scoring::Sig;
@@ -21,6 +21,24 @@ struct Slot {
     euid: u64,
     prepared: Prepared,
     sig: Sig,
+}
+
+/// What the index derives from a record's prepared form besides keeping it: its blocking
+/// keys and its bound summary. Made apart from the index ([`Derived::of`]) so loaders can
+/// make it in parallel, then handed to [`LiveIndex::upsert_keyed`].
+pub(crate) struct Derived {
+    keys: Vec<BlockKey>,
+    sig: Sig,
+}
+
+impl Derived {
+    /// The derivations of `p` under the index's blocking `rules`.
+    pub(crate) fn of(p: &Prepared, rules: &[BlockRule]) -> Self {
+        Derived {
+            keys: block_keys(p, rules),
+            sig: Sig::second(p),
+        }
+    }
 }
 
 /// The text form of a record key inside the index: `source NUL local_id` (stored keys can
@@ -103,17 +121,17 @@ impl LiveIndex {
             .map(|s| (&*s.key, s.euid, &s.prepared))
     }
 
-    /// As [`LiveIndex::upsert`] for a new record whose blocking keys and bound summary the
-    /// caller computed (in parallel, when loading many): they must be `block_keys` and
-    /// [`Sig::second`] of `prepared`.
+    /// As [`LiveIndex::upsert`] for a new record whose derivations the caller made (in
+    /// parallel, when loading many): `derived` must be [`Derived::of`] `prepared` under
+    /// this index's blocking rules.
     pub(crate) fn upsert_keyed(
         &mut self,
         key: &str,
         euid: u64,
         prepared: Prepared,
-        keys: Vec<BlockKey>,
-        sig: Sig,
+        derived: Derived,
     ) {
+        let Derived { keys, sig } = derived;
         if self.id_of(key).is_some() {
             return self.upsert(key, euid, prepared);
         }

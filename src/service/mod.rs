@@ -80,18 +80,17 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use crate::blocking::{block_keys, BlockKey};
 use crate::error::{Error, Result};
 use crate::linker::Linker;
 use crate::prepare::{NameCache, Prepared};
 use crate::record::{Record, RecordKey};
-use crate::scoring::{Sig, TrainingSummary, WeightBound};
+use crate::scoring::{TrainingSummary, WeightBound};
 use crate::store::{
     Audit, ChangeSet, Euid, HistoryAction, LinkMethod, Moved, Outcome, Plan, RecordEntry, Removed,
     Store, StoredRecord, TaskId, TaskQuery, Ticket,
 };
 
-use index::{key_text, LiveIndex};
+use index::{key_text, Derived, LiveIndex};
 use locks::Stripes;
 
 /// How many times a write whose reads went stale is rebuilt before the conflict is
@@ -258,7 +257,7 @@ fn rebuild(
     names: &NameCache,
 ) -> Result<(LiveIndex, IndexStats)> {
     const BATCH: usize = 4096;
-    type Prepped = Vec<(String, u64, Prepared, Vec<BlockKey>, Sig)>;
+    type Prepped = Vec<(String, u64, Prepared, Derived)>;
     let started = Instant::now();
     let rss_before = resident_bytes();
     let mut index = LiveIndex::new(linker.blocking().clone());
@@ -305,9 +304,8 @@ fn rebuild(
                         .map(|bytes| {
                             let e = RecordEntry::decode(&bytes)?;
                             let p = prepare(linker, names, &e.record);
-                            let keys = block_keys(&p, &linker.blocking().rules);
-                            let sig = Sig::second(&p);
-                            Ok((key_text(&e.record.key()), e.euid.seq(), p, keys, sig))
+                            let derived = Derived::of(&p, &linker.blocking().rules);
+                            Ok((key_text(&e.record.key()), e.euid.seq(), p, derived))
                         })
                         .collect::<Result<Prepped>>()
                 });
@@ -320,9 +318,9 @@ fn rebuild(
         });
         for batch in prep_rx {
             let t = Instant::now();
-            for (key, euid, p, keys, sig) in batch? {
+            for (key, euid, p, derived) in batch? {
                 persons.insert(euid);
-                index.upsert_keyed(&key, euid, p, keys, sig);
+                index.upsert_keyed(&key, euid, p, derived);
             }
             insert_busy += t.elapsed();
         }
@@ -375,14 +373,13 @@ fn load_snapshot(
         let keyed: Vec<_> = chunk
             .into_par_iter()
             .map(|(key, euid, p)| {
-                let keys = block_keys(&p, &linker.blocking().rules);
-                let sig = Sig::second(&p);
-                (key, euid, p, keys, sig)
+                let derived = Derived::of(&p, &linker.blocking().rules);
+                (key, euid, p, derived)
             })
             .collect();
-        for (key, euid, p, keys, sig) in keyed {
+        for (key, euid, p, derived) in keyed {
             persons.insert(euid);
-            index.upsert_keyed(&key, euid, p, keys, sig);
+            index.upsert_keyed(&key, euid, p, derived);
         }
     }
     let stats = IndexStats::measure(&index, persons.len(), started, rss_before, true);
