@@ -18,9 +18,9 @@
 //! [`Store::check`] verifies all of them over the whole store (`empi check`).
 //!
 //! # Durability rule
-//! **A write is acknowledged only after it is flushed to disk** (for sled: its log written
-//! and the file `fdatasync`ed, so the disk's write cache is flushed too), and flushes are shared
-//! (group commit): [`Store::commit`] applies the change set, takes a [`Ticket`], and waits
+//! **A write is acknowledged only after it is flushed to disk** (for sled: its log
+//! written and the file `fdatasync`ed, so the disk's write cache is flushed too), and
+//! flushes are shared (group commit): [`Store::commit`] applies the change set, takes a [`Ticket`], and waits
 //! until a flush that *started after* the write has completed. While one flush runs, every
 //! writer that arrives waits for the next one, which covers all of them at once, so N
 //! concurrent writers cost about one fsync per flush interval instead of N
