@@ -121,7 +121,7 @@ impl LiveIndex {
             .map(|s| (&*s.key, s.euid, &s.prepared))
     }
 
-    /// As [`LiveIndex::upsert`] for a new record whose derivations the caller made (in
+    /// As [`LiveIndex::upsert`] with the record's derivations made by the caller (in
     /// parallel, when loading many): `derived` must be [`Derived::of`] `prepared` under
     /// this index's blocking rules.
     pub(crate) fn upsert_keyed(
@@ -132,8 +132,14 @@ impl LiveIndex {
         derived: Derived,
     ) {
         let Derived { keys, sig } = derived;
-        if self.id_of(key).is_some() {
-            return self.upsert(key, euid, prepared);
+        if let Some(id) = self.id_of(key) {
+            self.blocks.insert_keyed(id, keys);
+            if let Some(slot) = self.slots[id as usize].as_mut() {
+                slot.euid = euid;
+                slot.prepared = prepared;
+                slot.sig = sig;
+            }
+            return;
         }
         let key: Arc<str> = Arc::from(key);
         let id = self.next_id();
@@ -161,26 +167,8 @@ impl LiveIndex {
 
     /// Adds or replaces a record.
     pub(crate) fn upsert(&mut self, key: &str, euid: u64, prepared: Prepared) {
-        let sig = Sig::second(&prepared);
-        if let Some(id) = self.id_of(key) {
-            self.blocks.insert(id, &prepared);
-            if let Some(slot) = self.slots[id as usize].as_mut() {
-                slot.euid = euid;
-                slot.prepared = prepared;
-                slot.sig = sig;
-            }
-            return;
-        }
-        let key: Arc<str> = Arc::from(key);
-        let id = self.next_id();
-        self.blocks.insert(id, &prepared);
-        self.slots[id as usize] = Some(Slot {
-            key: key.clone(),
-            euid,
-            prepared,
-            sig,
-        });
-        self.ids.insert(key, id);
+        let derived = Derived::of(&prepared, &self.blocks.config().rules);
+        self.upsert_keyed(key, euid, prepared, derived);
     }
 
     /// Moves a record to another person (content unchanged). Returns false when not indexed.
