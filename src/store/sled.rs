@@ -10,16 +10,20 @@
 //! So a change set is made atomic here with a **journal**, on plain single-key writes:
 //! 1. one writer at a time (the writer lock) runs the change set's reads and checks against
 //!    the trees and collects its writes in an overlay;
-//! 2. the whole write set is inserted as *one* value under the next sequence number in the
-//!    `journal` tree (a single insert is atomic in sled);
+//! 2. the whole write set is inserted as *one* value under the journal's one key, replacing
+//!    the previous change set's (a single insert is atomic in sled);
 //! 3. then each write is applied to its tree with plain inserts and removes.
 //!
-//! sled recovers a prefix of its log (in log-sequence order), and a change set's journal
-//! entry precedes its writes there, so after a crash any partly applied change set still has
-//! its journal entry: opening the store replays every entry left in the journal, in order
-//! (re-applying a write that did land is harmless: it sets the same value). An entry is
-//! removed once a later flush has made its writes durable; removals run in sequence order,
-//! so no entry survives a crash while a later one is gone.
+//! sled recovers a prefix of its log (in log-sequence order). A change set's journal entry
+//! precedes its writes there, and every earlier change set's writes precede that entry, so
+//! after a crash only the change set in the journal can be partly applied: opening the
+//! store re-applies it (re-applying a write that did land is harmless: it sets the same
+//! value, and no later change set's write can have landed, or its entry would have replaced
+//! this one). The id counters, the only writes outside change sets, are never in an entry.
+//! A clean close removes the entry, so a cleanly closed store replays nothing.
+//!
+//! One key instead of one entry per change set, trimmed once durable: no removal per change
+//! set and no range scan per flush (measured in BENCHMARKS.md, session 7).
 //!
 //! Readers are not blocked: each read sees one key either before or after a change set,
 //! as before (a read of several keys was never a snapshot).
@@ -33,7 +37,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+#[cfg(test)]
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
@@ -58,15 +64,16 @@ const JOURNAL_TREE: &str = "journal";
 /// One decoded journal write: tree, key, value (`None` deletes).
 type Write = (TreeId, Vec<u8>, Option<Vec<u8>>);
 
-/// The journal of change sets whose writes may not all be durable yet.
+/// The journal's one key (module docs). Stores written before session 7 kept one entry
+/// per change set under its sequence number (from 1 up); a store such a version left after
+/// a crash still replays, in key order, after this key.
+const JOURNAL_SLOT: [u8; 8] = [0; 8];
+
+/// The journal: the last change set's writes (module docs).
 struct Journal {
     tree: sled::Tree,
-    /// Held by the one writer applying a change set; holds the next sequence number.
-    writer: Mutex<u64>,
-    /// Every entry up to this one has all its writes applied.
-    applied: AtomicU64,
-    /// Every entry up to this one has its writes covered by a finished flush.
-    durable: AtomicU64,
+    /// Held by the one writer applying a change set.
+    writer: Mutex<()>,
     /// sled's log file, for `fdatasync` after each flush (see [`Journal::flush`]).
     log_file: std::fs::File,
     /// A change set failed between its journal entry and its last write: the trees are not
@@ -78,22 +85,7 @@ struct Journal {
 }
 
 impl Journal {
-    /// Removes the entries whose writes are durable, oldest first.
-    fn trim(&self) -> Result<()> {
-        let through = self.durable.load(Ordering::Acquire);
-        if through == 0 {
-            return Ok(());
-        }
-        let end = codec::encode_u64(through);
-        for item in self.tree.range(..=end.as_slice()) {
-            let (key, _) = item.map_err(sled_err)?;
-            self.tree.remove(key).map_err(sled_err)?;
-        }
-        Ok(())
-    }
-
-    /// Makes everything applied so far durable, first dropping the journal entries the
-    /// previous flush made unnecessary.
+    /// Makes everything applied so far durable.
     ///
     /// `db.flush` alone is not enough: on Linux sled 0.34 ends a flush with
     /// `sync_file_range`, which writes the pages out but neither flushes the disk's write
@@ -101,14 +93,10 @@ impl Journal {
     /// acknowledged write. An `fdatasync` of the log file (any descriptor of the file
     /// will do) after it closes that gap.
     fn flush(&self, db: &sled::Db) -> Result<()> {
-        self.trim()?;
-        let target = self.applied.load(Ordering::Acquire);
         db.flush().map_err(sled_err)?;
         self.log_file
             .sync_data()
-            .map_err(|e| Error::Storage(format!("syncing the store's log file: {e}")))?;
-        self.durable.fetch_max(target, Ordering::AcqRel);
-        Ok(())
+            .map_err(|e| Error::Storage(format!("syncing the store's log file: {e}")))
     }
 }
 
@@ -235,8 +223,9 @@ impl SledKv {
         Ok(())
     }
 
-    /// Re-applies every change set left in the journal by a crash, in order, and empties
-    /// the journal. Returns the number of entries replayed.
+    /// Re-applies the change set left in the journal by a crash (every one, in key order,
+    /// in a journal written before session 7) and empties the journal. Returns the number
+    /// of entries replayed.
     fn replay_journal(&self) -> Result<usize> {
         let mut keys = Vec::new();
         for item in self.journal.tree.iter() {
@@ -268,8 +257,8 @@ impl Drop for SledKv {
         let emptied = self
             .journal
             .flush(&self.db)
-            .and_then(|()| self.journal.trim())
-            .and_then(|()| self.db.flush().map(drop).map_err(sled_err));
+            .and_then(|()| self.journal.tree.remove(JOURNAL_SLOT).map_err(sled_err))
+            .and_then(|_| self.db.flush().map(drop).map_err(sled_err));
         if let Err(e) = emptied {
             tracing::warn!(error = %e, "store journal not emptied at close; the next open replays it");
         }
@@ -329,7 +318,7 @@ impl Kv for SledKv {
         let journal = &self.journal;
         // A panic while the lock was held may have stopped a change set midway: treat a
         // poisoned lock like a failed write (reopening replays the journal).
-        let mut next = journal.writer.lock().unwrap_or_else(|p| {
+        let _writer = journal.writer.lock().unwrap_or_else(|p| {
             journal.broken.store(true, Ordering::Release);
             p.into_inner()
         });
@@ -344,10 +333,9 @@ impl Kv for SledKv {
         if writes.is_empty() {
             return Ok(result);
         }
-        let seq = *next;
         journal
             .tree
-            .insert(codec::encode_u64(seq), encode_writes(&writes))
+            .insert(JOURNAL_SLOT, encode_writes(&writes))
             .map_err(sled_err)?;
         for ((tree, key), value) in &writes {
             #[cfg(test)]
@@ -367,8 +355,6 @@ impl Kv for SledKv {
                 return Err(e);
             }
         }
-        *next = seq + 1;
-        journal.applied.store(seq, Ordering::Release);
         Ok(result)
     }
 }
@@ -416,9 +402,7 @@ impl SledStore {
             .map_err(sled_err)?;
         let journal = Arc::new(Journal {
             tree: db.open_tree(JOURNAL_TREE).map_err(sled_err)?,
-            writer: Mutex::new(1),
-            applied: AtomicU64::new(0),
-            durable: AtomicU64::new(0),
+            writer: Mutex::new(()),
             log_file: std::fs::File::open(path.join(LOG_FILE)).map_err(|e| {
                 Error::Storage(format!("opening the store's log file for syncing: {e}"))
             })?,
@@ -543,6 +527,67 @@ mod tests {
         // A clean close empties the journal.
         let db = open_db(dir.path()).unwrap();
         assert_eq!(db.open_tree(JOURNAL_TREE).unwrap().len(), 0);
+    }
+
+    /// The journal holds the last change set only, under its one key, whatever the number
+    /// of change sets; a clean close removes it.
+    #[test]
+    fn the_journal_holds_one_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            for i in 0..20 {
+                let mut plan = Plan::new(&s, Audit::now("test", ""));
+                plan.create_person(rec(&i.to_string()), LinkMethod::Created)
+                    .unwrap();
+                let changes = plan.finish();
+                s.commit_sync(&changes).unwrap();
+                let journal = &s.engine.kv.journal.tree;
+                assert_eq!(journal.len(), 1);
+                let (key, value) = journal.first().unwrap().unwrap();
+                assert_eq!(&*key, JOURNAL_SLOT);
+                // The entry is this change set's: it writes this record.
+                let writes = decode_writes(&value).unwrap();
+                let own = codec::record_key(&rec(&i.to_string()).key());
+                assert!(writes
+                    .iter()
+                    .any(|(t, k, v)| *t == TreeId::Records && *k == own && v.is_some()));
+            }
+        }
+        let db = open_db(dir.path()).unwrap();
+        assert_eq!(db.open_tree(JOURNAL_TREE).unwrap().len(), 0);
+    }
+
+    /// A store that an earlier version left after a crash, its journal holding entries
+    /// under their sequence numbers, still has them replayed (and removed) on open.
+    #[test]
+    fn entries_of_the_earlier_journal_layout_are_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            // Journal entry written, no tree write: the crash comes right after the entry.
+            s.engine
+                .kv
+                .journal
+                .fail_after_writes
+                .store(0, Ordering::Release);
+            let mut plan = Plan::new(&s, Audit::now("test", ""));
+            plan.create_person(rec("1"), LinkMethod::Created).unwrap();
+            assert!(s.commit_sync(&plan.finish()).is_err());
+            assert!(s.get_record(&rec("1").key()).unwrap().is_none());
+        }
+        {
+            // Move the entry to where the earlier layout kept change set 7.
+            let db = open_db(dir.path()).unwrap();
+            let journal = db.open_tree(JOURNAL_TREE).unwrap();
+            let entry = journal.remove(JOURNAL_SLOT).unwrap().unwrap();
+            journal.insert(codec::encode_u64(7), entry).unwrap();
+            db.flush().unwrap();
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert!(s.get_record(&rec("1").key()).unwrap().is_some());
+        assert!(s.check().unwrap().is_ok());
+        assert_eq!(s.engine.kv.journal.tree.len(), 0);
     }
 
     /// Settling a closed store (open and close for sled's page-table snapshot) leaves
