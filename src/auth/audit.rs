@@ -216,7 +216,7 @@ fn writer(mut file: std::fs::File, path: &Path, rx: &mpsc::Receiver<Queued>) {
             .map_err(|e| format!("{}: {e}", path.display()));
         let hooked: Vec<Result<()>> = batch
             .iter_mut()
-            .map(|p| p.hook.take().map_or(Ok(()), |hook| hook()))
+            .map(|p| p.hook.take().map_or(Ok(()), run_hook))
             .collect();
         let result = written.and_then(|()| {
             file.sync_data()
@@ -229,6 +229,16 @@ fn writer(mut file: std::fs::File, path: &Path, rx: &mpsc::Receiver<Queued>) {
             let _ = p.ack.send(result.clone().map(|()| hooked));
         }
     }
+}
+
+/// Runs a hook, turning a panic into its error: the writer thread must outlive any one
+/// hook, or every later audited call would fail with the writer gone.
+fn run_hook(hook: Hook) -> Result<()> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(hook)).unwrap_or_else(|_| {
+        Err(Error::Storage(
+            "making the change durable panicked; see the server log".into(),
+        ))
+    })
 }
 
 /// What [`read`] found.
@@ -342,6 +352,25 @@ mod tests {
         assert!(matches!(failed, Err(Error::Storage(m)) if m == "flush failed"));
         // Both lines are on disk: the caller audits a failed hook with an entry of its own.
         assert_eq!(read(dir.path(), None, None).unwrap().entries.len(), 2);
+    }
+
+    /// A hook that panics fails its own entry's call; the writer carries on for the next.
+    #[tokio::test]
+    async fn a_panicking_hook_fails_its_call_and_the_writer_carries_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        let ok = AuditEntry::for_op(None, Operation::MatchOrCreate, AuditOutcome::Ok);
+        let panicked = log
+            .append_after(&ok, || panic!("hook panics"))
+            .await
+            .unwrap();
+        assert!(
+            matches!(&panicked, Err(Error::Storage(m)) if m.contains("panicked")),
+            "{panicked:?}"
+        );
+        log.append_after(&ok, || Ok(())).await.unwrap().unwrap();
+        log.append(&ok).await.unwrap();
+        assert_eq!(read(dir.path(), None, None).unwrap().entries.len(), 3);
     }
 
     #[tokio::test]
