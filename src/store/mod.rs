@@ -43,7 +43,7 @@
 //! | `history`         | `euid 0x00 seq` (u64, big-endian)     | [`HistoryEntry`] (JSON)        |
 //! | `meta`            | `format_version`, `next_euid`, `next_task`, `history_seq`, `count_records`, `count_persons`, `count_open_tasks`, `records_generation` | u64, big-endian |
 //! | `meta`            | `model_version`                       | UTF-8 text                     |
-//! | `journal` (sled)  | change set number (u64, big-endian)   | the change set's writes, until durable (see [`SledStore`]) |
+//! | `journal` (sled)  | eight zero bytes (one key)            | the last change set's writes, until a clean close (see [`SledStore`]) |
 //!
 //! Big-endian numbers and zero-padded EUIDs make byte order equal numeric order, so tasks
 //! list oldest first and a person's history reads in sequence with one prefix scan.

@@ -23,7 +23,9 @@
 //! A clean close removes the entry, so a cleanly closed store replays nothing.
 //!
 //! One key instead of one entry per change set, trimmed once durable: no removal per change
-//! set and no range scan per flush (measured in BENCHMARKS.md, session 7).
+//! set and no range scan per flush (measured in BENCHMARKS.md, session 7). Stores written
+//! by earlier versions kept entries under their sequence numbers; any left by a crash
+//! still replay, in order.
 //!
 //! Readers are not blocked: each read sees one key either before or after a change set,
 //! as before (a read of several keys was never a snapshot).
