@@ -490,6 +490,14 @@ mod tests {
         }
     }
 
+    /// Stores record `id` as a new person, durably.
+    fn create(s: &SledStore, id: &str) -> crate::store::Euid {
+        let mut plan = Plan::new(s, Audit::now("test", ""));
+        let euid = plan.create_person(rec(id), LinkMethod::Created).unwrap();
+        s.commit_sync(&plan.finish()).unwrap();
+        euid
+    }
+
     /// A change set cut off after its journal entry and one write (as by a crash) is
     /// completed when the store is opened again.
     #[test]
@@ -497,9 +505,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = {
             let s = SledStore::open(dir.path()).unwrap();
-            let mut plan = Plan::new(&s, Audit::now("test", ""));
-            let a = plan.create_person(rec("1"), LinkMethod::Created).unwrap();
-            s.commit_sync(&plan.finish()).unwrap();
+            let a = create(&s, "1");
 
             s.engine
                 .kv
@@ -539,11 +545,7 @@ mod tests {
         {
             let s = SledStore::open(dir.path()).unwrap();
             for i in 0..20 {
-                let mut plan = Plan::new(&s, Audit::now("test", ""));
-                plan.create_person(rec(&i.to_string()), LinkMethod::Created)
-                    .unwrap();
-                let changes = plan.finish();
-                s.commit_sync(&changes).unwrap();
+                create(&s, &i.to_string());
                 let journal = &s.engine.kv.journal.tree;
                 assert_eq!(journal.len(), 1);
                 let (key, value) = journal.first().unwrap().unwrap();
@@ -601,12 +603,7 @@ mod tests {
             let s = SledStore::open(dir.path()).unwrap();
             let mut euids = Vec::new();
             for i in 0..5 {
-                let mut plan = Plan::new(&s, Audit::now("test", ""));
-                euids.push(
-                    plan.create_person(rec(&i.to_string()), LinkMethod::Created)
-                        .unwrap(),
-                );
-                s.commit_sync(&plan.finish()).unwrap();
+                euids.push(create(&s, &i.to_string()));
             }
             (euids, meta_on_disk(&s.engine.kv))
         };
