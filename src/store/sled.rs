@@ -490,6 +490,15 @@ mod tests {
         }
     }
 
+    /// Entries in the journal of the closed store in `path`.
+    fn journal_on_disk(path: &Path) -> usize {
+        open_db(path)
+            .unwrap()
+            .open_tree(JOURNAL_TREE)
+            .unwrap()
+            .len()
+    }
+
     /// Stores record `id` as a new person, durably.
     fn create(s: &SledStore, id: &str) -> crate::store::Euid {
         let mut plan = Plan::new(s, Audit::now("test", ""));
@@ -533,8 +542,7 @@ mod tests {
         assert!(s.get_record(&rec("3").key()).unwrap().is_none());
         drop(s);
         // A clean close empties the journal.
-        let db = open_db(dir.path()).unwrap();
-        assert_eq!(db.open_tree(JOURNAL_TREE).unwrap().len(), 0);
+        assert_eq!(journal_on_disk(dir.path()), 0);
     }
 
     /// The journal holds the last change set only, under its one key, whatever the number
@@ -558,8 +566,7 @@ mod tests {
                     .any(|(t, k, v)| *t == TreeId::Records && *k == own && v.is_some()));
             }
         }
-        let db = open_db(dir.path()).unwrap();
-        assert_eq!(db.open_tree(JOURNAL_TREE).unwrap().len(), 0);
+        assert_eq!(journal_on_disk(dir.path()), 0);
     }
 
     /// A store that an earlier version left after a crash, its journal holding entries
