@@ -502,6 +502,15 @@ mod tests {
             .len()
     }
 
+    /// Makes the store's tree writes fail after `n` more succeed (a crash midway).
+    fn fail_after_writes(s: &SledStore, n: u64) {
+        s.engine
+            .kv
+            .journal
+            .fail_after_writes
+            .store(n, Ordering::Release);
+    }
+
     /// Stores record `id` as a new person, durably.
     fn create(s: &SledStore, id: &str) -> crate::store::Euid {
         let mut plan = Plan::new(s, Audit::now("test", ""));
@@ -519,11 +528,7 @@ mod tests {
             let s = SledStore::open(dir.path()).unwrap();
             let a = create(&s, "1");
 
-            s.engine
-                .kv
-                .journal
-                .fail_after_writes
-                .store(1, Ordering::Release);
+            fail_after_writes(&s, 1);
             let mut plan = Plan::new(&s, Audit::now("test", ""));
             let b = plan.create_person(rec("2"), LinkMethod::Created).unwrap();
             let err = s.commit_sync(&plan.finish()).unwrap_err();
@@ -580,11 +585,7 @@ mod tests {
         {
             let s = SledStore::open(dir.path()).unwrap();
             // Journal entry written, no tree write: the crash comes right after the entry.
-            s.engine
-                .kv
-                .journal
-                .fail_after_writes
-                .store(0, Ordering::Release);
+            fail_after_writes(&s, 0);
             let mut plan = Plan::new(&s, Audit::now("test", ""));
             plan.create_person(rec("1"), LinkMethod::Created).unwrap();
             assert!(s.commit_sync(&plan.finish()).is_err());
