@@ -19,6 +19,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 
 use empi::auth::{tls::TlsFiles, AuditLog, AuthMode, Credentials, Limits, Security};
+use empi::store::Staging;
 
 /// Security options of `empi serve`.
 #[derive(Args, Debug)]
@@ -70,12 +71,19 @@ impl Default for SecurityArgs {
     }
 }
 
-/// The listener's security for `args`, serving data directory `data` on `listen`.
+/// The listener's security for `args`, serving data directory `data` on `listen`. The
+/// audit trail stages its lines in `staging` when given (the server's store), syncing its
+/// file every cycle otherwise.
 ///
 /// # Errors
 /// Plaintext on a non-loopback address without `--insecure-plaintext`; unreadable TLS or
 /// credential files; an audit trail that cannot be opened.
-pub fn security(args: &SecurityArgs, data: &Path, listen: SocketAddr) -> Result<Security> {
+pub fn security(
+    args: &SecurityArgs,
+    data: &Path,
+    listen: SocketAddr,
+    staging: Option<Arc<dyn Staging>>,
+) -> Result<Security> {
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(
             TlsFiles {
@@ -126,7 +134,10 @@ pub fn security(args: &SecurityArgs, data: &Path, listen: SocketAddr) -> Result<
     Ok(Security {
         tls,
         auth,
-        audit: Some(Arc::new(AuditLog::open(data)?)),
+        audit: Some(Arc::new(match staging {
+            Some(staging) => AuditLog::open_staged(data, staging)?,
+            None => AuditLog::open(data)?,
+        })),
         limits,
     })
 }
@@ -140,21 +151,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let args = SecurityArgs::default();
         let any: SocketAddr = "0.0.0.0:50051".parse().unwrap();
-        assert!(security(&args, dir.path(), any).is_err());
+        assert!(security(&args, dir.path(), any, None).is_err());
         let local: SocketAddr = "127.0.0.1:50051".parse().unwrap();
-        let s = security(&args, dir.path(), local).unwrap();
+        let s = security(&args, dir.path(), local, None).unwrap();
         assert!(matches!(s.auth, AuthMode::Disabled));
         let forced = SecurityArgs {
             insecure_plaintext: true,
             ..SecurityArgs::default()
         };
-        let s = security(&forced, dir.path(), any).unwrap();
+        let s = security(&forced, dir.path(), any, None).unwrap();
         assert!(
             matches!(s.auth, AuthMode::Required(_)),
             "never unauthenticated off loopback"
         );
         empi::auth::tokens::create_token(dir.path(), "ops", empi::auth::Role::Admin, &[]).unwrap();
-        let s = security(&args, dir.path(), local).unwrap();
+        let s = security(&args, dir.path(), local, None).unwrap();
         assert!(
             matches!(s.auth, AuthMode::Required(_)),
             "a credential turns auth on"

@@ -11,7 +11,7 @@ use clap::Args;
 use empi::linker::Linker;
 use empi::scoring::Model;
 use empi::service::{Service, ServiceConfig};
-use empi::store::SledStore;
+use empi::store::{SledStore, Store};
 
 /// Arguments of `empi serve`.
 #[derive(Args, Debug)]
@@ -41,16 +41,24 @@ pub fn linker(model: Option<&Path>) -> Result<Linker> {
 
 /// Opens the store in `data` (creating it) and the service over it, loading the index
 /// snapshot kept in `data` when it matches the store, rebuilding the index otherwise.
-pub fn open_service(
+pub fn open_service(data: &Path, model: Option<&Path>, config: ServiceConfig) -> Result<Service> {
+    open_service_and_store(data, model, config).map(|(service, _)| service)
+}
+
+/// As [`open_service`], also returning the store for the audit trail to stage its lines in
+/// ([`AuditLog::open_staged`](empi::auth::AuditLog::open_staged)).
+pub fn open_service_and_store(
     data: &Path,
     model: Option<&Path>,
     mut config: ServiceConfig,
-) -> Result<Service> {
+) -> Result<(Service, Arc<SledStore>)> {
     let linker = linker(model)?;
     config.snapshot = Some(empi::service::snapshot::path_in(data));
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let store = SledStore::open(data).with_context(|| format!("opening {}", data.display()))?;
-    Ok(Service::open(Arc::new(store), linker, config)?)
+    let store = Arc::new(store);
+    let service = Service::open(Arc::clone(&store) as Arc<dyn Store>, linker, config)?;
+    Ok((service, store))
 }
 
 /// Runs `empi serve`.
@@ -85,10 +93,10 @@ pub fn settle_store(data: &Path) {
 
 async fn run(args: &ServeArgs) -> Result<()> {
     let (data, model) = (args.data.clone(), args.model.clone());
-    let service = tokio::task::spawn_blocking(move || {
-        let service = open_service(&data, model.as_deref(), ServiceConfig::default())?;
-        service.record_model_version()?;
-        anyhow::Ok(service)
+    let (service, store) = tokio::task::spawn_blocking(move || {
+        let opened = open_service_and_store(&data, model.as_deref(), ServiceConfig::default())?;
+        opened.0.record_model_version()?;
+        anyhow::Ok(opened)
     })
     .await??;
     let stats = service.stats()?;
@@ -100,7 +108,7 @@ async fn run(args: &ServeArgs) -> Result<()> {
         "model in use"
     );
     let service = Arc::new(service);
-    let security = super::security::security(&args.security, &args.data, args.listen)?;
+    let security = super::security::security(&args.security, &args.data, args.listen, Some(store))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

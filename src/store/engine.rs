@@ -200,6 +200,12 @@ impl<K: Kv> Engine<K> {
         Ok(self.gc.written())
     }
 
+    /// Registers a write made outside a change set (see [`super::Staging`]); its ticket is
+    /// durable after the next flush.
+    pub(crate) fn written(&self) -> Ticket {
+        self.gc.written()
+    }
+
     pub(crate) async fn wait_durable(&self, ticket: Ticket) -> Result<()> {
         self.gc.wait(ticket).await
     }

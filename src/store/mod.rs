@@ -44,6 +44,8 @@
 //! | `meta`            | `format_version`, `next_euid`, `next_task`, `history_seq`, `count_records`, `count_persons`, `count_open_tasks`, `records_generation` | u64, big-endian |
 //! | `meta`            | `model_version`                       | UTF-8 text                     |
 //! | `journal` (sled)  | eight zero bytes (one key)            | the last change set's writes, until a clean close (see [`SledStore`]) |
+//! | `staging` (sled)  | eight zero bytes                      | the staging caller's mark ([`Staging`]) |
+//! | `staging` (sled)  | entry number (u64, big-endian, ≥ 1)   | a staged entry (the audit trail's lines) |
 //!
 //! Big-endian numbers and zero-padded EUIDs make byte order equal numeric order, so tasks
 //! list oldest first and a person's history reads in sequence with one prefix scan.
@@ -374,6 +376,51 @@ macro_rules! impl_store_via_engine {
 
 mod memory;
 mod sled;
+
+/// A place where another component keeps bytes durable through the store's own flushes,
+/// until it has made its own copy durable: the audit trail stages each batch of lines here,
+/// so one flush per cycle covers both the store and the trail, and it syncs its file only
+/// now and then ([`crate::auth::AuditLog::open_staged`]).
+///
+/// Entries are numbered by the caller (from 1, increasing); a *mark* is the caller's own
+/// note of how far its copy is durable, kept with the entries.
+pub trait Staging: Send + Sync {
+    /// Stores `bytes` as entry `seq` (replacing one with that number). Not durable yet:
+    /// returns the ticket to pass to [`Staging::flush_through`].
+    ///
+    /// # Errors
+    /// [`Error::Storage`] from the engine.
+    fn stage(&self, seq: u64, bytes: &[u8]) -> Result<Ticket>;
+
+    /// Makes the write with `ticket` durable (see [`Store::flush_through`]).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the flush failed.
+    fn flush_staged(&self, ticket: Ticket) -> Result<()>;
+
+    /// Records `mark`, then drops every entry numbered `through` or lower. Not flushed: a
+    /// crash may keep the old mark or some of the entries, never drop an entry above the
+    /// mark that is durable.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] from the engine.
+    fn settle_staged(&self, mark: &[u8], through: u64) -> Result<()>;
+
+    /// The last mark recorded, and every entry still kept.
+    ///
+    /// # Errors
+    /// [`Error::Storage`]/[`Error::Corrupt`] from the engine.
+    fn staged(&self) -> Result<StagedEntries>;
+}
+
+/// What [`Staging::staged`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StagedEntries {
+    /// The last mark recorded, if any.
+    pub mark: Option<Vec<u8>>,
+    /// Every entry still kept, by number, in increasing order.
+    pub entries: Vec<(u64, Vec<u8>)>,
+}
 
 pub use memory::MemoryStore;
 pub use sled::SledStore;

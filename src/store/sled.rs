@@ -63,6 +63,12 @@ const LOG_FILE: &str = "db";
 /// The name of the journal tree (not a [`TreeId`]: the engine never reads it).
 const JOURNAL_TREE: &str = "journal";
 
+/// The tree behind [`super::Staging`] (not a [`TreeId`] either).
+const STAGING_TREE: &str = "staging";
+
+/// The staging tree's key for the caller's mark; entries are numbered from 1.
+const STAGING_MARK: [u8; 8] = [0; 8];
+
 /// One decoded journal write: tree, key, value (`None` deletes).
 type Write = (TreeId, Vec<u8>, Option<Vec<u8>>);
 
@@ -186,6 +192,8 @@ pub(crate) struct SledKv {
     journal: Arc<Journal>,
     /// The `meta` tree in memory (module docs); loaded after the journal is replayed.
     meta: MetaCache,
+    /// Entries staged by another component ([`super::Staging`]); outside change sets.
+    staging: sled::Tree,
 }
 
 impl SledKv {
@@ -422,6 +430,7 @@ impl SledStore {
             meta: MetaCache {
                 values: Mutex::new(BTreeMap::new()),
             },
+            staging: db.open_tree(STAGING_TREE).map_err(sled_err)?,
         };
         let replayed = kv.replay_journal()?;
         kv.load_meta()?;
@@ -465,6 +474,58 @@ impl SledStore {
     /// [`Error::Storage`] from sled.
     pub fn size_on_disk(&self) -> Result<u64> {
         self.engine.kv.db.size_on_disk().map_err(sled_err)
+    }
+}
+
+/// Staged entries are single sled inserts outside change sets: each is atomic on its own,
+/// none touches a tree the journal covers, so the journal's argument (module docs) holds.
+impl super::Staging for SledStore {
+    fn stage(&self, seq: u64, bytes: &[u8]) -> Result<super::Ticket> {
+        if seq == 0 {
+            return Err(Error::Storage("staged entries are numbered from 1".into()));
+        }
+        self.engine
+            .kv
+            .staging
+            .insert(seq.to_be_bytes(), bytes)
+            .map_err(sled_err)?;
+        Ok(self.engine.written())
+    }
+
+    fn flush_staged(&self, ticket: super::Ticket) -> Result<()> {
+        self.engine.flush_through(ticket)
+    }
+
+    fn settle_staged(&self, mark: &[u8], through: u64) -> Result<()> {
+        let tree = &self.engine.kv.staging;
+        // The mark first: sled recovers a prefix of its log, so no removal below survives
+        // a crash without it.
+        tree.insert(STAGING_MARK, mark).map_err(sled_err)?;
+        let upto = through.to_be_bytes();
+        let mut keys = Vec::new();
+        for item in tree.range([0, 0, 0, 0, 0, 0, 0, 1]..=upto) {
+            keys.push(item.map_err(sled_err)?.0);
+        }
+        for key in keys {
+            tree.remove(key).map_err(sled_err)?;
+        }
+        Ok(())
+    }
+
+    fn staged(&self) -> Result<super::StagedEntries> {
+        let mut out = super::StagedEntries::default();
+        for item in self.engine.kv.staging.iter() {
+            let (key, value) = item.map_err(sled_err)?;
+            let key: [u8; 8] = key
+                .as_ref()
+                .try_into()
+                .map_err(|_| Error::Corrupt("staging key is not 8 bytes".into()))?;
+            match u64::from_be_bytes(key) {
+                0 => out.mark = Some(value.to_vec()),
+                seq => out.entries.push((seq, value.to_vec())),
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -628,6 +689,34 @@ mod tests {
             assert_eq!(&r.euid, euid);
         }
         assert_eq!(meta_on_disk(&s.engine.kv), meta);
+    }
+
+    /// Staged entries outlive closing the store; settling records the mark and drops
+    /// the entries up to it, and none of it touches the journal.
+    #[test]
+    fn staged_entries_survive_reopening_until_settled() {
+        use crate::store::Staging;
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            assert!(s.stage(0, b"x").is_err(), "entries are numbered from 1");
+            for n in [3, 1, 2, 300] {
+                let t = s.stage(n, format!("e{n}").as_bytes()).unwrap();
+                s.flush_staged(t).unwrap();
+            }
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        let staged = s.staged().unwrap();
+        assert_eq!(staged.mark, None);
+        let numbers: Vec<u64> = staged.entries.iter().map(|e| e.0).collect();
+        assert_eq!(numbers, [1, 2, 3, 300]);
+        assert_eq!(staged.entries[3].1, b"e300");
+        s.settle_staged(b"mark", 3).unwrap();
+        let staged = s.staged().unwrap();
+        assert_eq!(staged.mark.as_deref(), Some(&b"mark"[..]));
+        assert_eq!(staged.entries, [(300, b"e300".to_vec())]);
+        drop(s);
+        assert_eq!(journal_on_disk(dir.path()), 0);
     }
 
     fn meta_on_disk(kv: &SledKv) -> BTreeMap<Vec<u8>, Vec<u8>> {

@@ -1,7 +1,9 @@
 //! Crash test: a child `empi serve` is killed with SIGKILL in the middle of a concurrent
 //! load; after a restart on the same store every acknowledged record is there with the EUID
-//! it was acknowledged with, and `empi check` passes on the crashed store.
+//! it was acknowledged with, `empi check` passes on the crashed store, and the audit trail
+//! holds each acknowledged call exactly once (its last lines come back from the store).
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -9,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use empi::auth::{audit, AuditOutcome};
 use empi::grpc::pb::{self, empi_client::EmpiClient};
 use tonic::transport::{Channel, Endpoint};
 
@@ -345,4 +348,31 @@ async fn acknowledged_records_survive_sigkill() {
         stats.records,
         acked.len()
     );
+
+    // The audit trail: each acknowledged call once, none doubled by the restore.
+    let trail = audit::read(&data, None, None).expect("reading the audit trail");
+    assert!(
+        trail.unreadable_lines.is_empty(),
+        "torn audit lines {:?}",
+        trail.unreadable_lines
+    );
+    let mut audited: HashMap<&str, usize> = HashMap::new();
+    for e in &trail.entries {
+        if e.operation == "MatchOrCreate" && e.outcome == AuditOutcome::Ok {
+            for r in &e.records {
+                *audited.entry(r.as_str()).or_default() += 1;
+            }
+        }
+    }
+    if let Some((key, n)) = audited.iter().find(|(_, n)| **n > 1) {
+        panic!("{key} audited {n} times");
+    }
+    for (rec, _) in &acked {
+        let key = format!("{}/{}", rec.source, rec.local_id);
+        assert_eq!(
+            audited.get(key.as_str()),
+            Some(&1),
+            "acknowledged call for {key} not in the audit trail"
+        );
+    }
 }
