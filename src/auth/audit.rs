@@ -123,7 +123,7 @@ struct Queued {
 }
 
 /// How often a staged trail syncs its file and drops what the store kept for it (see the
-/// module docs); also at most this much of the trail is only in the store.
+/// module docs), on a thread of its own; about this much of the trail is only in the store.
 pub const SETTLE_EVERY: Duration = Duration::from_secs(1);
 
 /// The append side of the audit trail (the server holds one).
@@ -238,37 +238,62 @@ struct Staged {
     len: u64,
     dev: u64,
     ino: u64,
-    /// The last cycle whose lines are synced in the file and dropped from the store.
-    settled: u64,
-    settled_at: Instant,
+    /// The last cycle handed to the settler (or settled when opening).
+    requested: u64,
+    requested_at: Instant,
+    /// The settler thread, which syncs the file and settles the store off the writer's
+    /// path (a settle drops about a second's worth of staged cycles: milliseconds).
+    settler: Option<(mpsc::Sender<Mark>, std::thread::JoinHandle<()>)>,
+}
+
+/// Syncs the file, then has the store record `mark` and drop what it kept up to it.
+fn settle(staging: &dyn Staging, file: &std::fs::File, mark: Mark) -> Result<()> {
+    file.sync_data()
+        .map_err(|e| Error::Storage(format!("syncing the audit trail: {e}")))?;
+    staging.settle_staged(&mark.encode(), mark.seq)
+}
+
+/// The settler thread: settles the latest mark it was sent; a failure is logged, and the
+/// next mark tries again (the lines stay durable in the store meanwhile).
+fn settler(file: std::fs::File, staging: Arc<dyn Staging>, rx: mpsc::Receiver<Mark>) {
+    while let Ok(mut mark) = rx.recv() {
+        mark = rx.try_iter().last().unwrap_or(mark);
+        if let Err(e) = settle(&*staging, &file, mark) {
+            tracing::warn!(error = %e, "audit trail not settled; its recent lines stay in the store");
+        }
+    }
 }
 
 impl Staged {
-    /// Syncs the file and has the store drop what it kept for it.
-    fn settle(&mut self, file: &std::fs::File) -> Result<()> {
-        file.sync_data()
-            .map_err(|e| Error::Storage(format!("syncing the audit trail: {e}")))?;
-        let mark = Mark {
+    fn mark(&self) -> Mark {
+        Mark {
             seq: self.seq,
             len: self.len,
             dev: self.dev,
             ino: self.ino,
-        };
-        self.staging.settle_staged(&mark.encode(), self.seq)?;
-        self.settled = self.seq;
-        self.settled_at = Instant::now();
-        Ok(())
+        }
     }
 
-    /// Settles when due; a failure is logged and tried again at the next cycle (the lines
-    /// stay durable in the store meanwhile).
-    fn settle_if_due(&mut self, file: &std::fs::File) {
-        if self.settled == self.seq || self.settled_at.elapsed() < SETTLE_EVERY {
+    /// Hands the settler the current mark when one is due.
+    fn settle_if_due(&mut self) {
+        if self.requested == self.seq || self.requested_at.elapsed() < SETTLE_EVERY {
             return;
         }
-        if let Err(e) = self.settle(file) {
-            self.settled_at = Instant::now();
-            tracing::warn!(error = %e, "audit trail not settled; its recent lines stay in the store");
+        if let Some((tx, _)) = &self.settler {
+            let _ = tx.send(self.mark());
+        }
+        self.requested = self.seq;
+        self.requested_at = Instant::now();
+    }
+
+    /// Stops the settler and settles everything written, on the calling thread.
+    fn close(&mut self, file: &std::fs::File) {
+        if let Some((tx, handle)) = self.settler.take() {
+            drop(tx);
+            let _ = handle.join();
+        }
+        if let Err(e) = settle(&*self.staging, file, self.mark()) {
+            tracing::warn!(error = %e, "audit trail not settled at close; the next start restores it from the store");
         }
     }
 }
@@ -306,17 +331,32 @@ fn recover(file: &mut std::fs::File, path: &Path, staging: Arc<dyn Staging>) -> 
         .max()
         .unwrap_or(0)
         .max(after);
-    let mut staged = Staged {
+    let mark = Mark {
+        seq: last,
+        len,
+        dev,
+        ino,
+    };
+    settle(&*staging, file, mark)?;
+    let (tx, rx) = mpsc::channel();
+    let for_settler = (
+        file.try_clone().map_err(|e| Error::io(path, e))?,
+        Arc::clone(&staging),
+    );
+    let handle = std::thread::Builder::new()
+        .name("empi-audit-settle".into())
+        .spawn(move || settler(for_settler.0, for_settler.1, rx))
+        .map_err(|e| Error::io(path, e))?;
+    Ok(Staged {
         staging,
         seq: last,
         len,
         dev,
         ino,
-        settled: 0,
-        settled_at: Instant::now(),
-    };
-    staged.settle(file)?;
-    Ok(staged)
+        requested: last,
+        requested_at: Instant::now(),
+        settler: Some((tx, handle)),
+    })
 }
 
 impl AuditLog {
@@ -464,15 +504,11 @@ fn writer(mut file: std::fs::File, path: &Path, rx: &mpsc::Receiver<Queued>, mut
             let _ = p.ack.send(result.clone().map(|()| hooked));
         }
         if let Durability::Staged(st) = &mut mode {
-            st.settle_if_due(&file);
+            st.settle_if_due();
         }
     }
     if let Durability::Staged(st) = &mut mode {
-        if st.settled != st.seq {
-            if let Err(e) = st.settle(&file) {
-                tracing::warn!(error = %e, "audit trail not settled at close; the next start restores it from the store");
-            }
-        }
+        st.close(&file);
     }
 }
 
@@ -697,6 +733,32 @@ mod tests {
         let len = std::fs::metadata(audit_path(dir.path())).unwrap().len();
         assert_eq!(mark.len, len);
         assert_eq!(read(dir.path(), None, None).unwrap().entries.len(), 31);
+    }
+
+    /// While the server runs, the settler syncs the file and empties the store's copy about
+    /// once a second, without waiting for the close.
+    #[tokio::test]
+    async fn a_running_trail_settles_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = Arc::new(MemStaging::default());
+        let log = AuditLog::open_staged(dir.path(), staging.clone()).unwrap();
+        let e = AuditEntry::for_op(None, Operation::GetPerson, AuditOutcome::Ok);
+        log.append(&e).await.unwrap();
+        tokio::time::sleep(SETTLE_EVERY + Duration::from_millis(100)).await;
+        log.append(&e).await.unwrap(); // due: this cycle hands its mark to the settler
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mark = loop {
+            let staged = staging.staged().unwrap();
+            let mark = Mark::decode(&staged.mark.unwrap()).unwrap();
+            if mark.seq == 2 && staged.entries.is_empty() {
+                break mark;
+            }
+            assert!(Instant::now() < deadline, "not settled: {mark:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let len = std::fs::metadata(audit_path(dir.path())).unwrap().len();
+        assert_eq!(mark.len, len);
+        drop(log);
     }
 
     /// A crash after acknowledging lines the file had not synced: opening again restores
