@@ -160,11 +160,21 @@ fn open_file(path: &Path) -> Result<std::fs::File> {
     options.open(path).map_err(|e| Error::io(path, e))
 }
 
-/// Fences off a torn last line from a crash, so the next entry starts a line.
+/// Fences off a torn last line from a crash, so the next entry starts a line. Reads only
+/// the last byte (the trail grows without bound).
 fn fence(file: &mut std::fs::File, path: &Path) -> Result<()> {
-    let torn = std::fs::read(path)
-        .map(|b| b.last().is_some_and(|c| *c != b'\n'))
-        .unwrap_or(false);
+    use std::io::{Read, Seek, SeekFrom};
+    let torn = (|| -> std::io::Result<bool> {
+        let mut f = std::fs::File::open(path)?;
+        if f.metadata()?.len() == 0 {
+            return Ok(false);
+        }
+        f.seek(SeekFrom::End(-1))?;
+        let mut last = [0u8];
+        f.read_exact(&mut last)?;
+        Ok(last[0] != b'\n')
+    })()
+    .unwrap_or(false);
     if torn {
         file.write_all(b"\n").map_err(|e| Error::io(path, e))?;
     }
