@@ -74,6 +74,42 @@ pub struct PersonScore<P> {
     pub named: bool,
 }
 
+/// Which ranked persons an [`Outcome`] lists (the decision looks at every person either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ranking {
+    /// The best `k` persons, exactly, however hopeless (a search: [`Linker::decide`] with a
+    /// number means this).
+    Top(usize),
+    /// At most `k`: the best person, then only persons at or above the lower threshold,
+    /// the ones that could have been linked or reviewed. Cheaper with a bound
+    /// ([`Linker::decide_bounded`]): hopeless candidates need not be ranked among
+    /// themselves, so most are never scored in full.
+    Plausible(usize),
+}
+
+impl From<usize> for Ranking {
+    fn from(k: usize) -> Self {
+        Ranking::Top(k)
+    }
+}
+
+impl Ranking {
+    /// The longest list (at least one person).
+    fn limit(self) -> usize {
+        match self {
+            Ranking::Top(k) | Ranking::Plausible(k) => k.max(1),
+        }
+    }
+
+    /// Persons that must be known exactly among those below the lower threshold.
+    fn exact_below_lower(self) -> usize {
+        match self {
+            Ranking::Top(k) => k.max(1),
+            Ranking::Plausible(_) => 1,
+        }
+    }
+}
+
 /// The linker's answer for one query record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome<P> {
@@ -81,7 +117,7 @@ pub struct Outcome<P> {
     pub decision: Decision,
     /// Why it is a review, when it is one.
     pub review_reason: Option<ReviewReason>,
-    /// Candidate persons, best first (all scored persons, up to the `top_k` asked for).
+    /// Candidate persons, best first, as the [`Ranking`] asked for.
     pub ranked: Vec<PersonScore<P>>,
     /// A link made by the sole-candidate rule (see the module docs): the best pair has no
     /// given name to compare, and no other candidate is plausible.
@@ -257,13 +293,15 @@ impl Linker {
     }
 
     /// Scores every candidate record, groups by person, ranks persons, decides.
-    /// `top_k` bounds the ranked list returned (the decision looks at all persons).
+    /// `ranking` (a number `k`: the top `k`) says which persons the outcome lists; the
+    /// decision looks at all of them.
     pub fn decide<'a, P: Clone + Eq + Hash>(
         &self,
         query: &Prepared,
         candidates: impl IntoIterator<Item = (P, &'a Prepared)>,
-        top_k: usize,
+        ranking: impl Into<Ranking>,
     ) -> Outcome<P> {
+        let ranking = ranking.into();
         let mut persons = Persons::default();
         let mut record_named = Vec::new();
         for (i, (person, rec)) in candidates.into_iter().enumerate() {
@@ -272,7 +310,7 @@ impl Linker {
             persons.add(person, i, self.scorer.score(query, rec), named);
         }
         let scored = record_named.len();
-        self.conclude(query, persons, scored, &record_named, top_k)
+        self.conclude(query, persons, scored, &record_named, ranking)
     }
 
     /// [`Linker::decide`] scoring in full only the candidates that can matter, with `bound`
@@ -281,8 +319,9 @@ impl Linker {
     /// `decide`, at a fraction of the cost when most candidates are hopeless.
     ///
     /// Candidates are scored in the order of their bound, best first, until every one left
-    /// is bounded below the lower threshold *and* below the score of `top_k` persons
-    /// already: nothing left could then change the decision or the ranked list. A skipped
+    /// is bounded below the lower threshold *and* below the score of `k` persons already
+    /// (of one person for [`Ranking::Plausible`]): nothing left could then change the
+    /// decision or the ranked list. A skipped
     /// record still lends its person a multiple-birth guard (a field comparison, no
     /// scoring) and its given name. Only [`PersonScore::contradicted`] may miss a skipped
     /// record's contradiction; the one rule that reads it (the sole-candidate rule) is
@@ -295,9 +334,10 @@ impl Linker {
         &self,
         query: &Prepared,
         candidates: &[(P, &Prepared, &Sig)],
-        top_k: usize,
+        ranking: impl Into<Ranking>,
         bound: &WeightBound,
     ) -> Outcome<P> {
+        let ranking = ranking.into();
         let t = self.thresholds();
         let q = bound.sig(&self.scorer, query);
         let bounds: Vec<f64> = candidates
@@ -307,7 +347,7 @@ impl Linker {
         let mut order: Vec<usize> = (0..candidates.len()).collect();
         order.sort_by(|&a, &b| bounds[b].total_cmp(&bounds[a]).then(a.cmp(&b)));
         let record_named: Vec<bool> = candidates.iter().map(|(_, _, sig)| sig.named()).collect();
-        let keep = top_k.max(1);
+        let keep = ranking.exact_below_lower();
         let mut persons = Persons::default();
         // Candidates are scored in `order` up to `stop`; those after it are skipped.
         let mut stop = order.len();
@@ -332,7 +372,7 @@ impl Linker {
                 }
             }
         }
-        let outcome = self.conclude(query, persons, stop, &record_named, top_k);
+        let outcome = self.conclude(query, persons, stop, &record_named, ranking);
         // The rule was applied, or was considered and declined: it reads `contradicted`.
         let sole_rule_may_apply = outcome.sole_candidate
             || (outcome.decision == Decision::Review
@@ -343,7 +383,7 @@ impl Linker {
             return self.decide(
                 query,
                 candidates.iter().map(|(p, r, _)| (p.clone(), *r)),
-                top_k,
+                ranking,
             );
         }
         outcome
@@ -356,7 +396,7 @@ impl Linker {
         persons: Persons<P>,
         scored: usize,
         record_named: &[bool],
-        top_k: usize,
+        ranking: Ranking,
     ) -> Outcome<P> {
         let mut ranked: Vec<PersonScore<P>> = persons.by_person.into_values().collect();
         ranked.sort_by(|a, b| {
@@ -371,7 +411,12 @@ impl Linker {
         if sole_candidate {
             (decision, review_reason) = (Decision::Link, None);
         }
-        ranked.truncate(top_k.max(1));
+        if let Ranking::Plausible(_) = ranking {
+            let lower = self.thresholds().lower;
+            let mut first = true;
+            ranked.retain(|p| std::mem::take(&mut first) || p.score.weight >= lower);
+        }
+        ranked.truncate(ranking.limit());
         Outcome {
             decision,
             review_reason,
@@ -632,6 +677,51 @@ mod tests {
             assert_eq!(bounded.ranked, full.ranked);
         }
 
+        /// With a plausible ranking, hopeless candidates are not ranked among themselves:
+        /// once the match is scored, fewer are scored than for the top five, and the list
+        /// holds the match only.
+        #[test]
+        fn a_plausible_ranking_scores_few_hopeless_candidates() {
+            let l = Linker::with_default_model();
+            let margaret = rec("Margaret", "Okonkwo", (1961, 7, 2), "413-555-0142");
+            let q = l.prepare(&margaret);
+            let records: Vec<Prepared> = std::iter::once(l.prepare(&margaret))
+                .chain((0..20u8).map(|i| {
+                    let given = format!("Zed{i}");
+                    l.prepare(&rec(
+                        &given,
+                        "Okonkwo",
+                        (1990, 1, 1 + i % 9),
+                        "617-555-9999",
+                    ))
+                }))
+                .collect();
+            let refs: Vec<(usize, &Prepared)> = records.iter().enumerate().collect();
+            let bound = l
+                .scorer()
+                .weight_bound(std::slice::from_ref(&q), &[])
+                .unwrap();
+            let sigs: Vec<Sig> = records.iter().map(Sig::second).collect();
+            let triples: Vec<(usize, &Prepared, &Sig)> = refs
+                .iter()
+                .zip(&sigs)
+                .map(|(&(i, r), s)| (i, r, s))
+                .collect();
+            let top = l.decide_bounded(&q, &triples, 5, &bound);
+            let plausible = l.decide_bounded(&q, &triples, Ranking::Plausible(5), &bound);
+            assert_eq!(top.decision, Decision::Link);
+            assert_eq!(plausible.decision, Decision::Link);
+            assert_eq!(top.ranked.len(), 5);
+            assert_eq!(plausible.ranked.len(), 1);
+            assert_eq!(plausible.ranked[0], top.ranked[0]);
+            assert!(
+                plausible.scored < top.scored,
+                "{} vs {}",
+                plausible.scored,
+                top.scored
+            );
+        }
+
         use crate::record::{Identifier, Sex, NATIONAL_ID_SYSTEM};
         use proptest::prelude::*;
 
@@ -695,26 +785,51 @@ mod tests {
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(200))]
 
-            /// Scoring only what the bound leaves gives the outcome of scoring everything.
+            /// Scoring only what the bound leaves gives the outcome of scoring everything,
+            /// for either ranking.
             #[test]
             fn bounded_decisions_equal_full_ones(
                 query in record(),
                 candidates in prop::collection::vec((0u8..6, record()), 0..24),
                 top_k in 1usize..6,
+                plausible in any::<bool>(),
             ) {
+                let ranking = if plausible { Ranking::Plausible(top_k) } else { Ranking::Top(top_k) };
                 let l = Linker::with_default_model();
                 let q = l.prepare(&query);
                 let prepared: Vec<(u8, Prepared)> =
                     candidates.iter().map(|(p, r)| (*p, l.prepare(r))).collect();
                 let refs: Vec<(u8, &Prepared)> = prepared.iter().map(|(p, r)| (*p, r)).collect();
                 let bound = l.scorer().weight_bound(std::slice::from_ref(&q), &[]).unwrap();
-                let full = l.decide(&q, refs.iter().copied(), top_k);
+                let full = l.decide(&q, refs.iter().copied(), ranking);
                 let sigs: Vec<Sig> = prepared.iter().map(|(_, r)| Sig::second(r)).collect();
                 let triples: Vec<(u8, &Prepared, &Sig)> =
                     refs.iter().zip(&sigs).map(|(&(p, r), s)| (p, r, s)).collect();
-                let bounded = l.decide_bounded(&q, &triples, top_k, &bound);
+                let bounded = l.decide_bounded(&q, &triples, ranking, &bound);
                 prop_assert_eq!(seen(&bounded), seen(&full));
                 prop_assert!(bounded.scored <= full.scored);
+            }
+
+            /// A plausible ranking is the top ranking less the persons after the first that
+            /// are below the lower threshold; the decision is the same.
+            #[test]
+            fn plausible_rankings_are_the_top_ones_filtered(
+                query in record(),
+                candidates in prop::collection::vec((0u8..6, record()), 0..24),
+                top_k in 1usize..6,
+            ) {
+                let l = Linker::with_default_model();
+                let lower = l.thresholds().lower;
+                let q = l.prepare(&query);
+                let prepared: Vec<(u8, Prepared)> =
+                    candidates.iter().map(|(p, r)| (*p, l.prepare(r))).collect();
+                let refs: Vec<(u8, &Prepared)> = prepared.iter().map(|(p, r)| (*p, r)).collect();
+                let top = l.decide(&q, refs.iter().copied(), top_k);
+                let plausible = l.decide(&q, refs.iter().copied(), Ranking::Plausible(top_k));
+                let mut expected = seen(&top);
+                let mut first = true;
+                expected.3.retain(|p| std::mem::take(&mut first) || p.1 >= lower);
+                prop_assert_eq!(seen(&plausible), expected);
             }
         }
     }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::blocking::block_keys;
 use crate::error::{Error, Result};
-use crate::linker::{Decision, Outcome};
+use crate::linker::{Decision, Outcome, Ranking};
 use crate::prepare::Prepared;
 use crate::record::{today_days, Record, RecordKey};
 use crate::scoring::{weight_to_prob, Sig};
@@ -134,15 +134,15 @@ impl Scored {
 
 impl Service {
     /// Finds and scores the candidates of `query`, leaving out the record `own_key` and the
-    /// persons in `excluded` (EUID sequence numbers). `explain_all`: every ranked candidate
-    /// gets its explanation, not only the best.
+    /// persons in `excluded` (EUID sequence numbers), ranking them as `ranking` says.
+    /// `explain_all`: every ranked candidate gets its explanation, not only the best.
     fn score(
         &self,
         query: &Prepared,
         own_key: Option<&str>,
         excluded: &AHashSet<u64>,
         explain_all: bool,
-        top_k: usize,
+        ranking: Ranking,
     ) -> Result<Scored> {
         let index = self.read_index()?;
         let mut buf = Vec::new();
@@ -156,11 +156,12 @@ impl Service {
             Some(bound) => {
                 let candidates: Vec<(u64, &Prepared, &Sig)> =
                     found.iter().map(|f| (f.euid, f.prepared, f.sig)).collect();
-                self.linker.decide_bounded(query, &candidates, top_k, bound)
+                self.linker
+                    .decide_bounded(query, &candidates, ranking, bound)
             }
             None => {
                 let candidates = found.iter().map(|f| (f.euid, f.prepared));
-                self.linker.decide(query, candidates, top_k)
+                self.linker.decide(query, candidates, ranking)
             }
         };
         let views = outcome
@@ -288,12 +289,14 @@ impl Service {
             Some(s) => self.not_duplicates(&s.euid)?,
             None => AHashSet::new(),
         };
+        // The answer lists the persons that could have been linked or reviewed (and the
+        // best one in any case), not the top k however hopeless: see `Ranking::Plausible`.
         let scored = self.score(
             prepared,
             Some(&own_key),
             &excluded,
             false,
-            self.config.top_k,
+            Ranking::Plausible(self.config.top_k),
         )?;
         let t = self.linker.thresholds();
         let best = scored.best();
@@ -392,7 +395,8 @@ impl Service {
     ) -> Result<TaskId> {
         let own_key = key_text(key);
         let excluded: AHashSet<u64> = own.map(|e| e.seq()).into_iter().collect();
-        let scored = self.score(prepared, Some(&own_key), &excluded, true, self.config.top_k)?;
+        let ranking = Ranking::Plausible(self.config.top_k);
+        let scored = self.score(prepared, Some(&own_key), &excluded, true, ranking)?;
         let lower = self.linker.thresholds().lower;
         let mut views: Vec<CandidateView> = scored
             .views
@@ -444,7 +448,14 @@ impl Service {
             0 => self.config.top_k,
             n => n.min(MAX_MATCH_CANDIDATES),
         };
-        let scored = self.score(&prepared, own_key.as_deref(), &AHashSet::new(), true, top_k)?;
+        let ranking = Ranking::Top(top_k);
+        let scored = self.score(
+            &prepared,
+            own_key.as_deref(),
+            &AHashSet::new(),
+            true,
+            ranking,
+        )?;
         Ok(MatchPreview {
             decision: match scored.outcome.decision {
                 Decision::Link => MatchDecision::Linked,

@@ -418,3 +418,46 @@ async fn a_snapshot_is_loaded_only_while_it_matches_the_store() {
     assert_eq!(s.index_stats().records, 4);
     assert_consistent(&s);
 }
+
+/// MatchOrCreate lists the best person and, after it, only persons that could have been
+/// linked or reviewed; Match still ranks the top five however hopeless.
+#[tokio::test]
+async fn match_or_create_lists_only_plausible_candidates_after_the_best() {
+    let s = service();
+    let lower = Linker::with_default_model().thresholds().lower;
+    let given = ["Ada", "Bea", "Cyr", "Dov", "Eli", "Fay"];
+    for (i, g) in given.iter().enumerate() {
+        // Same family name and birth year as Margaret: in her block, but hopeless.
+        let r = rec(
+            &format!("k{i}"),
+            g,
+            "Okonkwo",
+            &format!("1961-0{}-1{i}", i + 1),
+        );
+        s.match_or_create(r, "feed").await.unwrap();
+    }
+    let m = margaret("1");
+    let mut query = m.clone();
+    query.local_id = "probe".into();
+    let searched = s.match_only(&query, 0).unwrap();
+    assert!(
+        searched.candidates.len() > 1,
+        "the relatives are candidates: {}",
+        searched.candidates.len()
+    );
+    assert!(searched.candidates.iter().all(|c| c.score < lower));
+
+    // A new person: only the closest miss is listed, with the search's best score.
+    let created = s.match_or_create(m, "feed").await.unwrap();
+    assert_eq!(created.decision, MatchDecision::Created);
+    assert_eq!(created.candidates.len(), 1);
+    assert_eq!(created.candidates[0].euid, searched.candidates[0].euid);
+    assert_eq!(created.candidates[0].score, searched.candidates[0].score);
+
+    // A link: the person linked to, and no hopeless relatives after it.
+    let linked = s.match_or_create(margaret("2"), "feed").await.unwrap();
+    assert_eq!(linked.decision, MatchDecision::Linked);
+    assert_eq!(linked.candidates[0].euid, created.euid);
+    assert!(linked.candidates[1..].iter().all(|c| c.score >= lower));
+    assert!(s.match_only(&margaret("3"), 0).unwrap().candidates.len() > linked.candidates.len());
+}
