@@ -642,6 +642,27 @@ mod tests {
     mod bounded {
         use super::*;
 
+        /// [`Linker::decide_bounded`] over `records`, each its own person (its position).
+        fn bounded_over(
+            l: &Linker,
+            q: &Prepared,
+            records: &[Prepared],
+            ranking: Ranking,
+        ) -> Outcome<usize> {
+            let bound = l
+                .scorer()
+                .weight_bound(std::slice::from_ref(q), &[])
+                .unwrap();
+            let sigs: Vec<Sig> = records.iter().map(Sig::second).collect();
+            let triples: Vec<(usize, &Prepared, &Sig)> = records
+                .iter()
+                .zip(&sigs)
+                .enumerate()
+                .map(|(i, (r, s))| (i, r, s))
+                .collect();
+            l.decide_bounded(q, &triples, ranking, &bound)
+        }
+
         /// Hopeless candidates (other names, born elsewhen) are never scored in full.
         #[test]
         fn hopeless_candidates_are_not_scored() {
@@ -658,19 +679,8 @@ mod tests {
                     "617-555-9999",
                 )));
             }
-            let refs: Vec<(usize, &Prepared)> = records.iter().enumerate().collect();
-            let bound = l
-                .scorer()
-                .weight_bound(std::slice::from_ref(&q), &[])
-                .unwrap();
-            let full = l.decide(&q, refs.iter().copied(), 1);
-            let sigs: Vec<Sig> = records.iter().map(Sig::second).collect();
-            let triples: Vec<(usize, &Prepared, &Sig)> = refs
-                .iter()
-                .zip(&sigs)
-                .map(|(&(i, r), s)| (i, r, s))
-                .collect();
-            let bounded = l.decide_bounded(&q, &triples, 1, &bound);
+            let full = l.decide(&q, records.iter().enumerate(), 1);
+            let bounded = bounded_over(&l, &q, &records, Ranking::Top(1));
             assert_eq!(full.scored, 21);
             assert_eq!(bounded.scored, 1);
             assert_eq!(bounded.decision, Decision::Link);
@@ -696,19 +706,8 @@ mod tests {
                     ))
                 }))
                 .collect();
-            let refs: Vec<(usize, &Prepared)> = records.iter().enumerate().collect();
-            let bound = l
-                .scorer()
-                .weight_bound(std::slice::from_ref(&q), &[])
-                .unwrap();
-            let sigs: Vec<Sig> = records.iter().map(Sig::second).collect();
-            let triples: Vec<(usize, &Prepared, &Sig)> = refs
-                .iter()
-                .zip(&sigs)
-                .map(|(&(i, r), s)| (i, r, s))
-                .collect();
-            let top = l.decide_bounded(&q, &triples, 5, &bound);
-            let plausible = l.decide_bounded(&q, &triples, Ranking::Plausible(5), &bound);
+            let top = bounded_over(&l, &q, &records, Ranking::Top(5));
+            let plausible = bounded_over(&l, &q, &records, Ranking::Plausible(5));
             assert_eq!(top.decision, Decision::Link);
             assert_eq!(plausible.decision, Decision::Link);
             assert_eq!(top.ranked.len(), 5);

@@ -771,6 +771,20 @@ mod tests {
         drop(log);
     }
 
+    /// Opens a staged trail, appends one entry naming `euid` and closes it (settled: the
+    /// mark covers it). Returns the entry.
+    async fn settled_after_one_entry(
+        data: &Path,
+        staging: &Arc<MemStaging>,
+        euid: &str,
+    ) -> AuditEntry {
+        let log = AuditLog::open_staged(data, staging.clone()).unwrap();
+        let mut e = AuditEntry::for_op(None, Operation::GetPerson, AuditOutcome::Ok);
+        e.euids.push(euid.into());
+        log.append(&e).await.unwrap();
+        e
+    }
+
     /// A crash after acknowledging lines the file had not synced: opening again restores
     /// them from the store, once each, in order, whatever part of them the file kept.
     #[tokio::test]
@@ -778,11 +792,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path();
         let staging = Arc::new(MemStaging::default());
-        let first = AuditLog::open_staged(data, staging.clone()).unwrap();
-        let mut e = AuditEntry::for_op(None, Operation::GetPerson, AuditOutcome::Ok);
-        e.euids.push("E1".into());
-        first.append(&e).await.unwrap();
-        drop(first); // settled: the mark covers E1
+        let e = settled_after_one_entry(data, &staging, "E1").await;
         assert_eq!(euids_in(data), ["E1"]);
 
         // Cycle 2 staged; the file kept a torn part of it.
@@ -824,10 +834,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path();
         let staging = Arc::new(MemStaging::default());
-        let first = AuditLog::open_staged(data, staging.clone()).unwrap();
-        let e = AuditEntry::for_op(None, Operation::GetPerson, AuditOutcome::Ok);
-        first.append(&e).await.unwrap();
-        drop(first);
+        settled_after_one_entry(data, &staging, "E1").await;
         let path = audit_path(data);
         std::fs::rename(&path, data.join("auth").join("audit.1")).unwrap();
         // The new file is longer than the old one's mark.
