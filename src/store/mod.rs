@@ -386,7 +386,7 @@ mod sled;
 /// note of how far its copy is durable, kept with the entries.
 pub trait Staging: Send + Sync {
     /// Stores `bytes` as entry `seq` (replacing one with that number). Not durable yet:
-    /// returns the ticket to pass to [`Staging::flush_through`].
+    /// returns the ticket to pass to [`Staging::flush_staged`].
     ///
     /// # Errors
     /// [`Error::Storage`] from the engine.
