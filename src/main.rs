@@ -142,9 +142,12 @@ mod tests {
             panic!("eval")
         };
         assert!(a.model_tf && a.input.read.strict);
-        assert_eq!(a.input.input.as_deref(), Some(std::path::Path::new("f")));
-        assert_eq!(a.input.columns.as_deref(), Some("a=b"));
-        assert_eq!(a.input.source, "s");
+        assert_eq!(
+            a.input.file.input.as_deref(),
+            Some(std::path::Path::new("f"))
+        );
+        assert_eq!(a.input.file.columns.as_deref(), Some("a=b"));
+        assert_eq!(a.input.file.source, "s");
         assert_eq!(
             a.input.read.model.as_deref(),
             Some(std::path::Path::new("m"))
@@ -152,7 +155,7 @@ mod tests {
         let Ok(Command::Load(a)) = parse(&format!("load --data d {all}")) else {
             panic!("load")
         };
-        assert!(a.input.read.strict && a.input.source == "s");
+        assert!(a.input.read.strict && a.input.file.source == "s");
         let Ok(Command::Dedup(a)) = parse(&format!("dedup {all} --output o")) else {
             panic!("dedup")
         };
@@ -160,7 +163,7 @@ mod tests {
         let Ok(Command::Train(a)) = parse(&format!("train {all} --out o")) else {
             panic!("train")
         };
-        assert_eq!(a.input.columns.as_deref(), Some("a=b"));
+        assert_eq!(a.input.file.columns.as_deref(), Some("a=b"));
         let Ok(Command::Link(a)) = parse("link --left l --right r --output o --strict --model m")
         else {
             panic!("link")
@@ -170,14 +173,34 @@ mod tests {
         let Ok(Command::Eval(a)) = parse("eval --input f") else {
             panic!("eval")
         };
-        assert_eq!(a.input.source, "file");
-        assert!(!a.input.read.strict && a.input.read.model.is_none() && a.input.columns.is_none());
+        assert_eq!(a.input.file.source, "file");
+        assert!(
+            !a.input.read.strict && a.input.read.model.is_none() && a.input.file.columns.is_none()
+        );
         let Ok(Command::Link(a)) = parse("link --left l --right r --output o") else {
             panic!("link")
         };
         assert_eq!(
             (a.source_left.as_str(), a.source_right.as_str()),
             ("left", "right")
+        );
+        // `model report` shares the file flags only: its model is positional.
+        use clap::error::ErrorKind::{MissingRequiredArgument, UnknownArgument};
+        let report = "model report default --input f --columns a=b --source s --truth t";
+        let Ok(Command::Model(m)) = parse(report) else {
+            panic!("model report")
+        };
+        let super::cli::model::ModelCommand::Report(r) = m.command;
+        assert_eq!(r.model, "default");
+        assert_eq!(r.input.columns.as_deref(), Some("a=b"));
+        assert_eq!(r.input.source, "s");
+        assert_eq!(
+            parse("model report default --truth t").err(),
+            Some(MissingRequiredArgument)
+        );
+        assert_eq!(
+            parse("model report default --input f --strict").err(),
+            Some(UnknownArgument)
         );
     }
 

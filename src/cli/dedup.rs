@@ -79,14 +79,14 @@ pub fn dedup(args: &DedupArgs) -> Result<()> {
     if let Some(dir) = &args.data {
         return rescan(args, dir, progress);
     }
-    let (Some(input), Some(output)) = (&args.input.input, &args.output) else {
+    let (Some(input), Some(output)) = (&args.input.file.input, &args.output) else {
         bail!("give --input and --output, or --data");
     };
     let started = Instant::now();
     let linker = args.input.linker()?;
     let (data, read_summary) = read_input(
         input,
-        args.input.columns.as_deref(),
+        args.input.file.columns.as_deref(),
         &args.input.options(),
         &linker,
         progress,

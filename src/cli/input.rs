@@ -1,8 +1,9 @@
 //! Arguments shared by commands that read a CSV of records, declared once and flattened
 //! into each command (`#[command(flatten)]`).
 //!
-//! [`InputArgs`] is one input file (`eval`, `dedup`, `load`, `train`); [`ReadArgs`] is what
-//! applies to every file of a run (`link` has two). Where a command's flag differs — whether
+//! [`InputArgs`] is one input file (`eval`, `dedup`, `load`, `train`): a [`FileArgs`] (which
+//! `model report` takes alone) and the [`ReadArgs`], which apply to every file of a run
+//! (`link` has two). Where a command's flag differs — whether
 //! `--input` is required or exclusive with `--data`, or what its `--model` is for — the
 //! command says so with `#[command(mut_arg(...))]` on its own arguments struct.
 //! `--model-tf` is not shared: `load` and `train` have no such choice.
@@ -20,6 +21,16 @@ use empi::scoring::Model;
 /// Where records come from: a CSV and how to read it.
 #[derive(Args, Debug, Clone)]
 pub struct InputArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// One CSV file of records and how its columns map (`model report` takes only this: its
+/// model is its own argument, and it reads leniently).
+#[derive(Args, Debug, Clone)]
+pub struct FileArgs {
     /// CSV file with a header row.
     // Optional here so that commands with another source (`--data`) can flatten this;
     // the others make it required.
@@ -31,8 +42,25 @@ pub struct InputArgs {
     /// Source name for records when `source` is not mapped.
     #[arg(long, default_value = "file")]
     pub source: String,
-    #[command(flatten)]
-    pub read: ReadArgs,
+}
+
+impl FileArgs {
+    /// The input file.
+    ///
+    /// # Errors
+    /// When `--input` was not given (only possible where the command offers another source).
+    pub fn path(&self) -> Result<&Path> {
+        self.input.as_deref().context("give --input")
+    }
+
+    /// The parsed `--columns` mapping, if given.
+    pub fn mapping(&self) -> Result<Option<ColumnMapping>> {
+        Ok(self
+            .columns
+            .as_deref()
+            .map(ColumnMapping::parse)
+            .transpose()?)
+    }
 }
 
 /// How records are read and which model scores them, whatever the number of files.
@@ -75,21 +103,17 @@ impl InputArgs {
     /// # Errors
     /// When `--input` was not given (only possible where the command offers another source).
     pub fn path(&self) -> Result<&Path> {
-        self.input.as_deref().context("give --input")
+        self.file.path()
     }
 
     /// The parsed `--columns` mapping, if given.
     pub fn mapping(&self) -> Result<Option<ColumnMapping>> {
-        Ok(self
-            .columns
-            .as_deref()
-            .map(ColumnMapping::parse)
-            .transpose()?)
+        self.file.mapping()
     }
 
     /// Reading options of the input file.
     pub fn options(&self) -> ReadOptions {
-        self.read.options(&self.source)
+        self.read.options(&self.file.source)
     }
 
     /// A linker over the chosen model.

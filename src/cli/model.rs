@@ -8,7 +8,9 @@ use clap::{Args, Subcommand};
 
 use empi::batch::{score_records, ScoreOptions};
 use empi::eval::{read_truth, true_pairs};
-use empi::input::{read_csv, ColumnMapping, ReadOptions};
+use empi::input::{read_csv, ReadOptions};
+
+use super::input::FileArgs;
 use empi::linker::Linker;
 use empi::report::{plots, report_uppers, threshold_rows, InputSummary, ModelReport};
 use empi::scoring::{weight_to_prob, Model};
@@ -30,21 +32,16 @@ pub enum ModelCommand {
 
 /// Arguments of `empi model report`.
 #[derive(Args, Debug)]
+#[command(mut_arg("input", |a| a
+    .help("CSV of records to score for the threshold table and the score picture")))]
 pub struct ReportArgs {
     /// The model file (`default` for the shipped default model).
     pub model: String,
-    /// CSV of records to score for the threshold table and the score picture.
-    #[arg(long)]
-    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub input: FileArgs,
     /// Ground truth `source,local_id,person_id` for measured quality (needs --input).
     #[arg(long, requires = "input")]
     pub truth: Option<PathBuf>,
-    /// Column mapping of --input `ours=theirs,...`.
-    #[arg(long)]
-    pub columns: Option<String>,
-    /// Source name for records when `source` is not mapped.
-    #[arg(long, default_value = "file")]
-    pub source: String,
     /// Use the model's term-frequency tables instead of counting them from the input.
     #[arg(long)]
     pub model_tf: bool,
@@ -70,15 +67,11 @@ fn report(args: &ReportArgs) -> Result<()> {
         .with_context(|| format!("creating {}", args.out.display()))?;
     let mut report = ModelReport::new(&model);
     plots::match_weights_svg(&model, &args.out.join("weights.svg"))?;
-    if let Some(input) = &args.input {
-        let mapping = args
-            .columns
-            .as_deref()
-            .map(ColumnMapping::parse)
-            .transpose()?;
+    if let Some(input) = &args.input.input {
+        let mapping = args.input.mapping()?;
         let opts = ReadOptions {
             strict: false,
-            default_source: args.source.clone(),
+            default_source: args.input.source.clone(),
         };
         let (records, _) = read_csv(input, mapping.as_ref(), &opts)
             .with_context(|| format!("reading {}", input.display()))?;

@@ -60,7 +60,7 @@ pub fn train_command(args: &TrainArgs) -> Result<()> {
         .map(|s| s.parse::<FixedValue>())
         .collect::<Result<Vec<_>, _>>()?;
     let linker = Linker::new(base.clone())?;
-    let (prepared, input) = match (&args.input.input, &args.data) {
+    let (prepared, input) = match (&args.input.file.input, &args.data) {
         (Some(path), None) => {
             let mapping = args.input.mapping()?;
             let opts = args.input.options();
