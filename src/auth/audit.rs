@@ -17,7 +17,9 @@
 //!   there. After a crash, opening the trail again cuts the file back to the marked length
 //!   (only bytes written after the last file sync are cut) and appends every line staged
 //!   after the mark, in order, so no acknowledged entry is lost and none is doubled. Until
-//!   then the entries of the last second before a crash are in the store, not the file.
+//!   then the entries of the last second before a crash are in the store, not the file
+//!   (`empi audit` opens the trail this way before exporting, when no server holds the
+//!   store).
 //!   When the file was replaced in the meantime (another inode, or shorter than the mark),
 //!   nothing is cut: the staged lines are appended to the new file.
 

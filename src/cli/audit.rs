@@ -1,12 +1,14 @@
 //! `empi audit`: exports the audit trail of a data directory as JSON lines.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
-use empi::auth::{audit, time};
+use empi::auth::{audit, time, AuditLog};
+use empi::store::SledStore;
 
 /// Arguments of `empi audit`.
 #[derive(Args, Debug)]
@@ -29,6 +31,7 @@ pub fn audit(args: &AuditArgs) -> Result<()> {
         .as_deref()
         .map(|s| time::parse_rfc3339("since", s))
         .transpose()?;
+    complete_from_store(&args.data)?;
     let read = audit::read(&args.data, since, args.actor.as_deref())?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for e in &read.entries {
@@ -42,5 +45,18 @@ pub fn audit(args: &AuditArgs) -> Result<()> {
             read.unreadable_lines
         );
     }
+    Ok(())
+}
+
+/// After a crash, the trail's last lines may be only in the store until the server starts
+/// again ([`AuditLog::open_staged`]): when no server holds the store, opening the trail
+/// over it puts them in the file first. A running server keeps the file complete itself.
+fn complete_from_store(data: &Path) -> Result<()> {
+    let Some(store) =
+        SledStore::open_if_free(data).with_context(|| format!("opening {}", data.display()))?
+    else {
+        return Ok(());
+    };
+    drop(AuditLog::open_staged(data, Arc::new(store))?);
     Ok(())
 }

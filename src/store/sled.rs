@@ -381,13 +381,27 @@ fn open_db(path: &Path) -> Result<sled::Db> {
     loop {
         match sled::Config::new().path(path).open() {
             Ok(db) => return Ok(db),
-            Err(e) if tries < 100 && e.to_string().contains("could not acquire lock") => {
+            Err(e) if tries < 100 && is_locked(&e) => {
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             Err(e) => return Err(sled_err(e)),
         }
     }
+}
+
+/// Opens the sled database in `path` without waiting; `None` when its lock is held.
+fn try_open_db(path: &Path) -> Result<Option<sled::Db>> {
+    match sled::Config::new().path(path).open() {
+        Ok(db) => Ok(Some(db)),
+        Err(e) if is_locked(&e) => Ok(None),
+        Err(e) => Err(sled_err(e)),
+    }
+}
+
+/// sled's error for a directory whose lock another handle holds.
+fn is_locked(e: &sled::Error) -> bool {
+    e.to_string().contains("could not acquire lock")
 }
 
 /// The production store: a sled database in one directory.
@@ -408,6 +422,27 @@ impl SledStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let db = open_db(&path)?;
+        Self::over(db, path)
+    }
+
+    /// As [`SledStore::open`] for an existing store that no one holds: `None` when `path`
+    /// holds no store, or another process (a server) has it open. Does not wait.
+    ///
+    /// # Errors
+    /// As [`SledStore::open`].
+    pub fn open_if_free(path: impl AsRef<Path>) -> Result<Option<Self>> {
+        let path = path.as_ref().to_path_buf();
+        if !path.join(LOG_FILE).is_file() {
+            return Ok(None);
+        }
+        match try_open_db(&path)? {
+            Some(db) => Self::over(db, path).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The store over an opened database: trees, journal replay, counters.
+    fn over(db: sled::Db, path: PathBuf) -> Result<Self> {
         let trees = TreeId::ALL
             .iter()
             .map(|t| db.open_tree(t.name()))

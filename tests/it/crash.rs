@@ -1,7 +1,8 @@
 //! Crash test: a child `empi serve` is killed with SIGKILL in the middle of a concurrent
 //! load; after a restart on the same store every acknowledged record is there with the EUID
 //! it was acknowledged with, `empi check` passes on the crashed store, and the audit trail
-//! holds each acknowledged call exactly once (its last lines come back from the store).
+//! holds each acknowledged call exactly once (its last lines come back from the store),
+//! in `empi audit`'s export before the restart and in the file after it.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -312,6 +313,21 @@ async fn acknowledged_records_survive_sigkill() {
         String::from_utf8_lossy(&check.stderr)
     );
 
+    // The audit export before any restart: each acknowledged call exactly once (the
+    // export completes the trail from the store first).
+    let export = Command::new(EMPI)
+        .args(["audit", "--data"])
+        .arg(&data)
+        .output()
+        .expect("running empi audit");
+    assert!(export.status.success(), "empi audit failed: {export:?}");
+    let exported: Vec<audit::AuditEntry> = String::from_utf8(export.stdout)
+        .expect("UTF-8 export")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an audit entry per line"))
+        .collect();
+    assert_audited_once(&exported, &acked);
+
     // Restart on the same store: every acknowledged record is there, in the same person.
     let mut server = Server::start(&data, dir.path().join("serve-2.log"));
     let mut client = server.ready_client(Duration::from_secs(30)).await;
@@ -349,15 +365,20 @@ async fn acknowledged_records_survive_sigkill() {
         acked.len()
     );
 
-    // The audit trail: each acknowledged call once, none doubled by the restore.
+    // The audit trail after the restart: still each acknowledged call once.
     let trail = audit::read(&data, None, None).expect("reading the audit trail");
     assert!(
         trail.unreadable_lines.is_empty(),
         "torn audit lines {:?}",
         trail.unreadable_lines
     );
+    assert_audited_once(&trail.entries, &acked);
+}
+
+/// Every acknowledged call is audited as done exactly once, and no call twice.
+fn assert_audited_once(entries: &[audit::AuditEntry], acked: &[(pb::PatientRecord, String)]) {
     let mut audited: HashMap<&str, usize> = HashMap::new();
-    for e in &trail.entries {
+    for e in entries {
         if e.operation == "MatchOrCreate" && e.outcome == AuditOutcome::Ok {
             for r in &e.records {
                 *audited.entry(r.as_str()).or_default() += 1;
@@ -367,7 +388,7 @@ async fn acknowledged_records_survive_sigkill() {
     if let Some((key, n)) = audited.iter().find(|(_, n)| **n > 1) {
         panic!("{key} audited {n} times");
     }
-    for (rec, _) in &acked {
+    for (rec, _) in acked {
         let key = format!("{}/{}", rec.source, rec.local_id);
         assert_eq!(
             audited.get(key.as_str()),

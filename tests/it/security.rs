@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use empi::auth::{
-    audit, tls::TlsFiles, tokens, AuditLog, AuditOutcome, AuthMode, Credentials, Limits, Operation,
-    Role, Security,
+    audit, tls::TlsFiles, tokens, AuditEntry, AuditLog, AuditOutcome, AuthMode, Credentials,
+    Limits, Operation, Role, Security,
 };
 use empi::grpc::pb::{self, empi_client::EmpiClient};
 use empi::linker::Linker;
@@ -778,4 +778,45 @@ async fn oversized_requests_are_refused() {
         .into_inner();
     assert_eq!(stats.records, 0, "nothing stored");
     server.stop().await;
+}
+
+/// After a crash that lost the audit file's unsynced tail, `empi audit` puts back the lines
+/// the store kept before exporting (no server holds the store), once.
+#[tokio::test]
+async fn the_audit_export_completes_the_trail_from_the_store() {
+    use empi::store::{SledStore, Staging};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    std::fs::create_dir_all(&data).unwrap();
+    let entry = |euid: &str| {
+        let mut e = AuditEntry::for_op(None, Operation::GetPerson, AuditOutcome::Ok);
+        e.euids.push(euid.into());
+        e
+    };
+    {
+        let store = Arc::new(SledStore::open(&data).unwrap());
+        let log = AuditLog::open_staged(&data, store.clone()).unwrap();
+        log.append(&entry("E1")).await.unwrap();
+        drop(log); // settled: E1 is synced in the file
+                   // A cycle acknowledged through the store whose lines the file lost in the crash.
+        let mut lines = serde_json::to_vec(&entry("E2")).unwrap();
+        lines.push(b'\n');
+        let ticket = store.stage(1_000, &lines).unwrap();
+        store.flush_staged(ticket).unwrap();
+    }
+    let euids = |export: String| -> Vec<String> {
+        export
+            .lines()
+            .flat_map(|l| serde_json::from_str::<AuditEntry>(l).unwrap().euids)
+            .collect()
+    };
+    let first = empi_cli(&["audit", "--data", "store"], dir.path());
+    assert_eq!(euids(first), ["E1", "E2"]);
+    let again = empi_cli(&["audit", "--data", "store"], dir.path());
+    assert_eq!(euids(again), ["E1", "E2"]);
+    // A directory without a store exports its file as it is.
+    let bare = dir.path().join("bare");
+    drop(AuditLog::open(&bare).unwrap());
+    assert_eq!(empi_cli(&["audit", "--data", "bare"], dir.path()), "");
+    assert!(!bare.join("db").exists(), "no store created");
 }
