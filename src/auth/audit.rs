@@ -215,20 +215,15 @@ impl Mark {
     }
 
     fn decode(b: &[u8]) -> Result<Self> {
-        let n = |i: usize| -> Result<u64> {
-            b.get(i * 8..i * 8 + 8)
-                .and_then(|s| s.try_into().ok())
-                .map(u64::from_be_bytes)
-                .ok_or_else(|| Error::Corrupt("audit staging mark is not 32 bytes".into()))
-        };
-        if b.len() != 32 {
-            return Err(Error::Corrupt("audit staging mark is not 32 bytes".into()));
-        }
+        let b: &[u8; 32] = b
+            .try_into()
+            .map_err(|_| Error::Corrupt("audit staging mark is not 32 bytes".into()))?;
+        let n = |i: usize| u64::from_be_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
         Ok(Mark {
-            seq: n(0)?,
-            len: n(1)?,
-            dev: n(2)?,
-            ino: n(3)?,
+            seq: n(0),
+            len: n(1),
+            dev: n(2),
+            ino: n(3),
         })
     }
 }
@@ -244,12 +239,8 @@ enum Durability {
 /// State of a staged trail's writer.
 struct Staged {
     staging: Arc<dyn Staging>,
-    /// The last cycle's number.
-    seq: u64,
-    /// The file's length after the last cycle's lines.
-    len: u64,
-    dev: u64,
-    ino: u64,
+    /// The mark after the last cycle: its number, and the file's length after its lines.
+    written: Mark,
     /// The last cycle handed to the settler (or settled when opening).
     requested: u64,
     requested_at: Instant,
@@ -277,24 +268,15 @@ fn settler(file: std::fs::File, staging: Arc<dyn Staging>, rx: mpsc::Receiver<Ma
 }
 
 impl Staged {
-    fn mark(&self) -> Mark {
-        Mark {
-            seq: self.seq,
-            len: self.len,
-            dev: self.dev,
-            ino: self.ino,
-        }
-    }
-
     /// Hands the settler the current mark when one is due.
     fn settle_if_due(&mut self) {
-        if self.requested == self.seq || self.requested_at.elapsed() < SETTLE_EVERY {
+        if self.requested == self.written.seq || self.requested_at.elapsed() < SETTLE_EVERY {
             return;
         }
         if let Some((tx, _)) = &self.settler {
-            let _ = tx.send(self.mark());
+            let _ = tx.send(self.written);
         }
-        self.requested = self.seq;
+        self.requested = self.written.seq;
         self.requested_at = Instant::now();
     }
 
@@ -304,7 +286,7 @@ impl Staged {
             drop(tx);
             let _ = handle.join();
         }
-        if let Err(e) = settle(&*self.staging, file, self.mark()) {
+        if let Err(e) = settle(&*self.staging, file, self.written) {
             tracing::warn!(error = %e, "audit trail not settled at close; the next start restores it from the store");
         }
     }
@@ -361,10 +343,7 @@ fn recover(file: &mut std::fs::File, path: &Path, staging: Arc<dyn Staging>) -> 
         .map_err(|e| Error::io(path, e))?;
     Ok(Staged {
         staging,
-        seq: last,
-        len,
-        dev,
-        ino,
+        written: mark,
         requested: last,
         requested_at: Instant::now(),
         settler: Some((tx, handle)),
@@ -484,13 +463,15 @@ fn writer(mut file: std::fs::File, path: &Path, rx: &mpsc::Receiver<Queued>, mut
         // hook runs covers them too.
         let staged = match (&mut mode, &written) {
             (Durability::Staged(st), Ok(())) => {
-                st.seq += 1;
-                st.len += buf.len() as u64;
-                Some(st.staging.stage(st.seq, &buf).map_err(|e| e.to_string()))
+                let w = &mut st.written;
+                w.seq += 1;
+                w.len += buf.len() as u64;
+                Some(st.staging.stage(w.seq, &buf).map_err(|e| e.to_string()))
             }
             (Durability::Staged(st), Err(_)) => {
                 // How much landed is unknown: take the length from the file.
-                st.len = identity(&file, path).map_or(st.len, |(len, _, _)| len);
+                let w = &mut st.written;
+                w.len = identity(&file, path).map_or(w.len, |(len, _, _)| len);
                 None
             }
             (Durability::Sync, _) => None,
