@@ -377,17 +377,18 @@ impl Kv for SledKv {
 /// held is waited for, up to 2 s, before giving up (another process holding it stays an
 /// error).
 fn open_db(path: &Path) -> Result<sled::Db> {
-    let mut tries = 0;
-    loop {
-        match sled::Config::new().path(path).open() {
-            Ok(db) => return Ok(db),
-            Err(e) if tries < 100 && is_locked(&e) => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(e) => return Err(sled_err(e)),
+    for _ in 0..100 {
+        if let Some(db) = try_open_db(path)? {
+            return Ok(db);
         }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    try_open_db(path)?.ok_or_else(|| {
+        Error::Storage(format!(
+            "sled: could not acquire lock on {}: held by another process",
+            path.display()
+        ))
+    })
 }
 
 /// Opens the sled database in `path` without waiting; `None` when its lock is held.
@@ -538,7 +539,7 @@ impl super::Staging for SledStore {
         tree.insert(STAGING_MARK, mark).map_err(sled_err)?;
         let upto = through.to_be_bytes();
         let mut keys = Vec::new();
-        for item in tree.range([0, 0, 0, 0, 0, 0, 0, 1]..=upto) {
+        for item in tree.range(1u64.to_be_bytes()..=upto) {
             keys.push(item.map_err(sled_err)?.0);
         }
         for key in keys {
