@@ -9,11 +9,11 @@ use clap::{Args, Subcommand};
 use empi::batch::{score_records, ScoreOptions};
 use empi::eval::{read_truth, true_pairs};
 use empi::input::{read_csv, ReadOptions};
-
-use super::input::FileArgs;
 use empi::linker::Linker;
 use empi::report::{plots, report_uppers, threshold_rows, InputSummary, ModelReport};
 use empi::scoring::{weight_to_prob, Model};
+
+use super::input::FileArgs;
 
 /// Arguments of `empi model`.
 #[derive(Args, Debug)]
