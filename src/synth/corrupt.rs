@@ -106,6 +106,20 @@ corruptions! {
     PhoneFormatNoise = "phone_format_noise",
     /// Multiple-birth order recorded for a twin or triplet.
     BirthOrderRecorded = "birth_order_recorded",
+    /// The given name replaced by another name (a wrong person's, a mis-keyed field).
+    GivenReplaced = "given_replaced",
+    /// The family name replaced by another surname.
+    FamilyReplaced = "family_replaced",
+    /// The birth date replaced by another date (re-keyed from another document).
+    BirthDateReplaced = "birth_date_replaced",
+    /// One digit of the national id changed.
+    NationalIdDigitSlip = "national_id_digit_slip",
+    /// The national id replaced by another.
+    NationalIdReplaced = "national_id_replaced",
+    /// The street line replaced by another address's.
+    StreetReplaced = "street_replaced",
+    /// The postal code replaced by another.
+    PostalCodeReplaced = "postal_code_replaced",
 }
 
 /// How often each corruption was possible and how often it was applied.

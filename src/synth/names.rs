@@ -180,6 +180,37 @@ impl FreqTable {
         self.cum.partition_point(|&c| c <= x) as u32
     }
 
+    /// A name resembling `name` (plain spelling) in the way `kind` says, drawn by census
+    /// frequency among the names of this table that do; `None` when no name does.
+    pub(crate) fn alike(&self, name: &str, kind: Alike, rng: &mut Rng) -> Option<u32> {
+        let name = name.to_ascii_uppercase();
+        // A nickname of the name (Alfred/Fred) is the same name to a registrar, not a twin's.
+        let nicknames = NicknameTable::shipped();
+        let own_groups = nicknames.groups(&name.to_ascii_lowercase());
+        let mut total = 0u64;
+        let mut found: Vec<(u32, u64)> = Vec::new();
+        let mut prev = 0u32;
+        for (i, (plain, &cum)) in self.plain.iter().zip(&self.cum).enumerate() {
+            let weight = u64::from(cum - prev);
+            prev = cum;
+            if kind.holds(&name, &plain.to_ascii_uppercase())
+                && !NicknameTable::share_group(
+                    own_groups,
+                    nicknames.groups(&plain.to_ascii_lowercase()),
+                )
+            {
+                total += weight;
+                found.push((i as u32, total));
+            }
+        }
+        if total == 0 {
+            return None;
+        }
+        let x = super::rng::below(rng, total);
+        let at = found.partition_point(|&(_, c)| c <= x);
+        found.get(at).map(|&(i, _)| i)
+    }
+
     /// The plain (unaccented, title-case) spelling.
     pub(crate) fn plain(&self, idx: u32) -> &str {
         &self.plain[idx as usize]
@@ -192,6 +223,47 @@ impl FreqTable {
         match self.special[i] {
             Some(s) if self.punctuated[i] || accented => s,
             _ => &self.plain[i],
+        }
+    }
+}
+
+/// How a co-twin's given name resembles the first twin's (see [`FreqTable::alike`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Alike {
+    /// One or two letters apart (Ava/Eva, Mary/Maria, Jayden/Hayden).
+    Spelling,
+    /// Another first letter, the same ending (Tracy/Stacy, Jayden/Brayden).
+    Rhyme,
+    /// The same first letter only (Richard/Robert).
+    Initial,
+    /// The other sex's form of the name (Daniel/Danielle, Paul/Paula): the other table.
+    OtherSexForm,
+}
+
+impl Alike {
+    /// Whether `candidate` (upper-case plain spelling) resembles `name` this way.
+    fn holds(self, name: &str, candidate: &str) -> bool {
+        if name == candidate || name.is_empty() || candidate.is_empty() {
+            return false;
+        }
+        let (a, b) = (name.as_bytes(), candidate.as_bytes());
+        match self {
+            Alike::Spelling => {
+                a.len().abs_diff(b.len()) <= 2
+                    && crate::compare::string::levenshtein(name, candidate) <= 2
+                    && a.len().min(b.len()) >= 3
+            }
+            Alike::Rhyme => {
+                let n = 3.min(a.len()).min(b.len());
+                a[0] != b[0] && a.len() >= 4 && b.len() >= 4 && a[a.len() - n..] == b[b.len() - n..]
+            }
+            Alike::Initial => a[0] == b[0],
+            Alike::OtherSexForm => {
+                let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+                short.len() >= 3
+                    && long.len() - short.len() <= 3
+                    && long.starts_with(&short[..short.len() - usize::from(short.len() > 4)])
+            }
         }
     }
 }

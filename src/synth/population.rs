@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use super::names::{NameSource, NameTables};
+use super::names::{Alike, NameSource, NameTables};
 use super::places::{Addr, Geography};
 use super::rng::{below_u32, between, chance, unit, weighted, Rng};
 use super::{Scaled, SynthConfig};
@@ -95,11 +95,49 @@ pub(crate) struct Maiden {
     pub(crate) t: f32,
 }
 
+/// A person's place in the household, which says how two members are related.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// The household head.
+    Head,
+    /// The head's spouse.
+    Spouse,
+    /// A child of the head (and spouse).
+    Child,
+}
+
+/// How two members of one household are related (`relations.csv`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Relation {
+    /// Born in the same multiple birth.
+    Twin,
+    /// Children of the same household, born apart.
+    Sibling,
+    /// A parent (head or spouse) and a child.
+    ParentChild,
+    /// The head and the spouse.
+    Spouse,
+}
+
+impl Relation {
+    /// The name used in `relations.csv`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Relation::Twin => "twin",
+            Relation::Sibling => "sibling",
+            Relation::ParentChild => "parent_child",
+            Relation::Spouse => "spouse",
+        }
+    }
+}
+
 /// One true person.
 #[derive(Debug, Clone)]
 pub(crate) struct Person {
     /// Household index.
     pub(crate) household: u32,
+    /// Place in the household.
+    pub(crate) role: Role,
     /// True sex.
     pub(crate) sex: TrueSex,
     /// Table of the given name.
@@ -157,6 +195,15 @@ const HEAD_AGES: &[((u32, u32), u32)] = &[
     ((65, 74), 12),
     ((75, 84), 8),
     ((85, 99), 3),
+];
+/// How an alike co-twin name resembles the first twin's, for twins of one sex, and how
+/// often. Plank (1964, "Names of twins", *Names* 12:1–8) found 62% of twin pairs sharing an
+/// initial and 17% alike in sound or rhyme; here the alike names split 50% initial only, 30%
+/// one or two letters apart (itself mostly a shared initial: Louise/Louisa), 20% rhyme.
+const ALIKE_KINDS: &[(Alike, u32)] = &[
+    (Alike::Initial, 50),
+    (Alike::Spelling, 30),
+    (Alike::Rhyme, 20),
 ];
 /// Most tries at drawing a twin's given name different from the siblings'.
 const NAME_TRIES: usize = 20;
@@ -228,7 +275,11 @@ impl Population {
                 prev,
             });
 
-            let size = *weighted(rng, HOUSEHOLD_SIZES);
+            let size = if chance(rng, config.living_alone_rate) {
+                1
+            } else {
+                *weighted(rng, HOUSEHOLD_SIZES)
+            };
             let &(lo, hi) = weighted(rng, HEAD_AGES);
             let head_age = between(rng, lo, hi);
             members.clear();
@@ -294,16 +345,35 @@ impl Population {
                 };
                 let table = names.table(given_src);
                 let mut given = table.sample(rng);
-                if order > 1 {
+                let first_twin = (order > 1)
+                    .then(|| &pop.persons[first_in_household + i + 1 - usize::from(order)]);
+                let alike = first_twin
+                    .filter(|_| chance(rng, config.twin_alike_name_rate))
+                    .and_then(|first| {
+                        let name = names.table(first.given_src).plain(first.given);
+                        let kind = if first.given_src != given_src {
+                            Alike::OtherSexForm
+                        } else {
+                            *weighted(rng, ALIKE_KINDS)
+                        };
+                        table
+                            .alike(name, kind, rng)
+                            .or_else(|| table.alike(name, Alike::Initial, rng))
+                    });
+                let siblings = &pop.persons[first_in_household..];
+                let clashes = |g: u32| {
+                    siblings.iter().any(|p| {
+                        p.birth_order > 0
+                            && p.birth == (y, m, d)
+                            && names.table(p.given_src).plain(p.given) == table.plain(g)
+                    })
+                };
+                if let Some(a) = alike.filter(|&a| !clashes(a)) {
+                    given = a;
+                } else if order > 1 {
                     // Co-twins never share a given name.
-                    let siblings = &pop.persons[first_in_household..];
                     for _ in 0..NAME_TRIES {
-                        let clash = siblings.iter().any(|p| {
-                            p.birth_order > 0
-                                && p.birth == (y, m, d)
-                                && names.table(p.given_src).plain(p.given) == table.plain(given)
-                        });
-                        if !clash {
+                        if !clashes(given) {
                             break;
                         }
                         given = table.sample(rng);
@@ -363,8 +433,14 @@ impl Population {
                 if moved {
                     pop.households_moved += u64::from(i == 0);
                 }
+                let role = match i {
+                    0 => Role::Head,
+                    1 if has_spouse => Role::Spouse,
+                    _ => Role::Child,
+                };
                 pop.persons.push(Person {
                     household: h,
+                    role,
                     sex,
                     given_src,
                     given,
@@ -387,6 +463,31 @@ impl Population {
             }
         }
         pop
+    }
+
+    /// Every pair of persons sharing a household (`a < b`, person indexes) and how they are
+    /// related.
+    pub(crate) fn relations(&self) -> impl Iterator<Item = (u32, u32, Relation)> + '_ {
+        let n = self.persons.len();
+        (0..n).flat_map(move |a| {
+            let pa = &self.persons[a];
+            (a + 1..n)
+                .take_while(move |&b| self.persons[b].household == pa.household)
+                .map(move |b| {
+                    let pb = &self.persons[b];
+                    let relation = match (pa.role, pb.role) {
+                        (Role::Child, Role::Child)
+                            if pa.birth_order > 0 && pb.birth_order > 0 && pa.birth == pb.birth =>
+                        {
+                            Relation::Twin
+                        }
+                        (Role::Child, Role::Child) => Relation::Sibling,
+                        (Role::Child, _) | (_, Role::Child) => Relation::ParentChild,
+                        _ => Relation::Spouse,
+                    };
+                    (a as u32, b as u32, relation)
+                })
+        })
     }
 
     /// Persons in households that moved.

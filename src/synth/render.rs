@@ -12,9 +12,10 @@ use super::corrupt::{
 };
 use super::names::{fold_accent, NameTables};
 use super::places::{write_street_line, write_unit_line, Geography};
-use super::population::{Household, Person, Population, TrueSex, AS_OF, NONE};
-use super::rng::{below_u32, chance, index, unit, Rng};
+use super::population::{civil_from_days, Household, Person, Population, TrueSex, AS_OF, NONE};
+use super::rng::{below_u32, between, chance, index, unit, Rng};
 use super::{Scaled, SynthConfig};
+use crate::record::days_from_civil;
 
 /// Number of columns of `records.csv`.
 pub(crate) const N_FIELDS: usize = 18;
@@ -125,6 +126,12 @@ impl<'a> Renderer<'a> {
             }
         }
         surname.write(names, family);
+        tally.eligible(C::FamilyReplaced);
+        if chance(rng, sc.family_replace_rate) {
+            family.clear();
+            family.push_str(names.last.render(names.last.sample(rng), false));
+            tally.applied(C::FamilyReplaced);
+        }
         let nicks = names.nicknames(p.given_src, p.given);
         if !nicks.is_empty() {
             tally.eligible(C::Nickname);
@@ -135,6 +142,13 @@ impl<'a> Renderer<'a> {
         }
         if given.is_empty() {
             given.push_str(names.table(p.given_src).render(p.given, p.accent));
+        }
+        tally.eligible(C::GivenReplaced);
+        if chance(rng, sc.given_replace_rate) {
+            let table = names.table(p.given_src);
+            given.clear();
+            given.push_str(table.render(table.sample(rng), false));
+            tally.applied(C::GivenReplaced);
         }
         if p.middle != NONE {
             let m = names.table(p.middle_src).render(p.middle, p.accent);
@@ -208,6 +222,11 @@ impl<'a> Renderer<'a> {
             tally.applied(C::PlaceholderDate);
         } else {
             let mut date = p.birth;
+            tally.eligible(C::BirthDateReplaced);
+            if chance(rng, sc.birth_date_replace_rate) {
+                date = other_birth_date(rng);
+                tally.applied(C::BirthDateReplaced);
+            }
             if date.2 <= 12 && date.2 != date.1 {
                 tally.eligible(C::DateDayMonthSwap);
                 if chance(rng, sc.date_swap_rate) && swap_day_month(&mut date) {
@@ -257,12 +276,24 @@ impl<'a> Renderer<'a> {
         } else {
             0
         };
-        write_street_line(line1, &addr, style);
+        tally.eligible(C::StreetReplaced);
+        if chance(rng, sc.street_replace_rate) {
+            write_street_line(line1, &geo.sample_addr(rng, None), style);
+            tally.applied(C::StreetReplaced);
+        } else {
+            write_street_line(line1, &addr, style);
+        }
         write_unit_line(line2, &addr);
         let town = geo.town(&addr);
         city.push_str(&town.name);
         state.push_str(town.state);
-        postal.push_str(geo.zip(&addr));
+        tally.eligible(C::PostalCodeReplaced);
+        if chance(rng, sc.postal_code_replace_rate) {
+            postal.push_str(geo.zip(&geo.sample_addr(rng, None)));
+            tally.applied(C::PostalCodeReplaced);
+        } else {
+            postal.push_str(geo.zip(&addr));
+        }
         country.push_str("US");
         for field in [&mut *line1, &mut *city] {
             maybe_typo(rng, sc.typo_rate, field, tally, scratch);
@@ -288,7 +319,17 @@ impl<'a> Renderer<'a> {
             } else {
                 0
             };
-            write_ssn(nid, p.ssn, style);
+            let mut ssn = p.ssn;
+            tally.eligible(C::NationalIdReplaced);
+            tally.eligible(C::NationalIdDigitSlip);
+            if chance(rng, sc.national_id_replace_rate) {
+                ssn = 1_000_000 * between(rng, 1, 899) + below_u32(rng, 1_000_000);
+                tally.applied(C::NationalIdReplaced);
+            } else if chance(rng, sc.national_id_digit_rate) {
+                ssn = slip_digit(rng, ssn);
+                tally.applied(C::NationalIdDigitSlip);
+            }
+            write_ssn(nid, ssn, style);
         }
         if p.birth_order > 0 {
             tally.eligible(C::BirthOrderRecorded);
@@ -403,6 +444,20 @@ impl<'a> Renderer<'a> {
             }
         }
     }
+}
+
+/// A birth date drawn uniformly from the hundred years before [`AS_OF`]: someone else's.
+fn other_birth_date(rng: &mut Rng) -> (u16, u8, u8) {
+    let today = days_from_civil(i64::from(AS_OF.0), i64::from(AS_OF.1), i64::from(AS_OF.2));
+    civil_from_days(today - i64::from(below_u32(rng, 36_524)))
+}
+
+/// `ssn` with one of its nine digits changed to another digit.
+fn slip_digit(rng: &mut Rng, ssn: u32) -> u32 {
+    let place = 10u32.pow(below_u32(rng, 9));
+    let digit = (ssn / place) % 10;
+    let other = (digit + 1 + below_u32(rng, 9)) % 10;
+    ssn - digit * place + other * place
 }
 
 /// With probability `rate`, one typo in `field` (counted under its kind).

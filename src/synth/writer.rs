@@ -41,6 +41,10 @@ pub const RECORD_COLUMNS: [&str; N_FIELDS] = [
 /// The columns of `truth.csv`.
 pub const TRUTH_COLUMNS: [&str; 3] = ["source", "local_id", "person_id"];
 
+/// The columns of `relations.csv`: two persons of `truth.csv` sharing a household, and how
+/// they are related (`twin`, `sibling`, `parent_child`, `spouse`).
+pub const RELATION_COLUMNS: [&str; 3] = ["person_a", "person_b", "relation"];
+
 /// A source system: name, local-id prefix, digits, first id, share of records.
 struct SourceSpec {
     name: &'static str,
@@ -118,6 +122,7 @@ pub(crate) fn run<R: Write, T: Write>(
     config: &SynthConfig,
     records: R,
     truth: T,
+    relations: Option<(&mut dyn Write, &Path)>,
     progress: &indicatif::ProgressBar,
     labels: (&Path, &Path),
 ) -> Result<SynthSummary> {
@@ -131,6 +136,10 @@ pub(crate) fn run<R: Write, T: Write>(
         &geo,
         &mut seeded(config.seed, STREAM_POPULATION),
     );
+
+    if let Some((out, path)) = relations {
+        write_relations(&pop, out, path)?;
+    }
 
     // Which person each output row belongs to, in shuffled order.
     let mut rng = seeded(config.seed, STREAM_PLAN);
@@ -217,6 +226,24 @@ pub(crate) fn run<R: Write, T: Write>(
     })
 }
 
+/// Writes `relations.csv`: every pair of persons sharing a household.
+fn write_relations(pop: &Population, out: &mut dyn Write, path: &Path) -> Result<()> {
+    let err = |e: csv::Error| Error::io(path, std::io::Error::from(e));
+    let mut w = csv::WriterBuilder::new().from_writer(out);
+    w.write_record(RELATION_COLUMNS).map_err(err)?;
+    let (mut a_id, mut b_id) = (String::new(), String::new());
+    for (a, b, relation) in pop.relations() {
+        a_id.clear();
+        b_id.clear();
+        // Writing to a String cannot fail.
+        let _ = write!(a_id, "P{:07}", a + 1);
+        let _ = write!(b_id, "P{:07}", b + 1);
+        w.write_record([a_id.as_str(), b_id.as_str(), relation.name()])
+            .map_err(err)?;
+    }
+    w.flush().map_err(|e| Error::io(path, e))
+}
+
 /// 1 + extra records: none for a `singleton_rate` share of persons, else 1 + a geometric
 /// count chosen so the overall mean is `mean_records`.
 fn records_for_person(rng: &mut Rng, config: &SynthConfig) -> u32 {
@@ -239,6 +266,7 @@ fn records_for_person(rng: &mut Rng, config: &SynthConfig) -> u32 {
 struct Files {
     records: &'static str,
     truth: &'static str,
+    relations: &'static str,
 }
 
 #[derive(Serialize)]
@@ -270,6 +298,7 @@ pub(crate) fn manifest_json(config: &SynthConfig, summary: &SynthSummary) -> Str
         files: Files {
             records: "records.csv",
             truth: "truth.csv",
+            relations: "relations.csv",
         },
         record_columns: RECORD_COLUMNS,
         sources: SOURCES,
