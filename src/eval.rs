@@ -1,6 +1,8 @@
-//! Quality measures against ground truth, computed the same way everywhere (DESIGN.md):
-//! pairwise precision / recall / F1 of the automatic links (as clusters), false-merge
-//! rate, split rate, review rate and blocking recall, over a range of thresholds.
+//! Quality measures against ground truth, computed the same way everywhere: pairwise
+//! precision / recall / F1 of the automatic links (as clusters), false-merge rate, split
+//! rate, review rate, review precision and blocking recall, over a range of thresholds;
+//! with the generator's `relations.csv`, the pairs of relatives (twins, siblings, parent
+//! and child, spouses) that the links merged.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,7 +15,7 @@ use crate::batch::{cluster, ScoredPair};
 use crate::error::{Error, Result};
 use crate::linker::{pair_decision, Decision};
 use crate::record::Record;
-use crate::scoring::{weight_to_prob, PairScore, Thresholds};
+use crate::scoring::{weight_to_prob, Thresholds};
 
 /// Quality of one clustering against the truth.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -34,8 +36,67 @@ pub struct Quality {
     pub split_rate: f64,
     /// Fraction of records whose submission would have made a review task.
     pub review_rate: f64,
+    /// Of the pairs sent to review, the share that are the same person: high means the
+    /// queue holds matches a rule could not see past (registrar time spent on the obvious),
+    /// low that it holds strangers. `None` when nothing went to review.
+    pub review_precision: Option<f64>,
+    /// Record pairs of related persons (by relation) that share a cluster: false merges of
+    /// relatives. Empty without a relations file.
+    pub relatives_linked: BTreeMap<String, u64>,
     /// Number of clusters.
     pub clusters: u64,
+}
+
+/// How persons of the truth are related (`relations.csv` of `empi synth`:
+/// `person_a,person_b,relation`), keyed by the labels of [`read_truth_and_persons`].
+#[derive(Debug, Clone, Default)]
+pub struct Relations {
+    by_pair: AHashMap<(u32, u32), Box<str>>,
+}
+
+impl Relations {
+    /// Reads a relations file; pairs naming a person the truth does not have are skipped.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::InvalidInput`] naming the missing column.
+    pub fn read(path: &Path, persons: &AHashMap<String, u32>) -> Result<Relations> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut rdr = csv::Reader::from_reader(std::io::BufReader::new(file));
+        let headers = rdr
+            .headers()
+            .map_err(|e| Error::invalid("relations", e.to_string()))?
+            .clone();
+        let col = |name: &str| {
+            headers
+                .iter()
+                .position(|h| h == name)
+                .ok_or_else(|| Error::invalid("relations", format!("column '{name}' missing")))
+        };
+        let (a, b, r) = (col("person_a")?, col("person_b")?, col("relation")?);
+        let mut by_pair = AHashMap::new();
+        for row in rdr.records() {
+            let row = row.map_err(|e| Error::invalid("relations", e.to_string()))?;
+            if let (Some(&x), Some(&y)) = (persons.get(&row[a]), persons.get(&row[b])) {
+                by_pair.insert((x.min(y), x.max(y)), row[r].into());
+            }
+        }
+        Ok(Relations { by_pair })
+    }
+
+    /// How the persons labelled `a` and `b` are related, if they are.
+    pub fn relation(&self, a: u32, b: u32) -> Option<&str> {
+        self.by_pair.get(&(a.min(b), a.max(b))).map(|r| &**r)
+    }
+
+    /// Number of related pairs of persons.
+    pub fn len(&self) -> usize {
+        self.by_pair.len()
+    }
+
+    /// Whether no pair is related.
+    pub fn is_empty(&self) -> bool {
+        self.by_pair.is_empty()
+    }
 }
 
 /// Reads a ground-truth file `source,local_id,person_id` into a label per record
@@ -44,7 +105,18 @@ pub struct Quality {
 /// # Errors
 /// [`Error::Io`] or [`Error::InvalidInput`] naming the missing column.
 pub fn read_truth(path: &Path, records: &[Record]) -> Result<Vec<u32>> {
-    labels_for_keys(path, records.len(), |i| {
+    Ok(read_truth_and_persons(path, records)?.0)
+}
+
+/// [`read_truth`], with the label of each person id the records have (for [`Relations`]).
+///
+/// # Errors
+/// As [`read_truth`].
+pub fn read_truth_and_persons(
+    path: &Path,
+    records: &[Record],
+) -> Result<(Vec<u32>, AHashMap<String, u32>)> {
+    truth_for_keys(path, records.len(), |i| {
         (records[i].source.as_str(), records[i].local_id.as_str())
     })
 }
@@ -61,6 +133,15 @@ pub fn labels_for_keys<'a>(
     n: usize,
     key: impl Fn(usize) -> (&'a str, &'a str),
 ) -> Result<Vec<u32>> {
+    Ok(truth_for_keys(path, n, key)?.0)
+}
+
+/// [`labels_for_keys`] with the label of each person id met.
+fn truth_for_keys<'a>(
+    path: &Path,
+    n: usize,
+    key: impl Fn(usize) -> (&'a str, &'a str),
+) -> Result<(Vec<u32>, AHashMap<String, u32>)> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut rdr = csv::Reader::from_reader(std::io::BufReader::with_capacity(1 << 20, file));
     let headers = rdr
@@ -94,7 +175,7 @@ pub fn labels_for_keys<'a>(
     for (next, l) in (persons.len() as u32..).zip(unlabelled) {
         *l = next;
     }
-    Ok(labels)
+    Ok((labels, persons))
 }
 
 fn choose2(n: u64) -> u64 {
@@ -141,14 +222,15 @@ pub fn quality(
     // A submission makes a review task when some earlier record outside its cluster calls
     // for review (see `pair_decision`): the later record of such a pair.
     let mut review = vec![false; n];
+    let (mut reviewed, mut reviewed_same) = (0u64, 0u64);
     let t = Thresholds { upper, lower };
     for p in pairs {
-        let s = PairScore {
-            weight: p.weight as f64,
-            guard: p.guard,
-        };
-        if pair_decision(&s, t) == Decision::Review && ids[p.a as usize] != ids[p.b as usize] {
+        if pair_decision(&p.score(), t) == Decision::Review
+            && ids[p.a as usize] != ids[p.b as usize]
+        {
             review[p.a.max(p.b) as usize] = true;
+            reviewed += 1;
+            reviewed_same += u64::from(labels[p.a as usize] == labels[p.b as usize]);
         }
     }
     let precision = if predicted == 0 {
@@ -175,8 +257,34 @@ pub fn quality(
         false_merge_rate: merged as f64 / cluster_n.len().max(1) as f64,
         split_rate: split as f64 / label_n.len().max(1) as f64,
         review_rate: review.iter().filter(|&&r| r).count() as f64 / n.max(1) as f64,
+        review_precision: (reviewed > 0).then(|| reviewed_same as f64 / reviewed as f64),
+        relatives_linked: BTreeMap::new(),
         clusters: cluster_n.len() as u64,
     }
+}
+
+/// Record pairs of related persons sharing a cluster, by relation.
+pub fn relatives_linked(
+    ids: &[u32],
+    labels: &[u32],
+    relations: &Relations,
+) -> BTreeMap<String, u64> {
+    let mut members: AHashMap<u32, AHashMap<u32, u64>> = AHashMap::new();
+    for (&c, &l) in ids.iter().zip(labels) {
+        *members.entry(c).or_default().entry(l).or_default() += 1;
+    }
+    let mut out = BTreeMap::new();
+    for persons in members.values().filter(|m| m.len() > 1) {
+        let persons: Vec<(u32, u64)> = persons.iter().map(|(&l, &k)| (l, k)).collect();
+        for (i, &(a, ka)) in persons.iter().enumerate() {
+            for &(b, kb) in &persons[i + 1..] {
+                if let Some(r) = relations.relation(a, b) {
+                    *out.entry(r.to_string()).or_default() += ka * kb;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Quality at each upper threshold (lower fixed). Records are clustered by their links,
@@ -190,6 +298,18 @@ pub fn sweep(
     uppers: &[f64],
     lower: f64,
 ) -> Vec<Quality> {
+    sweep_with_relations(labels, pairs, named, uppers, lower, None)
+}
+
+/// [`sweep`], counting the relatives each row's links merged when `relations` is given.
+pub fn sweep_with_relations(
+    labels: &[u32],
+    pairs: &[ScoredPair],
+    named: &[bool],
+    uppers: &[f64],
+    lower: f64,
+    relations: Option<&Relations>,
+) -> Vec<Quality> {
     uppers
         .iter()
         .map(|&upper| {
@@ -198,7 +318,11 @@ pub fn sweep(
                 let t = Thresholds { upper, lower };
                 ids = attach_nameless(&ids, pairs, named, t, |_, _| false).0;
             }
-            quality(&ids, labels, pairs, upper, lower)
+            let mut q = quality(&ids, labels, pairs, upper, lower);
+            if let Some(r) = relations {
+                q.relatives_linked = relatives_linked(&ids, labels, r);
+            }
+            q
         })
         .collect()
 }
@@ -222,6 +346,8 @@ pub struct EvalReport {
     pub model_lower: f64,
     /// One row per upper threshold.
     pub table: Vec<Quality>,
+    /// Related pairs of persons known (with a relations file), for the relatives column.
+    pub relations: Option<u64>,
     /// Other facts (timings).
     pub notes: BTreeMap<String, f64>,
 }
@@ -239,7 +365,7 @@ impl EvalReport {
             self.records, self.true_pairs, self.pairs_compared, self.blocking_recall, self.capped_block_lookups
         );
         s.push_str(&format!(
-            "{:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9}\n",
+            "{:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9} {:>10} {:>9}\n",
             "upper",
             "p(match)",
             "precision",
@@ -248,7 +374,9 @@ impl EvalReport {
             "clusters",
             "false-merge",
             "split",
-            "review"
+            "review",
+            "review-ok",
+            "relatives"
         ));
         for q in &self.table {
             let mark = if q.upper == self.model_upper {
@@ -256,8 +384,15 @@ impl EvalReport {
             } else {
                 ""
             };
+            let review_ok = q
+                .review_precision
+                .map_or("-".to_string(), |p| format!("{:.2}%", 100.0 * p));
+            let relatives = match self.relations {
+                Some(_) => q.relatives_linked.values().sum::<u64>().to_string(),
+                None => "-".to_string(),
+            };
             s.push_str(&format!(
-                "{:>7.1} {:>9.5} {:>9.5} {:>9.5} {:>9.5} {:>9} {:>10.4}% {:>8.4}% {:>8.4}%{mark}\n",
+                "{:>7.1} {:>9.5} {:>9.5} {:>9.5} {:>9.5} {:>9} {:>10.4}% {:>8.4}% {:>8.4}% {:>10} {:>9}{mark}\n",
                 q.upper,
                 weight_to_prob(q.upper),
                 q.precision,
@@ -267,8 +402,34 @@ impl EvalReport {
                 100.0 * q.false_merge_rate,
                 100.0 * q.split_rate,
                 100.0 * q.review_rate,
+                review_ok,
+                relatives,
             ));
         }
+        if let Some(q) = self.at_model_threshold() {
+            if self.relations.is_some() {
+                let by: Vec<String> = q
+                    .relatives_linked
+                    .iter()
+                    .map(|(r, n)| format!("{r} {n}"))
+                    .collect();
+                s.push_str(&format!(
+                    "relatives merged at the model threshold (record pairs): {}\n",
+                    if by.is_empty() {
+                        "none".to_string()
+                    } else {
+                        by.join(", ")
+                    }
+                ));
+            }
+        }
+        s.push_str(
+            "units: precision, recall and f1 are shares of record pairs; false-merge is the share \
+             of clusters holding several persons, split the share of persons spread over several \
+             clusters, review the share of records whose submission opens a review task, \
+             review-ok the share of reviewed pairs that are one person; relatives counts record \
+             pairs of related persons (twins, siblings, parent and child, spouses) merged\n",
+        );
         s
     }
 }
@@ -282,7 +443,7 @@ mod tests {
             a,
             b,
             weight: w,
-            guard: None,
+            rival: None,
         }
     }
 

@@ -1,18 +1,21 @@
 //! Candidates → scores → decision. Pure and synchronous: the service, batch runs, benches
 //! and tests all decide through [`Linker::decide`].
 //!
-//! A person's score is the best score of any of its records against the query. The
-//! decision is *Link* only when exactly one person reaches the upper threshold and no
-//! guard rail forbids it; anything uncertain is *Review*, never a guess.
+//! A person's score is the best score of any of its records against the query, weighed
+//! against a stranger and against the relatives who could share the household
+//! ([`crate::scoring::rivals`]). The decision is *Link* only when exactly one person
+//! reaches the upper threshold; anything uncertain is *Review*, never a guess.
 //!
 //! # The sole-candidate rule
-//! One guard rail is about missing evidence rather than contradiction:
-//! [`Guard::NoGivenNameEvidence`] (a "Baby Boy" record, or no given name at all). Alone, a
-//! pair like that cannot tell a newborn from a same-sex twin. With the other candidates
-//! in view it often can, so [`Linker::decide`] links such a pair when
-//! - it reaches the upper threshold and that guard is its only objection, with a given
-//!   name on exactly one side;
-//! - no record of that person contradicts the query ([`Guard::is_contradiction`]);
+//! One rival is about missing evidence rather than contradiction:
+//! [`Rival::TwinNoGivenName`] (a "Baby Boy" record, or no given name at all, in a household
+//! and birth date that a twin could share). Alone, a pair like that cannot tell a newborn
+//! from a same-sex twin. With the other candidates in view it often can, so
+//! [`Linker::decide`] links such a pair when
+//! - that rival is what holds it back (without the twin it would reach the upper
+//!   threshold), with a given name on exactly one side;
+//! - no record of that person contradicts the query or is held back by a twin or
+//!   relative ([`PersonScore::contradicted`]);
 //! - no other candidate person is plausible: every other person scores below the lower
 //!   threshold or is contradicted (an opposite-sex twin, differing on sex, is no rival; a
 //!   same-sex twin is, and the record goes to review). For a query without a given name,
@@ -31,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::blocking::BlockingConfig;
 use crate::prepare::Prepared;
 use crate::record::Record;
-use crate::scoring::{Explanation, Guard, Model, PairScore, Scorer, Sig, Thresholds, WeightBound};
+use crate::scoring::{Explanation, Model, PairScore, Rival, Scorer, Sig, Thresholds, WeightBound};
 use crate::Result;
 
 /// What to do with a record.
@@ -50,12 +53,25 @@ pub enum Decision {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReviewReason {
-    /// The best score lies between the thresholds.
+    /// The evidence against a stranger lies between the thresholds.
     BetweenThresholds,
     /// Two or more persons reach the upper threshold.
     Ambiguous,
-    /// A guard rail forbids automatic linking.
-    Guarded(Guard),
+    /// A relative sharing the household could have the records ([`Rival`]).
+    Rival(Rival),
+}
+
+impl ReviewReason {
+    /// The reason in words a registrar reads.
+    pub fn text(self) -> &'static str {
+        match self {
+            ReviewReason::BetweenThresholds => {
+                "the records agree on too little to be sure they are one person"
+            }
+            ReviewReason::Ambiguous => "more than one person matches the record well",
+            ReviewReason::Rival(r) => r.reason(),
+        }
+    }
 }
 
 /// One candidate person and how well the query matches it.
@@ -63,12 +79,14 @@ pub enum ReviewReason {
 pub struct PersonScore<P> {
     /// The person (EUID or cluster id).
     pub person: P,
-    /// Best pair score among the person's records (guard of that pair, or any
-    /// multiple-birth guard among its records).
+    /// Best pair score among the person's records (rival of that pair, or a differing
+    /// multiple-birth order among its records).
     pub score: PairScore,
     /// Position, in the candidate list given, of the record that scored best.
     pub best_record: usize,
-    /// Some record of this person contradicts the query ([`Guard::is_contradiction`]).
+    /// Some record of this person contradicts the query ([`PairScore::contradicts`]), or
+    /// is held back by a twin or relative who could have it: evidence that the person is
+    /// not the query's.
     pub contradicted: bool,
     /// Some candidate record of this person has a given name.
     pub named: bool,
@@ -136,34 +154,31 @@ impl<P> Outcome<P> {
 
 /// What one scored pair alone calls for; the rule every path (service, batch, eval) shares.
 ///
-/// - at or above `upper`, no guard: link;
-/// - at or above `upper` but guarded: review (a person must look);
-/// - between the thresholds: review, unless a guard *contradicts* the match
-///   ([`Guard::is_contradiction`]), which makes it a new person;
-/// - below `lower`: new person.
+/// - a differing multiple-birth order ([`Rival::BirthOrderDiffers`]): new person;
+/// - otherwise the decision weight against every hypothesis decides: at or above `upper`
+///   link, at or above `lower` review, below it a new person.
 pub fn pair_decision(score: &PairScore, t: Thresholds) -> Decision {
-    let w = score.weight;
-    if w < t.lower {
-        return Decision::New;
-    }
-    match score.guard {
-        None if w >= t.upper => Decision::Link,
-        None => Decision::Review,
-        Some(_) if w >= t.upper => Decision::Review,
-        Some(g) if g.is_contradiction() => Decision::New,
-        Some(_) => Decision::Review,
+    if score.contradicts(t.lower) {
+        Decision::New
+    } else if score.weight >= t.upper {
+        Decision::Link
+    } else {
+        Decision::Review
     }
 }
 
 /// Candidate persons as their records are scored, in any order.
 struct Persons<P> {
     by_person: AHashMap<P, PersonScore<P>>,
+    /// The lower threshold: below it a record contradicts the query.
+    lower: f64,
 }
 
-impl<P> Default for Persons<P> {
-    fn default() -> Self {
+impl<P> Persons<P> {
+    fn new(lower: f64) -> Self {
         Persons {
             by_person: AHashMap::new(),
+            lower,
         }
     }
 }
@@ -171,10 +186,11 @@ impl<P> Default for Persons<P> {
 impl<P: Clone + Eq + Hash> Persons<P> {
     /// Adds the score `s` of candidate record `i` (position in the candidate list) of
     /// `person`. A person's score is its best record's, the earliest one among equals, so
-    /// the order records are added in does not matter; any multiple-birth guard among its
-    /// records stays.
+    /// the order records are added in does not matter; a differing multiple-birth order
+    /// among its records stays.
     fn add(&mut self, person: P, i: usize, s: PairScore, named: bool) {
-        let contradicted = s.guard.is_some_and(Guard::is_contradiction);
+        let contradicted =
+            s.contradicts(self.lower) || matches!(s.rival, Some(Rival::Twin | Rival::Relative));
         match self.by_person.get_mut(&person) {
             None => {
                 self.by_person.insert(
@@ -189,15 +205,15 @@ impl<P: Clone + Eq + Hash> Persons<P> {
                 );
             }
             Some(ps) => {
-                let twin = ps.score.guard == Some(Guard::MultipleBirthOrderDiffers)
-                    || s.guard == Some(Guard::MultipleBirthOrderDiffers);
+                let twin = ps.score.rival == Some(Rival::BirthOrderDiffers)
+                    || s.rival == Some(Rival::BirthOrderDiffers);
                 if s.weight > ps.score.weight || (s.weight == ps.score.weight && i < ps.best_record)
                 {
                     ps.score = s;
                     ps.best_record = i;
                 }
                 if twin {
-                    ps.score.guard = Some(Guard::MultipleBirthOrderDiffers);
+                    ps.score.rival = Some(Rival::BirthOrderDiffers);
                 }
                 ps.contradicted |= contradicted;
                 ps.named |= named;
@@ -302,7 +318,7 @@ impl Linker {
         ranking: impl Into<Ranking>,
     ) -> Outcome<P> {
         let ranking = ranking.into();
-        let mut persons = Persons::default();
+        let mut persons = Persons::new(self.thresholds().lower);
         let mut record_named = Vec::new();
         for (i, (person, rec)) in candidates.into_iter().enumerate() {
             let named = rec.given.is_some();
@@ -315,14 +331,14 @@ impl Linker {
 
     /// [`Linker::decide`] scoring in full only the candidates that can matter, with `bound`
     /// (built from this linker's scorer) ruling out the rest: the same decision, review
-    /// reason, sole-candidate flag and ranked persons (scores, guards, best records) as
+    /// reason, sole-candidate flag and ranked persons (scores, rivals, best records) as
     /// `decide`, at a fraction of the cost when most candidates are hopeless.
     ///
     /// Candidates are scored in the order of their bound, best first, until every one left
     /// is bounded below the lower threshold *and* below the score of `k` persons already
     /// (of one person for [`Ranking::Plausible`]): nothing left could then change the
     /// decision or the ranked list. A skipped
-    /// record still lends its person a multiple-birth guard (a field comparison, no
+    /// record still lends its person a differing multiple-birth order (a field comparison, no
     /// scoring) and its given name. Only [`PersonScore::contradicted`] may miss a skipped
     /// record's contradiction; the one rule that reads it (the sole-candidate rule) is
     /// decided by scoring every candidate whenever it could apply.
@@ -348,7 +364,7 @@ impl Linker {
         order.sort_by(|&a, &b| bounds[b].total_cmp(&bounds[a]).then(a.cmp(&b)));
         let record_named: Vec<bool> = candidates.iter().map(|(_, _, sig)| sig.named()).collect();
         let keep = ranking.exact_below_lower();
-        let mut persons = Persons::default();
+        let mut persons = Persons::new(t.lower);
         // Candidates are scored in `order` up to `stop`; those after it are skipped.
         let mut stop = order.len();
         for (n, &i) in order.iter().enumerate() {
@@ -367,7 +383,7 @@ impl Linker {
             if let Some(ps) = persons.by_person.get_mut(person) {
                 ps.named |= record_named[i];
                 if Scorer::birth_orders_differ(query, rec) {
-                    ps.score.guard = Some(Guard::MultipleBirthOrderDiffers);
+                    ps.score.rival = Some(Rival::BirthOrderDiffers);
                     ps.contradicted = true;
                 }
             }
@@ -376,9 +392,9 @@ impl Linker {
         // The rule was applied, or was considered and declined: it reads `contradicted`.
         let sole_rule_may_apply = outcome.sole_candidate
             || (outcome.decision == Decision::Review
-                && outcome.best().is_some_and(|b| {
-                    b.score.guard == Some(Guard::NoGivenNameEvidence) && b.score.weight >= t.upper
-                }));
+                && outcome
+                    .best()
+                    .is_some_and(|b| b.score.rival == Some(Rival::TwinNoGivenName)));
         if sole_rule_may_apply {
             return self.decide(
                 query,
@@ -427,8 +443,8 @@ impl Linker {
     }
 
     /// The sole-candidate rule (module docs): the best person is held back only by
-    /// [`Guard::NoGivenNameEvidence`] on a pair with a given name on one side, nothing of
-    /// it contradicts the query, and no other person is a plausible rival.
+    /// [`Rival::TwinNoGivenName`] on a pair with a given name on one side, nothing of it
+    /// contradicts the query, and no other person is a plausible rival.
     fn sole_candidate<P>(
         &self,
         query_named: bool,
@@ -443,8 +459,7 @@ impl Linker {
         let rival = |p: &PersonScore<P>| {
             p.score.weight >= t.lower && !p.contradicted && (query_named || p.named)
         };
-        best.score.guard == Some(Guard::NoGivenNameEvidence)
-            && best.score.weight >= t.upper
+        best.score.rival == Some(Rival::TwinNoGivenName)
             && one_side_named
             && !best.contradicted
             && !ranked[1..].iter().any(rival)
@@ -458,14 +473,14 @@ impl Linker {
         let reason = |p: &PersonScore<P>| {
             Some(
                 p.score
-                    .guard
-                    .map_or(ReviewReason::BetweenThresholds, ReviewReason::Guarded),
+                    .rival
+                    .map_or(ReviewReason::BetweenThresholds, ReviewReason::Rival),
             )
         };
         match pair_decision(&best.score, t) {
             Decision::Link => {
-                // Only another *linkable* person makes a link ambiguous; a twin whose pair
-                // is contradicted is no rival, or the order of arrival would decide.
+                // Only another *linkable* person makes a link ambiguous; a twin held below
+                // the upper threshold is no competitor, or the order of arrival would decide.
                 if ranked[1..]
                     .iter()
                     .any(|p| pair_decision(&p.score, t) == Decision::Link)
@@ -476,7 +491,7 @@ impl Linker {
                 }
             }
             Decision::Review => (Decision::Review, reason(best)),
-            // The best is contradicted; a weaker, uncontradicted person may still need a look.
+            // The best is contradicted (declared twins); another person may still need a look.
             Decision::New => {
                 match ranked[1..]
                     .iter()
@@ -528,7 +543,7 @@ mod tests {
     }
 
     #[test]
-    fn a_guarded_twin_does_not_make_a_clear_link_ambiguous() {
+    fn a_twin_held_back_does_not_make_a_clear_link_ambiguous() {
         let l = Linker::with_default_model();
         let q = l.prepare(&rec("Wanda", "Kowalczyk", (1970, 3, 9), "555-201-3344"));
         let same = l.prepare(&rec("Wanda", "Kowalczyk", (1970, 3, 9), "555-201-3344"));
@@ -541,27 +556,27 @@ mod tests {
     }
 
     #[test]
-    fn a_contradicted_pair_in_the_band_is_a_new_person() {
+    fn declared_twins_are_new_persons_and_the_weight_decides_the_rest() {
         let t = Thresholds {
             upper: 8.0,
             lower: 0.0,
         };
-        let s = |weight, guard| PairScore { weight, guard };
+        let s = |weight, rival| PairScore { weight, rival };
         assert_eq!(
-            pair_decision(&s(4.0, Some(Guard::BirthDateDiffers)), t),
+            pair_decision(&s(30.0, Some(Rival::BirthOrderDiffers)), t),
             Decision::New
         );
         assert_eq!(
-            pair_decision(&s(4.0, Some(Guard::NoGivenNameEvidence)), t),
+            pair_decision(&s(4.0, Some(Rival::Twin)), t),
             Decision::Review
         );
         assert_eq!(
-            pair_decision(&s(9.0, Some(Guard::BirthDateDiffers)), t),
-            Decision::Review
+            pair_decision(&s(9.0, Some(Rival::Relative)), t),
+            Decision::Link
         );
         assert_eq!(pair_decision(&s(9.0, None), t), Decision::Link);
         assert_eq!(pair_decision(&s(4.0, None), t), Decision::Review);
-        assert_eq!(pair_decision(&s(-1.0, None), t), Decision::New);
+        assert_eq!(pair_decision(&s(-1.0, Some(Rival::Twin)), t), Decision::New);
     }
 
     #[test]
@@ -592,7 +607,7 @@ mod tests {
         let q = l.prepare(&baby(Sex::Male));
         let john = l.prepare(&child("John", Sex::Male));
         let out = l.decide(&q, [(1u32, &john)], 10);
-        assert_eq!(out.ranked[0].score.guard, Some(Guard::NoGivenNameEvidence));
+        assert_eq!(out.ranked[0].score.rival, Some(Rival::TwinNoGivenName));
         assert_eq!(out.decision, Decision::Link);
         assert!(out.sole_candidate);
         // The other way round: the named record finds the placeholder person.
@@ -621,11 +636,11 @@ mod tests {
         assert!(!out.sole_candidate);
         let out = l.decide(&q, [(1u32, &john), (3, &jane)], 10);
         assert_eq!((out.decision, out.ranked[0].person), (Decision::Link, 1));
-        // A person holding the placeholder and a contradicting twin is not linked to.
+        // A person holding the placeholder and a twin is not linked to.
         let mut p = vec![(1u32, &q), (1, &john)];
         let out = l.decide(&oliver, p.drain(..), 10);
-        assert!(out.ranked[0].contradicted);
         assert_ne!(out.decision, Decision::Link);
+        assert!(!out.sole_candidate);
     }
 
     #[test]
@@ -761,7 +776,7 @@ mod tests {
             Decision,
             Option<ReviewReason>,
             bool,
-            Vec<(u8, f64, Option<Guard>, usize, bool)>,
+            Vec<(u8, f64, Option<Rival>, usize, bool)>,
         );
 
         fn seen(o: &Outcome<u8>) -> Seen {
@@ -772,7 +787,7 @@ mod tests {
                     (
                         p.person,
                         p.score.weight,
-                        p.score.guard,
+                        p.score.rival,
                         p.best_record,
                         p.named,
                     )

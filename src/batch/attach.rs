@@ -1,19 +1,20 @@
 //! Attaching records that carry no given name to the one person they can only be.
 //!
-//! A record without a given name (missing, or a placeholder such as "Baby Boy") never
-//! links on its own pair score: [`Guard::NoGivenNameEvidence`] holds it back because
-//! nothing in the pair tells newborn twins apart. Whether it *could* be a twin is a
+//! A record without a given name (missing, or a placeholder such as "Baby Boy") in a
+//! household a twin could share never links on its own pair score:
+//! [`Rival::TwinNoGivenName`] holds it back because nothing in the pair tells newborn twins
+//! apart. Whether it *could* be a twin is a
 //! question about the other records, not about the pair, so it is answered here, after
 //! clustering, with the same rule the service applies to one query
 //! ([`crate::linker::Linker::decide`]):
 //!
 //! A group of records none of which has a given name joins a cluster `T` when
-//! - some pair between them reaches the upper threshold and its only guard is
-//!   [`Guard::NoGivenNameEvidence`], with a named record of `T` on the other side;
-//! - no record of any *other* cluster that has a named record is a rival: none scores at or
-//!   above the lower threshold against the group without a contradiction guard (an
-//!   opposite-sex twin, contradicted on sex, is no rival; a same-sex twin is, and the
-//!   records stay apart for review);
+//! - some pair between them is held back only by [`Rival::TwinNoGivenName`] (without the
+//!   twin it would reach the upper threshold), with a named record of `T` on the other
+//!   side;
+//! - no record of any *other* cluster that has a named record is plausible: none scores at
+//!   or above the lower threshold against the group (an opposite-sex twin, far below it,
+//!   is not; a same-sex twin is, and the records stay apart for review);
 //! - no pair across the group and `T` contradicts (checked with the caller's rule, which
 //!   in dedup scores every cross pair).
 //!
@@ -24,7 +25,7 @@ use ahash::{AHashMap, AHashSet};
 
 use super::cluster::{number, UnionFind};
 use super::ScoredPair;
-use crate::scoring::{Guard, Thresholds};
+use crate::scoring::{Rival, Thresholds};
 
 /// Re-clusters `ids` (numbered from 1) by attaching nameless groups to their sole named
 /// candidate. `named[i]` says whether record `i` has a given name; `contradicts(x, y)` is
@@ -45,7 +46,7 @@ where
     for (i, &c) in ids.iter().enumerate() {
         has_named[c as usize] |= named[i];
     }
-    // Per nameless cluster: the named clusters its strong guarded pairs reach, and every
+    // Per nameless cluster: the named clusters its strong held-back pairs reach, and every
     // named cluster that is a plausible rival.
     #[derive(Default)]
     struct Reach {
@@ -59,13 +60,12 @@ where
             if cx == cy || has_named[cx as usize] || !has_named[cy as usize] {
                 continue;
             }
-            let w = f64::from(p.weight);
-            if w < t.lower || p.guard.is_some_and(Guard::is_contradiction) {
+            if p.score().contradicts(t.lower) {
                 continue;
             }
             let r = reach.entry(cx).or_default();
             r.plausible.insert(cy);
-            if w >= t.upper && p.guard == Some(Guard::NoGivenNameEvidence) && named[y as usize] {
+            if p.rival == Some(Rival::TwinNoGivenName) && named[y as usize] {
                 r.strong.insert(cy);
             }
         }
@@ -126,7 +126,7 @@ mod tests {
             a,
             b,
             weight,
-            guard: Some(Guard::NoGivenNameEvidence),
+            rival: Some(Rival::TwinNoGivenName),
         }
     }
 
@@ -139,7 +139,7 @@ mod tests {
         // 0: "Baby Boy", 1 and 2: the named child (already one cluster).
         let ids = [1, 2, 2];
         let named = [false, true, true];
-        let pairs = [nameless(0, 1, 19.0), nameless(0, 2, 17.0)];
+        let pairs = [nameless(0, 1, 6.0), nameless(0, 2, 4.0)];
         let (ids, n) = attach_nameless(&ids, &pairs, &named, T, |_, _| false);
         assert_eq!(n, 1);
         assert!(same(&ids, 0, 1) && same(&ids, 0, 2));
@@ -150,7 +150,7 @@ mod tests {
         // 0: "Baby Boy", 1: John, 2: James (twins, separate clusters).
         let ids = [1, 2, 3];
         let named = [false, true, true];
-        let pairs = [nameless(0, 1, 19.0), nameless(0, 2, 19.0)];
+        let pairs = [nameless(0, 1, 6.0), nameless(0, 2, 6.0)];
         let (ids, n) = attach_nameless(&ids, &pairs, &named, T, |_, _| false);
         assert_eq!(n, 0);
         assert_eq!(ids, vec![1, 2, 3]);
@@ -160,7 +160,7 @@ mod tests {
     fn a_weaker_uncontradicted_rival_also_keeps_it_apart() {
         let ids = [1, 2, 3];
         let named = [false, true, true];
-        let pairs = [nameless(0, 1, 19.0), nameless(0, 2, 3.0)];
+        let pairs = [nameless(0, 1, 6.0), nameless(0, 2, 3.0)];
         let (_, n) = attach_nameless(&ids, &pairs, &named, T, |_, _| false);
         assert_eq!(n, 0);
     }
@@ -169,9 +169,9 @@ mod tests {
     fn an_opposite_sex_twin_is_no_rival() {
         let ids = [1, 2, 3];
         let named = [false, true, true];
-        let mut sex = nameless(0, 2, 15.0);
-        sex.guard = Some(Guard::SexDiffers);
-        let pairs = [nameless(0, 1, 19.0), sex];
+        let mut sex = nameless(0, 2, -3.0);
+        sex.rival = Some(Rival::Twin);
+        let pairs = [nameless(0, 1, 6.0), sex];
         let (ids, n) = attach_nameless(&ids, &pairs, &named, T, |_, _| false);
         assert_eq!(n, 1);
         assert!(same(&ids, 0, 1) && !same(&ids, 0, 2));
@@ -181,7 +181,7 @@ mod tests {
     fn a_cross_contradiction_refuses_the_attachment() {
         let ids = [1, 2, 2];
         let named = [false, true, true];
-        let pairs = [nameless(0, 1, 19.0)];
+        let pairs = [nameless(0, 1, 6.0)];
         let (ids, n) = attach_nameless(&ids, &pairs, &named, T, |x, y| (x, y) == (0, 2));
         assert_eq!(n, 0);
         assert!(!same(&ids, 0, 1));
@@ -189,16 +189,16 @@ mod tests {
 
     #[test]
     fn two_placeholders_of_one_child_both_join_it_and_named_pairs_never_attach() {
-        // 0, 1: "Baby Boy" from two sources; 2: the named child; 3, 4: named strangers
-        // whose pair is guarded for another reason.
+        // 0, 1: "Baby Boy" from two sources; 2: the named child; 3, 4: named records whose
+        // pair is held back the same way.
         let ids = [1, 2, 3, 4, 5];
         let named = [false, false, true, true, true];
-        let mut other = nameless(3, 4, 20.0);
-        other.guard = Some(Guard::NoGivenNameEvidence);
+        let mut other = nameless(3, 4, 7.0);
+        other.rival = Some(Rival::TwinNoGivenName);
         let pairs = [
-            nameless(0, 1, 20.0),
-            nameless(0, 2, 19.0),
-            nameless(1, 2, 18.0),
+            nameless(0, 1, 7.0),
+            nameless(0, 2, 6.0),
+            nameless(1, 2, 5.0),
             other,
         ];
         let (ids, n) = attach_nameless(&ids, &pairs, &named, T, |_, _| false);

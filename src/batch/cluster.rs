@@ -4,7 +4,7 @@
 //! people: one strong link on each side chains them. [`cluster_guarded`] does not:
 //!
 //! 1. Link edges are the pairs whose own decision is *link* (at or above the upper
-//!    threshold, no guard rail). Their connected components are found first; a component
+//!    threshold, see [`ScoredPair::links`]). Their connected components are found first; a component
 //!    of one or two records is final (its only pair is a link).
 //! 2. Inside a component of three or more records, edges are taken strongest first
 //!    (ties by record index, so the result is deterministic) and each edge would join two
@@ -77,13 +77,13 @@ pub(crate) fn number(uf: &mut UnionFind, n: usize) -> Vec<u32> {
         .collect()
 }
 
-/// Plain single-linkage clustering of the automatic links: pairs at or above `upper` with
-/// no guard rail. Returns a cluster number per record, numbered from 1 in order of first
-/// appearance. Used by threshold sweeps in evaluation; dedup uses [`cluster_guarded`].
+/// Plain single-linkage clustering of the automatic links ([`ScoredPair::links`]). Returns
+/// a cluster number per record, numbered from 1 in order of first appearance. Used by
+/// threshold sweeps in evaluation; dedup uses [`cluster_guarded`].
 pub fn cluster(n: usize, pairs: &[ScoredPair], upper: f64) -> Vec<u32> {
     let mut uf = UnionFind::new(n);
     for p in pairs {
-        if p.guard.is_none() && p.weight as f64 >= upper {
+        if p.links(upper) {
             uf.union(p.a, p.b);
         }
     }
@@ -93,7 +93,7 @@ pub fn cluster(n: usize, pairs: &[ScoredPair], upper: f64) -> Vec<u32> {
 /// Options of [`cluster_guarded`].
 #[derive(Debug, Clone, Copy)]
 pub struct GuardedOptions {
-    /// Link edges are pairs at or above this weight without a guard.
+    /// Link edges are pairs at or above this weight ([`ScoredPair::links`]).
     pub upper: f64,
     /// Most cross pairs checked for one union; a larger union is refused (sent to review).
     pub max_cross_pairs: usize,
@@ -155,7 +155,7 @@ pub fn cluster_guarded<C>(
 where
     C: Fn(u32, u32) -> bool + Sync,
 {
-    let is_link = |p: &ScoredPair| p.guard.is_none() && p.weight as f64 >= opts.upper;
+    let is_link = |p: &ScoredPair| p.links(opts.upper);
     let mut uf = UnionFind::new(n);
     let mut stats = ChainStats::default();
     for p in pairs.iter().filter(|p| is_link(p)) {
@@ -313,7 +313,7 @@ mod tests {
             a,
             b,
             weight,
-            guard: None,
+            rival: None,
         }
     }
 
@@ -379,14 +379,14 @@ mod tests {
     #[test]
     fn twins_bridged_by_one_strong_link_stay_two_people() {
         // Twin A: records 0, 1. Twin B: records 2, 3. Record 1 has no given name, so its
-        // pair with 2 carries no guard and reaches the upper threshold: a bridge.
+        // pair with 2 reaches the upper threshold: a bridge.
         let pairs = [
             pair(0, 1, 25.0),
             pair(2, 3, 25.0),
             pair(1, 2, 22.0),
             ScoredPair {
-                guard: Some(crate::scoring::Guard::GivenNameDiffers),
-                ..pair(0, 2, 24.0)
+                rival: Some(crate::scoring::Rival::Twin),
+                ..pair(0, 2, 4.0)
             },
         ];
         assert_eq!(
@@ -447,9 +447,9 @@ mod tests {
     }
 
     #[test]
-    fn guarded_pairs_never_join() {
+    fn declared_twins_never_join() {
         let mut p = pair(0, 1, 30.0);
-        p.guard = Some(crate::scoring::Guard::GivenNameDiffers);
+        p.rival = Some(crate::scoring::Rival::BirthOrderDiffers);
         assert_eq!(cluster(2, &[p], 8.0), vec![1, 2]);
         let c = cluster_guarded(2, &[p], GuardedOptions::new(8.0), |_, _| false);
         assert_eq!(c.ids, vec![1, 2]);

@@ -15,7 +15,7 @@ use crate::eval::Quality;
 use crate::input::ReadSummary;
 use crate::linker::{pair_decision, Decision, Linker};
 use crate::prepare::Prepared;
-use crate::scoring::{weight_to_prob, Comparison, Explanation, Guard, PairScore, Thresholds};
+use crate::scoring::{weight_to_prob, Comparison, Explanation, Rival, Thresholds};
 use crate::Result;
 
 use super::attach::attach_nameless;
@@ -43,12 +43,12 @@ pub struct ChainRule {
     /// Check only cross pairs that share a block (pairs the run compared); otherwise
     /// every cross pair is scored.
     pub compared_only: bool,
-    /// Which guard rails on a cross pair refuse the union, besides a score below the lower
+    /// Which rivals on a cross pair refuse the union, besides a score below the lower
     /// threshold.
     pub guards: ChainGuards,
 }
 
-/// Guard rails that count as a contradiction in [`ChainRule`].
+/// Rivals that count as a contradiction in [`ChainRule`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChainGuards {
@@ -56,21 +56,21 @@ pub enum ChainGuards {
     None,
     /// Multiple-birth orders recorded and different: twins, whatever else agrees.
     BirthOrder,
-    /// Every contradiction guard ([`crate::scoring::Guard::is_contradiction`]): given
-    /// names, birth dates, sex or national ids that disagree. These also fire on one-off
-    /// data-entry errors within one person, so across a cluster they cost about a point of
-    /// recall for little precision (measured on generated data); the direct pair's guard
-    /// already keeps it from linking, and a bridge record without a given name carries a
-    /// guard of its own.
+    /// Also every cross pair a relative holds below the upper threshold
+    /// ([`crate::scoring::Rival`]): a twin or sibling could have the two records. These
+    /// also fire on one-off data-entry errors within one person, so across a cluster they
+    /// cost recall for little precision; the direct pair's rival already keeps it from
+    /// linking.
     All,
 }
 
 impl ChainGuards {
-    fn refuses(self, g: Option<Guard>) -> bool {
-        match (self, g) {
+    fn refuses(self, s: &crate::scoring::PairScore, upper: f64) -> bool {
+        match (self, s.rival) {
             (_, None) | (ChainGuards::None, _) => false,
-            (ChainGuards::BirthOrder, Some(g)) => g == Guard::MultipleBirthOrderDiffers,
-            (ChainGuards::All, Some(g)) => g.is_contradiction(),
+            (_, Some(Rival::BirthOrderDiffers)) => true,
+            (ChainGuards::BirthOrder, _) => false,
+            (ChainGuards::All, Some(_)) => s.weight < upper,
         }
     }
 }
@@ -95,8 +95,8 @@ impl Default for DedupOptions {
 pub enum ReviewKind {
     /// Its score lies between the thresholds.
     BetweenThresholds,
-    /// It reaches the upper threshold but a guard rail forbids linking automatically.
-    Guarded,
+    /// A relative sharing the household could have the records ([`Rival`]).
+    Rival,
     /// A link that clustering refused: joining would have chained records that contradict
     /// each other (see [`super::cluster`](mod@super::cluster)).
     Chain,
@@ -107,7 +107,7 @@ impl ReviewKind {
     pub fn name(self) -> &'static str {
         match self {
             ReviewKind::BetweenThresholds => "between_thresholds",
-            ReviewKind::Guarded => "guarded",
+            ReviewKind::Rival => "rival",
             ReviewKind::Chain => "chain",
         }
     }
@@ -183,10 +183,11 @@ pub struct DedupResult {
 }
 
 /// Whether two records may not share a cluster: they score below the lower threshold, or
-/// a guard rail of the chosen kind says they are different people.
+/// a rival of the chosen kind says they are different people.
 pub fn contradicts(linker: &Linker, a: &Prepared, b: &Prepared, guards: ChainGuards) -> bool {
     let s = linker.scorer().score(a, b);
-    s.weight < linker.thresholds().lower || guards.refuses(s.guard)
+    let t = linker.thresholds();
+    s.weight < t.lower || guards.refuses(&s, t.upper)
 }
 
 /// The review pairs: kept pairs whose own decision is review and whose records ended in
@@ -201,16 +202,13 @@ pub fn review_pairs(
         .par_iter()
         .filter(|p| ids[p.a as usize] != ids[p.b as usize])
         .filter_map(|p| {
-            let s = PairScore {
-                weight: p.weight as f64,
-                guard: p.guard,
-            };
-            let kind = if p.weight as f64 >= t.upper {
-                ReviewKind::Guarded
+            let kind = if p.rival.is_some() {
+                ReviewKind::Rival
             } else {
                 ReviewKind::BetweenThresholds
             };
-            (pair_decision(&s, t) == Decision::Review).then_some(ReviewPair { pair: *p, kind })
+            (pair_decision(&p.score(), t) == Decision::Review)
+                .then_some(ReviewPair { pair: *p, kind })
         })
         .collect();
     out.extend(refused.iter().map(|p| ReviewPair {
@@ -345,7 +343,7 @@ fn explain_cell(e: &Explanation, c: Comparison) -> String {
 }
 
 /// Writes the review pairs with their explanations: keys, weight, probability, reason,
-/// guard, then one `level:weight` column per comparison. No field values.
+/// rival, then one `level:weight` column per comparison. No field values.
 ///
 /// # Errors
 /// I/O errors.
@@ -365,7 +363,7 @@ pub fn write_review(
         "weight",
         "probability",
         "reason",
-        "guard",
+        "rival",
     ];
     header.extend(Comparison::ALL.iter().map(|c| c.name()));
     w.write_record(&header)?;
@@ -385,7 +383,7 @@ pub fn write_review(
                     format!("{:.2}", r.pair.weight),
                     format!("{:.6}", weight_to_prob(r.pair.weight as f64)),
                     r.kind.name().to_string(),
-                    r.pair.guard.map(|g| g.reason()).unwrap_or("").to_string(),
+                    r.pair.rival.map(|g| g.reason()).unwrap_or("").to_string(),
                 ];
                 row.extend(Comparison::ALL.iter().map(|&c| explain_cell(&e, c)));
                 row

@@ -1,14 +1,13 @@
 //! Linking two files: each left record to at most its best right record. Only pairs across
 //! the files are blocked and scored; the decision per left record is [`pair_decision`] of
-//! its best pair (link at or above the upper threshold without a guard, review between the
-//! thresholds or when guarded). How many right records reached the upper threshold is
+//! its best pair (link at or above the upper threshold, review between the thresholds). How many right records reached the upper threshold is
 //! reported beside it: several usually means duplicates within the right file, which
 //! `empi link --clusters` (or `empi dedup`) resolves.
 
 use serde::Serialize;
 
 use crate::linker::{pair_decision, Decision, Linker};
-use crate::scoring::{Guard, PairScore};
+use crate::scoring::{PairScore, Rival};
 use crate::Result;
 
 use super::dataset::{Dataset, Keys};
@@ -29,7 +28,7 @@ pub struct LinkOptions {
 pub enum LinkDecision {
     /// Linked to its best right record.
     Link,
-    /// Its best right record needs a person: between the thresholds, or guarded.
+    /// Its best right record needs a person: between the thresholds.
     Review,
     /// No right record at or above the lower threshold.
     None,
@@ -55,11 +54,11 @@ pub struct LinkRow {
     pub right: Option<u32>,
     /// Its match weight.
     pub weight: f64,
-    /// Guard rail on the best pair.
-    pub guard: Option<Guard>,
+    /// The rival holding the best pair's weight down, if any.
+    pub rival: Option<Rival>,
     /// The decision.
     pub decision: LinkDecision,
-    /// Right records at or above the upper threshold without a guard.
+    /// Right records that link on their own (at or above the upper threshold).
     pub links_above_upper: u32,
 }
 
@@ -107,7 +106,7 @@ pub fn link(
             left,
             right: None,
             weight: f64::NEG_INFINITY,
-            guard: None,
+            rival: None,
             decision: LinkDecision::None,
             links_above_upper: 0,
         })
@@ -115,16 +114,13 @@ pub fn link(
     // Pairs are sorted by (a, b) and every pair has a < nl <= b.
     for p in &run.pairs {
         let row = &mut rows[p.a as usize];
-        let s = PairScore {
-            weight: p.weight as f64,
-            guard: p.guard,
-        };
+        let s = p.score();
         if pair_decision(&s, t) == Decision::Link {
             row.links_above_upper += 1;
         }
         if s.weight > row.weight {
             row.weight = s.weight;
-            row.guard = s.guard;
+            row.rival = s.rival;
             row.right = Some(p.b - nl as u32);
         }
     }
@@ -135,7 +131,7 @@ pub fn link(
         }
         let s = PairScore {
             weight: row.weight,
-            guard: row.guard,
+            rival: row.rival,
         };
         // Several right records above the upper threshold are usually duplicates within
         // the right file; the best one is the match, and the count goes to the output.
@@ -157,7 +153,7 @@ pub fn link(
 }
 
 /// Writes `left_source,left_local_id,right_source,right_local_id,weight,probability,decision,
-/// guard,right_links_above_upper` (empty right key and score when nothing was found).
+/// rival,right_links_above_upper` (empty right key and score when nothing was found).
 ///
 /// # Errors
 /// I/O errors.
@@ -171,7 +167,7 @@ pub fn write_links(out: impl std::io::Write, result: &LinkResult) -> std::io::Re
         "weight",
         "probability",
         "decision",
-        "guard",
+        "rival",
         "right_links_above_upper",
     ])?;
     for row in &result.rows {
@@ -187,7 +183,7 @@ pub fn write_links(out: impl std::io::Write, result: &LinkResult) -> std::io::Re
                     &format!("{:.2}", row.weight),
                     &format!("{:.6}", crate::scoring::weight_to_prob(row.weight)),
                     row.decision.name(),
-                    row.guard.map(|g| g.reason()).unwrap_or(""),
+                    row.rival.map(|g| g.reason()).unwrap_or(""),
                     &row.links_above_upper.to_string(),
                 ])?;
             }

@@ -22,7 +22,7 @@ pub mod score;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::scoring::Guard;
+use crate::scoring::{PairScore, Rival};
 
 pub use cluster::{cluster, cluster_guarded, ChainStats, Clustering, GuardedOptions, UnionFind};
 pub use dataset::{read_dataset, Dataset, Keys};
@@ -44,10 +44,25 @@ pub struct ScoredPair {
     pub a: u32,
     /// Second record.
     pub b: u32,
-    /// Match weight.
+    /// Decision weight (see [`PairScore::weight`]).
     pub weight: f32,
-    /// Guard rail, if any.
-    pub guard: Option<Guard>,
+    /// The rival holding the weight down, if any.
+    pub rival: Option<Rival>,
+}
+
+impl ScoredPair {
+    /// The pair's score.
+    pub fn score(&self) -> PairScore {
+        PairScore {
+            weight: f64::from(self.weight),
+            rival: self.rival,
+        }
+    }
+
+    /// Whether the pair links on its own at `upper` (see [`crate::linker::pair_decision`]).
+    pub fn links(&self, upper: f64) -> bool {
+        f64::from(self.weight) >= upper && self.rival != Some(Rival::BirthOrderDiffers)
+    }
 }
 
 /// Counts cluster sizes: size → how many clusters (ids numbered from 1).

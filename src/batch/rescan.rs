@@ -27,7 +27,6 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::linker::{pair_decision, Decision, Linker};
 use crate::record::{Record, RecordKey};
-use crate::scoring::PairScore;
 use crate::store::{Audit, Euid, Plan, SledStore, Store, TaskCandidate};
 
 use super::cluster::{GuardedOptions, UnionFind};
@@ -42,7 +41,7 @@ pub enum RescanMode {
     /// Open a review task for every person pair that calls for attention.
     Review,
     /// Merge person pairs whose best link is an automatic link (above the upper threshold,
-    /// no guard, no chaining); open review tasks for the rest.
+    /// no chaining); open review tasks for the rest.
     MergeAboveUpper,
 }
 
@@ -78,7 +77,7 @@ pub struct RescanSummary {
     pub pairs_scored: u64,
     /// Pairs of different persons whose best record pair calls for review or link.
     pub person_pairs: u64,
-    /// Of those, pairs whose best link is automatic (above upper, no guard).
+    /// Of those, pairs whose best link is automatic (at or above upper).
     pub person_pairs_above_upper: u64,
     /// Review tasks opened.
     pub tasks_opened: u64,
@@ -175,15 +174,7 @@ pub fn rescan<S: Store + ?Sized>(
             *e = *p;
         }
     }
-    let decide = |p: &ScoredPair| {
-        pair_decision(
-            &PairScore {
-                weight: p.weight as f64,
-                guard: p.guard,
-            },
-            t,
-        )
-    };
+    let decide = |p: &ScoredPair| pair_decision(&p.score(), t);
     let mut found: Vec<((u32, u32), ScoredPair, Decision)> = best
         .into_iter()
         .map(|(k, p)| (k, p, decide(&p)))

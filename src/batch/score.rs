@@ -258,7 +258,7 @@ pub fn score_prepared(
                 a,
                 b,
                 weight: s.weight as f32,
-                guard: s.guard,
+                rival: s.rival,
             });
         }
     };

@@ -39,7 +39,7 @@ pub struct DedupArgs {
     /// Clusters out: `source,local_id,cluster_id`, one line per record.
     #[arg(long, required_unless_present = "data")]
     pub output: Option<PathBuf>,
-    /// Pairs for review (between the thresholds, guarded, or refused as a chain), with the
+    /// Pairs for review (between the thresholds, or refused as a chain), with the
     /// per-comparison explanation of each.
     #[arg(long)]
     pub review: Option<PathBuf>,

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use empi::batch::{score_records, ScoreOptions};
-use empi::eval::{read_truth, sweep, true_pairs, EvalReport};
+use empi::eval::{read_truth_and_persons, sweep_with_relations, true_pairs, EvalReport, Relations};
 use empi::linker::Linker;
 
 use super::input::InputArgs;
@@ -24,6 +24,10 @@ pub struct EvalArgs {
     /// Ground truth `source,local_id,person_id` (default: truth.csv beside the input).
     #[arg(long)]
     pub truth: Option<PathBuf>,
+    /// Relations between persons of the truth, `person_a,person_b,relation` (default:
+    /// relations.csv beside the truth, when there is one): counts relatives merged.
+    #[arg(long)]
+    pub relations: Option<PathBuf>,
     /// Also write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -47,8 +51,21 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             .unwrap_or(Path::new("."))
             .join("truth.csv"),
     };
-    let labels =
-        read_truth(&truth, &records).with_context(|| format!("reading {}", truth.display()))?;
+    let (labels, persons) = read_truth_and_persons(&truth, &records)
+        .with_context(|| format!("reading {}", truth.display()))?;
+    let relations_path = args.relations.clone().or_else(|| {
+        let beside = truth
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("relations.csv");
+        beside.exists().then_some(beside)
+    });
+    let relations = match &relations_path {
+        Some(p) => {
+            Some(Relations::read(p, &persons).with_context(|| format!("reading {}", p.display()))?)
+        }
+        None => None,
+    };
     let t = linker.thresholds();
     let opts = ScoreOptions {
         keep_min_weight: t.lower,
@@ -78,7 +95,15 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         capped_block_lookups: run.stats.capped_block_lookups,
         model_upper: t.upper,
         model_lower: t.lower,
-        table: sweep(&labels, &run.pairs, &named, &uppers, t.lower),
+        table: sweep_with_relations(
+            &labels,
+            &run.pairs,
+            &named,
+            &uppers,
+            t.lower,
+            relations.as_ref(),
+        ),
+        relations: relations.as_ref().map(|r| r.len() as u64),
         notes: [
             ("prepare_secs".to_string(), run.stats.prepare_secs),
             ("index_secs".to_string(), run.stats.index_secs),
@@ -114,11 +139,11 @@ fn explain_errors(
                 .map(|c| format!("{}={}({:+.1})", c.comparison, c.level, c.weight))
                 .collect();
             println!(
-                "  {} ~ {}  w={:.1} guard={:?}  {}",
+                "  {} ~ {}  w={:.1} ({})  {}",
                 records[p.a as usize].key(),
                 records[p.b as usize].key(),
                 e.weight,
-                e.guard,
+                e.rival.map_or("no rival", |r| r.reason()),
                 levels.join(" ")
             );
         }
@@ -142,19 +167,21 @@ fn explain_errors(
     missed_summary(run, labels, t.upper);
 }
 
-/// Counts the scored true pairs that would not link on their own, by reason: a guard rail
-/// (named) or a weight below the upper threshold. Pairs never compared (blocking) or
+/// Counts the scored true pairs that would not link on their own, by reason: the rival that
+/// held the weight down (in words), or too little agreement. Pairs never compared (blocking) or
 /// dropped below the lower threshold are not in `run.pairs` and show in blocking recall.
 fn missed_summary(run: &empi::batch::ScoredRun, labels: &[u32], upper: f64) {
-    let mut by_reason: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut by_reason: std::collections::BTreeMap<&str, u64> = Default::default();
     for p in &run.pairs {
         if labels[p.a as usize] != labels[p.b as usize] {
             continue;
         }
-        let reason = match p.guard {
-            Some(g) => format!("guard: {}", g.reason()),
-            None if (p.weight as f64) < upper => "below the upper threshold".to_string(),
-            None => continue,
+        if p.links(upper) {
+            continue;
+        }
+        let reason = match p.rival {
+            Some(r) => r.reason(),
+            None => "too little agreement (weight below the upper threshold)",
         };
         *by_reason.entry(reason).or_default() += 1;
     }

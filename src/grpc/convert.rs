@@ -306,6 +306,7 @@ fn candidate_out(c: &CandidateView) -> pb::Candidate {
         // Empty only for tasks stored without their detail.
         best_record: (!c.best_record.source.is_empty()).then(|| key_out(&c.best_record)),
         explanation: explanation_out(&c.explanation),
+        reason: c.reason.map_or(String::new(), |r| r.text().to_string()),
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! # Expected quality from the posterior
 //! Each candidate pair's match weight `S` gives the model's match probability
-//! `p = 2^S / (1 + 2^S)`. At an upper threshold `t` the automatic links are the unguarded
+//! `p = 2^S / (1 + 2^S)`. At an upper threshold `t` the automatic links are the
 //! pairs with `S ≥ t`; the model expects `Σ_links (1 − p)` of them to be false and
 //! `Σ_candidates p − Σ_links p` true pairs to be missed, so its estimated pairwise precision
 //! is `Σ_links p / #links` and its recall `Σ_links p / Σ_candidates p`. Pairs blocking never
@@ -65,7 +65,7 @@ pub struct ThresholdRow {
     pub upper: f64,
     /// The same as a match probability.
     pub probability: f64,
-    /// Automatic links (unguarded candidate pairs at or above `upper`).
+    /// Automatic links (candidate pairs that link on their own at `upper`).
     pub links: u64,
     /// Links the model expects to be false.
     pub expected_false_links: f64,
@@ -102,7 +102,7 @@ pub fn threshold_rows(
         .map(|(&upper, measured)| {
             let (mut links, mut true_links) = (0u64, 0.0);
             for p in pairs {
-                if p.guard.is_none() && p.weight as f64 >= upper {
+                if p.links(upper) {
                     links += 1;
                     true_links += weight_to_prob(p.weight as f64);
                 }
@@ -314,7 +314,7 @@ mod tests {
             a,
             b,
             weight: w,
-            guard: None,
+            rival: None,
         }
     }
 
@@ -347,7 +347,7 @@ mod tests {
                 .sum::<usize>()
         );
         assert!(text.contains("previous_name"));
-        assert!(text.contains("default-1"));
+        assert!(text.contains("default-2"));
     }
 
     #[test]

@@ -293,13 +293,13 @@ mod tests {
                 a: 0,
                 b: 1,
                 weight: 10.2,
-                guard: None,
+                rival: None,
             },
             ScoredPair {
                 a: 1,
                 b: 2,
                 weight: -5.5,
-                guard: None,
+                rival: None,
             },
         ];
         let b = bins(&pairs, Some(&[0, 0, 1]), -10.0, 30);

@@ -6,16 +6,20 @@
 //!   u(exact) ≈ 1/(80·365) ≈ 3.4e-5; a random surname pair agrees with probability
 //!   Σ tf² ≈ 0.3–0.5% for US-census-like surnames, given names ≈ 1–2% within a sex;
 //!   national ids are near-unique (u ≈ 2e-6).
-//! - **Household fields** (phone, street, postcode, email) break the independence that
-//!   Fellegi–Sunter assumes: family members share them *and* the family name, so summing
-//!   random-pair weights (≈ +12 bits each) makes a spouse look like a match. Their u is
-//!   therefore set to the chance of agreement among pairs that already share a family
-//!   name (≈ 1–5%), which keeps them moderate evidence (3–6 bits) and leaves the decision
-//!   to identity fields: given name, birth date, national id.
+//! - **Household fields** (phone, street, postcode) take their chance agreement between
+//!   two random people: a street line (number and street) is shared by about one random
+//!   pair in 10,000, a postcode by one in 500, a phone number by one in 100,000. That they
+//!   are also shared by a patient's relatives is not this table's business: relatives are
+//!   rival hypotheses of their own ([`super::rivals`]), against which these fields weigh
+//!   nothing.
 //! - **m** (agreement for the same person) comes from published error rates of
 //!   registration data: a few percent typos per name field, ~1% day/month swaps and
 //!   digit slips, ~10–20% moves or phone changes between encounters, and married-name
-//!   changes for a few percent of family names.
+//!   changes for a few percent of family names, and administrative sex recorded wrongly
+//!   for about one record in 200. Values replaced outright (another given
+//!   name, a re-keyed birth date, another id) are rarer but not rare: 6% of given and
+//!   family names, 3% of birth dates and national ids fall to `else`, so that one wrong
+//!   field costs a few bits rather than the whole link.
 //! - **λ** = 1e-5 (one pair in 100,000 is a match: a person has ~2 records in a
 //!   population of ~100k–1M), giving a prior weight of ≈ −16.6.
 //! - **thresholds**: upper = 8 (probability ≈ 0.996) links; lower = 0 (probability 0.5)
@@ -36,53 +40,53 @@ fn params(c: Comparison) -> &'static [(f64, f64)] {
     match c {
         // exact, swapped, nickname, jw .92, jw .88, phonetic, initial, else
         Comparison::GivenName => &[
-            (0.86, 0.012),
+            (0.80, 0.012),
             (0.005, 0.00005),
             (0.04, 0.002),
-            (0.04, 0.002),
-            (0.01, 0.004),
+            (0.06, 0.002),
+            (0.015, 0.004),
             (0.01, 0.01),
             (0.005, 0.02),
-            (0.03, 0.95),
+            (0.065, 0.95),
         ],
         // exact, middle initial, else
         Comparison::MiddleName => &[(0.75, 0.02), (0.2, 0.06), (0.05, 0.92)],
         // exact, previous name, swapped, shared word, jw .92, jw .88, phonetic, else
         Comparison::FamilyName => &[
-            (0.84, 0.004),
+            (0.80, 0.004),
             (0.03, 0.0001),
             (0.005, 0.00005),
             (0.02, 0.0005),
-            (0.04, 0.002),
-            (0.01, 0.004),
+            (0.06, 0.002),
+            (0.015, 0.004),
             (0.01, 0.008),
-            (0.045, 0.98),
+            (0.06, 0.98),
         ],
         // exact, day/month swapped, one digit off, ±1 month, ±1 year, partial, else
         Comparison::BirthDate => &[
-            (0.91, 0.00004),
+            (0.89, 0.00004),
             (0.01, 0.00004),
             (0.03, 0.0006),
             (0.005, 0.0008),
             (0.005, 0.0008),
             (0.03, 0.012),
-            (0.01, 0.985),
+            (0.03, 0.985),
         ],
         // agree, else
-        Comparison::Sex => &[(0.98, 0.5), (0.02, 0.5)],
+        Comparison::Sex => &[(0.995, 0.5), (0.005, 0.5)],
         // exact, one substitution, transposition, else
         Comparison::NationalId => &[
-            (0.96, 0.000002),
+            (0.94, 0.000002),
             (0.02, 0.00002),
             (0.01, 0.000002),
-            (0.01, 0.999),
+            (0.03, 0.999),
         ],
         // exact, one digit off, else
-        Comparison::Phone => &[(0.8, 0.01), (0.02, 0.002), (0.18, 0.988)],
+        Comparison::Phone => &[(0.8, 0.00001), (0.02, 0.0001), (0.18, 0.99989)],
         // exact, jw .90, else
-        Comparison::Street => &[(0.75, 0.01), (0.1, 0.02), (0.15, 0.97)],
+        Comparison::Street => &[(0.75, 0.0001), (0.1, 0.0005), (0.15, 0.9994)],
         // exact, first three, else
-        Comparison::Postcode => &[(0.82, 0.05), (0.06, 0.1), (0.12, 0.85)],
+        Comparison::Postcode => &[(0.82, 0.002), (0.06, 0.02), (0.12, 0.978)],
         // exact, else
         Comparison::Email => &[(0.85, 0.001), (0.15, 0.999)],
     }
@@ -132,7 +136,7 @@ pub(super) fn build() -> Model {
     // listed one, which has ~1e-5 (surnames) or ~5e-6 (given names).
     Model {
         format_version: MODEL_FORMAT_VERSION,
-        id: "default-1".into(),
+        id: "default-2".into(),
         description: "empi shipped default: m/u by reasoning (see src/scoring/default_model.rs)"
             .into(),
         prior: 1e-5,
@@ -151,6 +155,7 @@ pub(super) fn build() -> Model {
             floor: 1e-5,
         },
         placeholders: Placeholders::default(),
+        rivals: super::Rivals::default(),
         training: None,
     }
 }

@@ -47,6 +47,7 @@
 
 pub mod em;
 pub mod household;
+pub mod rivals;
 pub mod rules;
 pub mod sample;
 
@@ -250,6 +251,9 @@ pub struct TrainingInfo {
     pub prior_by_pass: Vec<f64>,
     /// The household dependence adjustment (see [`household`]), when there was data for it.
     pub household: Option<household::HouseholdAdjustment>,
+    /// The rival hypotheses' shares found in the data (see [`rivals`]), when there was
+    /// data for them.
+    pub rivals: Option<rivals::RivalFit>,
     /// How λ was estimated.
     pub prior_method: &'static str,
     /// Where the thresholds come from.
@@ -464,8 +468,7 @@ pub fn train(prepared: &[Prepared], base: &Model, opts: &TrainOptions) -> Result
     } else {
         prior
     };
-    // Relatives: pairs sharing a family name, weighted by their posterior of not matching
-    // (EM over them with m held at the estimate, so only their match share is fitted).
+    // Pairs sharing a family name: where twins and relatives are found (step 5).
     let pb = bar(0, "family", opts.progress);
     let family = rule_pairs(
         prepared,
@@ -475,27 +478,8 @@ pub fn train(prepared: &[Prepared], base: &Model, opts: &TrainOptions) -> Result
         &pb,
     );
     pb.finish_and_clear();
-    let relatives = (family.pairs_used >= opts.min_run_pairs).then(|| {
-        let em = run_em(
-            &family.patterns,
-            &EmSetup {
-                u: &u,
-                m_start: &m,
-                fixed_m: &[[true; MAX_LEVELS]; N_COMPARISONS],
-                active: TrainingRule::Family.evidence_flags(),
-                p_start: 0.1,
-                max_iterations: opts.em_max_iterations,
-                tolerance: opts.em_tolerance,
-            },
-        );
-        let mut non_matched = [0.0; household::HOUSEHOLD_PATTERNS];
-        for ((pat, count), post) in family.patterns.iter().zip(&em.posteriors) {
-            if let Some(j) = household::household_index(pat) {
-                non_matched[j] += *count as f64 * (1.0 - post);
-            }
-        }
-        non_matched
-    });
+    // "All agree" is weighed against random pairs: relatives sharing a household are rival
+    // hypotheses of their own (step 5), not a reason to weaken the household fields.
     let household = household::adjust(
         &m,
         &mut u,
@@ -503,7 +487,15 @@ pub fn train(prepared: &[Prepared], base: &Model, opts: &TrainOptions) -> Result
         &matched,
         &u_sample.household,
         household_share,
-        relatives.as_ref(),
+    );
+    // 5. How common twins and relatives are, among the pairs sharing a family name.
+    let rival_fit = rivals::fit(
+        &family.patterns,
+        &m,
+        &u,
+        &start.rivals,
+        opts.em_max_iterations.max(200),
+        opts.em_tolerance,
     );
     let m_from_base = pass.m_from_base;
     let runs: Vec<RunInfo> = TrainingRule::ALL
@@ -529,7 +521,7 @@ pub fn train(prepared: &[Prepared], base: &Model, opts: &TrainOptions) -> Result
         })
         .collect();
 
-    // 5. Term frequencies and the model.
+    // 6. Term frequencies and the model.
     let t = Instant::now();
     let mut model = start.clone();
     model.tf.given_name = Some(TfTable::from_values(
@@ -554,6 +546,10 @@ pub fn train(prepared: &[Prepared], base: &Model, opts: &TrainOptions) -> Result
         }
     }
     model.prior = prior;
+    if let Some(f) = &rival_fit {
+        model.rivals.twin.ratio = f.twin_ratio;
+        model.rivals.relative.ratio = f.relative_ratio;
+    }
     model.id = format!("trained-{:012x}", fingerprint(&model) & 0xffff_ffff_ffff);
     model.description = format!(
         "trained by empi {} on {} records{}",
@@ -579,6 +575,7 @@ pub fn train(prepared: &[Prepared], base: &Model, opts: &TrainOptions) -> Result
         prior,
         prior_by_pass,
         household,
+        rivals: rival_fit,
         prior_method: "geometric mean over runs of expected matches / (recall x all pairs)",
         thresholds: format!(
             "carried over from {} (match weights with the prior included, i.e. the same \

@@ -17,22 +17,28 @@
 //!   using the table's own `Σtf²` keeps the adjustment neutral on average even where a
 //!   model's `u_exact` was set for candidate pairs rather than random ones.
 //!
-//! Two thresholds on `S` decide: `S ≥ upper` links, `lower ≤ S < upper` goes to review,
-//! `S < lower` is a new person. Guard rails ([`Guard`]) cap a pair at review whatever its
-//! score: a false merge is worse than a duplicate. They catch what the independence
-//! assumption cannot: twins share family name, birth date, address and phone, so their
-//! summed weights look like a match while one contradiction (given name, sex, national
-//! id, birth order) says they are two people.
+//! The decision weight is not `S` alone: a pair is also weighed against the relatives who
+//! share a household (a twin; a sibling, parent, child or spouse), whose records agree on
+//! family name, address and phone as the same person's do. `W` is the posterior log-odds of
+//! the same person against all three rival hypotheses ([`rivals`]); it never exceeds `S`.
+//!
+//! Two thresholds on `W` decide: `W ≥ upper` links, `lower ≤ W < upper` goes to review,
+//! `W < lower` is a new person. Only a differing multiple-birth order forbids a link
+//! outright ([`Rival::BirthOrderDiffers`]): both records say they are two children of one
+//! birth.
 
 mod bound;
 mod comparisons;
 mod default_model;
 pub mod estimate;
+pub mod rivals;
 pub mod tf;
 pub mod training;
 
 pub use bound::{Sig, WeightBound};
 pub use comparisons::{Comparison, MISSING, N_COMPARISONS};
+use rivals::RivalTable;
+pub use rivals::{combine, Basis, RivalParams, Rivals, Spelling};
 pub use tf::{TermFrequencies, TfTable};
 pub use training::{RunSummary, TrainingSummary};
 
@@ -43,8 +49,9 @@ use crate::normalize::Placeholders;
 use crate::prepare::Prepared;
 use crate::record::Record;
 
-/// Model file format version written by this build.
-pub const MODEL_FORMAT_VERSION: u32 = 1;
+/// Model file format version written by this build. Version 1 files (without rival
+/// hypotheses) are read with the default [`Rivals`].
+pub const MODEL_FORMAT_VERSION: u32 = 2;
 /// Smallest weight an exact agreement keeps after its term-frequency adjustment.
 pub const MIN_AGREEMENT_WEIGHT: f64 = 0.5;
 /// Most levels any comparison has.
@@ -148,6 +155,9 @@ pub struct Model {
     pub tf: TermFrequencies,
     /// Placeholder values that carry no identity.
     pub placeholders: Placeholders,
+    /// The relatives a pair is weighed against besides a stranger.
+    #[serde(default)]
+    pub rivals: Rivals,
     /// Training metadata, when the model was estimated from data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<serde_json::Value>,
@@ -199,12 +209,13 @@ impl Model {
     /// # Errors
     /// [`Error::Model`] naming the first problem.
     pub fn validate(&self) -> Result<()> {
-        if self.format_version != MODEL_FORMAT_VERSION {
+        if !(1..=MODEL_FORMAT_VERSION).contains(&self.format_version) {
             return Err(Error::Model(format!(
-                "format_version {} not supported (this build reads {MODEL_FORMAT_VERSION})",
+                "format_version {} not supported (this build reads 1 to {MODEL_FORMAT_VERSION})",
                 self.format_version
             )));
         }
+        self.rivals.validate()?;
         if !(self.prior > 0.0 && self.prior < 1.0) {
             return Err(Error::Model("prior must be between 0 and 1".into()));
         }
@@ -252,45 +263,54 @@ impl Model {
     }
 }
 
-/// Why a pair may not be linked automatically, whatever its score.
+/// What holds a pair's weight below its weight against a stranger, or forbids its link:
+/// the rival hypothesis that explains the records about as well ([`rivals`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Guard {
-    /// Both multiple-birth orders recorded and different: twins or multiples.
-    MultipleBirthOrderDiffers,
-    /// Both given names present and disagreeing at every level (the twin pattern).
-    GivenNameDiffers,
-    /// Both carry a generational suffix and they differ (Jr vs Sr).
-    SuffixDiffers,
-    /// Birth dates disagree beyond every typo level (parent and child of the same name).
-    BirthDateDiffers,
-    /// Administrative sex recorded differently (opposite-sex twins look alike otherwise).
-    SexDiffers,
-    /// Both national ids present and different beyond a typo.
-    NationalIdDiffers,
-    /// A given name is missing (or a placeholder such as "Baby Boy") and no national id
-    /// agrees: nothing tells newborn twins apart.
-    NoGivenNameEvidence,
+pub enum Rival {
+    /// A co-twin: same household and birth date, another given name (alike or not).
+    Twin,
+    /// A co-twin, and one side has no given name (or a placeholder such as "Baby Boy") to
+    /// tell the two apart; without the twin the pair would link. The sole-candidate rule
+    /// may settle it (see [`crate::linker`]).
+    TwinNoGivenName,
+    /// A relative sharing the household: a sibling, a parent or child (Jr/Sr), a spouse.
+    Relative,
+    /// Both records give a multiple-birth order and they differ: two children of one birth,
+    /// whatever else agrees. Forbids the link.
+    BirthOrderDiffers,
 }
 
-impl Guard {
-    /// Whether the guard is evidence *against* the match (a contradiction), as opposed to
-    /// a lack of evidence. A contradicted pair below the upper threshold is a new person,
-    /// not a review: registrars see only pairs worth their time.
-    pub fn is_contradiction(self) -> bool {
-        !matches!(self, Guard::NoGivenNameEvidence)
-    }
+impl Rival {
+    /// Every rival, in a fixed order (for counts and reports).
+    pub const ALL: [Rival; 4] = [
+        Rival::Twin,
+        Rival::TwinNoGivenName,
+        Rival::Relative,
+        Rival::BirthOrderDiffers,
+    ];
 
-    /// Short reason for explanations.
+    /// The reason in words a registrar reads.
     pub fn reason(self) -> &'static str {
         match self {
-            Guard::MultipleBirthOrderDiffers => "multiple-birth order differs",
-            Guard::GivenNameDiffers => "given names disagree",
-            Guard::SuffixDiffers => "name suffixes differ",
-            Guard::BirthDateDiffers => "birth dates disagree",
-            Guard::SexDiffers => "sex differs",
-            Guard::NationalIdDiffers => "national ids differ",
-            Guard::NoGivenNameEvidence => "no given name to compare and no national id agreement",
+            Rival::Twin => "a twin sharing the household and birth date could have these records",
+            Rival::TwinNoGivenName => {
+                "no given name to tell the person from a twin sharing the household and birth date"
+            }
+            Rival::Relative => {
+                "a relative sharing the household (sibling, parent or child, spouse) could have these records"
+            }
+            Rival::BirthOrderDiffers => "multiple-birth orders differ: two children of one birth",
+        }
+    }
+
+    /// Short name in files and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rival::Twin => "twin",
+            Rival::TwinNoGivenName => "twin_no_given_name",
+            Rival::Relative => "relative",
+            Rival::BirthOrderDiffers => "birth_order_differs",
         }
     }
 }
@@ -301,16 +321,25 @@ pub type Pattern = [u8; N_COMPARISONS];
 /// The score of one pair.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PairScore {
-    /// Match weight (log2 odds), prior included.
+    /// Decision weight `W`: log2 odds of the same person against a stranger and the
+    /// household rivals at once, priors included.
     pub weight: f64,
-    /// Guard rail that forbids automatic linking, if any.
-    pub guard: Option<Guard>,
+    /// The rival that keeps the pair from linking: it holds `weight` below both the
+    /// weight against a stranger and the upper threshold. Always set for a differing
+    /// multiple-birth order.
+    pub rival: Option<Rival>,
 }
 
 impl PairScore {
     /// Match probability.
     pub fn probability(&self) -> f64 {
         weight_to_prob(self.weight)
+    }
+
+    /// The pair is two different people as far as `lower` goes: below it, or declared
+    /// twins.
+    pub fn contradicts(&self, lower: f64) -> bool {
+        self.weight < lower || self.rival == Some(Rival::BirthOrderDiffers)
     }
 }
 
@@ -327,19 +356,26 @@ pub struct ComparisonOutcome {
     pub tf_adjustment: f64,
 }
 
-/// Why a pair scored what it did: per-comparison levels and weights.
+/// Why a pair scored what it did: per-comparison levels and weights, and the weight
+/// against each hypothesis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Explanation {
     /// Prior weight `log2(λ/(1-λ))`.
     pub prior_weight: f64,
-    /// One entry per comparison.
+    /// One entry per comparison (weights against a stranger).
     pub comparisons: Vec<ComparisonOutcome>,
-    /// Total match weight.
+    /// Decision weight `W` against every hypothesis at once.
     pub weight: f64,
-    /// Match probability.
+    /// Match probability of `weight`.
     pub probability: f64,
-    /// Guard rail in force, if any.
-    pub guard: Option<Guard>,
+    /// Weight against a stranger: the prior plus the comparisons' weights.
+    pub stranger_weight: f64,
+    /// Weight against a co-twin.
+    pub twin_weight: f64,
+    /// Weight against a relative sharing the household.
+    pub relative_weight: f64,
+    /// The rival that keeps the pair from linking ([`PairScore::rival`]), if any.
+    pub rival: Option<Rival>,
 }
 
 /// A model compiled for fast scoring: weights in a flat table, nothing allocated per pair.
@@ -368,6 +404,35 @@ pub struct Scorer {
     model: Model,
     weights: [[f64; MAX_LEVELS]; N_COMPARISONS],
     prior_weight: f64,
+    /// The twin and relative hypotheses, compiled.
+    rivals: [RivalTable; 2],
+    /// Alike-spelling weights against the rivals: (rarer spelling rare, not rare).
+    spelling: (f64, f64),
+    /// A given name's term frequency at or below this is a rare spelling (0: never).
+    rare_given: f32,
+}
+
+/// The given-name levels where a twin's alike name and a typo meet (Jaro–Winkler,
+/// phonetic): the spelling evidence applies there.
+const ALIKE_GIVEN_LEVELS: [u8; 3] = [3, 4, 5];
+
+/// Index of the twin in [`Scorer::rivals`].
+const TWIN: usize = 0;
+/// Index of the relative in [`Scorer::rivals`].
+const RELATIVE: usize = 1;
+
+/// Weights of two different generational suffixes (Jr vs Sr, both recorded) against a
+/// stranger and against a relative: a registrar writes the wrong suffix for 2% of the
+/// same person's records, half of strangers who both carry one carry different ones, and
+/// nine in ten household namesakes are told apart by theirs. Twins never differ by one.
+const SUFFIX_DIFFERS: (f64, f64) = (-4.643_856_189_774_724, -5.491_853_096_329_675);
+
+/// The weights of a pair against each hypothesis before they are combined.
+#[derive(Debug, Clone, Copy)]
+struct Weights {
+    stranger: f64,
+    twin: f64,
+    relative: f64,
 }
 
 impl Scorer {
@@ -378,17 +443,29 @@ impl Scorer {
     pub fn new(model: Model) -> Result<Scorer> {
         model.validate()?;
         let mut weights = [[0.0; MAX_LEVELS]; N_COMPARISONS];
+        let mut m = [[0.0; MAX_LEVELS]; N_COMPARISONS];
         for c in Comparison::ALL {
             let p = model.params(c);
             for (i, l) in p.levels.iter().enumerate() {
                 weights[c.index()][i] = l.weight();
+                m[c.index()][i] = l.m;
             }
         }
         let prior_weight = prob_to_weight(model.prior);
+        let rivals = [
+            RivalTable::new(&model.rivals.twin, &m),
+            RivalTable::new(&model.rivals.relative, &m),
+        ];
+        let rare_given = model.tf.given_name.as_ref().map_or(0.0, |t| {
+            (t.unseen as f64 * model.rivals.spelling.rare_below) as f32
+        });
         Ok(Scorer {
+            spelling: rivals::spelling_weights(&model.rivals.spelling),
             model,
             weights,
             prior_weight,
+            rivals,
+            rare_given,
         })
     }
 
@@ -479,38 +556,80 @@ impl Scorer {
         (base, 0.0)
     }
 
-    fn guard(a: &Prepared, b: &Prepared, pattern: &Pattern) -> Option<Guard> {
-        if Self::birth_orders_differ(a, b) {
-            return Some(Guard::MultipleBirthOrderDiffers);
+    /// Weight of comparison `c` at `level` against `rival`, given its weight `w` against a
+    /// stranger.
+    #[inline]
+    fn rival_weight(&self, rival: usize, c: Comparison, level: u8, w: f64) -> f64 {
+        if level == MISSING {
+            return 0.0;
         }
-        let given_else = Comparison::GivenName.levels().len() as u8 - 1;
-        if pattern[Comparison::GivenName.index()] == given_else {
-            return Some(Guard::GivenNameDiffers);
+        let t = &self.rivals[rival];
+        match t.kind[c.index()] {
+            rivals::Compiled::Shared => 0.0,
+            rivals::Compiled::AsStranger => w,
+            rivals::Compiled::Own => t.weights[c.index()][level as usize],
+        }
+    }
+
+    /// The weights against each hypothesis, from the pattern and the per-comparison weights
+    /// against a stranger.
+    #[inline]
+    fn weights_of(&self, a: &Prepared, b: &Prepared, pattern: &Pattern, w: &[f64]) -> Weights {
+        let mut out = Weights {
+            stranger: self.prior_weight,
+            twin: self.rivals[TWIN].prior,
+            relative: self.rivals[RELATIVE].prior,
+        };
+        for c in Comparison::ALL {
+            let (level, wc) = (pattern[c.index()], w[c.index()]);
+            out.stranger += wc;
+            out.twin += self.rival_weight(TWIN, c, level, wc);
+            out.relative += self.rival_weight(RELATIVE, c, level, wc);
+        }
+        let given = pattern[Comparison::GivenName.index()];
+        if self.rare_given > 0.0 && ALIKE_GIVEN_LEVELS.contains(&given) {
+            let tf = |p: &Prepared| p.given.as_ref().map_or(0.0, |g| g.tf);
+            let rarer = tf(a).min(tf(b));
+            if rarer > 0.0 {
+                let s = if rarer <= self.rare_given {
+                    self.spelling.0
+                } else {
+                    self.spelling.1
+                };
+                out.twin += s;
+                out.relative += s;
+            }
         }
         if let (Some(x), Some(y)) = (a.suffix, b.suffix) {
             if x != y {
-                return Some(Guard::SuffixDiffers);
+                out.stranger += SUFFIX_DIFFERS.0;
+                out.relative += SUFFIX_DIFFERS.1;
             }
         }
-        let last = |c: Comparison| c.levels().len() as u8 - 1;
-        let level = |c: Comparison| pattern[c.index()];
-        if level(Comparison::BirthDate) == last(Comparison::BirthDate) {
-            return Some(Guard::BirthDateDiffers);
-        }
-        if level(Comparison::Sex) == last(Comparison::Sex) {
-            return Some(Guard::SexDiffers);
-        }
-        if level(Comparison::NationalId) == last(Comparison::NationalId) {
-            return Some(Guard::NationalIdDiffers);
-        }
-        if level(Comparison::GivenName) == MISSING && level(Comparison::NationalId) != 0 {
-            return Some(Guard::NoGivenNameEvidence);
-        }
-        None
+        out
     }
 
-    /// Both records give a multiple-birth order and they differ: the pair's guard is
-    /// [`Guard::MultipleBirthOrderDiffers`], whatever else it scores.
+    /// The decision weight and the rival that holds it down.
+    fn decide_weight(&self, a: &Prepared, b: &Prepared, w: &Weights) -> PairScore {
+        let weight = combine(&[w.stranger, w.twin, w.relative]);
+        let rival = if Self::birth_orders_differ(a, b) {
+            Some(Rival::BirthOrderDiffers)
+        } else if w.twin.min(w.relative) >= w.stranger || weight >= self.model.thresholds.upper {
+            None
+        } else if w.relative < w.twin {
+            Some(Rival::Relative)
+        } else if (a.given.is_none() || b.given.is_none())
+            && combine(&[w.stranger, w.relative]) >= self.model.thresholds.upper
+        {
+            Some(Rival::TwinNoGivenName)
+        } else {
+            Some(Rival::Twin)
+        };
+        PairScore { weight, rival }
+    }
+
+    /// Both records give a multiple-birth order and they differ: the pair's rival is
+    /// [`Rival::BirthOrderDiffers`], whatever else it scores.
     pub fn birth_orders_differ(a: &Prepared, b: &Prepared) -> bool {
         matches!((a.multiple_birth_order, b.multiple_birth_order), (Some(x), Some(y)) if x != y)
     }
@@ -519,21 +638,21 @@ impl Scorer {
     #[inline]
     pub fn score(&self, a: &Prepared, b: &Prepared) -> PairScore {
         let pattern = self.pattern(a, b);
-        let mut w = self.prior_weight;
+        let mut w = [0.0; N_COMPARISONS];
         for c in Comparison::ALL {
-            w += self.level_weight(c, pattern[c.index()], a).0;
+            w[c.index()] = self.level_weight(c, pattern[c.index()], a).0;
         }
-        PairScore {
-            weight: w,
-            guard: Self::guard(a, b, &pattern),
-        }
+        let weights = self.weights_of(a, b, &pattern, &w);
+        self.decide_weight(a, b, &weights)
     }
 
     /// A cheap upper bound on [`Scorer::score`]'s weight for pairs of `prepared` (term
     /// frequencies filled), built from this scorer's own level and term-frequency rules, so
-    /// pair loops can skip pairs that cannot reach a threshold. It checks itself against
-    /// [`Scorer::explain`] and [`Scorer::score`] on sample records and on the `sample`
-    /// pairs (indexes into `prepared`); `None` means it disagreed: score every pair in full.
+    /// pair loops can skip pairs that cannot reach a threshold. It bounds the weight
+    /// against a stranger, which the decision weight never exceeds. It checks itself
+    /// against [`Scorer::explain`] and [`Scorer::score`] on sample records and on the
+    /// `sample` pairs (indexes into `prepared`); `None` means it disagreed: score every
+    /// pair in full.
     pub fn weight_bound(
         &self,
         prepared: &[Prepared],
@@ -542,16 +661,17 @@ impl Scorer {
         WeightBound::new(self, prepared, sample)
     }
 
-    /// Scores a pair and says why: level and weight of every comparison.
+    /// Scores a pair and says why: level and weight of every comparison, and the weight
+    /// against each hypothesis.
     pub fn explain(&self, a: &Prepared, b: &Prepared) -> Explanation {
         let pattern = self.pattern(a, b);
-        let mut total = self.prior_weight;
+        let mut w = [0.0; N_COMPARISONS];
         let comparisons = Comparison::ALL
             .iter()
             .map(|&c| {
                 let level = pattern[c.index()];
                 let (weight, tf_adjustment) = self.level_weight(c, level, a);
-                total += weight;
+                w[c.index()] = weight;
                 ComparisonOutcome {
                     comparison: c.name().to_string(),
                     level: if level == MISSING {
@@ -564,12 +684,17 @@ impl Scorer {
                 }
             })
             .collect();
+        let weights = self.weights_of(a, b, &pattern, &w);
+        let score = self.decide_weight(a, b, &weights);
         Explanation {
             prior_weight: self.prior_weight,
             comparisons,
-            weight: total,
-            probability: weight_to_prob(total),
-            guard: Self::guard(a, b, &pattern),
+            weight: score.weight,
+            probability: weight_to_prob(score.weight),
+            stranger_weight: weights.stranger,
+            twin_weight: weights.twin,
+            relative_weight: weights.relative,
+            rival: score.rival,
         }
     }
 }

@@ -61,7 +61,7 @@ fn identical_records_link_and_strangers_do_not() {
     let a = s.prepare(&person());
     let same = s.score(&a, &a);
     assert!(same.weight > s.thresholds().upper, "{}", same.weight);
-    assert_eq!(same.guard, None);
+    assert_eq!(same.rival, None);
     let other = Record {
         given_name: Some("Tyrone".into()),
         middle_name: None,
@@ -79,23 +79,70 @@ fn identical_records_link_and_strangers_do_not() {
 }
 
 #[test]
-fn twins_are_guarded() {
+fn twins_are_held_back_by_the_twin_hypothesis() {
     let s = scorer();
+    let upper = s.thresholds().upper;
     let mut t1 = person();
     t1.identifiers.clear();
     t1.email = None;
     let mut t2 = t1.clone();
     t2.given_name = Some("Chidi".into());
     let (a, b) = (s.prepare(&t1), s.prepare(&t2));
-    assert_eq!(s.score(&a, &b).guard, Some(Guard::GivenNameDiffers));
+    let e = s.explain(&a, &b);
+    assert!(e.stranger_weight > upper, "{e:?}");
+    assert!(e.weight < upper, "{e:?}");
+    assert_eq!(e.rival, Some(Rival::Twin));
     t2.given_name = t1.given_name.clone();
     t1.multiple_birth_order = Some(1);
     t2.multiple_birth_order = Some(2);
     let (a, b) = (s.prepare(&t1), s.prepare(&t2));
-    assert_eq!(
-        s.score(&a, &b).guard,
-        Some(Guard::MultipleBirthOrderDiffers)
-    );
+    assert_eq!(s.score(&a, &b).rival, Some(Rival::BirthOrderDiffers));
+}
+
+#[test]
+fn an_exact_national_id_closes_the_relative_hypotheses() {
+    let s = scorer();
+    let upper = s.thresholds().upper;
+    let t1 = person();
+    assert!(!t1.identifiers.is_empty());
+    let mut t2 = t1.clone();
+    t2.given_name = Some("Chidi".into());
+    let (a, b) = (s.prepare(&t1), s.prepare(&t2));
+    let e = s.explain(&a, &b);
+    assert!(e.twin_weight > upper && e.relative_weight > upper, "{e:?}");
+    assert!(e.weight >= upper, "{e:?}");
+}
+
+#[test]
+fn the_decision_weight_never_exceeds_the_weight_against_a_stranger() {
+    let s = scorer();
+    let base = person();
+    let variants = [
+        Record {
+            given_name: Some("Chidi".into()),
+            ..base.clone()
+        },
+        Record {
+            birth_date: Some(PartialDate::full(1990, 2, 11).unwrap()),
+            ..base.clone()
+        },
+        Record {
+            identifiers: vec![],
+            ..base.clone()
+        },
+        base.clone(),
+    ];
+    let a = s.prepare(&base);
+    for v in &variants {
+        let e = s.explain(&a, &s.prepare(v));
+        assert!(e.weight <= e.stranger_weight + 1e-9, "{e:?}");
+        assert!(
+            e.weight <= e.twin_weight.min(e.relative_weight) + 1e-9,
+            "{e:?}"
+        );
+        assert!(e.weight >= e.stranger_weight.min(e.twin_weight).min(e.relative_weight) - 2.0);
+        assert_eq!(e.weight, s.score(&a, &s.prepare(v)).weight);
+    }
 }
 
 #[test]
@@ -123,7 +170,9 @@ fn explanation_adds_up_to_the_score() {
     let (a, b) = (s.prepare(&person()), s.prepare(&other));
     let e = s.explain(&a, &b);
     let sum: f64 = e.prior_weight + e.comparisons.iter().map(|c| c.weight).sum::<f64>();
-    assert!((sum - e.weight).abs() < 1e-9);
+    assert!((sum - e.stranger_weight).abs() < 1e-9);
+    let all = combine(&[e.stranger_weight, e.twin_weight, e.relative_weight]);
+    assert!((all - e.weight).abs() < 1e-9);
     assert!((e.weight - s.score(&a, &b).weight).abs() < 1e-9);
     assert_eq!(e.comparisons[0].level, "nickname");
     assert_eq!(

@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::blocking::block_keys;
 use crate::error::{Error, Result};
-use crate::linker::{Decision, Outcome, Ranking};
+use crate::linker::{pair_decision, Decision, Outcome, Ranking, ReviewReason};
 use crate::prepare::Prepared;
 use crate::record::{today_days, Record, RecordKey};
-use crate::scoring::{weight_to_prob, Sig};
+use crate::scoring::{weight_to_prob, PairScore, Sig, Thresholds};
 use crate::store::{
     Audit, Euid, LinkMethod, OpaqueJson, Plan, StoredRecord, TaskCandidate, TaskId, Ticket,
 };
@@ -39,6 +39,10 @@ struct StoredOutcome {
     task: Option<TaskId>,
     #[serde(rename = "m")]
     model: String,
+    /// Why the best candidate was not linked automatically (the others' reasons are not
+    /// kept: the answer to a repeat names the one that decided).
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    reason: Option<ReviewReason>,
 }
 
 impl StoredOutcome {
@@ -58,6 +62,7 @@ impl StoredOutcome {
                 .collect(),
             task: r.review_task,
             model: r.model_version.clone(),
+            reason: r.candidates.first().and_then(|c| c.reason),
         }
     }
 
@@ -79,12 +84,14 @@ impl StoredOutcome {
             candidates: self
                 .candidates
                 .into_iter()
-                .map(|(euid, score, best_record)| CandidateView {
+                .enumerate()
+                .map(|(i, (euid, score, best_record))| CandidateView {
                     euid,
                     score,
                     probability: weight_to_prob(score),
                     best_record,
                     explanation: Vec::new(),
+                    reason: if i == 0 { self.reason } else { None },
                 })
                 .collect(),
             review_task: self.task,
@@ -175,6 +182,7 @@ impl Service {
                     score: ps.score.weight,
                     probability: ps.score.probability(),
                     best_record: f.record_key(),
+                    reason: candidate_reason(&ps.score, self.linker.thresholds()),
                     explanation: if explain_all || i == 0 {
                         comparisons_of(&self.linker.explain(query, f.prepared))
                     } else {
@@ -468,9 +476,19 @@ impl Service {
     }
 }
 
+/// Why a candidate with this score would not be linked automatically.
+fn candidate_reason(score: &PairScore, t: Thresholds) -> Option<ReviewReason> {
+    match (score.rival, pair_decision(score, t)) {
+        (None, Decision::Link) => None,
+        (Some(r), _) => Some(ReviewReason::Rival(r)),
+        (None, _) => Some(ReviewReason::BetweenThresholds),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scoring::Rival;
 
     #[test]
     fn stored_outcome_round_trips_compactly() {
@@ -490,6 +508,7 @@ mod tests {
                 probability: weight_to_prob(7.25),
                 best_record: RecordKey::new("adt", "1"),
                 explanation: Vec::new(),
+                reason: Some(ReviewReason::Rival(Rival::Twin)),
             }],
             review_task: Some(TaskId(4)),
             unchanged: false,

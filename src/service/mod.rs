@@ -687,6 +687,7 @@ impl Service {
                     probability: c.probability,
                     best_record: RecordKey::new("", ""),
                     explanation: Vec::new(),
+                    reason: None,
                 })
                 .collect(),
         };

@@ -57,6 +57,11 @@ pub struct CandidateView {
     /// Per-comparison contributions (may be empty where only the best candidate carries
     /// its explanation).
     pub explanation: Vec<ComparisonView>,
+    /// Why this candidate would not be linked automatically, in words (a relative sharing
+    /// the household could have the records, or too little agreement); `None` when it
+    /// would be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<crate::linker::ReviewReason>,
 }
 
 /// The answer of [`crate::service::Service::match_or_create`].

@@ -141,7 +141,7 @@ fn score_records_matches_the_service_preparation() {
         let (a, b) = (&records[p.a as usize], &records[p.b as usize]);
         let s = used.scorer().score(&linker.prepare(a), &linker.prepare(b));
         assert!((s.weight as f32 - p.weight).abs() < 1e-4);
-        assert_eq!(s.guard, p.guard);
+        assert_eq!(s.rival, p.rival);
     }
 }
 

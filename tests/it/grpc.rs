@@ -881,3 +881,111 @@ async fn stats_report_a_trained_models_identity_and_training() {
     assert!(full["u_sample"].is_object());
     server.stop().await;
 }
+
+/// The hard cases of matching, through the server: each pair of records arrives in order
+/// (same source, consecutive MRNs), and the second's decision is what a registrar would
+/// want. Relatives who share the household (twins with alike names, Jr/Sr, opposite-sex
+/// twins) are never linked; the same person with one field replaced, re-keyed or slipped
+/// is, when an exact personal identifier or the birth date rules a relative out.
+#[tokio::test]
+async fn hard_cases_decide_as_a_registrar_would() {
+    let id = |v: &str| pb::Identifier {
+        system: "national_id".into(),
+        value: v.into(),
+    };
+    let child = |mrn: &str, given: &str| pb::PatientRecord {
+        sex: pb::Sex::Female as i32,
+        ..rec(mrn, given, "Okonkwo", "2015-03-03")
+    };
+    let with_id = |mut r: pb::PatientRecord, v: &str| {
+        r.identifiers = vec![id(v)];
+        r
+    };
+    let man = |mrn: &str, given: &str, dob: &str| pb::PatientRecord {
+        sex: pb::Sex::Male as i32,
+        ..rec(mrn, given, "Kowalczyk", dob)
+    };
+    let linked = pb::Decision::Linked as i32;
+    let cases: Vec<(&str, pb::PatientRecord, pb::PatientRecord, bool)> = vec![
+        (
+            "Ava then Eva, twins born the same day",
+            child("MRN001", "Ava"),
+            child("MRN002", "Eva"),
+            false,
+        ),
+        (
+            "Margaret then Margarita, twins",
+            rec("MRN003", "Margaret", "Okonkwo", "1961-07-02"),
+            rec("MRN004", "Margarita", "Okonkwo", "1961-07-02"),
+            false,
+        ),
+        (
+            "opposite-sex twins",
+            child("MRN005", "Daniel"),
+            pb::PatientRecord {
+                sex: pb::Sex::Male as i32,
+                ..child("MRN006", "Daniela")
+            },
+            false,
+        ),
+        (
+            "Jr and Sr at one address",
+            man("MRN007", "Robert Sr", "1958-04-11"),
+            man("MRN008", "Robert Jr", "1988-09-30"),
+            false,
+        ),
+        (
+            "a replaced given name, exact national id, birth date and family name",
+            with_id(
+                rec("MRN009", "Margaret", "Okonkwo", "1961-07-02"),
+                "521-44-9032",
+            ),
+            with_id(
+                rec("MRN010", "Beatrice", "Okonkwo", "1961-07-02"),
+                "521-44-9032",
+            ),
+            true,
+        ),
+        (
+            "a re-keyed birth date, exact names and national id",
+            with_id(
+                rec("MRN011", "Margaret", "Okonkwo", "1961-07-02"),
+                "521-44-9032",
+            ),
+            with_id(
+                rec("MRN012", "Margaret", "Okonkwo", "1972-11-19"),
+                "521-44-9032",
+            ),
+            true,
+        ),
+        (
+            "one slipped digit in the national id, exact names, birth date and address",
+            with_id(
+                rec("MRN013", "Margaret", "Okonkwo", "1961-07-02"),
+                "521-44-9032",
+            ),
+            with_id(
+                rec("MRN014", "Margaret", "Okonkwo", "1961-07-02"),
+                "521-44-9082",
+            ),
+            true,
+        ),
+    ];
+    for (what, first, second, should_link) in cases {
+        let server = TestServer::memory().await;
+        let mut c = server.client().await;
+        assert_eq!(
+            submit(&mut c, first).await.decision,
+            pb::Decision::Created as i32
+        );
+        let answer = submit(&mut c, second).await;
+        if should_link {
+            assert_eq!(answer.decision, linked, "{what}: {answer:?}");
+        } else {
+            assert_ne!(answer.decision, linked, "{what}: {answer:?}");
+            let reason = &answer.candidates.first().expect("a candidate").reason;
+            assert!(!reason.is_empty(), "{what}: no reason given: {answer:?}");
+        }
+        server.stop().await;
+    }
+}

@@ -48,7 +48,7 @@ fn margaret(id: &str) -> Record {
 }
 
 /// Margaret's twin: family name, birth date, phone and address agree, the given name does
-/// not. A guard rail keeps that from linking automatically: a review.
+/// not. The twin hypothesis keeps that from linking automatically: a review.
 fn twin(id: &str) -> Record {
     Record {
         given_name: Some("Olga".into()),

@@ -10,12 +10,10 @@
 //! - all three disagree: `W− = log2(P(all else | match) / P(all else | non-match))`,
 //!
 //! with P(· | match) from the EM posteriors (the household fields are never evidence there,
-//! so the posteriors do not depend on them). P(all else | non-match) comes from the random
-//! pairs (matches taken out as for u). P(all agree | non-match) comes from the pairs that
-//! share a family name, weighted by their posterior of *not* matching: relatives are the
-//! non-matches that share households, and family-name agreement already counts, so
-//! household agreement must only add what it adds *among relatives* (as the default
-//! model's reasoning also has it). Every positive household weight is scaled by
+//! so the posteriors do not depend on them) and P(· | non-match) from the random pairs
+//! (matches taken out as for u). Relatives, who share all three, are not non-matches here:
+//! they are rival hypotheses of their own ([`crate::scoring::rivals`]), against which the
+//! household fields weigh nothing. Every positive household weight is scaled by
 //! `k+ = W+ / Σ positive weights of the all-agree pattern`, every negative one by
 //! `k− = W− / Σ negative weights of the all-else pattern`, both clamped to [0.1, 1] (the
 //! adjustment only ever weakens them). The scaled weight is stored as an *effective* u,
@@ -65,9 +63,6 @@ pub struct HouseholdAdjustment {
     pub matched_pairs: f64,
     /// Random pairs with all three observed.
     pub random_pairs: u64,
-    /// Share of non-matching pairs with the same family name that agree on all three,
-    /// when measured (then "all agree" is weighed against it).
-    pub relatives_all_agree: Option<f64>,
 }
 
 /// Fewer expected matching (or random) pairs with all three fields than this and the
@@ -77,10 +72,6 @@ const MIN_PAIRS: f64 = 100.0;
 /// Computes the factors and rewrites the household u values in place. `matched` holds the
 /// expected matching pairs per joint pattern, `random` the random pairs per joint pattern,
 /// `random_match_share` the share of matches among those random pairs.
-///
-/// `relatives`, when given, holds the expected *non-matching* pairs per joint pattern among
-/// pairs sharing a family name; "all agree" is then measured against them instead of
-/// against random pairs, because relatives are the non-matches that share a household.
 pub fn adjust(
     m: &Probs,
     u: &mut Probs,
@@ -88,7 +79,6 @@ pub fn adjust(
     matched: &[f64; HOUSEHOLD_PATTERNS],
     random: &[u64; HOUSEHOLD_PATTERNS],
     random_match_share: f64,
-    relatives: Option<&[f64; HOUSEHOLD_PATTERNS]>,
 ) -> Option<HouseholdAdjustment> {
     let n_m: f64 = matched.iter().sum();
     let n_r: u64 = random.iter().sum();
@@ -102,11 +92,7 @@ pub fn adjust(
     };
     let (agree, disagree) = (0, HOUSEHOLD_PATTERNS - 1);
     let w = |c: Comparison, l: usize| (m[c.index()][l] / u[c.index()][l]).log2();
-    let related_agree = relatives.and_then(|r| {
-        let n: f64 = r.iter().sum();
-        (n >= MIN_PAIRS).then(|| (r[agree] / n).max(M_FLOOR))
-    });
-    let joint_agree = (p_m(agree) / related_agree.unwrap_or_else(|| p_u(agree))).log2();
+    let joint_agree = (p_m(agree) / p_u(agree)).log2();
     let joint_disagree = (p_m(disagree) / p_u(disagree)).log2();
     let indep_agree: f64 = HOUSEHOLD.iter().map(|&c| w(c, 0).max(0.0)).sum();
     let indep_disagree: f64 = HOUSEHOLD.iter().map(|&c| w(c, 2).min(0.0)).sum();
@@ -139,7 +125,6 @@ pub fn adjust(
         disagree_factor: k_minus,
         matched_pairs: n_m,
         random_pairs: n_r,
-        relatives_all_agree: related_agree,
     })
 }
 
@@ -167,7 +152,7 @@ mod tests {
         random[0] = 1_000;
         random[26] = 999_000;
         let fixed = [[false; MAX_LEVELS]; N_COMPARISONS];
-        let a = adjust(&m, &mut u, &fixed, &matched, &random, 0.0, None).unwrap();
+        let a = adjust(&m, &mut u, &fixed, &matched, &random, 0.0).unwrap();
         // Joint agree: log2(0.9 / 0.001) ≈ 9.8 against 3 × 9.8 independent.
         assert!((a.agree_factor - 1.0 / 3.0).abs() < 0.01, "{a:?}");
         let sum: f64 = HOUSEHOLD

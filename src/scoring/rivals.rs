@@ -1,0 +1,323 @@
+//! The rival hypotheses: besides a stranger, the relatives who share a patient's household.
+//!
+//! Fellegi–Sunter weighs *the same person* against *two random people*. A household breaks
+//! that: twins share family name, address, phone and birth date; siblings, parents and
+//! children, and spouses share all but the birth date. Against a stranger those agreements
+//! are overwhelming; against a relative they are no evidence at all. So a pair is weighed
+//! against three hypotheses (in the spirit of the household classes of Larsen & Rubin,
+//! 2001, *Iterative automated record linkage using mixture models*, JASA 96:32–41):
+//!
+//! - **stranger** (U): the classic `u` of every comparison;
+//! - **twin** (T): a co-twin: household fields and birth date agree as for the same person,
+//!   given names differ but are often alike (Ava/Eva), sex agrees about 60% of the time,
+//!   national ids differ;
+//! - **relative** (R): a sibling, parent or child (Jr/Sr), or spouse: household fields agree
+//!   as for the same person, birth date, sex and middle name as for a stranger, given names
+//!   rarely equal (a namesake), national ids differ.
+//!
+//! For each rival `H` the weight of evidence for the same person is
+//! `S_H = log2(λ_M / λ_H) + Σ_c log2(m_c(l) / p_H,c(l))`, where a comparison the rival
+//! shares with the same person ([`Basis::SamePerson`]) contributes 0 and one it shares with
+//! a stranger ([`Basis::Stranger`]) contributes its ordinary weight (term frequency
+//! included). The decision weight is the posterior log-odds against all three at once,
+//!
+//! `W = −log2(2^−S_U + 2^−S_T + 2^−S_R)`,
+//!
+//! which is within one bit of the smallest of the three: a contradiction (given names that
+//! differ, another national id) costs a link only while it leaves a relative possible. An
+//! exact national id, say, is as unlikely for a sibling as for a stranger, so with it a
+//! replaced given name is a registration error, not a sibling; without it, two records of
+//! one household and birth date whose given names differ are twins until a person says
+//! otherwise.
+//!
+//! **Alike names.** Parents often give twins alike names, and a typo makes one too; the two
+//! differ in what the spellings are. A twin's name is a name people have; a typo is a string
+//! almost nobody has. When the given names fall into an alike level (Jaro–Winkler or
+//! phonetic) and the rarer spelling occurs at most [`Spelling::rare_below`] times as often
+//! as an unseen value of the term-frequency table, the rivals' weights take
+//! `log2(p_same / p_rival)` with the shares of such rare spellings among same-person and
+//! relative pairs ([`Spelling`]); otherwise `log2((1 − p_same) / (1 − p_rival))`.
+//!
+//! A differing multiple-birth order needs no weighing: both records say they are different
+//! children of one birth ([`super::Rival::BirthOrderDiffers`]).
+//!
+//! # Defaults
+//! The shipped values come from reasoning, and `empi train` replaces the two ratios with
+//! the shares it finds in the site's own records (see [`super::estimate`]):
+//! - twins: about 3% of births are twins (US vital statistics, 2019–2023); a twin pair
+//!   gives about four record pairs where a person gives about one, so twin pairs are about
+//!   `0.015 × 4 ≈ 0.06` of same-person pairs in a population with twins among its children;
+//!   the default takes half that, 0.03, for populations of all ages;
+//! - relatives: households average about 2.5 persons, so each person has 1.5 household
+//!   relatives and some 3 relative record pairs per same-person pair; the default is 2;
+//! - twin given names: alike (a Jaro–Winkler or phonetic level) for 16% of twin pairs:
+//!   Plank (1964, *Names of twins*) found most twin pairs sharing an initial and a sixth
+//!   alike in sound or rhyme, and only some of those are close in spelling; a relative's
+//!   given name equals the person's 0.5% of the time (Jr/Sr namesakes); twins agree on sex 60% of the time (a third of twins are
+//!   identical, half of the rest same-sex); a relative's national id is the person's
+//!   1e-4 of the time (a guarantor's id copied into a child's record).
+
+use serde::{Deserialize, Serialize};
+
+use super::{Comparison, MAX_LEVELS, N_COMPARISONS};
+use crate::error::{Error, Result};
+
+/// How a rival hypothesis distributes a comparison's levels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// As for the same person (`m`): the comparison is no evidence against this rival.
+    SamePerson,
+    /// As for two random people (`u`): the comparison weighs as against a stranger.
+    Stranger,
+    /// Its own probability per level, in the order of [`Comparison::levels`].
+    Levels(Vec<f64>),
+}
+
+/// One rival hypothesis: how common it is and how its pairs agree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RivalParams {
+    /// Pairs of this kind per same-person pair among all record pairs (λ_H / λ_M).
+    pub ratio: f64,
+    /// How each comparison's levels fall for such pairs; a comparison left out is
+    /// [`Basis::Stranger`].
+    pub comparisons: Vec<(Comparison, Basis)>,
+}
+
+impl RivalParams {
+    /// The basis of one comparison.
+    pub fn basis(&self, c: Comparison) -> &Basis {
+        self.comparisons
+            .iter()
+            .find(|(x, _)| *x == c)
+            .map_or(&Basis::Stranger, |(_, b)| b)
+    }
+}
+
+/// Alike given names: how often the rarer spelling is a rare one (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Spelling {
+    /// A spelling is rare when its term frequency is at most this many times the table's
+    /// frequency of an unseen value (counted from data: seen at most this many times).
+    pub rare_below: f64,
+    /// Share of same-person pairs at an alike level whose rarer spelling is rare.
+    pub rare_if_same_person: f64,
+    /// Share of twin and relative pairs at an alike level whose rarer spelling is rare.
+    pub rare_if_rival: f64,
+}
+
+/// The rival hypotheses of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rivals {
+    /// A co-twin.
+    pub twin: RivalParams,
+    /// A relative sharing the household.
+    pub relative: RivalParams,
+    /// Alike given names.
+    pub spelling: Spelling,
+}
+
+/// Comparisons a household shares whoever its members are.
+const HOUSEHOLD_SHARED: [Comparison; 4] = [
+    Comparison::FamilyName,
+    Comparison::Phone,
+    Comparison::Street,
+    Comparison::Postcode,
+];
+
+/// A national id of someone else in the household: equal only when one was copied.
+const OTHER_ID: [f64; 4] = [1e-4, 1e-5, 1e-5, 1.0 - 1.2e-4];
+/// An email of someone else in the household: a shared family address now and then.
+const OTHER_EMAIL: [f64; 2] = [0.02, 0.98];
+
+impl Default for Rivals {
+    fn default() -> Self {
+        let shared = HOUSEHOLD_SHARED.map(|c| (c, Basis::SamePerson));
+        let twin = RivalParams {
+            ratio: 0.03,
+            comparisons: shared
+                .iter()
+                .cloned()
+                .chain([
+                    (Comparison::BirthDate, Basis::SamePerson),
+                    // exact, swapped, nickname, jw .92, jw .88, phonetic, initial, else
+                    (
+                        Comparison::GivenName,
+                        Basis::Levels(vec![0.002, 0.0005, 0.005, 0.08, 0.05, 0.03, 0.01, 0.8225]),
+                    ),
+                    (Comparison::Sex, Basis::Levels(vec![0.6, 0.4])),
+                    (Comparison::NationalId, Basis::Levels(OTHER_ID.to_vec())),
+                    (Comparison::Email, Basis::Levels(OTHER_EMAIL.to_vec())),
+                ])
+                .collect(),
+        };
+        let relative = RivalParams {
+            ratio: 2.0,
+            comparisons: shared
+                .iter()
+                .cloned()
+                .chain([
+                    (
+                        Comparison::GivenName,
+                        Basis::Levels(vec![
+                            0.005, 0.0005, 0.004, 0.002, 0.002, 0.006, 0.01, 0.9705,
+                        ]),
+                    ),
+                    (Comparison::NationalId, Basis::Levels(OTHER_ID.to_vec())),
+                    (Comparison::Email, Basis::Levels(OTHER_EMAIL.to_vec())),
+                ])
+                .collect(),
+        };
+        Rivals {
+            twin,
+            relative,
+            spelling: Spelling {
+                rare_below: 2.5,
+                rare_if_same_person: 0.7,
+                rare_if_rival: 0.15,
+            },
+        }
+    }
+}
+
+impl Rivals {
+    /// Checks ratios, level counts and probabilities.
+    ///
+    /// # Errors
+    /// [`Error::Model`] naming the first problem.
+    pub fn validate(&self) -> Result<()> {
+        for (name, r) in [("twin", &self.twin), ("relative", &self.relative)] {
+            if !(r.ratio.is_finite() && r.ratio > 0.0) {
+                return Err(Error::Model(format!(
+                    "rivals.{name}.ratio must be a positive number"
+                )));
+            }
+            for (c, basis) in &r.comparisons {
+                if let Basis::Levels(p) = basis {
+                    if p.len() != c.levels().len() || p.iter().any(|&x| !(x > 0.0 && x <= 1.0)) {
+                        return Err(Error::Model(format!(
+                            "rivals.{name}.{}: need {} probabilities in (0, 1]",
+                            c.name(),
+                            c.levels().len()
+                        )));
+                    }
+                }
+            }
+        }
+        let s = &self.spelling;
+        let prob = |x: f64| x > 0.0 && x < 1.0;
+        if !(s.rare_below.is_finite()
+            && s.rare_below >= 0.0
+            && prob(s.rare_if_same_person)
+            && prob(s.rare_if_rival))
+        {
+            return Err(Error::Model(
+                "rivals.spelling: rare_below >= 0 and shares strictly between 0 and 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How [`super::Scorer`] weighs one comparison against one rival.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Compiled {
+    /// No evidence against the rival (weight 0).
+    Shared,
+    /// The comparison's own weight against a stranger.
+    AsStranger,
+    /// `log2(m / p)` per level, in a table of the rival.
+    Own,
+}
+
+/// A rival compiled for scoring.
+#[derive(Debug, Clone)]
+pub(super) struct RivalTable {
+    /// `log2(λ_M / λ_H)`.
+    pub(super) prior: f64,
+    /// Per comparison, how it weighs.
+    pub(super) kind: [Compiled; N_COMPARISONS],
+    /// Per comparison and level, `log2(m / p_H)` where `kind` is [`Compiled::Own`].
+    pub(super) weights: [[f64; MAX_LEVELS]; N_COMPARISONS],
+}
+
+impl RivalTable {
+    /// Compiles a rival against the model's `m` (per comparison, per level).
+    pub(super) fn new(r: &RivalParams, m: &[[f64; MAX_LEVELS]; N_COMPARISONS]) -> RivalTable {
+        let mut kind = [Compiled::AsStranger; N_COMPARISONS];
+        let mut weights = [[0.0; MAX_LEVELS]; N_COMPARISONS];
+        for c in Comparison::ALL {
+            let ci = c.index();
+            kind[ci] = match r.basis(c) {
+                Basis::SamePerson => Compiled::Shared,
+                Basis::Stranger => Compiled::AsStranger,
+                Basis::Levels(p) => {
+                    for (l, &pl) in p.iter().enumerate() {
+                        weights[ci][l] = (m[ci][l] / pl).log2();
+                    }
+                    Compiled::Own
+                }
+            };
+        }
+        RivalTable {
+            prior: -r.ratio.log2(),
+            kind,
+            weights,
+        }
+    }
+}
+
+/// The weight of the alike-spelling evidence against the rivals: `(rare, common)`.
+pub(super) fn spelling_weights(s: &Spelling) -> (f64, f64) {
+    (
+        (s.rare_if_same_person / s.rare_if_rival).log2(),
+        ((1.0 - s.rare_if_same_person) / (1.0 - s.rare_if_rival)).log2(),
+    )
+}
+
+/// `−log2(Σ 2^−s)`: the posterior log-odds of the same person against several hypotheses,
+/// each given as the log-odds against it alone.
+pub fn combine(weights: &[f64]) -> f64 {
+    let lo = weights.iter().copied().fold(f64::INFINITY, f64::min);
+    if !lo.is_finite() {
+        return lo;
+    }
+    let sum: f64 = weights.iter().map(|&s| (lo - s).exp2()).sum();
+    lo - sum.log2()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn combine_is_the_posterior_against_all() {
+        assert!((combine(&[10.0]) - 10.0).abs() < 1e-12);
+        // Two equal hypotheses halve the odds: one bit less.
+        assert!((combine(&[10.0, 10.0]) - 9.0).abs() < 1e-12);
+        // A much weaker rival costs almost nothing; a stronger one decides.
+        assert!((combine(&[10.0, 40.0]) - 10.0).abs() < 1e-6);
+        assert!((combine(&[40.0, 3.0]) - 3.0).abs() < 1e-6);
+        assert_eq!(combine(&[f64::INFINITY, 5.0]), 5.0);
+    }
+
+    #[test]
+    fn defaults_validate_and_sum_to_one() {
+        let r = Rivals::default();
+        r.validate().unwrap();
+        for rival in [&r.twin, &r.relative] {
+            for (c, b) in &rival.comparisons {
+                if let Basis::Levels(p) = b {
+                    let sum: f64 = p.iter().sum();
+                    assert!((sum - 1.0).abs() < 1e-9, "{} sums to {sum}", c.name());
+                }
+            }
+        }
+        let mut bad = r.clone();
+        bad.twin.ratio = 0.0;
+        assert!(bad.validate().is_err());
+        let mut bad = r;
+        bad.relative.comparisons[0] = (Comparison::Sex, Basis::Levels(vec![0.5]));
+        assert!(bad.validate().is_err());
+    }
+}
