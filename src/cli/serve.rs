@@ -39,6 +39,22 @@ pub fn linker(model: Option<&Path>) -> Result<Linker> {
     Ok(Linker::new(model)?)
 }
 
+/// Refuses a `--data` that is not an existing store, unless `create` (the `--create` of a
+/// command that writes), so a mistyped path is an error rather than a new, empty store
+/// beside the real one. `empi serve` creates its store without being asked.
+///
+/// # Errors
+/// When `data` holds no store and `create` is false.
+pub fn existing_store(data: &Path, create: bool) -> Result<()> {
+    if create || SledStore::exists(data) {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "{}: not an empi store (no `db` file); check the path, or pass --create to make a new one",
+        data.display()
+    )
+}
+
 /// Opens the store in `data` (creating it) and the service over it, loading the index
 /// snapshot kept in `data` when it matches the store, rebuilding the index otherwise.
 pub fn open_service(data: &Path, model: Option<&Path>, config: ServiceConfig) -> Result<Service> {
@@ -108,7 +124,8 @@ async fn run(args: &ServeArgs) -> Result<()> {
         "model in use"
     );
     let service = Arc::new(service);
-    let security = super::security::security(&args.security, &args.data, args.listen, Some(store))?;
+    let security =
+        super::security::security(&args.security, &args.data, args.listen, Some(store)).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

@@ -10,6 +10,7 @@ mod handlers;
 mod status;
 
 pub use handlers::EmpiApi;
+pub use status::code_of;
 
 use std::future::Future;
 use std::sync::Arc;

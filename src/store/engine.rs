@@ -393,6 +393,20 @@ impl<K: Kv> Engine<K> {
         })
     }
 
+    pub(crate) fn verify_readable(&self) -> Result<u64> {
+        let mut read = 0u64;
+        for tree in TreeId::ALL {
+            for item in self.kv.scan(tree, &[], None) {
+                let (_, value) = item?;
+                if tree == TreeId::Records {
+                    codec::decode::<StoredRecord>("record", &value)?;
+                }
+                read += 1;
+            }
+        }
+        Ok(read)
+    }
+
     // ---- full check --------------------------------------------------------------------
 
     pub(crate) fn check(&self) -> Result<CheckReport> {

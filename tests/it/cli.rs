@@ -38,7 +38,14 @@ fn load_then_check_passes() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("people.csv"), CSV).unwrap();
     let out = empi(
-        &["load", "--data", "store", "--input", "people.csv"],
+        &[
+            "load",
+            "--data",
+            "store",
+            "--create",
+            "--input",
+            "people.csv",
+        ],
         dir.path(),
     );
     let err = text(&out.stderr);
@@ -72,7 +79,14 @@ fn check_fails_on_a_broken_store_and_on_no_store() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("people.csv"), CSV).unwrap();
     let out = empi(
-        &["load", "--data", "store", "--input", "people.csv"],
+        &[
+            "load",
+            "--data",
+            "store",
+            "--create",
+            "--input",
+            "people.csv",
+        ],
         dir.path(),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -587,6 +587,7 @@ async fn a_full_flow_at_trace_level_logs_no_patient_data() {
             "create",
             "--data",
             "store",
+            "--create",
             "--role",
             "submitter",
             "--name",
