@@ -61,7 +61,7 @@ impl Reached {
 /// The status for a call that failed before its handler ran: tonic's decoding failures
 /// are the client's (`INVALID_ARGUMENT`), and a message over the size limit is
 /// `RESOURCE_EXHAUSTED` as documented ([`super::Limits`]).
-fn before_handler(status: Status) -> Status {
+pub(crate) fn before_handler(status: Status) -> Status {
     match status.code() {
         Code::Internal => Status::invalid_argument(format!(
             "the request could not be decoded: {}",
@@ -78,6 +78,7 @@ struct State {
     mode: AuthMode,
     audit: Option<Arc<AuditLog>>,
     calls: tokio::sync::Semaphore,
+    max_calls: usize,
 }
 
 /// The tower layer; clone it freely (one shared state).
@@ -90,13 +91,22 @@ impl Guard {
     /// A guard authenticating by `mode`, auditing rejected calls to `audit` (when given), and
     /// serving at most `max_concurrent_calls` calls at once over all connections.
     pub fn new(mode: AuthMode, audit: Option<Arc<AuditLog>>, max_concurrent_calls: usize) -> Self {
+        let max_calls = max_concurrent_calls.max(1);
         Guard {
             state: Arc::new(State {
                 mode,
                 audit,
-                calls: tokio::sync::Semaphore::new(max_concurrent_calls.max(1)),
+                calls: tokio::sync::Semaphore::new(max_calls),
+                max_calls,
             }),
         }
+    }
+
+    /// Calls being served right now, over all connections.
+    pub fn in_flight(&self) -> usize {
+        self.state
+            .max_calls
+            .saturating_sub(self.state.calls.available_permits())
     }
 }
 

@@ -21,7 +21,9 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::Args;
 
-use empi::auth::{tls::TlsFiles, AuditEntry, AuditLog, AuthMode, Credentials, Limits, Security};
+use empi::auth::{
+    tls::TlsFiles, AuditEntry, AuditLog, AuthMode, Credentials, Limits, Security, Space,
+};
 use empi::store::Staging;
 
 /// Security options of `empi serve`.
@@ -59,6 +61,11 @@ pub struct SecurityArgs {
     /// Calls served at once over all connections (more wait).
     #[arg(long, default_value_t = Limits::default().max_concurrent_calls)]
     pub max_concurrent_calls: usize,
+    /// Free space (MiB) the data directory's disk keeps: below it, writes are refused with
+    /// RESOURCE_EXHAUSTED and health reports NOT_SERVING until space is freed (default 5%
+    /// of the disk, within 16 to 256 MiB).
+    #[arg(long)]
+    pub min_free_mib: Option<u64>,
 }
 
 impl Default for SecurityArgs {
@@ -75,6 +82,7 @@ impl Default for SecurityArgs {
             max_request_bytes: l.max_request_bytes,
             call_timeout_secs: l.timeout.as_secs(),
             max_concurrent_calls: l.max_concurrent_calls,
+            min_free_mib: None,
         }
     }
 }
@@ -168,11 +176,18 @@ pub async fn security(
         );
         audit.append(&entry).await?;
     }
+    let space = Space::new(data, args.min_free_mib.map(|m| m << 20));
+    tracing::info!(
+        reserve_mib = space.reserve() >> 20,
+        free_mib = space.free().map(|f| f >> 20),
+        "writes are refused while the disk has less than the reserve free"
+    );
     Ok(Security {
         tls,
         auth,
         audit: Some(audit),
         limits,
+        space: Some(Arc::new(space)),
     })
 }
 

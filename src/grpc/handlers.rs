@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::audit::Intent;
 use crate::auth::guard::{code_name, Reached};
-use crate::auth::{audit, AuditEntry, AuditLog, AuditOutcome, Identity, Operation};
+use crate::auth::{audit, AuditEntry, AuditLog, AuditOutcome, Identity, Operation, Space};
 use crate::error::Error;
 use crate::record::{Record, RecordKey, MAX_REPEATED};
 use crate::service::{Pending, Service};
@@ -34,6 +34,7 @@ use super::pb;
 pub struct EmpiApi {
     service: Arc<Service>,
     audit: Option<Arc<AuditLog>>,
+    space: Option<Arc<Space>>,
 }
 
 impl EmpiApi {
@@ -42,12 +43,23 @@ impl EmpiApi {
         EmpiApi {
             service,
             audit: None,
+            space: None,
         }
     }
 
     /// The API over a service, appending an entry to `audit` for every call.
     pub fn with_audit(service: Arc<Service>, audit: Option<Arc<AuditLog>>) -> Self {
-        EmpiApi { service, audit }
+        EmpiApi {
+            service,
+            audit,
+            space: None,
+        }
+    }
+
+    /// Refuses writes (`RESOURCE_EXHAUSTED`) while `space` says the disk is nearly full.
+    pub fn with_space(mut self, space: Option<Arc<Space>>) -> Self {
+        self.space = space;
+        self
     }
 
     /// Runs one call the way every RPC runs: the caller the guard authenticated, an audit
@@ -156,6 +168,7 @@ impl EmpiApi {
                 entry,
                 intent: None,
                 log: self.audit.clone(),
+                space: self.space.clone(),
             },
         ))
     }
@@ -167,13 +180,18 @@ struct Audited {
     entry: AuditEntry,
     intent: Option<Intent>,
     log: Option<Arc<AuditLog>>,
+    space: Option<Arc<Space>>,
 }
 
 impl Audited {
-    /// For a write, right before it changes anything: keeps the entry as it stands (keys
-    /// and EUIDs named so far) in the store ([`AuditLog::intend`]), so no change of the
-    /// call can be stored without a line in the trail, whatever the client is told.
+    /// For a write, right before it changes anything: refuses it while the disk is nearly
+    /// full ([`Space`]), then keeps the entry as it stands (keys and EUIDs named so far)
+    /// in the store ([`AuditLog::intend`]), so no change of the call can be stored without
+    /// a line in the trail, whatever the client is told.
     fn intend(&mut self) -> Result<(), Status> {
+        if let Some(why) = self.space.as_ref().and_then(|s| s.refusal()) {
+            return Err(Status::resource_exhausted(why));
+        }
         if let Some(log) = &self.log {
             self.intent = log.intend(&self.entry).map_err(|e| {
                 tracing::error!("{e}");

@@ -136,6 +136,10 @@ pub trait Store: Send + Sync {
     /// Number of flushes performed (shared and synchronous) since opening.
     fn flush_count(&self) -> u64;
 
+    /// False while the store cannot take writes: its latest flush failed (until one
+    /// succeeds), or a write failed midway (until it is reopened). For the health check.
+    fn writable(&self) -> bool;
+
     /// Applies a change set and waits until it is durable: the way the service writes.
     ///
     /// # Errors
@@ -295,6 +299,9 @@ macro_rules! impl_store_via_engine {
             }
             fn flush_count(&self) -> u64 {
                 self.engine.flush_count()
+            }
+            fn writable(&self) -> bool {
+                self.engine.writable()
             }
             fn get_record(
                 &self,

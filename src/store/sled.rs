@@ -284,6 +284,10 @@ impl Drop for SledKv {
 }
 
 impl Kv for SledKv {
+    fn accepts_writes(&self) -> bool {
+        !self.journal.broken.load(Ordering::Acquire)
+    }
+
     fn get(&self, tree: TreeId, key: &[u8]) -> Result<Option<Vec<u8>>> {
         if tree == TreeId::Meta {
             return Ok(self.meta.lock().get(key).cloned());

@@ -96,6 +96,7 @@ impl TlsServer {
             auth: AuthMode::Required(Arc::new(Credentials::open(data).unwrap())),
             audit: Some(Arc::new(AuditLog::open(data).unwrap())),
             limits: Limits::default(),
+            space: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
