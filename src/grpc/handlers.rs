@@ -591,6 +591,43 @@ mod tests {
         )
     }
 
+    /// A write whose audit line could not be written is told so, yet its change may be
+    /// stored (here: flushed by the store afterwards, as sled's own flusher may): it still
+    /// gets its line, from the intent kept in the store before the change.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_told_failed_but_stored_still_has_its_audit_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::store::SledStore::open(dir.path()).unwrap());
+        let log = Arc::new(AuditLog::open_staged(dir.path(), store.clone()).unwrap());
+        let service = Service::open(
+            store.clone(),
+            Linker::with_default_model(),
+            ServiceConfig::default(),
+        )
+        .unwrap();
+        let api = EmpiApi::with_audit(Arc::new(service), Some(log.clone()));
+        log.fail_next_writes(1);
+        let status = api.match_or_create(submit("9")).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        use crate::store::Store;
+        store.flush().unwrap();
+        let key = crate::record::RecordKey::new("adt", "9");
+        assert!(
+            store.get_record(&key).unwrap().is_some(),
+            "the change is stored"
+        );
+        drop(api);
+        drop(Arc::into_inner(log).expect("the only handle"));
+        drop(AuditLog::open_staged(dir.path(), store).unwrap());
+        let entries = audit::read(dir.path(), None, None).unwrap().entries;
+        assert!(
+            entries
+                .iter()
+                .any(|e| e.records == ["adt/9"] && e.outcome == AuditOutcome::Interrupted),
+            "{entries:?}"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn match_or_create_is_audited_once_when_durable_and_twice_when_not() {
         let dir = tempfile::tempdir().unwrap();
