@@ -1,27 +1,40 @@
 //! The audit trail: one JSON line per call that reads or changes patient data (allowed or
-//! denied), appended to `DATA/auth/audit.jsonl` and acknowledged only once durable.
+//! denied), appended to `DATA/auth/audit.jsonl` and acknowledged only once durable, and
+//! one per operator command that changes the data directory (`empi token`, `empi load`,
+//! `empi serve --disable-auth`).
 //!
 //! Durability is group-committed like the store's writes: one writer thread takes every
 //! entry waiting, writes them, makes them durable once, then acknowledges them all, so
 //! concurrent calls share the cost. The file is opened append-only (mode 0600); entries
-//! carry record keys and EUIDs, never demographics. A torn last line after a crash is
-//! skipped by the reader and fenced off by the next writer.
+//! carry record keys and EUIDs, never demographics (an invalid key only as a hash,
+//! [`key_form`]). A torn last line after a crash is skipped by the reader and fenced off
+//! by the next writer; a cycle that fails to write is cut back out of the file.
 //!
 //! # Two ways to be durable
-//! - [`AuditLog::open`]: each cycle `fdatasync`s the file.
-//! - [`AuditLog::open_staged`] (the server, over its sled store): each cycle also stages
-//!   its lines in the store ([`Staging`]), and the store's flush, which the cycle runs
-//!   anyway for the calls that changed data, makes them durable: one sync per cycle instead
-//!   of two. The file itself is synced about once a second ([`SETTLE_EVERY`]); then the
-//!   store records how long the synced file is (a *mark*) and drops the lines staged up to
-//!   there. After a crash, opening the trail again cuts the file back to the marked length
-//!   (only bytes written after the last file sync are cut) and appends every line staged
-//!   after the mark, in order, so no acknowledged entry is lost and none is doubled. Until
-//!   then the entries of the last second before a crash are in the store, not the file
-//!   (`empi audit` opens the trail this way before exporting, when no server holds the
-//!   store).
-//!   When the file was replaced in the meantime (another inode, or shorter than the mark),
-//!   nothing is cut: the staged lines are appended to the new file.
+//! - [`AuditLog::open`]: each cycle `fdatasync`s the file. Other processes may append
+//!   to the same file meanwhile, a line per write (`empi token` beside a running server).
+//! - [`AuditLog::open_staged`] (the server, over its sled store): a cycle whose calls
+//!   change data also stages its lines in the store ([`Staging`]), and the store's
+//!   flush, which the cycle runs anyway for those changes, makes them durable: one sync
+//!   per cycle instead of two. Other cycles (reads only) sync the file, so a server that
+//!   only reads never grows the store. The file itself is synced about once a second
+//!   ([`SETTLE_EVERY`]); then the store records how long the synced file is (a *mark*)
+//!   and drops the lines staged up to there. After a crash, opening the trail again
+//!   compares the file's content after the mark with every line staged after it and
+//!   appends those it does not hold, in order (a torn start of one is cut first), so no
+//!   acknowledged entry is lost and none is doubled — also in a copied, restored or moved
+//!   data directory, since nothing depends on the file's inode. Until then the entries of
+//!   the last second before a crash are in the store, not the file (`empi audit` opens
+//!   the trail this way before exporting, when no server holds the store).
+//!
+//! # Intents: every change has its line
+//! A write call takes an [`Intent`] ([`AuditLog::intend`]) before it changes anything:
+//! its entry as known then, kept in the store. sled recovers a prefix of its log, so a
+//! change that survives a crash has its intent with it, whatever the client was told.
+//! The cycle that writes the call's own line names the intents it replaces, and the
+//! settle drops them; an intent nothing replaced (the call's line was never written) is
+//! written with outcome [`AuditOutcome::Interrupted`] when the trail is next opened, or
+//! by the writer's next successful cycle after a failed one.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -1129,6 +1142,16 @@ mod tests {
         r.entries.into_iter().flat_map(|e| e.euids).collect()
     }
 
+    /// The first record key and the outcome of every entry (no line unreadable).
+    fn outcomes(data: &Path) -> Vec<(String, AuditOutcome)> {
+        let r = read(data, None, None).unwrap();
+        assert_eq!(r.unreadable_lines, Vec::<usize>::new());
+        r.entries
+            .into_iter()
+            .map(|e| (e.records[0].clone(), e.outcome))
+            .collect()
+    }
+
     fn append_to_file(data: &Path, bytes: &[u8]) {
         let mut f = std::fs::OpenOptions::new()
             .append(true)
@@ -1331,16 +1354,11 @@ mod tests {
         assert_eq!(staging.staged().unwrap().intents.len(), 1);
         drop(AuditLog::open_staged(data, staging.clone()).unwrap());
         drop(AuditLog::open_staged(data, staging.clone()).unwrap());
-        let entries = read(data, None, None).unwrap().entries;
-        let seen: Vec<(&str, AuditOutcome)> = entries
-            .iter()
-            .map(|e| (e.records[0].as_str(), e.outcome))
-            .collect();
         assert_eq!(
-            seen,
+            outcomes(data),
             [
-                ("adt/1", AuditOutcome::Ok),
-                ("adt/2", AuditOutcome::Interrupted)
+                ("adt/1".to_string(), AuditOutcome::Ok),
+                ("adt/2".to_string(), AuditOutcome::Interrupted)
             ]
         );
         assert!(staging.staged().unwrap().intents.is_empty());
@@ -1385,19 +1403,12 @@ mod tests {
         assert!(log.healthy());
         drop(log);
         drop(AuditLog::open_staged(data, staging).unwrap());
-        let r = read(data, None, None).unwrap();
-        assert_eq!(r.unreadable_lines, Vec::<usize>::new());
-        let seen: Vec<(&str, AuditOutcome)> = r
-            .entries
-            .iter()
-            .map(|e| (e.records[0].as_str(), e.outcome))
-            .collect();
         assert_eq!(
-            seen,
+            outcomes(data),
             [
-                ("read/0", AuditOutcome::Ok),
-                ("adt/1", AuditOutcome::Interrupted),
-                ("read/1", AuditOutcome::Ok),
+                ("read/0".to_string(), AuditOutcome::Ok),
+                ("adt/1".to_string(), AuditOutcome::Interrupted),
+                ("read/1".to_string(), AuditOutcome::Ok),
             ]
         );
     }

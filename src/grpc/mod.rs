@@ -38,10 +38,13 @@ pub mod pb {
 pub const SERVICE_NAME: &str = "empi.v1.Empi";
 
 /// Serves the API on an already bound listener until `shutdown` completes, then stops
-/// accepting connections and lets in-flight requests finish.
+/// accepting connections and lets in-flight requests finish (idle connections are not
+/// waited for).
 ///
 /// Besides `empi.v1.Empi` it serves `grpc.health.v1.Health` (reporting `empi.v1.Empi` and
-/// the server as a whole `SERVING` until shutdown begins) and server reflection
+/// the server as a whole `SERVING`, except while writes are refused for want of disk
+/// space, the audit trail cannot write or the store cannot take writes, and from the
+/// start of shutdown) and server reflection
 /// (`grpc.reflection.v1`), so generic tools can discover and call the API. Taking a bound
 /// listener lets tests bind `127.0.0.1:0` and learn the port first.
 ///
@@ -66,7 +69,8 @@ pub async fn serve(
 /// handlers, which act as the authenticated identity and audit the call. Limits: request
 /// and response message sizes (`RESOURCE_EXHAUSTED` beyond), a server-side deadline per
 /// call, concurrent calls per connection and HTTP/2 streams per connection
-/// (see [`crate::auth::Limits`]).
+/// (see [`crate::auth::Limits`]); writes are refused (`RESOURCE_EXHAUSTED`) while
+/// `security.space` says the disk is nearly full ([`crate::auth::Space`]).
 ///
 /// # Errors
 /// [`Error::Io`] when the transport fails; [`Error::InvalidInput`] for an unusable TLS

@@ -353,17 +353,7 @@ async fn acknowledged_records_survive_sigkill() {
 
     // The audit export before any restart: each acknowledged call exactly once (the
     // export completes the trail from the store first).
-    let export = Command::new(EMPI)
-        .args(["audit", "--data"])
-        .arg(&data)
-        .output()
-        .expect("running empi audit");
-    assert!(export.status.success(), "empi audit failed: {export:?}");
-    let exported: Vec<audit::AuditEntry> = String::from_utf8(export.stdout)
-        .expect("UTF-8 export")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("an audit entry per line"))
-        .collect();
+    let exported = export(&data);
     assert_audited_once(&exported, &acked);
     // Every record the store holds has its line, acknowledged or not: its call's own, or
     // the line kept in the store before the change, written as interrupted.
@@ -394,19 +384,9 @@ async fn acknowledged_records_survive_sigkill() {
 
     // The copy exports the same trail, as often as it is exported.
     for _ in 0..2 {
-        let copied = Command::new(EMPI)
-            .args(["audit", "--data"])
-            .arg(&copy)
-            .output()
-            .expect("running empi audit on the copy");
-        assert!(copied.status.success(), "empi audit failed: {copied:?}");
-        let copied: Vec<audit::AuditEntry> = String::from_utf8(copied.stdout)
-            .expect("UTF-8 export")
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("an audit entry per line"))
-            .collect();
         assert_eq!(
-            copied, exported,
+            export(&copy),
+            exported,
             "the copy's trail differs from the original's"
         );
     }
@@ -456,6 +436,21 @@ async fn acknowledged_records_survive_sigkill() {
         trail.unreadable_lines
     );
     assert_audited_once(&trail.entries, &acked);
+}
+
+/// The audit trail of `data` as `empi audit` exports it.
+pub(crate) fn export(data: &Path) -> Vec<audit::AuditEntry> {
+    let out = Command::new(EMPI)
+        .args(["audit", "--data"])
+        .arg(data)
+        .output()
+        .expect("running empi audit");
+    assert!(out.status.success(), "empi audit failed: {out:?}");
+    String::from_utf8(out.stdout)
+        .expect("UTF-8 export")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an audit entry per line"))
+        .collect()
 }
 
 /// Copies a directory tree (files and folders).

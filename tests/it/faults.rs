@@ -20,32 +20,10 @@ use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 
-use crate::crash::{record, Server};
+use crate::crash::{export as exported, record, Server};
+use crate::security::empi_cli as empi;
 
 const EMPI: &str = env!("CARGO_BIN_EXE_empi");
-
-/// Runs the `empi` command in `dir`; its stdout, after asserting success.
-fn empi(args: &[&str], dir: &Path) -> String {
-    let out = Command::new(EMPI)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("runs empi");
-    assert!(
-        out.status.success(),
-        "empi {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8")
-}
-
-/// The audit trail as `empi audit` exports it.
-fn exported(data: &Path) -> Vec<audit::AuditEntry> {
-    empi(&["audit", "--data", data.to_str().unwrap()], Path::new("."))
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("an audit entry per line"))
-        .collect()
-}
 
 /// The health check's answer for the API.
 async fn health(ch: &Channel) -> Option<ServingStatus> {
@@ -85,6 +63,22 @@ fn key_of(r: &pb::PatientRecord) -> pb::RecordKey {
         source: r.source.clone(),
         local_id: r.local_id.clone(),
     }
+}
+
+/// Submits records `js` of client `c`'s series; each with the EUID it was acknowledged
+/// with.
+async fn submit_all(
+    client: &mut EmpiClient<Channel>,
+    c: usize,
+    js: std::ops::Range<usize>,
+) -> Vec<(pb::PatientRecord, String)> {
+    let mut acked = Vec::new();
+    for j in js {
+        let r = record(c, j);
+        let reply = client.match_or_create(submit_request(r.clone())).await;
+        acked.push((r, reply.expect("acknowledged").into_inner().euid));
+    }
+    acked
 }
 
 /// Every record of `acked` reads back with the EUID it was acknowledged with.
@@ -209,6 +203,30 @@ async fn revoking_every_credential_and_restarting_keeps_authentication_on() {
 
 // ---- a full disk ---------------------------------------------------------------------------
 
+/// Serves `service` with `security` in-process on a free loopback port until the
+/// returned sender is used or dropped.
+pub(crate) async fn spawn_secure(
+    service: Service,
+    security: Security,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<empi::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(empi::grpc::serve_secure(
+        listener,
+        Arc::new(service),
+        security,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    (addr, stop, task)
+}
+
 /// An in-process server over a sled store with a staged audit trail and a free-space
 /// guard whose measure the test sets.
 struct Guarded {
@@ -239,17 +257,7 @@ impl Guarded {
             limits: Limits::default(),
             space: Some(Arc::new(space)),
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(empi::grpc::serve_secure(
-            listener,
-            Arc::new(service),
-            security,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let (addr, stop, task) = spawn_secure(service, security).await;
         Guarded {
             addr,
             free,
@@ -277,17 +285,7 @@ async fn a_nearly_full_disk_refuses_writes_keeps_reads_and_recovers() {
     let server = Guarded::start(&data).await;
     let ch = server.channel().await;
     let mut c = EmpiClient::new(ch.clone());
-    let mut acked = Vec::new();
-    for j in 0..4 {
-        let r = record(0, j);
-        let euid = c
-            .match_or_create(submit_request(r.clone()))
-            .await
-            .unwrap()
-            .into_inner()
-            .euid;
-        acked.push((r, euid));
-    }
+    let mut acked = submit_all(&mut c, 0, 0..4).await;
     health_becomes(&ch, ServingStatus::Serving).await;
 
     server.free.store(1 << 20, Ordering::SeqCst);
@@ -302,14 +300,7 @@ async fn a_nearly_full_disk_refuses_writes_keeps_reads_and_recovers() {
 
     server.free.store(1 << 40, Ordering::SeqCst);
     health_becomes(&ch, ServingStatus::Serving).await;
-    let r = record(0, 11);
-    let euid = c
-        .match_or_create(submit_request(r.clone()))
-        .await
-        .unwrap()
-        .into_inner()
-        .euid;
-    acked.push((r, euid));
+    acked.extend(submit_all(&mut c, 0, 11..12).await);
     drop((c, ch));
     let _ = server.stop.send(());
     server.task.await.unwrap().unwrap();
@@ -402,17 +393,7 @@ async fn a_full_filesystem_is_survived() {
     );
     let ch = server.ready_channel(Duration::from_secs(30)).await;
     let mut c = EmpiClient::new(ch.clone());
-    let mut acked = Vec::new();
-    for j in 0..10 {
-        let r = record(1, j);
-        let euid = c
-            .match_or_create(submit_request(r.clone()))
-            .await
-            .unwrap()
-            .into_inner()
-            .euid;
-        acked.push((r, euid));
-    }
+    let mut acked = submit_all(&mut c, 1, 0..10).await;
 
     // Below the reserve: writes refused, reads served.
     disk.fill("ballast-1", 8 << 20);
@@ -448,14 +429,7 @@ async fn a_full_filesystem_is_survived() {
     std::fs::remove_file(disk.path().join("ballast-2")).unwrap();
     health_becomes(&ch, ServingStatus::Serving).await;
     all_there(&mut c, &acked).await;
-    let r = record(1, 21);
-    let euid = c
-        .match_or_create(submit_request(r.clone()))
-        .await
-        .unwrap()
-        .into_inner()
-        .euid;
-    acked.push((r, euid));
+    acked.extend(submit_all(&mut c, 1, 21..22).await);
     drop((c, ch));
     terminate(&mut server);
 
@@ -685,17 +659,7 @@ async fn audited_memory_server(
         limits: Limits::default(),
         space: None,
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(empi::grpc::serve_secure(
-        listener,
-        Arc::new(service),
-        security,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let (addr, stop, task) = spawn_secure(service, security).await;
     let ch = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()

@@ -4,6 +4,7 @@ mod batch;
 mod cli;
 mod crash;
 mod faults;
+mod fuzzing;
 mod grpc;
 mod quality;
 mod security;

@@ -98,18 +98,12 @@ impl TlsServer {
             limits: Limits::default(),
             space: None,
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(empi::grpc::serve_secure(
-            listener,
-            Arc::new(service),
-            security,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        TlsServer { port, stop, task }
+        let (addr, stop, task) = crate::faults::spawn_secure(service, security).await;
+        TlsServer {
+            port: addr.port(),
+            stop,
+            task,
+        }
     }
 
     async fn stop(self) {
@@ -519,7 +513,8 @@ async fn submitters_stay_in_their_source_and_get_the_minimum_necessary() {
 
 const EMPI: &str = env!("CARGO_BIN_EXE_empi");
 
-fn empi_cli(args: &[&str], dir: &Path) -> String {
+/// Runs the `empi` command in `dir`; its stdout, after asserting success.
+pub(crate) fn empi_cli(args: &[&str], dir: &Path) -> String {
     let out = std::process::Command::new(EMPI)
         .args(args)
         .current_dir(dir)
