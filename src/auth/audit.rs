@@ -492,21 +492,20 @@ fn recover(file: &mut std::fs::File, path: &Path, staging: Arc<dyn Staging>) -> 
     due.extend(orphans.iter().map(|(_, line)| line.as_slice()));
 
     let len = file_len(file, path)?;
-    let tail = match mark {
-        Some(m) if len >= m.len => read_from(path, m.len)?,
-        None => read_from(path, 0)?,
+    let start = match mark {
+        Some(m) if len >= m.len => Some(m.len),
+        None => Some(0),
         // Shorter than the mark: another file (rotated or restored); none of it is ours.
-        Some(_) => Vec::new(),
+        Some(_) => None,
     };
-    let complete = tail.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    let torn = &tail[complete..];
-    let mut held: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
-    for line in lines_of(&tail[..complete]) {
-        *held.entry(line).or_default() += 1;
-    }
+    let (mut held, torn) = match start {
+        Some(at) => lines_held(path, at, &due)?,
+        None => Default::default(),
+    };
+    let torn = torn.as_slice();
     let missing: Vec<&[u8]> = due
         .into_iter()
-        .filter(|line| match held.get_mut(line) {
+        .filter(|line| match held.get_mut(*line) {
             Some(n) if *n > 0 => {
                 *n -= 1;
                 false
@@ -559,15 +558,37 @@ fn recover(file: &mut std::fs::File, path: &Path, staging: Arc<dyn Staging>) -> 
     })
 }
 
-/// The file's bytes from `offset` to its end.
-fn read_from(path: &Path, offset: u64) -> Result<Vec<u8>> {
-    use std::io::{Read, Seek, SeekFrom};
+/// How often each of some lines occurs.
+type LineCounts = std::collections::HashMap<Vec<u8>, usize>;
+
+/// Reads the file from `offset` to its end, a line at a time (it may be long: reads
+/// after the last write are synced without moving the mark), and counts how often each of
+/// `wanted` occurs there as a whole line; also returns a torn last line, if any.
+fn lines_held(path: &Path, offset: u64, wanted: &[&[u8]]) -> Result<(LineCounts, Vec<u8>)> {
+    use std::io::{Seek, SeekFrom};
+    let wanted: std::collections::HashSet<&[u8]> = wanted.iter().copied().collect();
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     f.seek(SeekFrom::Start(offset))
         .map_err(|e| Error::io(path, e))?;
-    let mut out = Vec::new();
-    f.read_to_end(&mut out).map_err(|e| Error::io(path, e))?;
-    Ok(out)
+    let mut reader = std::io::BufReader::new(f);
+    let mut held = std::collections::HashMap::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::io(path, e))?
+            == 0
+        {
+            return Ok((held, Vec::new()));
+        }
+        if line.last() != Some(&b'\n') {
+            return Ok((held, line));
+        }
+        if wanted.contains(line.as_slice()) {
+            *held.entry(line.clone()).or_default() += 1;
+        }
+    }
 }
 
 fn to_line(entry: &AuditEntry) -> Result<Vec<u8>> {

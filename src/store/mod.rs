@@ -259,10 +259,11 @@ pub trait Store: Send + Sync {
     /// Storage errors while reading.
     fn check(&self) -> Result<CheckReport>;
 
-    /// Reads every entry of every tree, decoding every record, and returns how many
-    /// entries it read: proof that the store can be read through, for a start that loads
-    /// its index from a snapshot instead of from the store (see
-    /// [`crate::service::snapshot`]). Far cheaper than [`Store::check`]: no invariant.
+    /// Reads every entry of every tree and returns how many it read: proof that the store
+    /// can be read through (sled checks each page it reads against its checksum), for a
+    /// start that loads its index from a snapshot instead of from the store (see
+    /// [`crate::service::snapshot`]). Far cheaper than [`Store::check`]: nothing is
+    /// decoded, no invariant checked.
     ///
     /// # Errors
     /// [`Error::Corrupt`] for data that cannot be read or decoded; [`Error::Storage`].
