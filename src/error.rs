@@ -67,17 +67,26 @@ impl Error {
     }
 
     /// Attaches a record key to an [`Error::InvalidInput`]; other variants pass through.
+    /// A key that could not be a valid one (longer than two 128-byte parts and their
+    /// separator, or with control characters) is not attached: messages never echo what a
+    /// client sent beyond a valid key.
     pub fn for_record(self, key: impl std::fmt::Display) -> Self {
+        /// `source/local_id`, each part at most `record::MAX_KEY_PART_LEN` bytes.
+        const MAX_KEY_TEXT: usize = 2 * 128 + 1;
         match self {
             Error::InvalidInput {
                 key: None,
                 field,
                 reason,
-            } => Error::InvalidInput {
-                key: Some(key.to_string()),
-                field,
-                reason,
-            },
+            } => {
+                let key = key.to_string();
+                let valid = key.len() <= MAX_KEY_TEXT && !key.chars().any(char::is_control);
+                Error::InvalidInput {
+                    key: valid.then_some(key),
+                    field,
+                    reason,
+                }
+            }
             other => other,
         }
     }
@@ -104,5 +113,10 @@ mod tests {
             "record st-marys/MRN00417: birth_date: month 13 out of range"
         );
         assert_eq!(Error::invalid("sex", "bad").to_string(), "sex: bad");
+        // A key that cannot be valid is never echoed.
+        for bad in ["a\0b/1".to_string(), format!("s/{}", "x".repeat(300))] {
+            let e = Error::invalid("local_id", "bad").for_record(&bad);
+            assert_eq!(e.to_string(), "local_id: bad");
+        }
     }
 }

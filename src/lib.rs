@@ -30,9 +30,12 @@
 //! - [`service`]: async orchestration: match-or-create, review queue, registrar actions,
 //!   the live in-memory index; CPU work kept short on the async threads.
 //! - [`auth`]: roles and their permission table, credentials (hashed tokens, client
-//!   certificates), the audit trail, TLS and request limits of the listener.
+//!   certificates), the audit trail, TLS and request limits of the listener, and the
+//!   free-space guard that refuses writes before the disk fills.
 //! - [`grpc`]: the tonic edge: proto ↔ domain conversion, the one error → status mapping,
-//!   `serve(listener, service, shutdown)` with health and reflection.
+//!   `serve(listener, service, shutdown)` with health (kept honest about disk, trail and
+//!   store) and reflection, and `check_request`, the decoding and validation path alone
+//!   for fuzzing.
 #![warn(missing_docs)]
 
 pub mod auth;

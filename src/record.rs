@@ -12,6 +12,8 @@ use crate::error::{Error, Result};
 pub const MAX_FIELD_LEN: usize = 256;
 /// Most values accepted in any repeated field (phones, identifiers, previous names, lines).
 pub const MAX_REPEATED: usize = 16;
+/// Longest accepted `source` or `local_id` of a record key, in bytes.
+pub const MAX_KEY_PART_LEN: usize = 128;
 
 /// The identity of a source record: which system holds it and under what local id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -29,6 +31,16 @@ impl RecordKey {
             source: source.into(),
             local_id: local_id.into(),
         }
+    }
+
+    /// Checks both parts with [`check_key_part`] (fields `source` and `local_id`). A key
+    /// that passes is safe to show in messages, logs and the audit trail.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the part, never its value.
+    pub fn validate(&self) -> Result<()> {
+        check_key_part("source", &self.source)?;
+        check_key_part("local_id", &self.local_id)
     }
 }
 
@@ -430,12 +442,22 @@ fn check_len(field: &'static str, v: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_key_part(field: &'static str, v: &str) -> Result<()> {
+/// The rule for each part of a record key, at every door (gRPC, CSV): present (not blank),
+/// at most [`MAX_KEY_PART_LEN`] bytes, no control characters and no `/` (the separator of
+/// `source/local_id`). Check a key with it before it reaches an error message, a log line
+/// or the audit trail.
+///
+/// # Errors
+/// [`Error::InvalidInput`] naming `field`, never the value.
+pub fn check_key_part(field: &'static str, v: &str) -> Result<()> {
     if v.trim().is_empty() {
         return Err(Error::invalid(field, "missing"));
     }
-    if v.len() > 128 {
-        return Err(Error::invalid(field, "longer than 128 bytes"));
+    if v.len() > MAX_KEY_PART_LEN {
+        return Err(Error::invalid(
+            field,
+            format!("longer than {MAX_KEY_PART_LEN} bytes"),
+        ));
     }
     if v.chars().any(|c| c.is_control() || c == '/') {
         return Err(Error::invalid(field, "contains control characters or '/'"));

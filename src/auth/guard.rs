@@ -6,10 +6,19 @@
 //! Calls to other services (health, reflection) pass without credentials; an unknown
 //! `empi.v1.Empi` method still needs valid credentials before the router answers
 //! `UNIMPLEMENTED`.
+//!
+//! A call that fails after the guard but before its handler runs (tonic could not decode
+//! the request, or it is over the size limit, or the method is unknown) is audited here,
+//! since no handler will, and its status is set to what the client must do next:
+//! an undecodable request (invalid UTF-8, a truncated varint, a wrong wire type, no
+//! message) is `INVALID_ARGUMENT` rather than tonic's `INTERNAL`, and an oversized one
+//! `RESOURCE_EXHAUSTED` rather than `OUT_OF_RANGE`. Handlers tell the guard they ran
+//! through [`Reached`].
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -33,12 +42,43 @@ pub enum AuthMode {
     Required(Arc<Credentials>),
 }
 
+/// Put in every guarded request's extensions; the handler sets it when it starts, so the
+/// guard knows whether a failed call was seen (and audited) by a handler.
+#[derive(Debug, Clone, Default)]
+pub struct Reached(Arc<AtomicBool>);
+
+impl Reached {
+    /// Records that the handler runs (it audits the call itself).
+    pub fn mark(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    fn was_reached(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// The status for a call that failed before its handler ran: tonic's decoding failures
+/// are the client's (`INVALID_ARGUMENT`), and a message over the size limit is
+/// `RESOURCE_EXHAUSTED` as documented ([`super::Limits`]).
+pub(crate) fn before_handler(status: Status) -> Status {
+    match status.code() {
+        Code::Internal => Status::invalid_argument(format!(
+            "the request could not be decoded: {}",
+            status.message()
+        )),
+        Code::OutOfRange => Status::resource_exhausted(status.message().to_string()),
+        _ => status,
+    }
+}
+
 /// Security state shared by all connections.
 #[derive(Debug)]
 struct State {
     mode: AuthMode,
     audit: Option<Arc<AuditLog>>,
     calls: tokio::sync::Semaphore,
+    max_calls: usize,
 }
 
 /// The tower layer; clone it freely (one shared state).
@@ -51,13 +91,22 @@ impl Guard {
     /// A guard authenticating by `mode`, auditing rejected calls to `audit` (when given), and
     /// serving at most `max_concurrent_calls` calls at once over all connections.
     pub fn new(mode: AuthMode, audit: Option<Arc<AuditLog>>, max_concurrent_calls: usize) -> Self {
+        let max_calls = max_concurrent_calls.max(1);
         Guard {
             state: Arc::new(State {
                 mode,
                 audit,
-                calls: tokio::sync::Semaphore::new(max_concurrent_calls.max(1)),
+                calls: tokio::sync::Semaphore::new(max_calls),
+                max_calls,
             }),
         }
+    }
+
+    /// Calls being served right now, over all connections.
+    pub fn in_flight(&self) -> usize {
+        self.state
+            .max_calls
+            .saturating_sub(self.state.calls.available_permits())
     }
 }
 
@@ -210,18 +259,31 @@ where
                     }
                 },
             };
-            match rejected {
-                None => inner.call(req).await,
-                Some((entry, status)) => {
-                    if let Some(audit) = &state.audit {
-                        if let Err(e) = audit.append(&entry).await {
-                            tracing::error!("{e}");
-                            return Ok(Status::unavailable("audit trail unavailable").into_http());
-                        }
+            let (entry, status) = match rejected {
+                Some(rejected) => rejected,
+                None => {
+                    let reached = Reached::default();
+                    req.extensions_mut().insert(reached.clone());
+                    let who = req.extensions().get::<Identity>().cloned();
+                    let response = inner.call(req).await?;
+                    if reached.was_reached() {
+                        return Ok(response);
                     }
-                    Ok(status.into_http())
+                    let Some(status) = Status::from_header_map(response.headers())
+                        .filter(|s| s.code() != Code::Ok)
+                    else {
+                        return Ok(response);
+                    };
+                    reject(who.as_ref(), AuditOutcome::Error, before_handler(status))
+                }
+            };
+            if let Some(audit) = &state.audit {
+                if let Err(e) = audit.append(&entry).await {
+                    tracing::error!("{e}");
+                    return Ok(Status::unavailable("audit trail unavailable").into_http());
                 }
             }
+            Ok(status.into_http())
         })
     }
 }

@@ -46,7 +46,7 @@ use crate::error::{Error, Result};
 
 pub use audit::{AuditEntry, AuditLog, AuditOutcome};
 pub use guard::{AuthMode, Guard};
-pub use limits::Limits;
+pub use limits::{Limits, Space};
 pub use tokens::{Credential, Credentials};
 
 /// How the gRPC listener protects itself: transport, authentication, audit, limits.
@@ -60,6 +60,9 @@ pub struct Security {
     pub audit: Option<std::sync::Arc<AuditLog>>,
     /// Request limits.
     pub limits: Limits,
+    /// The free-space guard of the data directory; `None` checks nothing (in-process
+    /// tests over a memory store).
+    pub space: Option<std::sync::Arc<Space>>,
 }
 
 impl Security {
@@ -71,6 +74,7 @@ impl Security {
             auth: AuthMode::Disabled,
             audit: None,
             limits: Limits::default(),
+            space: None,
         }
     }
 }
@@ -85,6 +89,7 @@ impl fmt::Debug for Security {
                 &self.audit.as_ref().map(|a| a.path().to_path_buf()),
             )
             .field("limits", &self.limits)
+            .field("space", &self.space)
             .finish()
     }
 }

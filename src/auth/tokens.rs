@@ -301,6 +301,8 @@ fn stamp(path: &Path) -> Stamp {
 struct Active {
     by_token: HashMap<String, Identity>,
     by_cert: HashMap<String, Identity>,
+    /// Every credential the file lists, revoked ones included.
+    listed: usize,
 }
 
 /// The server's view of the credentials file: authenticates tokens and certificates,
@@ -332,7 +334,10 @@ impl Credentials {
             return Ok(());
         }
         let file = read_file(&self.path)?;
-        let mut active = Active::default();
+        let mut active = Active {
+            listed: file.credentials.len(),
+            ..Active::default()
+        };
         for c in file.credentials.iter().filter(|c| c.revoked.is_none()) {
             if let Some(h) = &c.token_sha256 {
                 active.by_token.insert(h.clone(), c.identity());
@@ -369,11 +374,21 @@ impl Credentials {
 
     /// Number of active (not revoked) credentials.
     pub fn active_count(&self) -> usize {
+        self.counted(|a| a.by_token.len() + a.by_cert.len())
+    }
+
+    /// Number of credentials ever created in this data directory, revoked ones included:
+    /// a store that has had one keeps authentication on (see `empi serve --disable-auth`).
+    pub fn listed_count(&self) -> usize {
+        self.counted(|a| a.listed)
+    }
+
+    fn counted(&self, f: impl FnOnce(&Active) -> usize) -> usize {
         if let Err(e) = self.refresh() {
             tracing::error!("reading credentials: {e}");
         }
         let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
-        cache.1.by_token.len() + cache.1.by_cert.len()
+        f(&cache.1)
     }
 }
 
@@ -405,6 +420,7 @@ mod tests {
 
         revoke(dir.path(), "adt").unwrap();
         assert_eq!(creds.authenticate_token(&token), None);
+        assert_eq!((creds.active_count(), creds.listed_count()), (1, 2));
         assert!(creds.authenticate_token(&admin).is_some());
         assert!(matches!(revoke(dir.path(), "adt"), Err(Error::Conflict(_))));
         assert!(matches!(

@@ -26,6 +26,14 @@ pub fn check(args: &CheckArgs) -> Result<()> {
     if !args.data.join("db").exists() && !args.data.join("conf").exists() {
         bail!("{}: no store here", args.data.display());
     }
+    // Before opening: opening makes the directory owner-only again.
+    for (path, mode) in empi::store::private::exposed(&args.data)? {
+        println!(
+            "warning: {} is mode {mode:04o}: others may read it (it holds patient data); \
+             the next start of empi makes it owner-only, or run chmod -R go-rwx on the directory",
+            path.display()
+        );
+    }
     let service = open_service(&args.data, args.model.as_deref(), ServiceConfig::default())?;
     let report = service.check()?;
     let s = &report.store;

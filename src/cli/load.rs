@@ -1,5 +1,10 @@
 //! `empi load`: bulk import of a CSV through the service's own match-or-create path
 //! (in-process, no network), with a progress bar and a summary of the decisions.
+//!
+//! A load is one operation in the audit trail (actor `operator:` and the OS user): a line
+//! before the first record is stored, made durable with the store, and a line at the end
+//! with the counts (or the error). The records themselves carry the load's `--actor` in
+//! their history.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -9,11 +14,12 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use empi::auth::{AuditEntry, AuditLog};
 use empi::record::Record;
 use empi::service::{MatchDecision, Service, ServiceConfig};
 
 use super::input::InputArgs;
-use super::serve::open_service;
+use super::serve::{existing_store, open_service_and_store};
 
 /// Arguments of `empi load`.
 #[derive(Args, Debug)]
@@ -22,9 +28,13 @@ use super::serve::open_service;
     mut_arg("model", |a| a.help("Model file (default: the shipped default model); use the server's")),
 )]
 pub struct LoadArgs {
-    /// Store directory (created if absent; must not be open in a running server).
+    /// Store directory (an existing store unless --create; must not be open in a running
+    /// server).
     #[arg(long)]
     pub data: PathBuf,
+    /// Create the store when --data holds none.
+    #[arg(long)]
+    pub create: bool,
     // No --model-tf: the service always scores with the model's term frequencies.
     #[command(flatten)]
     pub input: InputArgs,
@@ -51,16 +61,48 @@ struct Counts {
 
 /// Runs `empi load`.
 pub fn load(args: &LoadArgs) -> Result<()> {
+    existing_store(&args.data, args.create)?;
     let (records, _) = args.input.read()?;
     let config = ServiceConfig {
         durable: args.durable_each,
         ..ServiceConfig::default()
     };
-    let service = Arc::new(open_service(
-        &args.data,
-        args.input.read.model.as_deref(),
-        config,
-    )?);
+    let (service, store) =
+        open_service_and_store(&args.data, args.input.read.model.as_deref(), config)?;
+    let service = Arc::new(service);
+    let trail = AuditLog::open_staged(&args.data, store).context("opening the audit trail")?;
+    let started_entry = AuditEntry::operator(
+        "Load",
+        format!(
+            "started: {} records read, actor {:?}",
+            records.len(),
+            args.actor
+        ),
+    );
+    trail
+        .append_blocking(&started_entry)
+        .context("writing the audit trail (nothing was loaded)")?;
+    let loaded = load_into(&service, records, args);
+    let end = match &loaded {
+        Ok(summary) => AuditEntry::operator("Load", format!("finished: {summary}")),
+        Err(e) => AuditEntry::operator("Load", "stopped by an error".to_string()).failed(
+            e.downcast_ref::<empi::Error>()
+                .map_or(tonic::Code::Internal, empi::grpc::code_of),
+        ),
+    };
+    if let Err(e) = trail.append_blocking(&end) {
+        tracing::error!("recording the end of the load in the audit trail: {e}");
+    }
+    let summary = loaded?;
+    eprintln!("{summary}");
+    drop(trail);
+    drop(service);
+    super::serve::settle_store(&args.data);
+    Ok(())
+}
+
+/// Loads `records` and returns the summary line.
+fn load_into(service: &Arc<Service>, records: Vec<Record>, args: &LoadArgs) -> Result<String> {
     service.record_model_version()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -68,7 +110,7 @@ pub fn load(args: &LoadArgs) -> Result<()> {
         .context("starting the async runtime")?;
     let started = Instant::now();
     let counts = runtime.block_on(run(
-        Arc::clone(&service),
+        Arc::clone(service),
         records,
         args.concurrency.max(1),
         args.actor.clone(),
@@ -82,7 +124,8 @@ pub fn load(args: &LoadArgs) -> Result<()> {
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let done = get(&counts.linked) + get(&counts.created) + get(&counts.review);
     let stats = service.stats()?;
-    eprintln!(
+    drop(runtime);
+    Ok(format!(
         "{} records in {secs:.1}s ({:.0}/s): {} linked, {} created, {} review, {} unchanged, {} rejected; store now {} records, {} persons, {} open review tasks",
         done + get(&counts.unchanged),
         (done + get(&counts.unchanged)) as f64 / secs.max(1e-9),
@@ -94,11 +137,7 @@ pub fn load(args: &LoadArgs) -> Result<()> {
         stats.records,
         stats.persons,
         stats.open_tasks,
-    );
-    drop(runtime);
-    drop(service);
-    super::serve::settle_store(&args.data);
-    Ok(())
+    ))
 }
 
 async fn run(

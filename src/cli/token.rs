@@ -1,12 +1,16 @@
 //! `empi token`: create, revoke and list the credentials of a data directory (works while
-//! the server runs; it picks changes up on the next call).
+//! the server runs; it picks changes up on the next call). Creating and revoking are
+//! recorded in the audit trail (actor `operator:` and the OS user), the line written before
+//! the change, and a second line when the change then fails.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
-use empi::auth::{tokens, Role};
+use empi::auth::{tokens, AuditEntry, AuditLog, Role};
+
+use super::serve::existing_store;
 
 /// Arguments of `empi token`.
 #[derive(Args, Debug)]
@@ -19,9 +23,12 @@ pub struct TokenArgs {
 enum TokenCommand {
     /// Create a credential; prints a new bearer token once on stdout (or registers --cert).
     Create {
-        /// Store directory.
+        /// Store directory (an existing store, unless --create).
         #[arg(long)]
         data: PathBuf,
+        /// Create the store when --data holds none.
+        #[arg(long)]
+        create: bool,
         /// submitter, registrar or admin.
         #[arg(long)]
         role: Role,
@@ -57,27 +64,55 @@ pub fn token(args: &TokenArgs) -> Result<()> {
     match &args.command {
         TokenCommand::Create {
             data,
+            create,
             role,
             name,
             sources,
             cert,
         } => {
-            if let Some(cert) = cert {
-                let pem =
-                    std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
-                tokens::register_certificate(data, name, *role, sources, &pem)?;
-                eprintln!("registered client certificate {name} (role {role})");
-            } else {
-                let (_, token) = tokens::create_token(data, name, *role, sources)?;
-                eprintln!("created token {name} (role {role}); it is shown only now:");
-                println!("{token}");
+            if !empi::store::SledStore::exists(data) {
+                existing_store(data, *create)?;
+                // A new store, made now so that the directory is one (`serve` opens it).
+                drop(empi::store::SledStore::open(data)?);
             }
+            let kind = if cert.is_some() {
+                "certificate"
+            } else {
+                "token"
+            };
+            let detail = format!(
+                "created {kind} credential {name:?}, role {role}, sources [{}]",
+                sources.join(",")
+            );
+            audited(data, "TokenCreate", detail, || {
+                if let Some(cert) = cert {
+                    let pem = std::fs::read(cert)
+                        .with_context(|| format!("reading {}", cert.display()))?;
+                    tokens::register_certificate(data, name, *role, sources, &pem)?;
+                    eprintln!("registered client certificate {name} (role {role})");
+                } else {
+                    let (_, token) = tokens::create_token(data, name, *role, sources)?;
+                    eprintln!("created token {name} (role {role}); it is shown only now:");
+                    println!("{token}");
+                }
+                Ok(())
+            })?;
         }
         TokenCommand::Revoke { data, name } => {
-            tokens::revoke(data, name)?;
-            eprintln!("revoked {name}");
+            existing_store(data, false)?;
+            audited(
+                data,
+                "TokenRevoke",
+                format!("revoked credential {name:?}"),
+                || {
+                    tokens::revoke(data, name)?;
+                    eprintln!("revoked {name}");
+                    Ok(())
+                },
+            )?;
         }
         TokenCommand::List { data } => {
+            existing_store(data, false)?;
             println!("name\trole\tkind\tsources\tcreated\trevoked");
             for c in tokens::list(data)? {
                 println!(
@@ -93,4 +128,31 @@ pub fn token(args: &TokenArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs an operator's change to the data directory under an audit line: the line first
+/// (so no change is ever without one), then the change; when the change fails, a second
+/// line records the failure. Appends beside a running server: each line is one write to
+/// the append-only file.
+pub fn audited(
+    data: &Path,
+    operation: &str,
+    detail: String,
+    change: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    let trail = AuditLog::open(data).context("opening the audit trail")?;
+    let entry = AuditEntry::operator(operation, detail);
+    trail
+        .append_blocking(&entry)
+        .context("writing the audit trail (nothing was changed)")?;
+    let result = change();
+    if let Err(e) = &result {
+        let code = e
+            .downcast_ref::<empi::Error>()
+            .map_or(tonic::Code::Internal, empi::grpc::code_of);
+        if let Err(a) = trail.append_blocking(&entry.failed(code)) {
+            tracing::error!("recording the failure in the audit trail: {a}");
+        }
+    }
+    result
 }

@@ -8,7 +8,7 @@
 use prost_types::{Duration, Timestamp};
 
 use crate::error::{Error, Result};
-use crate::record::{Address, Identifier, PartialDate, Record, RecordKey, Sex};
+use crate::record::{check_key_part, Address, Identifier, PartialDate, Record, RecordKey, Sex};
 use crate::scoring::{RunSummary, TrainingSummary};
 use crate::service::{
     CandidateView, ComparisonView, GoldenView, MatchDecision, MatchPreview, MatchResult,
@@ -43,6 +43,13 @@ pub(crate) fn enum_value<E: TryFrom<i32>>(field: &'static str, v: i32) -> Result
 /// # Errors
 /// [`Error::InvalidInput`] naming `sex`, `birth_date` or `multiple_birth_order`.
 pub(crate) fn record_in(p: pb::PatientRecord) -> Result<Record> {
+    // The key first, as far as it is given (a `Match` query may have none): the errors
+    // below name it.
+    for (field, v) in [("source", &p.source), ("local_id", &p.local_id)] {
+        if !v.trim().is_empty() {
+            check_key_part(field, v)?;
+        }
+    }
     let key = RecordKey::new(p.source.clone(), p.local_id.clone());
     let sex = match enum_value::<pb::Sex>("sex", p.sex).map_err(|e| e.for_record(&key))? {
         pb::Sex::Unspecified | pb::Sex::Unknown => Sex::Unknown,
@@ -96,17 +103,14 @@ pub(crate) fn record_in(p: pb::PatientRecord) -> Result<Record> {
     })
 }
 
-/// A record key that must be present and have both parts.
+/// A record key that must be present and valid ([`check_key_part`]).
 ///
 /// # Errors
 /// [`Error::InvalidInput`] naming `key`, `key.source` or `key.local_id`.
 pub(crate) fn key_in(k: Option<pb::RecordKey>) -> Result<RecordKey> {
     let k = k.ok_or_else(|| Error::invalid("key", "missing"))?;
-    for (field, v) in [("key.source", &k.source), ("key.local_id", &k.local_id)] {
-        if v.trim().is_empty() {
-            return Err(Error::invalid(field, "missing"));
-        }
-    }
+    check_key_part("key.source", &k.source)?;
+    check_key_part("key.local_id", &k.local_id)?;
     Ok(RecordKey::new(k.source, k.local_id))
 }
 

@@ -18,10 +18,11 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::auth::guard::code_name;
-use crate::auth::{AuditEntry, AuditLog, AuditOutcome, Identity, Operation};
+use crate::auth::audit::Intent;
+use crate::auth::guard::{code_name, Reached};
+use crate::auth::{audit, AuditEntry, AuditLog, AuditOutcome, Identity, Operation, Space};
 use crate::error::Error;
-use crate::record::Record;
+use crate::record::{Record, RecordKey, MAX_REPEATED};
 use crate::service::{Pending, Service};
 use crate::store::UnixMillis;
 
@@ -33,6 +34,7 @@ use super::pb;
 pub struct EmpiApi {
     service: Arc<Service>,
     audit: Option<Arc<AuditLog>>,
+    space: Option<Arc<Space>>,
 }
 
 impl EmpiApi {
@@ -41,26 +43,38 @@ impl EmpiApi {
         EmpiApi {
             service,
             audit: None,
+            space: None,
         }
     }
 
     /// The API over a service, appending an entry to `audit` for every call.
     pub fn with_audit(service: Arc<Service>, audit: Option<Arc<AuditLog>>) -> Self {
-        EmpiApi { service, audit }
+        EmpiApi {
+            service,
+            audit,
+            space: None,
+        }
+    }
+
+    /// Refuses writes (`RESOURCE_EXHAUSTED`) while `space` says the disk is nearly full.
+    pub fn with_space(mut self, space: Option<Arc<Space>>) -> Self {
+        self.space = space;
+        self
     }
 
     /// Runs one call the way every RPC runs: the caller the guard authenticated, an audit
     /// entry for `op` started, then `body` with the caller, the request message and the
     /// entry (it names the record keys and EUIDs it touches as it goes, so a refused or
-    /// failed call is audited with what it had reached). Library errors become their
+    /// failed call is audited with what it had reached, and a write takes its intent,
+    /// [`Audited::intend`], before it changes anything). Library errors become their
     /// status ([`Status::from`]); the outcome is audited before the answer leaves.
     async fn call<Req, Res>(
         &self,
         op: Operation,
         request: Request<Req>,
-        body: impl AsyncFnOnce(&Identity, Req, &mut AuditEntry) -> Result<Res, Status>,
+        body: impl AsyncFnOnce(&Identity, Req, &mut Audited) -> Result<Res, Status>,
     ) -> Reply<Res> {
-        let (who, mut entry) = caller(&request, op)?;
+        let (who, mut entry) = self.caller(&request, op)?;
         let result = body(&who, request.into_inner(), &mut entry).await;
         self.finish(entry, result.map(Response::new)).await
     }
@@ -76,9 +90,9 @@ impl EmpiApi {
         &self,
         op: Operation,
         request: Request<Req>,
-        body: impl AsyncFnOnce(&Identity, Req, &mut AuditEntry) -> Result<(Res, Pending), Status>,
+        body: impl AsyncFnOnce(&Identity, Req, &mut Audited) -> Result<(Res, Pending), Status>,
     ) -> Reply<Res> {
-        let (who, mut entry) = caller(&request, op)?;
+        let (who, mut entry) = self.caller(&request, op)?;
         let (res, pending) = match body(&who, request.into_inner(), &mut entry).await {
             Ok(applied) => applied,
             Err(status) => return self.finish(entry, Err(status)).await,
@@ -88,8 +102,9 @@ impl EmpiApi {
             return Ok(Response::new(res));
         };
         let service = Arc::clone(&self.service);
+        let intent = entry.intent.take();
         match audit
-            .append_after(&entry, move || service.make_durable(pending))
+            .append_after(&entry.entry, intent, move || service.make_durable(pending))
             .await
         {
             Ok(Ok(())) => Ok(Response::new(res)),
@@ -103,8 +118,12 @@ impl EmpiApi {
 
     /// Appends the audit entry of a finished call and passes its result through. A call
     /// whose audit entry cannot be written fails with `UNAVAILABLE` (any change it made
-    /// stands; every call is safe to retry).
-    async fn finish<T>(&self, mut entry: AuditEntry, result: Reply<T>) -> Reply<T> {
+    /// stands, and its intent's line is written in its place; every call is safe to
+    /// retry).
+    async fn finish<T>(&self, audited: Audited, result: Reply<T>) -> Reply<T> {
+        let Audited {
+            mut entry, intent, ..
+        } = audited;
         match &result {
             Ok(_) => entry.outcome = AuditOutcome::Ok,
             Err(s) => {
@@ -117,30 +136,86 @@ impl EmpiApi {
             }
         }
         if let Some(audit) = &self.audit {
-            if let Err(e) = audit.append(&entry).await {
+            if let Err(e) = audit.append_for(&entry, intent).await {
                 tracing::error!("{e}");
                 return Err(Status::unavailable("audit trail unavailable"));
             }
         }
         result
     }
+
+    /// The caller put in the extensions by the guard, and an audit entry for `op` started.
+    fn caller<T>(
+        &self,
+        request: &Request<T>,
+        op: Operation,
+    ) -> Result<(Identity, Audited), Status> {
+        let who = request
+            .extensions()
+            .get::<Identity>()
+            .cloned()
+            // The guard inserts it for every call it lets through; a missing one means a
+            // server assembled without the guard, which must not serve anything.
+            .ok_or_else(|| Status::unauthenticated("no authenticated identity"))?;
+        if let Some(reached) = request.extensions().get::<Reached>() {
+            reached.mark();
+        }
+        let mut entry = AuditEntry::for_op(Some(&who), op, AuditOutcome::Ok);
+        entry.peer = request.remote_addr().map(|a| a.to_string());
+        Ok((
+            who,
+            Audited {
+                entry,
+                intent: None,
+                log: self.audit.clone(),
+                space: self.space.clone(),
+            },
+        ))
+    }
+}
+
+/// A call's audit entry as its handler fills it in (it dereferences to the
+/// [`AuditEntry`]), and the write's intent once taken.
+struct Audited {
+    entry: AuditEntry,
+    intent: Option<Intent>,
+    log: Option<Arc<AuditLog>>,
+    space: Option<Arc<Space>>,
+}
+
+impl Audited {
+    /// For a write, right before it changes anything: refuses it while the disk is nearly
+    /// full ([`Space`]), then keeps the entry as it stands (keys and EUIDs named so far)
+    /// in the store ([`AuditLog::intend`]), so no change of the call can be stored without
+    /// a line in the trail, whatever the client is told.
+    fn intend(&mut self) -> Result<(), Status> {
+        if let Some(why) = self.space.as_ref().and_then(|s| s.refusal()) {
+            return Err(Status::resource_exhausted(why));
+        }
+        if let Some(log) = &self.log {
+            self.intent = log.intend(&self.entry).map_err(|e| {
+                tracing::error!("{e}");
+                Status::unavailable("audit trail unavailable")
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Audited {
+    type Target = AuditEntry;
+    fn deref(&self) -> &AuditEntry {
+        &self.entry
+    }
+}
+
+impl std::ops::DerefMut for Audited {
+    fn deref_mut(&mut self) -> &mut AuditEntry {
+        &mut self.entry
+    }
 }
 
 type Reply<T> = Result<Response<T>, Status>;
-
-/// The caller put in the extensions by the guard, and an audit entry for `op` started.
-fn caller<T>(request: &Request<T>, op: Operation) -> Result<(Identity, AuditEntry), Status> {
-    let who = request
-        .extensions()
-        .get::<Identity>()
-        .cloned()
-        // The guard inserts it for every call it lets through; a missing one means a
-        // server assembled without the guard, which must not serve anything.
-        .ok_or_else(|| Status::unauthenticated("no authenticated identity"))?;
-    let mut entry = AuditEntry::for_op(Some(&who), op, AuditOutcome::Ok);
-    entry.peer = request.remote_addr().map(|a| a.to_string());
-    Ok((who, entry))
-}
 
 /// `PERMISSION_DENIED` unless the caller may use records of `source`.
 fn own_source(who: &Identity, source: &str) -> Result<(), Status> {
@@ -165,9 +240,20 @@ fn trim_candidate(who: &Identity, c: &mut pb::Candidate) {
     }
 }
 
-/// The record of a request that must carry one.
-fn record_of(r: Option<pb::PatientRecord>) -> Result<Record, Error> {
-    convert::record_in(r.ok_or_else(|| Error::invalid("record", "missing"))?)
+/// The record of a request that must carry one, its key named in the audit entry first
+/// (in its bounded form, [`audit::key_form`], when it is not a valid key).
+fn record_of(r: Option<pb::PatientRecord>, a: &mut AuditEntry) -> Result<Record, Error> {
+    let r = r.ok_or_else(|| Error::invalid("record", "missing"))?;
+    a.records.push(audit::key_form(&r.source, &r.local_id));
+    convert::record_in(r)
+}
+
+/// The record key of a request, named in the audit entry first as [`record_of`] does.
+fn key_of(k: Option<pb::RecordKey>, a: &mut AuditEntry) -> Result<RecordKey, Error> {
+    if let Some(k) = &k {
+        a.records.push(audit::key_form(&k.source, &k.local_id));
+    }
+    key_in(k)
 }
 
 #[tonic::async_trait]
@@ -177,9 +263,9 @@ impl pb::empi_server::Empi for EmpiApi {
         request: Request<pb::MatchOrCreateRequest>,
     ) -> Reply<pb::MatchOrCreateResponse> {
         self.call_durable(Operation::MatchOrCreate, request, async |who, r, a| {
-            let record = record_of(r.record)?;
-            a.records.push(record.key().to_string());
+            let record = record_of(r.record, a)?;
             own_source(who, &record.key().source)?;
+            a.intend()?;
             let (result, pending) = self
                 .service
                 .match_or_create_applied(record, who.actor(&r.actor))
@@ -199,8 +285,7 @@ impl pb::empi_server::Empi for EmpiApi {
 
     async fn r#match(&self, request: Request<pb::MatchRequest>) -> Reply<pb::MatchResponse> {
         self.call(Operation::Match, request, async |who, r, a| {
-            let record = record_of(r.record)?;
-            a.records.push(record.key().to_string());
+            let record = record_of(r.record, a)?;
             let preview = self
                 .service
                 .match_only(&record, r.max_candidates as usize)?;
@@ -237,8 +322,7 @@ impl pb::empi_server::Empi for EmpiApi {
         request: Request<pb::GetRecordRequest>,
     ) -> Reply<pb::GetRecordResponse> {
         self.call(Operation::GetRecord, request, async |who, r, a| {
-            let key = key_in(r.key)?;
-            a.records.push(key.to_string());
+            let key = key_of(r.key, a)?;
             own_source(who, &key.source)?;
             let stored = self.service.get_record(&key)?;
             let out = convert::linked_record_out(&stored);
@@ -253,8 +337,8 @@ impl pb::empi_server::Empi for EmpiApi {
         request: Request<pb::RemoveRecordRequest>,
     ) -> Reply<pb::RemoveRecordResponse> {
         self.call(Operation::RemoveRecord, request, async |who, r, a| {
-            let key = key_in(r.key)?;
-            a.records.push(key.to_string());
+            let key = key_of(r.key, a)?;
+            a.intend()?;
             let removed = self
                 .service
                 .remove_record(&key, who.actor(&r.actor), &r.reason)
@@ -270,10 +354,10 @@ impl pb::empi_server::Empi for EmpiApi {
 
     async fn link(&self, request: Request<pb::LinkRequest>) -> Reply<pb::LinkResponse> {
         self.call(Operation::Link, request, async |who, r, a| {
-            let key = key_in(r.key)?;
-            a.records.push(key.to_string());
+            let key = key_of(r.key, a)?;
             let euid = euid_in("euid", &r.euid)?;
             a.euids.push(euid.to_string());
+            a.intend()?;
             let moved = self
                 .service
                 .link(&key, &euid, who.actor(&r.actor), &r.reason)
@@ -290,8 +374,8 @@ impl pb::empi_server::Empi for EmpiApi {
 
     async fn unlink(&self, request: Request<pb::UnlinkRequest>) -> Reply<pb::UnlinkResponse> {
         self.call(Operation::Unlink, request, async |who, r, a| {
-            let key = key_in(r.key)?;
-            a.records.push(key.to_string());
+            let key = key_of(r.key, a)?;
+            a.intend()?;
             let moved = self
                 .service
                 .unlink(&key, who.actor(&r.actor), &r.reason)
@@ -315,6 +399,7 @@ impl pb::empi_server::Empi for EmpiApi {
             let from = euid_in("from_euid", &r.from_euid)?;
             let into = euid_in("into_euid", &r.into_euid)?;
             a.euids.extend([from.to_string(), into.to_string()]);
+            a.intend()?;
             let merged = self
                 .service
                 .merge_persons(&from, &into, who.actor(&r.actor), &r.reason)
@@ -334,12 +419,17 @@ impl pb::empi_server::Empi for EmpiApi {
         self.call(Operation::SplitPerson, request, async |who, r, a| {
             let euid = euid_in("euid", &r.euid)?;
             a.euids.push(euid.to_string());
+            if r.records.len() > MAX_REPEATED {
+                return Err(
+                    Error::invalid("records", format!("more than {MAX_REPEATED} values")).into(),
+                );
+            }
             let keys = r
                 .records
                 .into_iter()
-                .map(|k| key_in(Some(k)).map_err(|e| rename(e, "records")))
+                .map(|k| key_of(Some(k), a).map_err(|e| rename(e, "records")))
                 .collect::<Result<Vec<_>, _>>()?;
-            a.records.extend(keys.iter().map(ToString::to_string));
+            a.intend()?;
             let split = self
                 .service
                 .split_person(&euid, &keys, who.actor(&r.actor), &r.reason)
@@ -361,6 +451,7 @@ impl pb::empi_server::Empi for EmpiApi {
             let ea = euid_in("euid_a", &r.euid_a)?;
             let eb = euid_in("euid_b", &r.euid_b)?;
             a.euids.extend([ea.to_string(), eb.to_string()]);
+            a.intend()?;
             self.service
                 .mark_not_duplicate(&ea, &eb, who.actor(&r.actor), &r.reason)
                 .await?;
@@ -410,11 +501,14 @@ impl pb::empi_server::Empi for EmpiApi {
         self.call(Operation::ResolveReviewTask, request, async |who, r, a| {
             let id = task_id_in("task_id", &r.task_id)?;
             let resolution = convert::resolve_in(&r)?;
+            // The task's record, named before the change (the intent carries it).
+            a.records
+                .push(self.service.get_task(id)?.task.record.to_string());
+            a.intend()?;
             let (task, euid) = self
                 .service
                 .resolve_task(id, &resolution, who.actor(&r.actor), &r.reason)
                 .await?;
-            a.records.push(task.task.record.to_string());
             a.euids.push(euid.to_string());
             Ok(pb::ResolveReviewTaskResponse {
                 task: Some(convert::task_out(&task)),
@@ -495,6 +589,43 @@ mod tests {
             Arc::new(service),
             Some(Arc::new(AuditLog::open(data).unwrap())),
         )
+    }
+
+    /// A write whose audit line could not be written is told so, yet its change may be
+    /// stored (here: flushed by the store afterwards, as sled's own flusher may): it still
+    /// gets its line, from the intent kept in the store before the change.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_told_failed_but_stored_still_has_its_audit_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::store::SledStore::open(dir.path()).unwrap());
+        let log = Arc::new(AuditLog::open_staged(dir.path(), store.clone()).unwrap());
+        let service = Service::open(
+            store.clone(),
+            Linker::with_default_model(),
+            ServiceConfig::default(),
+        )
+        .unwrap();
+        let api = EmpiApi::with_audit(Arc::new(service), Some(log.clone()));
+        log.fail_next_writes(1);
+        let status = api.match_or_create(submit("9")).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        use crate::store::Store;
+        store.flush().unwrap();
+        let key = crate::record::RecordKey::new("adt", "9");
+        assert!(
+            store.get_record(&key).unwrap().is_some(),
+            "the change is stored"
+        );
+        drop(api);
+        drop(Arc::into_inner(log).expect("the only handle"));
+        drop(AuditLog::open_staged(dir.path(), store).unwrap());
+        let entries = audit::read(dir.path(), None, None).unwrap().entries;
+        assert!(
+            entries
+                .iter()
+                .any(|e| e.records == ["adt/9"] && e.outcome == AuditOutcome::Interrupted),
+            "{entries:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

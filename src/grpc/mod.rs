@@ -6,10 +6,13 @@
 //! the answer back. Logs carry record keys, EUIDs and task ids only.
 
 mod convert;
+mod decode;
 mod handlers;
 mod status;
 
+pub use decode::check_request;
 pub use handlers::EmpiApi;
+pub use status::code_of;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,10 +38,13 @@ pub mod pb {
 pub const SERVICE_NAME: &str = "empi.v1.Empi";
 
 /// Serves the API on an already bound listener until `shutdown` completes, then stops
-/// accepting connections and lets in-flight requests finish.
+/// accepting connections and lets in-flight requests finish (idle connections are not
+/// waited for).
 ///
 /// Besides `empi.v1.Empi` it serves `grpc.health.v1.Health` (reporting `empi.v1.Empi` and
-/// the server as a whole `SERVING` until shutdown begins) and server reflection
+/// the server as a whole `SERVING`, except while writes are refused for want of disk
+/// space, the audit trail cannot write or the store cannot take writes, and from the
+/// start of shutdown) and server reflection
 /// (`grpc.reflection.v1`), so generic tools can discover and call the API. Taking a bound
 /// listener lets tests bind `127.0.0.1:0` and learn the port first.
 ///
@@ -63,7 +69,8 @@ pub async fn serve(
 /// handlers, which act as the authenticated identity and audit the call. Limits: request
 /// and response message sizes (`RESOURCE_EXHAUSTED` beyond), a server-side deadline per
 /// call, concurrent calls per connection and HTTP/2 streams per connection
-/// (see [`crate::auth::Limits`]).
+/// (see [`crate::auth::Limits`]); writes are refused (`RESOURCE_EXHAUSTED`) while
+/// `security.space` says the disk is nearly full ([`crate::auth::Space`]).
 ///
 /// # Errors
 /// [`Error::Io`] when the transport fails; [`Error::InvalidInput`] for an unusable TLS
@@ -94,21 +101,25 @@ pub async fn serve_secure(
         }
         conn
     });
+    let watch = tokio::spawn(watch_health(
+        health.clone(),
+        Arc::clone(&service),
+        security.audit.clone(),
+        security.space.clone(),
+    ));
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing requests in flight");
-        health
-            .set_not_serving::<pb::empi_server::EmpiServer<EmpiApi>>()
-            .await;
-        health
-            .set_service_status("", tonic_health::ServingStatus::NotServing)
-            .await;
+        watch.abort();
+        set_health(&health, false).await;
+        let _ = stopping.send(());
     };
     let limits = &security.limits;
-    let api =
-        pb::empi_server::EmpiServer::new(EmpiApi::with_audit(service, security.audit.clone()))
-            .max_decoding_message_size(limits.max_request_bytes)
-            .max_encoding_message_size(limits.max_response_bytes);
+    let api = EmpiApi::with_audit(service, security.audit.clone()).with_space(security.space);
+    let api = pb::empi_server::EmpiServer::new(api)
+        .max_decoding_message_size(limits.max_request_bytes)
+        .max_encoding_message_size(limits.max_response_bytes);
     let mut builder = tonic::transport::Server::builder()
         .timeout(limits.timeout)
         .concurrency_limit_per_connection(limits.concurrency_per_connection)
@@ -120,18 +131,85 @@ pub async fn serve_secure(
             .map_err(|e| Error::invalid("tls", format!("unusable TLS configuration: {e}")))?;
     }
     tracing::info!(%addr, tls, "serving {SERVICE_NAME}");
-    builder
-        .layer(Guard::new(
-            security.auth,
-            security.audit,
-            limits.max_concurrent_calls,
-        ))
+    let guard = Guard::new(security.auth, security.audit, limits.max_concurrent_calls);
+    let server = builder
+        .layer(guard.clone())
         .add_service(health_service)
         .add_service(reflection)
         .add_service(api)
-        .serve_with_incoming_shutdown(incoming, signal)
-        .await
-        .map_err(|e| Error::io(addr.to_string(), std::io::Error::other(e)))
+        .serve_with_incoming_shutdown(incoming, signal);
+    // tonic's graceful shutdown waits for every connection to close, and a client may keep
+    // an idle one open for as long as it likes: once shutdown began and no call is in
+    // flight, connections get a moment to close, then the rest are dropped.
+    let drained = async {
+        if stopped.await.is_err() {
+            return std::future::pending().await;
+        }
+        while guard.in_flight() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(IDLE_GRACE).await;
+    };
+    tokio::select! {
+        served = server => served.map_err(|e| Error::io(addr.to_string(), std::io::Error::other(e))),
+        () = drained => {
+            tracing::info!("no call in flight; idle connections closed");
+            Ok(())
+        }
+    }
+}
+
+/// How long connections get to close at shutdown once no call is in flight.
+const IDLE_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// How often the health check's answer is brought up to date.
+const HEALTH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Sets `empi.v1.Empi` and the server as a whole to `SERVING` or `NOT_SERVING`.
+async fn set_health(health: &tonic_health::server::HealthReporter, serving: bool) {
+    let status = if serving {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    };
+    health.set_service_status(SERVICE_NAME, status).await;
+    health.set_service_status("", status).await;
+}
+
+/// Keeps the health check honest until shutdown: `NOT_SERVING` while writes are refused
+/// for want of disk space, the audit trail cannot write, or the store cannot take writes;
+/// `SERVING` again as soon as all three can. A trail that failed is tried again here with
+/// a line of its own (`AuditTrailResumed`), since a server reported unhealthy may get no
+/// call that would show it writes again.
+async fn watch_health(
+    health: tonic_health::server::HealthReporter,
+    service: Arc<Service>,
+    audit: Option<Arc<crate::auth::AuditLog>>,
+    space: Option<Arc<crate::auth::Space>>,
+) {
+    let mut serving = true;
+    let mut tick = tokio::time::interval(HEALTH_EVERY);
+    loop {
+        tick.tick().await;
+        let room = space.as_ref().is_none_or(|s| s.refusal().is_none());
+        if let Some(audit) = audit.as_ref().filter(|a| !a.healthy() && room) {
+            let mut e = crate::auth::AuditEntry::new(
+                None,
+                "AuditTrailResumed",
+                crate::auth::AuditOutcome::Ok,
+            );
+            e.detail = Some("the audit trail could not write for a while; it writes again".into());
+            let _ = audit.append(&e).await;
+        }
+        let trail = audit.as_ref().is_none_or(|a| a.healthy());
+        let store = service.store().writable();
+        let now = room && trail && store;
+        if now != serving {
+            serving = now;
+            tracing::warn!(room, trail, store, serving, "health changed");
+            set_health(&health, serving).await;
+        }
+    }
 }
 
 #[cfg(test)]

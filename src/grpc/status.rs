@@ -1,6 +1,6 @@
 //! The one place a library [`Error`] becomes a gRPC [`Status`].
 
-use tonic::Status;
+use tonic::{Code, Status};
 
 use crate::error::Error;
 
@@ -20,22 +20,25 @@ use crate::error::Error;
 /// patient data.
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
-        let message = e.to_string();
-        match e {
-            Error::InvalidInput { .. } => Status::invalid_argument(message),
-            Error::NotFound { .. } => Status::not_found(message),
-            Error::Conflict(_) => Status::failed_precondition(message),
-            Error::Storage(_) => Status::unavailable(message),
-            Error::Corrupt(_) => Status::data_loss(message),
-            Error::Io { .. } | Error::Model(_) => Status::internal(message),
-        }
+        Status::new(code_of(&e), e.to_string())
+    }
+}
+
+/// The status code of an error (the table on [`Status::from`]).
+pub fn code_of(e: &Error) -> Code {
+    match e {
+        Error::InvalidInput { .. } => Code::InvalidArgument,
+        Error::NotFound { .. } => Code::NotFound,
+        Error::Conflict(_) => Code::FailedPrecondition,
+        Error::Storage(_) => Code::Unavailable,
+        Error::Corrupt(_) => Code::DataLoss,
+        Error::Io { .. } | Error::Model(_) => Code::Internal,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tonic::Code;
 
     #[test]
     fn codes_follow_what_the_caller_does_next() {

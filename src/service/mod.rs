@@ -415,10 +415,29 @@ impl Service {
     /// Store errors while reading.
     pub fn open(store: Arc<dyn Store>, linker: Linker, config: ServiceConfig) -> Result<Service> {
         let names = NameCache::new();
-        let loaded = config
-            .snapshot
-            .as_deref()
-            .and_then(|path| load_snapshot(path, &*store, &linker));
+        // A snapshot spares reading the store, so it could hide a store that cannot be
+        // read: read the store through beside loading it, and refuse to start as a
+        // rebuild would if that fails.
+        let (loaded, readable) = match config.snapshot.as_deref().filter(|p| p.exists()) {
+            None => (None, None),
+            Some(path) => std::thread::scope(|scope| {
+                let verified = scope.spawn(|| store.verify_readable());
+                let loaded = load_snapshot(path, &*store, &linker);
+                let readable = loaded.is_some().then(|| {
+                    verified.join().unwrap_or_else(|_| {
+                        Err(Error::Corrupt("reading the store through panicked".into()))
+                    })
+                });
+                (loaded, readable)
+            }),
+        };
+        if let Some(readable) = readable {
+            let entries = readable.map_err(|e| {
+                tracing::error!(error = %e, "the store cannot be read through; not starting from the index snapshot");
+                e
+            })?;
+            tracing::debug!(entries, "store read through beside the index snapshot");
+        }
         let (index, index_stats) = match loaded {
             Some(loaded) => loaded,
             None => rebuild(&*store, &linker, &names)?,
@@ -946,7 +965,10 @@ impl Service {
                         candidates.sort();
                         candidates.dedup();
                         for c in candidates.iter().filter(|c| **c != own) {
-                            if self.store.not_duplicate(&own, c)?.is_none() {
+                            // A candidate retired since the task opened is no one to keep
+                            // apart from.
+                            let active = plan.person(c)?.is_some_and(|p| p.is_active());
+                            if active && self.store.not_duplicate(&own, c)?.is_none() {
                                 plan.assert_not_duplicate(&own, c)?;
                             }
                         }

@@ -137,7 +137,17 @@ fn write_to<'a>(
     entries: impl Iterator<Item = (&'a str, u64, &'a Prepared)>,
 ) -> Result<()> {
     let tmp = tmp.to_path_buf();
-    let file = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, "creating", e))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        // Prepared records hold names: owner-only, like the store beside it.
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options
+        .open(&tmp)
+        .map_err(|e| io_err(&tmp, "creating", e))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let header = Header {
         fingerprint,

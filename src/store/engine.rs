@@ -92,6 +92,11 @@ pub(crate) trait Kv: Send + Sync {
     fn increment(&self, key: &'static [u8]) -> Result<u64>;
     /// Runs `f` as one serializable transaction: all its writes or none.
     fn transact<R>(&self, f: &dyn Fn(&dyn KvTx) -> TxResult<R>) -> Result<R>;
+    /// False once a write failed midway and no more can be taken until the store is
+    /// reopened.
+    fn accepts_writes(&self) -> bool {
+        true
+    }
 }
 
 /// Where a scan starts: at `prefix`, or just after `after` when that is later.
@@ -220,6 +225,10 @@ impl<K: Kv> Engine<K> {
 
     pub(crate) fn flush_count(&self) -> u64 {
         self.gc.flushes()
+    }
+
+    pub(crate) fn writable(&self) -> bool {
+        self.kv.accepts_writes() && !self.gc.last_flush_failed()
     }
 
     // ---- reads -------------------------------------------------------------------------
@@ -391,6 +400,17 @@ impl<K: Kv> Engine<K> {
             open_tasks: self.counter(meta::OPEN_TASKS)?,
             model_version,
         })
+    }
+
+    pub(crate) fn verify_readable(&self) -> Result<u64> {
+        let mut read = 0u64;
+        for tree in TreeId::ALL {
+            for item in self.kv.scan(tree, &[], None) {
+                item?;
+                read += 1;
+            }
+        }
+        Ok(read)
     }
 
     // ---- full check --------------------------------------------------------------------

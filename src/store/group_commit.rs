@@ -23,6 +23,8 @@ struct State {
     flushing: bool,
     /// The last failed flush: tickets up to `.0` that are not durable get this error.
     failed: Option<(u64, String)>,
+    /// Whether the latest flush to finish failed.
+    last_failed: bool,
 }
 
 /// Shared flush coordinator. Writers take a [`Ticket`] after applying their write, then wait
@@ -60,6 +62,7 @@ impl Inner {
             if background {
                 st.flushing = false;
             }
+            st.last_failed = error.is_some();
             match error {
                 None => st.durable = st.durable.max(target),
                 Some(msg) => st.failed = Some((target, msg)),
@@ -107,6 +110,11 @@ impl GroupCommit {
             return Ok(());
         }
         self.flush_sync()
+    }
+
+    /// Whether the latest flush to finish failed (false before the first).
+    pub(crate) fn last_flush_failed(&self) -> bool {
+        self.inner.lock().last_failed
     }
 
     /// Number of flushes run so far.
@@ -233,11 +241,13 @@ mod tests {
         let gc = GroupCommit::new(slow_flusher(count.clone(), fail.clone()));
         let t = gc.written();
         assert!(matches!(gc.wait(t).await, Err(Error::Storage(_))));
+        assert!(gc.last_flush_failed());
         fail.store(false, Ordering::SeqCst);
         let t2 = gc.written();
         gc.wait(t2).await.unwrap();
         // the earlier write is covered by the later successful flush
         gc.wait(t).await.unwrap();
+        assert!(!gc.last_flush_failed());
         assert_eq!(gc.flushes(), 2);
         assert!(gc.flush_sync().is_ok());
         assert_eq!(gc.flushes(), 3);

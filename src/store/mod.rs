@@ -45,7 +45,8 @@
 //! | `meta`            | `model_version`                       | UTF-8 text                     |
 //! | `journal` (sled)  | eight zero bytes (one key)            | the last change set's writes, until a clean close (see [`SledStore`]) |
 //! | `staging` (sled)  | eight zero bytes                      | the staging caller's mark ([`Staging`]) |
-//! | `staging` (sled)  | entry number (u64, big-endian, ≥ 1)   | a staged entry (the audit trail's lines) |
+//! | `staging` (sled)  | entry number (u64, big-endian, ≥ 1)   | a staged entry (a cycle of the audit trail's lines) |
+//! | `audit_intents` (sled) | intent number (u64, big-endian)  | a write call's audit line kept before its change ([`Staging::stage_intent`]) |
 //!
 //! Big-endian numbers and zero-padded EUIDs make byte order equal numeric order, so tasks
 //! list oldest first and a person's history reads in sequence with one prefix scan.
@@ -134,6 +135,10 @@ pub trait Store: Send + Sync {
 
     /// Number of flushes performed (shared and synchronous) since opening.
     fn flush_count(&self) -> u64;
+
+    /// False while the store cannot take writes: its latest flush failed (until one
+    /// succeeds), or a write failed midway (until it is reopened). For the health check.
+    fn writable(&self) -> bool;
 
     /// Applies a change set and waits until it is durable: the way the service writes.
     ///
@@ -253,6 +258,16 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// Storage errors while reading.
     fn check(&self) -> Result<CheckReport>;
+
+    /// Reads every entry of every tree and returns how many it read: proof that the store
+    /// can be read through (sled checks each page it reads against its checksum), for a
+    /// start that loads its index from a snapshot instead of from the store (see
+    /// [`crate::service::snapshot`]). Far cheaper than [`Store::check`]: nothing is
+    /// decoded, no invariant checked.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for data that cannot be read or decoded; [`Error::Storage`].
+    fn verify_readable(&self) -> Result<u64>;
 }
 
 /// Implements [`Store`] for a type with an `engine: Engine<_>` field.
@@ -285,6 +300,9 @@ macro_rules! impl_store_via_engine {
             }
             fn flush_count(&self) -> u64 {
                 self.engine.flush_count()
+            }
+            fn writable(&self) -> bool {
+                self.engine.writable()
             }
             fn get_record(
                 &self,
@@ -367,6 +385,9 @@ macro_rules! impl_store_via_engine {
             fn records_generation(&self) -> $crate::Result<u64> {
                 self.engine.records_generation()
             }
+            fn verify_readable(&self) -> $crate::Result<u64> {
+                self.engine.verify_readable()
+            }
             fn check(&self) -> $crate::Result<$crate::store::CheckReport> {
                 self.engine.check()
             }
@@ -375,6 +396,7 @@ macro_rules! impl_store_via_engine {
 }
 
 mod memory;
+pub mod private;
 mod sled;
 
 /// A place where another component keeps bytes durable through the store's own flushes,
@@ -398,6 +420,20 @@ pub trait Staging: Send + Sync {
     /// [`Error::Storage`] when the flush failed.
     fn flush_staged(&self, ticket: Ticket) -> Result<()>;
 
+    /// Keeps `bytes` under `id` in a second space, *intents*: a caller's note made before
+    /// it changes the store, so that sled's log holds it before the change (a recovered
+    /// prefix of the log that has the change has the note). Not flushed.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] from the engine.
+    fn stage_intent(&self, id: u64, bytes: &[u8]) -> Result<()>;
+
+    /// Drops the intents numbered `ids` (absent ones are skipped). Not flushed.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] from the engine.
+    fn drop_intents(&self, ids: &[u64]) -> Result<()>;
+
     /// Records `mark`, then drops every entry numbered `through` or lower. Not flushed: a
     /// crash may keep the old mark or some of the entries, never drop an entry above the
     /// mark that is durable.
@@ -406,7 +442,7 @@ pub trait Staging: Send + Sync {
     /// [`Error::Storage`] from the engine.
     fn settle_staged(&self, mark: &[u8], through: u64) -> Result<()>;
 
-    /// The last mark recorded, and every entry still kept.
+    /// The last mark recorded, every entry and every intent still kept.
     ///
     /// # Errors
     /// [`Error::Storage`]/[`Error::Corrupt`] from the engine.
@@ -420,6 +456,8 @@ pub struct StagedEntries {
     pub mark: Option<Vec<u8>>,
     /// Every entry still kept, by number, in increasing order.
     pub entries: Vec<(u64, Vec<u8>)>,
+    /// Every intent still kept, by number, in increasing order.
+    pub intents: Vec<(u64, Vec<u8>)>,
 }
 
 pub use memory::MemoryStore;

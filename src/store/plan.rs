@@ -684,9 +684,11 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
     /// Asserts that two persons (resolved through merges) are different people.
     ///
     /// # Errors
-    /// [`Error::NotFound`]; [`Error::Conflict`] when both resolve to the same person.
+    /// [`Error::NotFound`]; [`Error::Conflict`] when both resolve to the same person or
+    /// either is retired.
     pub fn assert_not_duplicate(&mut self, a: &Euid, b: &Euid) -> Result<()> {
-        let (a, b) = (self.resolve(a)?, self.resolve(b)?);
+        // Like link and merge: an assertion about a retired person means nothing.
+        let (a, b) = (self.active_person(a)?, self.active_person(b)?);
         if a == b {
             return Err(Error::Conflict(format!("{a} and {b} are the same person")));
         }

@@ -66,6 +66,9 @@ const JOURNAL_TREE: &str = "journal";
 /// The tree behind [`super::Staging`] (not a [`TreeId`] either).
 const STAGING_TREE: &str = "staging";
 
+/// The tree of [`super::Staging`]'s intents.
+const INTENTS_TREE: &str = "audit_intents";
+
 /// The staging tree's key for the caller's mark; entries are numbered from 1.
 const STAGING_MARK: [u8; 8] = [0; 8];
 
@@ -194,6 +197,8 @@ pub(crate) struct SledKv {
     meta: MetaCache,
     /// Entries staged by another component ([`super::Staging`]); outside change sets.
     staging: sled::Tree,
+    /// Its intents, outside change sets too.
+    intents: sled::Tree,
 }
 
 impl SledKv {
@@ -279,6 +284,10 @@ impl Drop for SledKv {
 }
 
 impl Kv for SledKv {
+    fn accepts_writes(&self) -> bool {
+        !self.journal.broken.load(Ordering::Acquire)
+    }
+
     fn get(&self, tree: TreeId, key: &[u8]) -> Result<Option<Vec<u8>>> {
         if tree == TreeId::Meta {
             return Ok(self.meta.lock().get(key).cloned());
@@ -420,9 +429,14 @@ impl SledStore {
     /// # Errors
     /// [`Error::Storage`] when sled cannot open the directory (e.g. another process holds
     /// it); [`Error::Corrupt`] when it holds another format version or a damaged journal.
+    ///
+    /// The directory is made owner-only first, and everything sled created in it after
+    /// ([`super::private`]).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        super::private::make_private(&path)?;
         let db = open_db(&path)?;
+        super::private::make_private(&path)?;
         Self::over(db, path)
     }
 
@@ -433,13 +447,21 @@ impl SledStore {
     /// As [`SledStore::open`].
     pub fn open_if_free(path: impl AsRef<Path>) -> Result<Option<Self>> {
         let path = path.as_ref().to_path_buf();
-        if !path.join(LOG_FILE).is_file() {
+        if !Self::exists(&path) {
             return Ok(None);
         }
         match try_open_db(&path)? {
-            Some(db) => Self::over(db, path).map(Some),
+            Some(db) => {
+                super::private::make_private(&path)?;
+                Self::over(db, path).map(Some)
+            }
             None => Ok(None),
         }
+    }
+
+    /// Whether `path` holds a store (sled's log file).
+    pub fn exists(path: impl AsRef<Path>) -> bool {
+        path.as_ref().join(LOG_FILE).is_file()
     }
 
     /// The store over an opened database: trees, journal replay, counters.
@@ -467,6 +489,7 @@ impl SledStore {
                 values: Mutex::new(BTreeMap::new()),
             },
             staging: db.open_tree(STAGING_TREE).map_err(sled_err)?,
+            intents: db.open_tree(INTENTS_TREE).map_err(sled_err)?,
         };
         let replayed = kv.replay_journal()?;
         kv.load_meta()?;
@@ -495,8 +518,10 @@ impl SledStore {
     /// # Errors
     /// [`Error::Storage`] when sled cannot open the directory.
     pub fn settle(path: impl AsRef<Path>) -> Result<()> {
-        // Opening is the whole job: sled writes the snapshot while it recovers.
-        open_db(path.as_ref()).map(drop)
+        // Opening is the whole job: sled writes the snapshot while it recovers (a new
+        // file, made owner-only like the rest).
+        open_db(path.as_ref()).map(drop)?;
+        super::private::make_private(path.as_ref())
     }
 
     /// The directory the store lives in.
@@ -532,6 +557,26 @@ impl super::Staging for SledStore {
         self.engine.flush_through(ticket)
     }
 
+    fn stage_intent(&self, id: u64, bytes: &[u8]) -> Result<()> {
+        self.engine
+            .kv
+            .intents
+            .insert(id.to_be_bytes(), bytes)
+            .map(drop)
+            .map_err(sled_err)
+    }
+
+    fn drop_intents(&self, ids: &[u64]) -> Result<()> {
+        for id in ids {
+            self.engine
+                .kv
+                .intents
+                .remove(id.to_be_bytes())
+                .map_err(sled_err)?;
+        }
+        Ok(())
+    }
+
     fn settle_staged(&self, mark: &[u8], through: u64) -> Result<()> {
         let tree = &self.engine.kv.staging;
         // The mark first: sled recovers a prefix of its log, so no removal below survives
@@ -560,6 +605,14 @@ impl super::Staging for SledStore {
                 0 => out.mark = Some(value.to_vec()),
                 seq => out.entries.push((seq, value.to_vec())),
             }
+        }
+        for item in self.engine.kv.intents.iter() {
+            let (key, value) = item.map_err(sled_err)?;
+            let key: [u8; 8] = key
+                .as_ref()
+                .try_into()
+                .map_err(|_| Error::Corrupt("intent key is not 8 bytes".into()))?;
+            out.intents.push((u64::from_be_bytes(key), value.to_vec()));
         }
         Ok(out)
     }

@@ -7,6 +7,16 @@ use std::time::Duration;
 
 use empi::grpc::pb::{self, empi_client::EmpiClient};
 
+/// `empi load` of `people.csv` into a new store.
+const LOAD_NEW: &[&str] = &[
+    "load",
+    "--data",
+    "store",
+    "--create",
+    "--input",
+    "people.csv",
+];
+
 const EMPI: &str = env!("CARGO_BIN_EXE_empi");
 
 fn empi(args: &[&str], dir: &Path) -> Output {
@@ -37,10 +47,7 @@ adt,4,Ana,Lima,1970-02-30,,,
 fn load_then_check_passes() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("people.csv"), CSV).unwrap();
-    let out = empi(
-        &["load", "--data", "store", "--input", "people.csv"],
-        dir.path(),
-    );
+    let out = empi(LOAD_NEW, dir.path());
     let err = text(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -71,10 +78,7 @@ fn load_then_check_passes() {
 fn check_fails_on_a_broken_store_and_on_no_store() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("people.csv"), CSV).unwrap();
-    let out = empi(
-        &["load", "--data", "store", "--input", "people.csv"],
-        dir.path(),
-    );
+    let out = empi(LOAD_NEW, dir.path());
     assert!(out.status.success(), "{}", text(&out.stderr));
     {
         // Break an invariant behind the store's back: delete every person.

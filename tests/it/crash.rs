@@ -2,7 +2,9 @@
 //! load; after a restart on the same store every acknowledged record is there with the EUID
 //! it was acknowledged with, `empi check` passes on the crashed store, and the audit trail
 //! holds each acknowledged call exactly once (its last lines come back from the store),
-//! in `empi audit`'s export before the restart and in the file after it.
+//! in `empi audit`'s export before the restart and in the file after it. Every record in
+//! the store has a line, acknowledged or not, and a copy of the crashed data directory
+//! exports the same trail, however often.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -26,21 +28,27 @@ const PER_CLIENT: usize = 5_000;
 const KILL_AFTER_ACKS: usize = 200;
 
 /// A child `empi serve`; killed (SIGKILL on unix) and reaped when dropped.
-struct Server {
-    child: Child,
-    addr: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
     log: PathBuf,
 }
 
 impl Server {
     /// Starts `empi serve` on port 0 and reads the bound address from its first stdout line
     /// (`listening on ADDR`), so no port is picked and then raced for.
-    fn start(data: &Path, log: PathBuf) -> Server {
+    pub(crate) fn start(data: &Path, log: PathBuf) -> Server {
+        Self::start_with(data, log, &[])
+    }
+
+    /// [`Server::start`] with more arguments to `empi serve`.
+    pub(crate) fn start_with(data: &Path, log: PathBuf, args: &[&str]) -> Server {
         let err = std::fs::File::create(&log).expect("server log file");
         let mut child = Command::new(EMPI)
             .args(["serve", "--data"])
             .arg(data)
             .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(err)
@@ -71,21 +79,47 @@ impl Server {
         server
     }
 
-    fn endpoint(&self) -> Endpoint {
+    pub(crate) fn endpoint(&self) -> Endpoint {
         Endpoint::from_shared(format!("http://{}", self.addr))
             .expect("valid uri")
             .connect_timeout(Duration::from_secs(1))
             .timeout(Duration::from_secs(5))
     }
 
-    fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let s = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = s.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
+    /// A channel once the server answers health checks (whatever its credentials rule);
+    /// panics after `limit` or if it exits.
+    pub(crate) async fn ready_channel(&mut self, limit: Duration) -> Channel {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                panic!("empi serve exited with {status}:\n{}", self.log_tail());
+            }
+            if let Ok(ch) = self.endpoint().connect().await {
+                let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
+                let asked = tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                };
+                if health.check(asked).await.is_ok() {
+                    return ch;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "empi serve not ready within {limit:?}:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// A client once the server answers GetStats; panics after `limit` or if it exits.
-    async fn ready_client(&mut self, limit: Duration) -> EmpiClient<Channel> {
+    pub(crate) async fn ready_client(&mut self, limit: Duration) -> EmpiClient<Channel> {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -169,7 +203,7 @@ fn mix(p: usize, salt: u64) -> u64 {
 
 /// The `j`-th record client `c` sends. Each client has its own persons; every fifth record is
 /// a second source's copy of the previous person, so links happen as well as creations.
-fn record(c: usize, j: usize) -> pb::PatientRecord {
+pub(crate) fn record(c: usize, j: usize) -> pb::PatientRecord {
     let copy = j % 5 == 4;
     let p = c * PER_CLIENT + if copy { j - 1 } else { j };
     let pick = |list: &[&str], salt| list[(mix(p, salt) % list.len() as u64) as usize].to_string();
@@ -279,6 +313,10 @@ async fn acknowledged_records_survive_sigkill() {
     }
     server.child.kill().expect("SIGKILL empi serve");
     server.child.wait().expect("reap empi serve");
+    // A copy of the crashed data directory, as a backup or a move would make (the trail
+    // gets a new inode): completing its trail must not double it.
+    let copy = dir.path().join("copy");
+    copy_dir(&data, &copy);
 
     let mut acked = Vec::new();
     let mut linked = 0;
@@ -315,18 +353,43 @@ async fn acknowledged_records_survive_sigkill() {
 
     // The audit export before any restart: each acknowledged call exactly once (the
     // export completes the trail from the store first).
-    let export = Command::new(EMPI)
-        .args(["audit", "--data"])
-        .arg(&data)
-        .output()
-        .expect("running empi audit");
-    assert!(export.status.success(), "empi audit failed: {export:?}");
-    let exported: Vec<audit::AuditEntry> = String::from_utf8(export.stdout)
-        .expect("UTF-8 export")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("an audit entry per line"))
-        .collect();
+    let exported = export(&data);
     assert_audited_once(&exported, &acked);
+    // Every record the store holds has its line, acknowledged or not: its call's own, or
+    // the line kept in the store before the change, written as interrupted.
+    let named: std::collections::HashSet<&str> = exported
+        .iter()
+        .filter(|e| e.operation == "MatchOrCreate")
+        .filter(|e| matches!(e.outcome, AuditOutcome::Ok | AuditOutcome::Interrupted))
+        .flat_map(|e| e.records.iter().map(String::as_str))
+        .collect();
+    {
+        use empi::store::Store;
+        let store = empi::store::SledStore::open(&data).expect("opening the crashed store");
+        let mut stored = 0;
+        for r in store.records() {
+            let key = r.expect("a stored record").record.key().to_string();
+            assert!(
+                named.contains(key.as_str()),
+                "record {key} stored without an audit line"
+            );
+            stored += 1;
+        }
+        assert!(
+            stored >= acked.len(),
+            "{stored} stored, {} acknowledged",
+            acked.len()
+        );
+    }
+
+    // The copy exports the same trail, as often as it is exported.
+    for _ in 0..2 {
+        assert_eq!(
+            export(&copy),
+            exported,
+            "the copy's trail differs from the original's"
+        );
+    }
 
     // Restart on the same store: every acknowledged record is there, in the same person.
     let mut server = Server::start(&data, dir.path().join("serve-2.log"));
@@ -373,6 +436,35 @@ async fn acknowledged_records_survive_sigkill() {
         trail.unreadable_lines
     );
     assert_audited_once(&trail.entries, &acked);
+}
+
+/// The audit trail of `data` as `empi audit` exports it.
+pub(crate) fn export(data: &Path) -> Vec<audit::AuditEntry> {
+    let out = Command::new(EMPI)
+        .args(["audit", "--data"])
+        .arg(data)
+        .output()
+        .expect("running empi audit");
+    assert!(out.status.success(), "empi audit failed: {out:?}");
+    String::from_utf8(out.stdout)
+        .expect("UTF-8 export")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an audit entry per line"))
+        .collect()
+}
+
+/// Copies a directory tree (files and folders).
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("creating the copy");
+    for entry in std::fs::read_dir(from).expect("listing") {
+        let entry = entry.expect("an entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copying a file");
+        }
+    }
 }
 
 /// Every acknowledged call is audited as done exactly once, and no call twice.

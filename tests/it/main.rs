@@ -3,6 +3,8 @@
 mod batch;
 mod cli;
 mod crash;
+mod faults;
+mod fuzzing;
 mod grpc;
 mod quality;
 mod security;
