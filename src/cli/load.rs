@@ -18,6 +18,7 @@ use super::serve::open_service;
 /// Arguments of `empi load`.
 #[derive(Args, Debug)]
 #[command(
+    after_help = empi::input::mapping_help(),
     mut_arg("input", |a| a.required(true)),
     mut_arg("model", |a| a.help("Model file (default: the shipped default model); use the server's")),
 )]
