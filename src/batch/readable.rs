@@ -197,9 +197,29 @@ fn fit(v: &str, width: usize) -> String {
     s
 }
 
+/// One line of a pair's table: the field, both values cut to their column, the level and
+/// the weight.
+fn row(
+    w: &mut impl Write,
+    field: &str,
+    a: &str,
+    b: &str,
+    level: &str,
+    weight: &str,
+) -> std::io::Result<()> {
+    const WIDTH: usize = 28;
+    let line = format!(
+        "  {field:<20} {:<WIDTH$} {:<WIDTH$} {level:<18} {weight:>7}",
+        fit(a, WIDTH),
+        fit(b, WIDTH)
+    );
+    writeln!(w, "{}", line.trim_end())
+}
+
 /// Writes the review pairs for a person: for each, both records' keys and values side by
 /// side, each comparison's level and weight, the prior and the total, and why the pair
-/// is not decided automatically, in words.
+/// is not decided automatically, in words. A comparison neither record has a value for
+/// is left out.
 ///
 /// # Errors
 /// I/O errors.
@@ -211,7 +231,6 @@ pub fn write_review_text(
     linker: &Linker,
     review: &[ReviewPair],
 ) -> std::io::Result<()> {
-    const WIDTH: usize = 28;
     let t = linker.thresholds();
     let mut w = BufWriter::new(out);
     writeln!(
@@ -251,35 +270,23 @@ pub fn write_review_text(
                 "  (a record of this pair was not found again in the input)"
             )?;
         }
-        writeln!(
-            w,
-            "  {:<20} {:<WIDTH$} {:<WIDTH$} {:<18} {:>7}",
-            "field",
-            fit(&ka, WIDTH),
-            fit(&kb, WIDTH),
-            "level",
-            "weight"
-        )?;
+        row(&mut w, "field", &ka, &kb, "level", "weight")?;
         for c in Comparison::ALL {
             let value = |rec: Option<&Record>| rec.map_or(String::new(), |x| compared_value(c, x));
+            let (va, vb) = (value(ra), value(rb));
             let (level, weight) = e
                 .comparisons
                 .get(c.index())
                 .map_or(("", 0.0), |o| (o.level.as_str(), o.weight));
+            if level == "missing" && va.is_empty() && vb.is_empty() {
+                continue;
+            }
             let weight = if level == "missing" {
                 String::new()
             } else {
                 format!("{weight:+.2}")
             };
-            writeln!(
-                w,
-                "  {:<20} {:<WIDTH$} {:<WIDTH$} {:<18} {:>7}",
-                c.name(),
-                fit(&value(ra), WIDTH),
-                fit(&value(rb), WIDTH),
-                level,
-                weight
-            )?;
+            row(&mut w, c.name(), &va, &vb, level, &weight)?;
         }
         let none = || context_values(&Record::default());
         let (ca, cb) = (
@@ -288,34 +295,18 @@ pub fn write_review_text(
         );
         for ((field, va), (_, vb)) in ca.iter().zip(&cb) {
             if !va.is_empty() || !vb.is_empty() {
-                writeln!(
-                    w,
-                    "  {field:<20} {:<WIDTH$} {:<WIDTH$} {:<18} {:>7}",
-                    fit(va, WIDTH),
-                    fit(vb, WIDTH),
-                    "(not compared)",
-                    ""
-                )?;
+                row(&mut w, field, va, vb, "(not compared)", "")?;
             }
         }
-        writeln!(
-            w,
-            "  {:<20} {:<WIDTH$} {:<WIDTH$} {:<18} {:>7}",
+        row(
+            &mut w,
             "prior",
             "",
             "",
             "",
-            format!("{:+.2}", e.prior_weight)
+            &format!("{:+.2}", e.prior_weight),
         )?;
-        writeln!(
-            w,
-            "  {:<20} {:<WIDTH$} {:<WIDTH$} {:<18} {:>7}",
-            "total",
-            "",
-            "",
-            "",
-            format!("{:+.2}", e.weight)
-        )?;
+        row(&mut w, "total", "", "", "", &format!("{:+.2}", e.weight))?;
     }
     w.flush()
 }

@@ -239,8 +239,8 @@ pub fn print_read_summary(path: &Path, s: &ReadSummary) {
     }
     if s.duplicate_keys > 0 {
         eprintln!(
-            "  duplicate keys: {} rows repeat an earlier row's source and local_id (first: {}); \
-             the later row is used",
+            "  duplicate keys: {} rows repeat an earlier row's source and local_id (the first: \
+             {}); each such row replaces the earlier one",
             s.duplicate_keys,
             s.first_duplicate.as_deref().unwrap_or("?")
         );

@@ -204,7 +204,7 @@ fn cases() -> Vec<Case> {
         ])
         .file("r.csv", refusable),
         case("duplicate local ids", "dedup --input d.csv --output o.csv --columns MAP", 0, &[
-            "duplicate keys: 1 rows repeat an earlier row's source and local_id (first: file/1004)",
+            "duplicate keys: 1 rows repeat an earlier row's source and local_id (the first: file/1004)",
         ])
         .file("d.csv", dup),
         // Output paths.
