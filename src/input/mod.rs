@@ -455,8 +455,9 @@ struct RowFacts {
 // Returned by value for one row at a time: boxing the record would cost an allocation
 // per row of a million-row file.
 #[allow(clippy::large_enum_variant)]
-enum Converted {
-    Record(Record),
+enum Converted<R = Record> {
+    /// The record (or what the caller made of it).
+    Record(R),
     /// No local id (`true`), or no demographic value.
     Skipped(bool),
     /// A record the service would refuse; the error names the field.
@@ -795,9 +796,9 @@ where
                         let r = convert_row(row, &resolved, opts, today, &mut facts);
                         (
                             r.map(|c| match c {
-                                Converted::Record(rec) => Ok(convert(rec)),
-                                Converted::Skipped(no_id) => Err(Err(no_id)),
-                                Converted::Refused(e) => Err(Ok(e)),
+                                Converted::Record(rec) => Converted::Record(convert(rec)),
+                                Converted::Skipped(no_id) => Converted::Skipped(no_id),
+                                Converted::Refused(e) => Converted::Refused(e),
                             }),
                             facts,
                         )
@@ -812,12 +813,12 @@ where
                 *u += u64::from(facts.unusable >> slot & 1);
             }
             match r? {
-                Ok(rec) => records.push(rec),
-                Err(Err(no_id)) => {
+                Converted::Record(rec) => records.push(rec),
+                Converted::Skipped(no_id) => {
                     summary.skipped_rows += 1;
                     summary.skipped_without_id += u64::from(no_id);
                 }
-                Err(Ok(e)) => {
+                Converted::Refused(e) => {
                     summary.refused_rows += 1;
                     *summary.refused.entry(e.to_string()).or_default() += 1;
                 }
