@@ -733,12 +733,46 @@ fn choose_date_format(r: &mut Resolved, first: &[csv::StringRecord]) -> Option<F
 }
 
 /// Lines of rows whose values hold line breaks, noted while reading.
-#[derive(Default)]
 struct Breaks {
+    /// The file's delimiter, as text.
+    delimiter: char,
     rows: u64,
     first: Option<u64>,
-    /// The last row read, when it holds a line break: (first line, line after it).
-    last: Option<(u64, u64)>,
+    /// The last row read, when its last value looks like the rest of the file swallowed
+    /// by a quote left open: its first and last lines.
+    swallowing: Option<(u64, u64)>,
+}
+
+impl Breaks {
+    fn new(delimiter: u8) -> Self {
+        Breaks {
+            delimiter: char::from(delimiter),
+            rows: 0,
+            first: None,
+            swallowing: None,
+        }
+    }
+
+    /// Notes a row that spans lines. A quote left open runs to the end of the file, so
+    /// its value is the row's last and holds what look like more rows: it ends in a line
+    /// break, or has a delimiter after one. A quoted note over two lines does neither.
+    fn note(&mut self, row: &csv::StringRecord, first: u64, after: u64) {
+        self.swallowing = None;
+        if !row.iter().any(|f| f.contains(['\n', '\r'])) {
+            return;
+        }
+        self.rows += 1;
+        self.first.get_or_insert(first);
+        let last = row.iter().next_back().unwrap_or("");
+        if let Some(at) = last.find(['\n', '\r']) {
+            let rest = &last[at..];
+            let ends_in_break = last.ends_with(['\n', '\r']);
+            if ends_in_break || rest.contains(self.delimiter) {
+                let end = if ends_in_break { after - 1 } else { after };
+                self.swallowing = Some((first, end.max(first)));
+            }
+        }
+    }
 }
 
 /// [`read_csv_map`] over any reader.
@@ -771,7 +805,7 @@ where
     let mut records = Vec::new();
     let mut present = [0u64; FIELDS.len()];
     let mut unusable = [0u64; FIELDS.len()];
-    let mut breaks = Breaks::default();
+    let mut breaks = Breaks::new(delimiter);
     // Two row buffers, reused from chunk to chunk: while one chunk is converted in parallel,
     // the next is parsed (rayon::join), so parsing overlaps conversion.
     let mut current: Vec<csv::StringRecord> = Vec::with_capacity(CHUNK);
@@ -829,14 +863,13 @@ where
         filled = read_next.map_err(csv_error)?;
         std::mem::swap(&mut current, &mut next);
     }
-    if let Some((first, after)) = breaks.last {
+    if let Some((first, end)) = breaks.swallowing {
         return Err(Error::invalid(
             "input",
             format!(
-                "line {first}: a quoted value runs from here to the end of the file (line {}): \
-                 a quote is probably not closed; fix it (a quote inside a value is written \
-                 twice: \"\")",
-                after.max(first + 1) - 1
+                "line {first}: a quoted value runs from here to the end of the file (line \
+                 {end}): a quote is probably not closed; fix it (a quote inside a value is \
+                 written twice: \"\")"
             ),
         ));
     }
@@ -964,20 +997,27 @@ fn read_chunk<R: Read>(
     breaks: &mut Breaks,
 ) -> csv::Result<usize> {
     let mut filled = 0;
+    // The line after the last row read, when that row looked like one line.
+    let mut plain = None;
     while filled < CHUNK {
         if filled == buf.len() {
             buf.push(csv::StringRecord::new());
         }
         if !rdr.read_record(&mut buf[filled])? {
+            // The file's last row need not end in a line break: look at it anyway.
+            if let (Some(after), Some(row)) = (plain, filled.checked_sub(1).map(|i| &buf[i])) {
+                breaks.note(row, line_of(row), after);
+            }
             break;
         }
         let row = &buf[filled];
         let (first, after) = (line_of(row), rdr.position().line());
-        breaks.last = None;
-        if after != first + 1 && row.iter().any(|f| f.contains(['\n', '\r'])) {
-            breaks.rows += 1;
-            breaks.first.get_or_insert(first);
-            breaks.last = Some((first, after));
+        if after == first + 1 {
+            breaks.swallowing = None;
+            plain = Some(after);
+        } else {
+            breaks.note(row, first, after);
+            plain = None;
         }
         filled += 1;
     }
@@ -1299,6 +1339,21 @@ mod tests {
         .unwrap();
         assert_eq!((recs.len(), sum.multiline_rows), (2, 1));
         assert_eq!(sum.first_multiline_line, Some(2));
+        // A note over two lines in the last row is a note, not an open quote.
+        for csv in [
+            "local_id,given_name,note\n1,Ana,\"two\nlines\"\n",
+            "local_id,given_name,note\n1,Ana,\"two\nlines\"",
+        ] {
+            let (recs, sum) = read(csv, None, false).unwrap();
+            assert_eq!((recs.len(), sum.multiline_rows), (1, 1), "{csv:?}");
+        }
+        // Without a line end after the last row, the open quote still shows.
+        let e = read("local_id,given_name\n1,Ana\n2,\"Ben\n3,Cleo", None, false).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("line 3: a quoted value runs from here to the end of the file (line 4)"),
+            "{e}"
+        );
     }
 
     #[test]
