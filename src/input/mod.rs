@@ -842,9 +842,16 @@ where
         );
         for (r, facts) in converted {
             summary.rows += 1;
-            for (slot, (p, u)) in present.iter_mut().zip(&mut unusable).enumerate() {
-                *p += u64::from(facts.present >> slot & 1);
-                *u += u64::from(facts.unusable >> slot & 1);
+            // One pass over the set bits only: this loop is the sequential part.
+            for (mask, counts) in [
+                (facts.present, &mut present),
+                (facts.unusable, &mut unusable),
+            ] {
+                let mut m = mask;
+                while m != 0 {
+                    counts[m.trailing_zeros() as usize] += 1;
+                    m &= m - 1;
+                }
             }
             match r? {
                 Converted::Record(rec) => records.push(rec),
