@@ -423,13 +423,6 @@ impl EvalReport {
                 ));
             }
         }
-        s.push_str(
-            "units: precision, recall and f1 are shares of record pairs; false-merge is the share \
-             of clusters holding several persons, split the share of persons spread over several \
-             clusters, review the share of records whose submission opens a review task, \
-             review-ok the share of reviewed pairs that are one person; relatives counts record \
-             pairs of related persons (twins, siblings, parent and child, spouses) merged\n",
-        );
         s
     }
 }

@@ -20,10 +20,12 @@
 //!   bulk runs skip hopeless pairs.
 //! - [`blocking`]: blocking keys and the incremental candidate index.
 //! - [`linker`]: candidates → scores → decision (pure, sync, no I/O).
-//! - [`input`]: CSV reading through a column mapping.
+//! - [`input`]: CSV reading through a column mapping: encoding, delimiter and date-format
+//!   detection, and the service's own record rules ([`record::Record::validate`]).
 //! - [`synth`]: the deterministic synthetic population generator.
 //! - [`eval`]: quality measures against ground truth.
-//! - [`batch`]: bulk runs on the same core: file dedup, two-file linking, store re-scan.
+//! - [`batch`]: bulk runs on the same core: file dedup, two-file linking, store re-scan,
+//!   and results joined back to the input for people to read.
 //! - [`report`]: the model report: parameters, expected vs measured quality, pictures.
 //! - [`store`]: persistence behind a trait (sled, in-memory): records, persons, review
 //!   tasks, history; atomic change sets, group-committed durability.

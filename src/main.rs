@@ -69,10 +69,26 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes, each said once: a cause whose text its parent already ends
+/// with (the system's reason under a file error that quotes it) is left out.
+fn message(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if !msg.ends_with(&c) {
+            if !msg.is_empty() {
+                msg.push_str(": ");
+            }
+            msg.push_str(&c);
+        }
+    }
+    msg
 }
 
 #[cfg(test)]
@@ -201,10 +217,70 @@ mod tests {
         let Ok(Command::Model(m)) = parse(report) else {
             panic!("model report")
         };
-        let super::cli::model::ModelCommand::Report(r) = m.command;
+        let super::cli::model::ModelCommand::Report(r) = m.command else {
+            panic!("model report")
+        };
         assert_eq!(r.model, "default");
         assert_eq!(r.input.columns.as_deref(), Some("a=b"));
         assert_eq!(r.input.source, "s");
+    }
+
+    #[test]
+    fn reading_flags_parse_and_refuse_nonsense() {
+        use ErrorKind::{ArgumentConflict, MissingRequiredArgument, ValueValidation};
+        let Ok(Command::Dedup(a)) =
+            parse("dedup --input f --output o --delimiter tab --encoding latin1")
+        else {
+            panic!("dedup")
+        };
+        assert_eq!(a.input.read.format.delimiter, Some(b'\t'));
+        assert_eq!(
+            a.input.read.format.encoding,
+            empi::input::Encoding::Windows1252
+        );
+        let Ok(Command::Link(a)) = parse("link --left l --right r --output o --delimiter ;") else {
+            panic!("link")
+        };
+        assert_eq!(a.read.format.delimiter, Some(b';'));
+        assert_eq!(
+            parse("dedup --input f --output o --delimiter ;;").err(),
+            Some(ValueValidation)
+        );
+        assert_eq!(
+            parse("dedup --input f --output o --encoding ebcdic").err(),
+            Some(ValueValidation)
+        );
+        // With --data there is no input to read, join or review: those flags are refused,
+        // not ignored.
+        for flag in [
+            "--review r",
+            "--review-text r",
+            "--joined j",
+            "--output o",
+            "--truth t",
+            "--columns c",
+        ] {
+            assert_eq!(
+                parse(&format!("dedup --data d {flag}")).err(),
+                Some(ArgumentConflict),
+                "{flag}"
+            );
+        }
+        assert!(parse("dedup --data d --dry-run --report r").is_ok());
+        // model export / set.
+        assert!(parse("model export").is_ok());
+        assert!(parse("model export m.json --out x.json --force").is_ok());
+        assert_eq!(
+            parse("model set default --out x").err(),
+            Some(MissingRequiredArgument)
+        );
+        let Ok(Command::Model(m)) = parse("model set default --lower -2 --out x") else {
+            panic!("model set")
+        };
+        let super::cli::model::ModelCommand::Set(s) = m.command else {
+            panic!("model set")
+        };
+        assert_eq!((s.upper, s.lower), (None, Some(-2.0)));
     }
 
     #[test]

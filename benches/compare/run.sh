@@ -53,7 +53,7 @@ for persons in "${@:-50000}"; do
     records=$(($(wc -l < "$data/records.csv") - 1))
 
     read -r e_wall e_rss < <(measure "$work/empi-$persons.time" \
-        "$empi" dedup --quiet --input "$data/records.csv" --output "$work/empi-$persons.csv" \
+        "$empi" dedup --quiet --force --input "$data/records.csv" --output "$work/empi-$persons.csv" \
         --report "$work/empi-$persons.json")
     e_q=$(python3 "$here/quality.py" "$work/empi-$persons.csv" "$data/truth.csv")
 

@@ -111,6 +111,22 @@ impl ReviewKind {
             ReviewKind::Chain => "chain",
         }
     }
+
+    /// Why a person must decide, in words.
+    pub fn reason(self) -> &'static str {
+        match self {
+            ReviewKind::BetweenThresholds => {
+                "the weight is between the thresholds: too high to keep the records apart, \
+                 too low to link them without a person"
+            }
+            ReviewKind::Rival => {
+                "a relative sharing the household could have these records as well"
+            }
+            ReviewKind::Chain => {
+                "linking would put records that contradict each other into one cluster"
+            }
+        }
+    }
 }
 
 /// A pair for review, between two different clusters.

@@ -9,6 +9,7 @@
 //! - [`dataset`]: records read straight into prepared form with compact keys.
 //! - [`dedup`](mod@dedup): a whole dedup run and its report; review pairs with explanations.
 //! - [`link`](mod@link): linking two files.
+//! - [`readable`]: results joined back to the input's rows, and review pairs a person reads.
 //! - [`rescan`](mod@rescan): re-scanning a store for duplicate persons.
 
 pub mod attach;
@@ -16,6 +17,7 @@ pub mod cluster;
 pub mod dataset;
 pub mod dedup;
 pub mod link;
+pub mod readable;
 pub mod rescan;
 pub mod score;
 

@@ -10,11 +10,11 @@ use empi::batch::{score_records, ScoreOptions};
 use empi::eval::{read_truth_and_persons, sweep_with_relations, true_pairs, EvalReport, Relations};
 use empi::linker::Linker;
 
-use super::input::InputArgs;
+use super::input::{check_outputs, check_truth, reading, InputArgs, OutputArgs};
 
 /// Arguments of `empi eval`.
 #[derive(Args, Debug)]
-#[command(mut_arg("input", |a| a.required(true)))]
+#[command(after_help = empi::input::mapping_help(), mut_arg("input", |a| a.required(true)))]
 pub struct EvalArgs {
     #[command(flatten)]
     pub input: InputArgs,
@@ -35,13 +35,23 @@ pub struct EvalArgs {
     /// model threshold, as record keys and per-comparison levels (no field values).
     #[arg(long, default_value_t = 0)]
     pub explain_errors: usize,
+    #[command(flatten)]
+    pub out: OutputArgs,
 }
+
+/// What the table's columns measure, printed under it.
+const UNITS: &str = "\
+upper: the upper threshold, a match weight (log2 odds); p(match) its probability.
+precision, recall, f1: of the pairs the clusters join, against the truth (0 to 1).
+false-merge: % of clusters holding more than one true person; split: % of true persons
+spread over more than one cluster; review: % of records in a pair left for review;
+review-ok: % of reviewed pairs that are one person; relatives: record pairs of related
+persons (twins, siblings, parent and child, spouses) merged, with a relations file.
+";
 
 /// Runs `empi eval`.
 pub fn eval(args: &EvalArgs) -> Result<()> {
     let started = Instant::now();
-    let linker = args.input.linker()?;
-    let (records, _) = args.input.read()?;
     let truth = match &args.truth {
         Some(t) => t.clone(),
         None => args
@@ -51,8 +61,23 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             .unwrap_or(Path::new("."))
             .join("truth.csv"),
     };
-    let (labels, persons) = read_truth_and_persons(&truth, &records)
-        .with_context(|| format!("reading {}", truth.display()))?;
+    check_outputs(
+        &[
+            ("--input", Some(args.input.path()?)),
+            ("--truth", Some(&truth)),
+            ("--model", args.input.read.model.as_deref()),
+        ],
+        &[("--json", args.json.as_deref())],
+        args.out.force,
+    )?;
+    let linker = args.input.linker()?;
+    let (records, _) = args.input.read()?;
+    let (labels, persons) =
+        read_truth_and_persons(&truth, &records).map_err(|e| reading("truth file", &truth, e))?;
+    let keys = records
+        .iter()
+        .map(|r| (r.source.as_str(), r.local_id.as_str()));
+    check_truth(&truth, &labels, keys)?;
     let relations_path = args.relations.clone().or_else(|| {
         let beside = truth
             .parent()
@@ -61,9 +86,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         beside.exists().then_some(beside)
     });
     let relations = match &relations_path {
-        Some(p) => {
-            Some(Relations::read(p, &persons).with_context(|| format!("reading {}", p.display()))?)
-        }
+        Some(p) => Some(Relations::read(p, &persons).map_err(|e| reading("relations file", p, e))?),
         None => None,
     };
     let t = linker.thresholds();
@@ -112,7 +135,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         ]
         .into(),
     };
-    print!("{}", report.to_table());
+    print!("{}{UNITS}", report.to_table());
     if let Some(p) = &args.json {
         std::fs::write(p, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", p.display()))?;
@@ -138,12 +161,14 @@ fn explain_errors(
                 .filter(|c| c.level != "missing")
                 .map(|c| format!("{}={}({:+.1})", c.comparison, c.level, c.weight))
                 .collect();
+            let rival = e
+                .rival
+                .map_or(String::new(), |r| format!("  held back: {};", r.reason()));
             println!(
-                "  {} ~ {}  w={:.1} ({})  {}",
+                "  {} ~ {}  weight {:.1}{rival}  {}",
                 records[p.a as usize].key(),
                 records[p.b as usize].key(),
                 e.weight,
-                e.rival.map_or("no rival", |r| r.reason()),
                 levels.join(" ")
             );
         }

@@ -11,10 +11,11 @@ use clap::Args;
 use empi::batch::{self, DedupOptions, LinkDecision, LinkOptions};
 
 use super::dedup::read_input;
-use super::input::ReadArgs;
+use super::input::{check_outputs, OutputArgs, ReadArgs};
 
 /// Arguments of `empi link`.
 #[derive(Args, Debug)]
+#[command(after_help = empi::input::mapping_help())]
 pub struct LinkArgs {
     /// Left CSV file (each of its records gets at most one right match).
     #[arg(long)]
@@ -51,6 +52,8 @@ pub struct LinkArgs {
     /// Run summary as JSON.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: OutputArgs,
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
@@ -60,6 +63,18 @@ pub struct LinkArgs {
 pub fn link(args: &LinkArgs) -> Result<()> {
     let started = Instant::now();
     let progress = !args.quiet && std::io::stderr().is_terminal();
+    check_outputs(
+        &[
+            ("--left", Some(&args.left)),
+            ("--right", Some(&args.right)),
+            ("--model", args.read.model.as_deref()),
+        ],
+        &[
+            ("--output", Some(&args.output)),
+            ("--report", args.report.as_deref()),
+        ],
+        args.out.force,
+    )?;
     let linker = args.read.linker()?;
     let read = |path: &PathBuf, cols: &Option<String>, source: &str| {
         read_input(

@@ -24,6 +24,7 @@ use super::serve::{existing_store, open_service_and_store};
 /// Arguments of `empi load`.
 #[derive(Args, Debug)]
 #[command(
+    after_help = empi::input::mapping_help(),
     mut_arg("input", |a| a.required(true)),
     mut_arg("model", |a| a.help("Model file (default: the shipped default model); use the server's")),
 )]

@@ -16,27 +16,9 @@ use super::rng::{below_u32, chance, seeded, shuffle, weighted, Rng};
 use super::{Scaled, SynthConfig, SynthSummary, GENERATOR_VERSION};
 use crate::error::{Error, Result};
 
-/// The columns of `records.csv`, in order (our field names).
-pub const RECORD_COLUMNS: [&str; N_FIELDS] = [
-    "source",
-    "local_id",
-    "given_name",
-    "middle_name",
-    "family_name",
-    "previous_family_name",
-    "birth_date",
-    "sex",
-    "address_line",
-    "address_line2",
-    "city",
-    "state",
-    "postal_code",
-    "country",
-    "phone",
-    "email",
-    "national_id",
-    "multiple_birth_order",
-];
+/// The columns of `records.csv`, in order: our field names, the list the reader maps
+/// ([`crate::input::FIELDS`]).
+pub const RECORD_COLUMNS: [&str; N_FIELDS] = crate::input::FIELDS;
 
 /// The columns of `truth.csv`.
 pub const TRUTH_COLUMNS: [&str; 3] = ["source", "local_id", "person_id"];
