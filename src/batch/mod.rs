@@ -35,8 +35,8 @@ pub use dedup::{
 pub use link::{link, write_links, LinkDecision, LinkOptions, LinkResult, LinkRow};
 pub use rescan::{rescan, rescan_dir, RescanMode, RescanOptions, RescanSummary};
 pub use score::{
-    model_with_data_tf, prepare_all, score_prepared, score_records, ScoreOptions, ScoreStats,
-    ScoredRun,
+    model_with_data_rivals, model_with_data_tf, prepare_all, score_prepared, score_records,
+    ScoreOptions, ScoreStats, ScoredRun,
 };
 
 /// One scored candidate pair (`a < b`, indexes into the record list).

@@ -97,7 +97,9 @@ pub struct ScoredRun {
 pub struct ScoreOptions {
     /// Keep pairs at or above this weight.
     pub keep_min_weight: f64,
-    /// Count term frequencies from the data instead of the model's tables.
+    /// Count the population's statistics from the data instead of taking the model's:
+    /// term frequencies, and the shares of twins and household relatives
+    /// ([`model_with_data_rivals`]).
     pub tf_from_data: bool,
     /// Show progress bars (they also hide themselves when stderr is not a terminal).
     pub progress: bool,
@@ -144,6 +146,41 @@ pub fn model_with_data_tf(model: &Model, prepared: &[Prepared]) -> Model {
         prepared.par_iter().filter_map(|p| p.postcode.as_deref()),
     ));
     m
+}
+
+/// Most pairs sharing a family name that [`model_with_data_rivals`] looks at.
+const RIVAL_FIT_PAIRS: u64 = 300_000;
+
+/// Returns a model whose rival shares (twins and household relatives per same-person
+/// pair) are found in these prepared records, as `empi train` finds them
+/// ([`crate::scoring::estimate::rivals`]): a file without households then pays nothing for
+/// relatives it does not have, and one full of them is weighed against its own share.
+/// The model's own shares stay when there are too few pairs sharing a family name.
+pub fn model_with_data_rivals(model: &Model, prepared: &[Prepared]) -> Model {
+    use crate::scoring::estimate::{rivals, rule_pairs, TrainingRule};
+    let mut out = model.clone();
+    let pairs = rule_pairs(
+        prepared,
+        TrainingRule::Family,
+        0x5eed,
+        RIVAL_FIT_PAIRS,
+        &indicatif::ProgressBar::hidden(),
+    );
+    let (mut m, mut u) = (
+        [[0.0; crate::scoring::MAX_LEVELS]; crate::scoring::N_COMPARISONS],
+        [[0.0; crate::scoring::MAX_LEVELS]; crate::scoring::N_COMPARISONS],
+    );
+    for p in &model.comparisons {
+        for (l, level) in p.levels.iter().enumerate() {
+            m[p.comparison.index()][l] = level.m;
+            u[p.comparison.index()][l] = level.u;
+        }
+    }
+    if let Some(f) = rivals::fit(&pairs.patterns, &m, &u, &model.rivals, 200, 1e-7) {
+        out.rivals.twin.ratio = f.twin_ratio;
+        out.rivals.relative.ratio = f.relative_ratio;
+    }
+    out
 }
 
 /// Prepares records in parallel through one [`NameCache`] (term frequencies left at 0;
@@ -205,7 +242,8 @@ pub fn score_prepared(
     };
     let t = Instant::now();
     let linker = if opts.tf_from_data {
-        Linker::new(model_with_data_tf(linker.scorer().model(), &prepared))?
+        let model = model_with_data_tf(linker.scorer().model(), &prepared);
+        Linker::new(model_with_data_rivals(&model, &prepared))?
             .with_blocking(linker.blocking().clone())
     } else {
         linker.clone()

@@ -18,7 +18,8 @@ use super::input::{check_outputs, check_truth, reading, InputArgs, OutputArgs};
 pub struct EvalArgs {
     #[command(flatten)]
     pub input: InputArgs,
-    /// Use the model's term-frequency tables instead of counting them from the input.
+    /// Use the model's term-frequency tables and rival shares (twins, relatives per
+    /// same-person pair) instead of counting them from the input.
     #[arg(long)]
     pub model_tf: bool,
     /// Ground truth `source,local_id,person_id` (default: truth.csv beside the input).

@@ -88,7 +88,8 @@ pub struct ReportArgs {
     /// Ground truth `source,local_id,person_id` for measured quality (needs --input).
     #[arg(long, requires = "input")]
     pub truth: Option<PathBuf>,
-    /// Use the model's term-frequency tables instead of counting them from the input.
+    /// Use the model's term-frequency tables and rival shares (twins, relatives per
+    /// same-person pair) instead of counting them from the input.
     #[arg(long)]
     pub model_tf: bool,
     /// Directory for the pictures and report.json / report.txt (created if missing).

@@ -55,7 +55,8 @@ fn outside() -> Set {
     read_set(dir.path())
 }
 
-/// Quality at the model's thresholds, as `empi eval` reports it.
+/// Quality at the model's thresholds, as `empi eval` reports it (term frequencies and
+/// rival shares counted from the records).
 fn measure(model: Model, set: &Set) -> Quality {
     let linker = Linker::new(model).unwrap();
     let t = linker.thresholds();
@@ -105,7 +106,7 @@ fn check(q: &Quality, precision: f64, f1: f64, review: f64) {
 fn standard_family_default_model() {
     let set = standard();
     assert!(set.records.len() > 9_000 && !set.relations.is_empty());
-    check(&measure(Model::default_model(), &set), 0.999, 0.98, 0.03);
+    check(&measure(Model::default_model(), &set), 0.999, 0.985, 0.03);
 }
 
 #[test]
@@ -126,7 +127,7 @@ fn outside_family_default_model() {
         set.relations.is_empty(),
         "the outside family has no households"
     );
-    check(&measure(Model::default_model(), &set), 0.999, 0.985, 0.03);
+    check(&measure(Model::default_model(), &set), 0.999, 0.987, 0.02);
 }
 
 #[test]
@@ -136,5 +137,5 @@ fn outside_family_trained_model() {
     // No households: the rivals are found to be all but absent.
     let (twin, relative) = (model.rivals.twin.ratio, model.rivals.relative.ratio);
     assert!(twin < 0.005 && relative < 0.005, "{twin} {relative}");
-    check(&measure(model, &set), 0.999, 0.994, 0.01);
+    check(&measure(model, &set), 0.999, 0.995, 0.01);
 }
