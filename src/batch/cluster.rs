@@ -9,12 +9,12 @@
 //! 2. Inside a component of three or more records, edges are taken strongest first
 //!    (ties by record index, so the result is deterministic) and each edge would join two
 //!    groups A and B. Before joining, every cross pair `x ∈ A, y ∈ B` is checked: if one
-//!    *contradicts* the match (in dedup, see [`super::dedup::ChainRule`]: it scores below
-//!    the lower threshold, or the two records' multiple-birth orders differ), the union is
-//!    refused and the edge becomes a review pair instead (counted in
-//!    [`ChainStats::refused_links`]). Every cross pair is scored, not only those that
-//!    shared a block, so no cluster holds two records that score below the lower
-//!    threshold against each other. A union whose cross check would exceed
+//!    *contradicts* the match (in dedup, see [`super::dedup::contradicts`]: the two records
+//!    are as surely two people as a link must be surely one, or their multiple-birth
+//!    orders differ), the union is refused and the edge becomes a review pair instead
+//!    (counted in [`ChainStats::refused_links`]). Every cross pair is scored, not only
+//!    those that shared a block, so no cluster holds two records that say they are two
+//!    people. A union whose cross check would exceed
 //!    [`GuardedOptions::max_cross_pairs`] is refused the same way: a cluster that large is
 //!    a registrar's question, not an automatic answer.
 //!
