@@ -163,6 +163,8 @@ pub struct ModelReport {
     pub thresholds: Thresholds,
     /// Parameters per level.
     pub levels: Vec<LevelRow>,
+    /// The rival hypotheses (twins, household relatives) and how common they are.
+    pub rivals: crate::scoring::Rivals,
     /// Training metadata, when the model was trained.
     pub training: Option<serde_json::Value>,
     /// Input summary, when an input was scored.
@@ -181,6 +183,7 @@ impl ModelReport {
             prior_weight: prob_to_weight(model.prior),
             thresholds: model.thresholds,
             levels: level_rows(model),
+            rivals: model.rivals.clone(),
             training: model.training.clone(),
             input: None,
             table: Vec::new(),
@@ -200,6 +203,13 @@ impl ModelReport {
             self.thresholds.lower,
             weight_to_prob(self.thresholds.lower),
         );
+        s.push_str(&format!(
+            "rivals: {:.4} twin pairs and {:.4} relative pairs per same-person pair (prior weights {:+.2} and {:+.2} against them)\n",
+            self.rivals.twin.ratio,
+            self.rivals.relative.ratio,
+            -self.rivals.twin.ratio.log2(),
+            -self.rivals.relative.ratio.log2(),
+        ));
         if let Some(t) = self.training.as_ref().filter(|t| !t.is_null()) {
             // The same reading of the metadata as `GetStats` reports.
             let summary = TrainingSummary::from_json(t);
