@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::record::RecordKey;
 use crate::store::{StagedEntries, Staging, UnixMillis};
 
@@ -137,9 +137,9 @@ impl AuditEntry {
     }
 
     /// Marks the entry failed with status `code`.
-    pub fn failed(mut self, code: tonic::Code) -> Self {
+    pub fn failed(mut self, code: Code) -> Self {
         self.outcome = AuditOutcome::Error;
-        self.code = Some(super::guard::code_name(code).to_string());
+        self.code = Some(code.name().to_string());
         self
     }
 

@@ -27,7 +27,7 @@ fn decoded<M: Message + Default>(bytes: &[u8]) -> Result<M, Status> {
 /// (an empty actor is fine where authentication supplies it).
 fn stamp(actor: &str, reason: &str) -> Result<(), Error> {
     let actor = if actor.trim().is_empty() { "-" } else { actor };
-    crate::service::audit(actor, reason).map(drop)
+    crate::service::stamp::checked(actor, reason).map(drop)
 }
 
 /// Decodes `bytes` as the request of `op` and validates it as far as its handler does

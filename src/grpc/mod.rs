@@ -12,7 +12,7 @@ mod status;
 
 pub use decode::check_request;
 pub use handlers::EmpiApi;
-pub use status::code_of;
+pub use status::{canonical, grpc_code};
 
 use std::future::Future;
 use std::sync::Arc;

@@ -9,7 +9,7 @@ use empi::batch::{
 use empi::input::{read_csv, ReadOptions};
 use empi::linker::Linker;
 use empi::record::Record;
-use empi::store::{Audit, LinkMethod, MemoryStore, Plan, Store};
+use empi::store::{LinkMethod, MemoryStore, Plan, Stamp, Store};
 
 fn small() -> Vec<Record> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("synthetic-data/small/records.csv");
@@ -207,7 +207,7 @@ fn link_mode_finds_each_left_record_its_best_right_match() {
 }
 
 fn person(store: &MemoryStore, r: &Record) {
-    let mut plan = Plan::new(store, Audit::now("test", ""));
+    let mut plan = Plan::new(store, Stamp::now("test", ""));
     plan.create_person(r.clone(), LinkMethod::Created).unwrap();
     store.commit_sync(&plan.finish()).unwrap();
 }
