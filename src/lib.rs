@@ -31,13 +31,18 @@
 //!   the live in-memory index; CPU work kept short on the async threads.
 //! - [`auth`]: roles and their permission table, credentials (hashed tokens, client
 //!   certificates), the audit trail, TLS and request limits of the listener, and the
-//!   free-space guard that refuses writes before the disk fills.
-//! - [`grpc`]: the tonic edge: proto ↔ domain conversion, the one error → status mapping,
-//!   `serve(listener, service, shutdown)` with health (kept honest about disk, trail and
-//!   store) and reflection, and `check_request`, the decoding and validation path alone
-//!   for fuzzing.
+//!   free-space reserve below which writes are refused.
+//! - [`app`]: the application layer, the one door policy every front door calls: roles
+//!   and a submitter's sources, one audit line per call, the change durable with its line,
+//!   answers trimmed to the minimum necessary. Transport-neutral.
+//! - [`grpc`]: the gRPC door: the guard that authenticates callers, proto ↔ domain
+//!   conversion, handlers that make one call into [`app`] each, the one error → status
+//!   mapping, `serve(listener, service, shutdown)` with health (kept honest about disk,
+//!   trail and store) and reflection, and `check_request`, the decoding and validation
+//!   path alone for fuzzing.
 #![warn(missing_docs)]
 
+pub mod app;
 pub mod auth;
 pub mod batch;
 pub mod blocking;
