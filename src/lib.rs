@@ -10,23 +10,26 @@
 //! - [`error`]: the one error type.
 //! - [`record`]: the domain types (a source record, its key, partial dates).
 //! - [`time`]: UTC timestamps and civil dates without a date-time dependency.
+//! - [`progress`]: progress bars of long runs on stderr, the one place they are drawn.
 //! - `census` (crate-private): the shipped census name-frequency lists and their parser,
 //!   read by the default model's term frequencies and by the generator.
 //! - [`compare`]: comparators: string, phonetic, nickname, date, identifier.
 //! - [`normalize`]: canonical forms (case, accents, suffixes, phones, ids) and placeholders.
 //! - [`prepare`]: per-record derived keys (phonetic codes, nickname groups), computed once.
-//! - [`scoring`]: the Fellegi–Sunter model, its parameters, guard rails, explanations,
-//!   estimation, the training metadata, and the upper bound on a pair's weight that lets
-//!   bulk runs skip hopeless pairs.
+//! - [`scoring`]: the Fellegi–Sunter model, its parameters, the rival hypotheses (twins,
+//!   household relatives), explanations, estimation, the training metadata, and the upper
+//!   bound on a pair's weight that lets bulk runs skip hopeless pairs.
 //! - [`blocking`]: blocking keys and the incremental candidate index.
-//! - [`linker`]: candidates → scores → decision (pure, sync, no I/O).
+//! - [`linker`]: candidates → scores → decision (pure, sync, no I/O); the decision and the
+//!   scored pair every path (service, batch, evaluation) shares.
 //! - [`input`]: CSV reading through a column mapping.
 //! - [`synth`]: the deterministic synthetic population generator.
 //! - [`eval`]: quality measures against ground truth.
-//! - [`batch`]: bulk runs on the same core: file dedup, two-file linking, store re-scan.
-//! - [`report`]: the model report: parameters, expected vs measured quality, pictures.
 //! - [`store`]: persistence behind a trait (sled, in-memory): records, persons, review
 //!   tasks, history; atomic change sets, group-committed durability.
+//! - [`batch`]: bulk runs on the same core: file dedup, two-file linking, store re-scan,
+//!   and the threshold sweep of an evaluation.
+//! - [`report`]: the model report: parameters, expected vs measured quality, pictures.
 //! - [`service`]: async orchestration: match-or-create, review queue, registrar actions,
 //!   the live in-memory index; CPU work kept short on the async threads.
 //! - [`auth`]: roles and their permission table, credentials (hashed tokens, client
@@ -55,6 +58,7 @@ pub mod input;
 pub mod linker;
 pub mod normalize;
 pub mod prepare;
+pub mod progress;
 pub mod record;
 pub mod report;
 pub mod scoring;

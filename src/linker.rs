@@ -152,6 +152,34 @@ impl<P> Verdict<P> {
     }
 }
 
+/// One scored candidate pair (`a < b`, indexes into the record list).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoredPair {
+    /// First record.
+    pub a: u32,
+    /// Second record.
+    pub b: u32,
+    /// Decision weight (see [`PairScore::weight`]).
+    pub weight: f32,
+    /// The rival holding the weight down, if any.
+    pub rival: Option<Rival>,
+}
+
+impl ScoredPair {
+    /// The pair's score.
+    pub fn score(&self) -> PairScore {
+        PairScore {
+            weight: f64::from(self.weight),
+            rival: self.rival,
+        }
+    }
+
+    /// Whether the pair links on its own at `upper` (see [`pair_decision`]).
+    pub fn links(&self, upper: f64) -> bool {
+        f64::from(self.weight) >= upper && self.rival != Some(Rival::BirthOrderDiffers)
+    }
+}
+
 /// What one scored pair alone calls for; the rule every path (service, batch, eval) shares.
 ///
 /// - a differing multiple-birth order ([`Rival::BirthOrderDiffers`]): new person;

@@ -19,8 +19,8 @@ use empi::linker::Decision;
 use empi::record::Record;
 use empi::service::{Service, ServiceConfig};
 
+use super::data::{existing_store, open_service_and_store, settle_store};
 use super::input::InputArgs;
-use super::serve::{existing_store, open_service_and_store};
 
 /// Arguments of `empi load`.
 #[derive(Args, Debug)]
@@ -98,7 +98,7 @@ pub fn load(args: &LoadArgs) -> Result<()> {
     eprintln!("{summary}");
     drop(trail);
     drop(service);
-    super::serve::settle_store(&args.data);
+    settle_store(&args.data);
     Ok(())
 }
 

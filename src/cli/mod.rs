@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod check;
+pub mod data;
 pub mod dedup;
 pub mod eval;
 pub mod input;

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 
 use empi::auth::{tokens, AuditEntry, AuditLog, Role};
 
-use super::serve::existing_store;
+use super::data::existing_store;
 
 /// Arguments of `empi token`.
 #[derive(Args, Debug)]

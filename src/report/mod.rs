@@ -15,8 +15,9 @@ pub mod plots;
 
 use serde::Serialize;
 
+use crate::batch::sweep;
 use crate::batch::ScoredPair;
-use crate::eval::{sweep, Quality};
+use crate::eval::Quality;
 use crate::scoring::{
     prob_to_weight, weight_to_prob, Comparison, Model, Thresholds, TrainingSummary,
 };

@@ -25,7 +25,7 @@ mod rng;
 mod writer;
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -466,7 +466,7 @@ pub fn run_command(args: &SynthArgs) -> Result<SynthSummary> {
 /// Generates a data set into `out_dir`: `records.csv`, `truth.csv`, `relations.csv` and
 /// `manifest.json`.
 ///
-/// Shows a progress bar on stderr when stderr is a terminal.
+/// Shows a progress bar on stderr when stderr is a terminal ([`crate::progress`]).
 ///
 /// # Errors
 /// [`Error::InvalidInput`] for a bad configuration; [`Error::Io`] when a file cannot be
@@ -480,18 +480,7 @@ pub fn generate(config: &SynthConfig, out_dir: &Path) -> Result<SynthSummary> {
     let open = |p: &Path| std::fs::File::create(p).map_err(|e| Error::io(p, e));
     let records = std::io::BufWriter::with_capacity(1 << 20, open(&records_path)?);
     let truth = std::io::BufWriter::with_capacity(1 << 20, open(&truth_path)?);
-    let progress = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} synth {bar:40} {pos}/{len} records ({eta})",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let progress = crate::progress::bar(0, "synth", true);
     let relations_path = out_dir.join("relations.csv");
     let mut relations = std::io::BufWriter::new(open(&relations_path)?);
     let summary = writer::run(

@@ -3,9 +3,7 @@
 
 use std::path::Path;
 
-use empi::batch::{
-    self, Dataset, DedupOptions, LinkDecision, LinkOptions, RescanMode, RescanOptions,
-};
+use empi::batch::{self, Dataset, DedupOptions, LinkOptions, RescanMode, RescanOptions};
 use empi::input::{read_csv, ReadOptions};
 use empi::linker::Linker;
 use empi::record::Record;
@@ -178,7 +176,7 @@ fn link_mode_finds_each_left_record_its_best_right_match() {
     assert_eq!(result.rows.len(), left.len());
     let (mut links, mut correct) = (0, 0);
     for row in &result.rows {
-        if row.decision == LinkDecision::Link {
+        if row.decision == empi::linker::Decision::Link {
             links += 1;
             let j = row.right.unwrap() as usize;
             correct += usize::from(right_label[j] == left_label[row.left as usize]);
