@@ -12,5 +12,6 @@ pub mod load;
 pub mod model;
 pub mod security;
 pub mod serve;
+pub mod synth;
 pub mod token;
 pub mod train;
