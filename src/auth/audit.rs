@@ -301,8 +301,9 @@ fn file_len(file: &std::fs::File, path: &Path) -> Result<u64> {
 }
 
 /// How far the file was durable: the last settled cycle and the file's length then
-/// (32 bytes, big-endian; the last 16 once held the file's device and inode, and are
-/// ignored: a copied or restored trail is recognised by its content, not its inode).
+/// (32 bytes: both as big-endian `u64`s, then 16 reserved bytes, written as zero and
+/// ignored). Nothing in it names the file itself: a copied or restored trail is recognised
+/// by its content ([`recover`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Mark {
     seq: u64,
@@ -330,8 +331,9 @@ impl Mark {
 }
 
 /// A staged cycle: the intents its lines replace, then its lines. Encoded as a `0x01`
-/// byte, a `u32` count and that many `u64` intent numbers (big-endian), then the lines; a
-/// value that starts otherwise is lines only (written before intents existed).
+/// byte, a `u32` count and that many `u64` intent numbers (big-endian), then the lines. A
+/// value that starts otherwise is read as lines only, replacing no intent (a JSON line
+/// starts with `{`, so the two cannot be confused).
 fn encode_cycle(intents: &[u64], lines: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(5 + intents.len() * 8 + lines.len());
     out.push(1);
