@@ -1,7 +1,9 @@
 //! # empi — an enterprise master patient index
 //!
 //! Decides which patient records from many source systems are the same person, with a
-//! Fellegi–Sunter model, and gives each person one enterprise id (EUID).
+//! Fellegi–Sunter model, and gives each person one enterprise id (EUID). The design (the
+//! layers, the domain rules, the matching model, the durability and audit protocol, and
+//! why each unusual mechanism exists) is in `docs/DESIGN.md`.
 //!
 //! # Layout
 //! Modules in dependency order, lowest first; nothing knows about anything above it.

@@ -3,6 +3,8 @@
 //! one per operator command that changes the data directory (`empi token`, `empi load`,
 //! `empi serve --disable-auth`).
 //!
+//! The protocol as a whole (with the store's part) is in docs/DESIGN.md, section 6.
+//!
 //! Durability is group-committed like the store's writes: one writer thread takes every
 //! entry waiting, writes them, makes them durable once, then acknowledges them all, so
 //! concurrent calls share the cost. The file is opened append-only (mode 0600); entries

@@ -81,7 +81,7 @@ pub struct ThresholdRow {
 }
 
 /// The model's expected quality at each upper threshold, and the measured quality when
-/// `labels` (true person per record) are given; `named` as in [`sweep`].
+/// `labels` (true person per record) are given; `named` as in [`sweep()`].
 pub fn threshold_rows(
     pairs: &[ScoredPair],
     named: &[bool],

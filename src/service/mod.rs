@@ -1,6 +1,7 @@
 //! Async orchestration of the master patient index: match-or-create, matching without
 //! writing, persons and their golden view, registrar actions (link, unlink, merge, split,
 //! not-duplicate), the review queue and counts. Owns the in-memory index it decides with.
+//! Its place among the layers and its domain rules are in docs/DESIGN.md.
 //!
 //! [`Service`] holds the store (`Arc<dyn Store>`), the [`Linker`], and a live index of every
 //! stored record: its prepared form, its person and the blocking index over them, so scoring
@@ -41,7 +42,7 @@
 //! when it still matches the store (same record generation, same empi version, model and
 //! blocking), in parallel chunks. Otherwise — first start, a crash after writes, another
 //! model — it rebuilds the index from [`Store::encoded_records`] in a pipeline: one
-//! thread scans the store, rayon decodes (only record and person, [`RecordEntry`]),
+//! thread scans the store, rayon decodes (only record and person, [`RecordEntry`](crate::store::RecordEntry)),
 //! prepares and computes blocking keys for batches in parallel, and the opening thread
 //! inserts them. Measured at 1M stored records on the 2-core machine (BENCHMARKS.md):
 //! about 2.5 s from the snapshot and 8 s rebuilding.

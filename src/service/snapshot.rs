@@ -1,6 +1,6 @@
 //! The index snapshot: the service's in-memory index written to one file at a clean stop,
 //! so the next start loads prepared records instead of scanning, decoding and re-deriving
-//! every stored record ([`load`]).
+//! every stored record.
 //!
 //! A snapshot is only ever a cache of the store. It is used only when it matches exactly:
 //! - the store's [`records_generation`](crate::store::Store::records_generation), bumped

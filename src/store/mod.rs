@@ -1,6 +1,7 @@
 //! Persistence behind the [`Store`] trait: source records and their links, persons (EUIDs),
 //! review tasks, not-duplicate assertions, history and counters. Owns the key layout and the
-//! durability rule; [`SledStore`] in production, [`MemoryStore`] for tests.
+//! durability rule; [`SledStore`] in production, [`MemoryStore`] for tests. How it fits the
+//! audit trail's durability is in docs/DESIGN.md, section 6.
 //!
 //! # Writing
 //! Every write is a [`ChangeSet`] applied atomically in one transaction across all the trees

@@ -91,7 +91,7 @@ pub struct Removed {
 ///
 /// Reads go to the store once per entity and are cached, so operations compose: later steps
 /// see earlier ones (e.g. a record moved twice, or a merge after a link). Each written entity
-/// carries the version first read, so [`Store::commit`] fails with [`Error::Stale`] if
+/// carries the version first read, so [`Store::apply`] fails with [`Error::Stale`] if
 /// anything changed meanwhile; the caller then builds a fresh plan and retries.
 ///
 /// Ids (EUIDs, task ids) are allocated from the store's persistent counters while planning;

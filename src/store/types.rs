@@ -462,7 +462,7 @@ pub enum HistoryAction {
     ReviewResolved,
 }
 
-/// One immutable audit entry in a person's history.
+/// One immutable entry in a person's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     /// Store-wide sequence number, assigned by the store when the entry is written
