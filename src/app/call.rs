@@ -154,11 +154,27 @@ impl App {
         })
     }
 
-    /// Runs one call of `op` the way every operation runs: begun ([`App::begin`]); an
-    /// unreadable request audited with the keys it carried and refused; otherwise `body`
-    /// with the call and the request (it names what it touches as it goes, so a refused
-    /// or failed call is audited with what it had reached, and a write takes its intent,
-    /// [`Call::intend`], before it changes anything); the line written before the answer.
+    /// Begins a call of `op` ([`App::begin`]) and runs `body` with the call and the request
+    /// (it names what it touches as it goes, so a refused or failed call is audited with
+    /// what it had reached, and a write takes its intent, [`Call::intend`], before it
+    /// changes anything); an unreadable request is refused, naming the keys it carried.
+    async fn enter<'a, R, T>(
+        &'a self,
+        caller: &'a Caller,
+        op: Operation,
+        request: std::result::Result<R, Unreadable>,
+        body: impl AsyncFnOnce(&mut Call<'_>, R) -> Result<T>,
+    ) -> Result<(Call<'a>, Result<T>)> {
+        let mut call = self.begin(caller, op).await?;
+        let result = match request {
+            Ok(request) => body(&mut call, request).await,
+            Err(unreadable) => Err(call.unreadable(unreadable)),
+        };
+        Ok((call, result))
+    }
+
+    /// Runs one call of `op` the way every operation runs ([`App::enter`]), its line
+    /// written before the answer ([`Call::finish`]).
     pub(super) async fn run<R, T>(
         &self,
         caller: &Caller,
@@ -166,11 +182,7 @@ impl App {
         request: std::result::Result<R, Unreadable>,
         body: impl AsyncFnOnce(&mut Call<'_>, R) -> Result<T>,
     ) -> Result<T> {
-        let mut call = self.begin(caller, op).await?;
-        let result = match request {
-            Ok(request) => body(&mut call, request).await,
-            Err(unreadable) => Err(call.unreadable(unreadable)),
-        };
+        let (call, result) = self.enter(caller, op, request, body).await?;
         call.finish(result).await
     }
 
@@ -183,11 +195,7 @@ impl App {
         request: std::result::Result<R, Unreadable>,
         body: impl AsyncFnOnce(&mut Call<'_>, R) -> Result<(T, Pending)>,
     ) -> Result<T> {
-        let mut call = self.begin(caller, op).await?;
-        let applied = match request {
-            Ok(request) => body(&mut call, request).await,
-            Err(unreadable) => Err(call.unreadable(unreadable)),
-        };
+        let (call, applied) = self.enter(caller, op, request, body).await?;
         call.finish_durable(applied).await
     }
 }

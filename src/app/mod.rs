@@ -37,8 +37,8 @@ mod tests;
 
 pub use ops::Request;
 pub use requests::{
-    LinkRecord, MarkNotDuplicate, MatchQuery, MergePersons, RemoveRecord, ResolveReviewTask,
-    SplitPerson, Submit, UnlinkRecord, Unreadable,
+    Attribution, LinkRecord, MarkNotDuplicate, MatchQuery, MergePersons, RemoveRecord,
+    ResolveReviewTask, SplitPerson, Submit, UnlinkRecord, Unreadable,
 };
 
 use std::sync::Arc;

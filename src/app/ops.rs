@@ -129,7 +129,7 @@ impl App {
             call.intend()?;
             let removed = self
                 .service
-                .remove_record(&r.key, call.actor(&r.actor), &r.reason)
+                .remove_record(&r.key, call.actor(&r.by.actor), &r.by.reason)
                 .await?;
             call.name_euid(&removed.euid);
             Ok(removed)
@@ -149,7 +149,7 @@ impl App {
             call.intend()?;
             let moved = self
                 .service
-                .link(&r.key, &r.euid, call.actor(&r.actor), &r.reason)
+                .link(&r.key, &r.euid, call.actor(&r.by.actor), &r.by.reason)
                 .await?;
             call.name_euid(&moved.from);
             Ok(moved)
@@ -168,7 +168,7 @@ impl App {
             call.intend()?;
             let moved = self
                 .service
-                .unlink(&r.key, call.actor(&r.actor), &r.reason)
+                .unlink(&r.key, call.actor(&r.by.actor), &r.by.reason)
                 .await?;
             call.name_euid(&moved.from);
             call.name_euid(&moved.to);
@@ -192,7 +192,7 @@ impl App {
             call.name_euid(&r.into);
             call.intend()?;
             self.service
-                .merge_persons(&r.from, &r.into, call.actor(&r.actor), &r.reason)
+                .merge_persons(&r.from, &r.into, call.actor(&r.by.actor), &r.by.reason)
                 .await
         })
         .await
@@ -216,7 +216,7 @@ impl App {
             call.intend()?;
             let split = self
                 .service
-                .split_person(&r.euid, &r.keys, call.actor(&r.actor), &r.reason)
+                .split_person(&r.euid, &r.keys, call.actor(&r.by.actor), &r.by.reason)
                 .await?;
             call.name_euid(&split.new_euid);
             Ok(split)
@@ -243,7 +243,7 @@ impl App {
                 call.name_euid(&r.b);
                 call.intend()?;
                 self.service
-                    .mark_not_duplicate(&r.a, &r.b, call.actor(&r.actor), &r.reason)
+                    .mark_not_duplicate(&r.a, &r.b, call.actor(&r.by.actor), &r.by.reason)
                     .await
             },
         )
@@ -311,7 +311,7 @@ impl App {
                 call.intend()?;
                 let (task, euid) = self
                     .service
-                    .resolve_task(r.task, &r.action, call.actor(&r.actor), &r.reason)
+                    .resolve_task(r.task, &r.action, call.actor(&r.by.actor), &r.by.reason)
                     .await?;
                 call.name_euid(&euid);
                 Ok((task, euid))

@@ -1,7 +1,5 @@
 //! The domain requests of the operations that need more than an id, and [`Unreadable`]: a
-//! request a door could not read. Registrar actions carry the actor a client names (used
-//! only without authentication) and a free-text reason for history; neither may carry
-//! patient data.
+//! request a door could not read. Registrar actions carry their [`Attribution`].
 
 use crate::error::Error;
 use crate::record::{Record, RecordKey};
@@ -37,6 +35,17 @@ impl Unreadable {
     }
 }
 
+/// Who asks for a registrar action, as the client names them (recorded in history only
+/// when nobody was authenticated), and why (free text kept in history). Neither may carry
+/// patient data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attribution {
+    /// Who asks, as the client names them.
+    pub actor: String,
+    /// Why.
+    pub reason: String,
+}
+
 /// Submit a record (match-or-create).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Submit {
@@ -60,10 +69,8 @@ pub struct MatchQuery {
 pub struct RemoveRecord {
     /// The record.
     pub key: RecordKey,
-    /// Who asks, as the client names it.
-    pub actor: String,
-    /// Why.
-    pub reason: String,
+    /// Who asks, and why.
+    pub by: Attribution,
 }
 
 /// Move a record to a person.
@@ -73,10 +80,8 @@ pub struct LinkRecord {
     pub key: RecordKey,
     /// The person (a merged EUID stands for its survivor).
     pub euid: Euid,
-    /// Who asks, as the client names it.
-    pub actor: String,
-    /// Why.
-    pub reason: String,
+    /// Who asks, and why.
+    pub by: Attribution,
 }
 
 /// Move a record out of its person into a new person.
@@ -84,10 +89,8 @@ pub struct LinkRecord {
 pub struct UnlinkRecord {
     /// The record.
     pub key: RecordKey,
-    /// Who asks, as the client names it.
-    pub actor: String,
-    /// Why.
-    pub reason: String,
+    /// Who asks, and why.
+    pub by: Attribution,
 }
 
 /// Fold one person into another.
@@ -97,10 +100,8 @@ pub struct MergePersons {
     pub from: Euid,
     /// The survivor.
     pub into: Euid,
-    /// Who asks, as the client names it.
-    pub actor: String,
-    /// Why.
-    pub reason: String,
+    /// Who asks, and why.
+    pub by: Attribution,
 }
 
 /// Move records out of a person into a new person.
@@ -110,10 +111,8 @@ pub struct SplitPerson {
     pub euid: Euid,
     /// The records to move; at least one must stay behind.
     pub keys: Vec<RecordKey>,
-    /// Who asks, as the client names it.
-    pub actor: String,
-    /// Why.
-    pub reason: String,
+    /// Who asks, and why.
+    pub by: Attribution,
 }
 
 /// Assert two persons are different people.
@@ -123,10 +122,8 @@ pub struct MarkNotDuplicate {
     pub a: Euid,
     /// The other.
     pub b: Euid,
-    /// Who asks, as the client names it.
-    pub actor: String,
-    /// Why.
-    pub reason: String,
+    /// Who asks, and why.
+    pub by: Attribution,
 }
 
 /// Resolve an open review task.
@@ -136,8 +133,6 @@ pub struct ResolveReviewTask {
     pub task: TaskId,
     /// What the registrar decided.
     pub action: ResolutionAction,
-    /// Who decides, as the client names it.
-    pub actor: String,
-    /// Why.
-    pub reason: String,
+    /// Who asks, and why.
+    pub by: Attribution,
 }

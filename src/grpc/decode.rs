@@ -7,7 +7,7 @@
 use prost::Message;
 use tonic::Status;
 
-use crate::app::Unreadable;
+use crate::app::{Attribution, Request};
 use crate::auth::Operation;
 use crate::error::Error;
 use crate::record::today_days;
@@ -23,11 +23,16 @@ fn decoded<M: Message + Default>(bytes: &[u8]) -> Result<M, Status> {
     })
 }
 
-/// The actor and reason of a registrar action, checked as the service checks them
-/// (an empty actor is fine where authentication supplies it).
-fn stamp(actor: &str, reason: &str) -> Result<(), Error> {
-    let actor = if actor.trim().is_empty() { "-" } else { actor };
-    crate::service::stamp::checked(actor, reason).map(drop)
+/// A registrar action's request, read, with its actor and reason checked as the service
+/// checks them (an empty actor is fine where authentication supplies it).
+fn attributed(request: Request<Attribution>) -> Result<(), Error> {
+    let by = request.map_err(|u| u.error)?;
+    let actor = if by.actor.trim().is_empty() {
+        "-"
+    } else {
+        &by.actor
+    };
+    crate::service::stamp::checked(actor, &by.reason).map(drop)
 }
 
 /// Decodes `bytes` as the request of `op` and validates it as far as the server does
@@ -39,7 +44,7 @@ fn stamp(actor: &str, reason: &str) -> Result<(), Error> {
 /// invalid.
 pub fn check_request(op: Operation, bytes: &[u8]) -> Result<(), Status> {
     use Operation as O;
-    let read = |r: Result<(), Unreadable>| r.map_err(|u| u.error);
+    let read = |r: Request<()>| r.map_err(|u| u.error);
     let checked: Result<(), Error> = match op {
         O::MatchOrCreate => requests::submit(decoded(bytes)?)
             .map_err(|u| u.error)
@@ -47,29 +52,15 @@ pub fn check_request(op: Operation, bytes: &[u8]) -> Result<(), Status> {
         O::Match => read(requests::match_query(decoded(bytes)?).map(drop)),
         O::GetPerson => read(requests::person(&decoded(bytes)?).map(drop)),
         O::GetRecord => read(requests::record_key(decoded(bytes)?).map(drop)),
-        O::RemoveRecord => requests::remove(decoded(bytes)?)
-            .map_err(|u| u.error)
-            .and_then(|r| stamp(&r.actor, &r.reason)),
-        O::Link => requests::link(decoded(bytes)?)
-            .map_err(|u| u.error)
-            .and_then(|r| stamp(&r.actor, &r.reason)),
-        O::Unlink => requests::unlink(decoded(bytes)?)
-            .map_err(|u| u.error)
-            .and_then(|r| stamp(&r.actor, &r.reason)),
-        O::MergePersons => requests::merge(decoded(bytes)?)
-            .map_err(|u| u.error)
-            .and_then(|r| stamp(&r.actor, &r.reason)),
-        O::SplitPerson => requests::split(decoded(bytes)?)
-            .map_err(|u| u.error)
-            .and_then(|r| stamp(&r.actor, &r.reason)),
-        O::MarkNotDuplicate => requests::not_duplicate(decoded(bytes)?)
-            .map_err(|u| u.error)
-            .and_then(|r| stamp(&r.actor, &r.reason)),
+        O::RemoveRecord => attributed(requests::remove(decoded(bytes)?).map(|r| r.by)),
+        O::Link => attributed(requests::link(decoded(bytes)?).map(|r| r.by)),
+        O::Unlink => attributed(requests::unlink(decoded(bytes)?).map(|r| r.by)),
+        O::MergePersons => attributed(requests::merge(decoded(bytes)?).map(|r| r.by)),
+        O::SplitPerson => attributed(requests::split(decoded(bytes)?).map(|r| r.by)),
+        O::MarkNotDuplicate => attributed(requests::not_duplicate(decoded(bytes)?).map(|r| r.by)),
         O::ListReviewTasks => read(requests::task_query(&decoded(bytes)?).map(drop)),
         O::GetReviewTask => read(requests::task_id(&decoded(bytes)?).map(drop)),
-        O::ResolveReviewTask => requests::resolution(decoded(bytes)?)
-            .map_err(|u| u.error)
-            .and_then(|r| stamp(&r.actor, &r.reason)),
+        O::ResolveReviewTask => attributed(requests::resolution(decoded(bytes)?).map(|r| r.by)),
         O::GetStats => {
             decoded::<pb::GetStatsRequest>(bytes)?;
             Ok(())

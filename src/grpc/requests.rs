@@ -3,7 +3,7 @@
 //! keys it carried as sent, so its audit line names them.
 
 use crate::app::{
-    LinkRecord, MarkNotDuplicate, MatchQuery, MergePersons, RemoveRecord, Request,
+    Attribution, LinkRecord, MarkNotDuplicate, MatchQuery, MergePersons, RemoveRecord, Request,
     ResolveReviewTask, SplitPerson, Submit, UnlinkRecord, Unreadable,
 };
 use crate::error::Error;
@@ -12,6 +12,11 @@ use crate::store::{Euid, TaskId, TaskQuery, UnixMillis};
 
 use super::convert::{euid_in, key_in, record_in, resolve_in, task_id_in, task_query_in};
 use super::pb;
+
+/// Who asks for a registrar action and why, as the request says.
+fn attribution(actor: String, reason: String) -> Attribution {
+    Attribution { actor, reason }
+}
 
 /// The record of a request that must carry one; unreadable with the key it names.
 fn record_of(r: Option<pb::PatientRecord>) -> Request<crate::record::Record> {
@@ -61,8 +66,7 @@ pub(super) fn record_key(r: pb::GetRecordRequest) -> Request<RecordKey> {
 pub(super) fn remove(r: pb::RemoveRecordRequest) -> Request<RemoveRecord> {
     Ok(RemoveRecord {
         key: key_of(r.key)?,
-        actor: r.actor,
-        reason: r.reason,
+        by: attribution(r.actor, r.reason),
     })
 }
 
@@ -76,8 +80,7 @@ pub(super) fn link(r: pb::LinkRequest) -> Request<LinkRecord> {
     Ok(LinkRecord {
         key,
         euid,
-        actor: r.actor,
-        reason: r.reason,
+        by: attribution(r.actor, r.reason),
     })
 }
 
@@ -85,8 +88,7 @@ pub(super) fn link(r: pb::LinkRequest) -> Request<LinkRecord> {
 pub(super) fn unlink(r: pb::UnlinkRequest) -> Request<UnlinkRecord> {
     Ok(UnlinkRecord {
         key: key_of(r.key)?,
-        actor: r.actor,
-        reason: r.reason,
+        by: attribution(r.actor, r.reason),
     })
 }
 
@@ -95,8 +97,7 @@ pub(super) fn merge(r: pb::MergePersonsRequest) -> Request<MergePersons> {
     Ok(MergePersons {
         from: euid_in("from_euid", &r.from_euid)?,
         into: euid_in("into_euid", &r.into_euid)?,
-        actor: r.actor,
-        reason: r.reason,
+        by: attribution(r.actor, r.reason),
     })
 }
 
@@ -125,8 +126,7 @@ pub(super) fn split(r: pb::SplitPersonRequest) -> Request<SplitPerson> {
     Ok(SplitPerson {
         euid,
         keys,
-        actor: r.actor,
-        reason: r.reason,
+        by: attribution(r.actor, r.reason),
     })
 }
 
@@ -135,8 +135,7 @@ pub(super) fn not_duplicate(r: pb::MarkNotDuplicateRequest) -> Request<MarkNotDu
     Ok(MarkNotDuplicate {
         a: euid_in("euid_a", &r.euid_a)?,
         b: euid_in("euid_b", &r.euid_b)?,
-        actor: r.actor,
-        reason: r.reason,
+        by: attribution(r.actor, r.reason),
     })
 }
 
@@ -155,8 +154,7 @@ pub(super) fn resolution(r: pb::ResolveReviewTaskRequest) -> Request<ResolveRevi
     Ok(ResolveReviewTask {
         task: task_id_in("task_id", &r.task_id)?,
         action: resolve_in(&r)?,
-        actor: r.actor,
-        reason: r.reason,
+        by: attribution(r.actor, r.reason),
     })
 }
 

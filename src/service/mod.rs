@@ -24,7 +24,7 @@
 //!   with a later ticket, and a later ticket durable implies every earlier one durable.
 //! - **Registrar actions** (link, merge, split, …) take no stripes: they rely on the store's
 //!   optimistic versions. A plan built from state that changed before it applied fails with
-//!   a conflict and is rebuilt from fresh reads (a few times) before the error reaches the
+//!   [`Error::Stale`] and is rebuilt from fresh reads (a few times) before the error reaches the
 //!   caller.
 //!
 //! # Golden view

@@ -1,6 +1,8 @@
 //! Registrar actions: remove, link, unlink, merge, split and not-duplicate. Each builds
 //! one plan from fresh reads and applies it (retried from fresh reads when what it read went stale).
 
+#[cfg(doc)]
+use crate::error::Error;
 use crate::error::Result;
 use crate::record::RecordKey;
 use crate::store::{Euid, LinkMethod, Moved, Removed};
@@ -13,7 +15,7 @@ impl Service {
     /// open review tasks are superseded.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`](crate::Error::InvalidInput) for a bad actor/reason/key; [`Error::NotFound`](crate::Error::NotFound).
+    /// [`Error::InvalidInput`] for a bad actor/reason/key; [`Error::NotFound`].
     #[tracing::instrument(skip_all, fields(record = %key))]
     pub async fn remove_record(
         &self,
@@ -30,7 +32,7 @@ impl Service {
     /// Moves a record to a person (a merged EUID stands for its survivor).
     ///
     /// # Errors
-    /// [`Error::NotFound`](crate::Error::NotFound) for an unknown record or person; [`Error::Conflict`](crate::Error::Conflict) when the
+    /// [`Error::NotFound`] for an unknown record or person; [`Error::Conflict`] when the
     /// person is retired.
     #[tracing::instrument(skip_all, fields(record = %key, euid = %euid))]
     pub async fn link(
@@ -53,7 +55,7 @@ impl Service {
     /// Moves a record out of its person into a new person.
     ///
     /// # Errors
-    /// [`Error::NotFound`](crate::Error::NotFound); [`Error::Conflict`](crate::Error::Conflict) when it is its person's only record.
+    /// [`Error::NotFound`]; [`Error::Conflict`] when it is its person's only record.
     #[tracing::instrument(skip_all, fields(record = %key))]
     pub async fn unlink(&self, key: &RecordKey, actor: &str, reason: &str) -> Result<Moved> {
         let stamp = stamp::checked(actor, reason)?;
@@ -65,7 +67,7 @@ impl Service {
     /// Folds person `from` into `into`; `from` stays resolvable as an alias.
     ///
     /// # Errors
-    /// [`Error::NotFound`](crate::Error::NotFound); [`Error::Conflict`](crate::Error::Conflict) for the same person, a retired one, or two
+    /// [`Error::NotFound`]; [`Error::Conflict`] for the same person, a retired one, or two
     /// persons asserted not to be duplicates.
     #[tracing::instrument(skip_all, fields(from = %from, into = %into))]
     pub async fn merge_persons(
@@ -93,8 +95,8 @@ impl Service {
     /// Moves `keys` out of person `euid` into a new person (unmerge).
     ///
     /// # Errors
-    /// [`Error::InvalidInput`](crate::Error::InvalidInput) for an empty or repeated list; [`Error::NotFound`](crate::Error::NotFound);
-    /// [`Error::Conflict`](crate::Error::Conflict) when a key is not a member or no record would stay.
+    /// [`Error::InvalidInput`] for an empty or repeated list; [`Error::NotFound`];
+    /// [`Error::Conflict`] when a key is not a member or no record would stay.
     #[tracing::instrument(skip_all, fields(euid = %euid, records = keys.len()))]
     pub async fn split_person(
         &self,
@@ -118,7 +120,7 @@ impl Service {
     /// Asserts two persons are different people; automatic matching respects it.
     ///
     /// # Errors
-    /// [`Error::NotFound`](crate::Error::NotFound); [`Error::Conflict`](crate::Error::Conflict) when both are the same person.
+    /// [`Error::NotFound`]; [`Error::Conflict`] when both are the same person.
     #[tracing::instrument(skip_all, fields(a = %a, b = %b))]
     pub async fn mark_not_duplicate(
         &self,

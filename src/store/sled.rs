@@ -427,11 +427,11 @@ impl KvStore<SledKv> {
         Self::over_db(db, path)
     }
 
-    /// As [`SledStore::open`](super::SledStore::open) for an existing store that no one holds: `None` when `path`
+    /// As [`KvStore::open`] for an existing store that no one holds: `None` when `path`
     /// holds no store, or another process (a server) has it open. Does not wait.
     ///
     /// # Errors
-    /// As [`SledStore::open`](super::SledStore::open).
+    /// As [`KvStore::open`].
     pub fn open_if_free(path: impl AsRef<Path>) -> Result<Option<Self>> {
         let path = path.as_ref().to_path_buf();
         if !Self::exists(&path) {
@@ -497,7 +497,7 @@ impl KvStore<SledKv> {
     /// write but sled's own snapshot.
     ///
     /// Call it only once every handle on the store is dropped (it waits up to 2 s for
-    /// sled's directory lock, as [`SledStore::open`](super::SledStore::open) does).
+    /// sled's directory lock, as [`KvStore::open`] does).
     ///
     /// # Errors
     /// [`Error::Storage`] when sled cannot open the directory.
