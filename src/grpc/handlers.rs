@@ -33,15 +33,15 @@ impl EmpiApi {
 
 type Reply<T> = Result<Response<T>, Status>;
 
-/// The caller the guard put in the extensions, marking the call reached.
-fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+/// The caller the guard put in the extensions (taken out of them), marking the call
+/// reached.
+fn caller<T>(request: &mut Request<T>) -> Result<Caller, Status> {
     if let Some(reached) = request.extensions().get::<Reached>() {
         reached.mark();
     }
     request
-        .extensions()
-        .get::<Caller>()
-        .cloned()
+        .extensions_mut()
+        .remove::<Caller>()
         // The guard inserts it for every call it lets through; a missing one means a
         // server assembled without the guard, which must not serve anything.
         .ok_or_else(|| Status::unauthenticated("no authenticated identity"))
@@ -56,16 +56,16 @@ fn reply<T, U>(answer: crate::Result<T>, out: impl FnOnce(T) -> U) -> Reply<U> {
 impl pb::empi_server::Empi for EmpiApi {
     async fn match_or_create(
         &self,
-        request: Request<pb::MatchOrCreateRequest>,
+        mut request: Request<pb::MatchOrCreateRequest>,
     ) -> Reply<pb::MatchOrCreateResponse> {
-        let who = caller(&request)?;
+        let who = caller(&mut request)?;
         let submitted = requests::submit(request.into_inner());
         let answer = self.app.match_or_create(&who, submitted).await;
         reply(answer, convert::match_result_out)
     }
 
-    async fn r#match(&self, request: Request<pb::MatchRequest>) -> Reply<pb::MatchResponse> {
-        let who = caller(&request)?;
+    async fn r#match(&self, mut request: Request<pb::MatchRequest>) -> Reply<pb::MatchResponse> {
+        let who = caller(&mut request)?;
         let query = requests::match_query(request.into_inner());
         let answer = self.app.match_only(&who, query).await;
         reply(answer, convert::match_preview_out)
@@ -73,9 +73,9 @@ impl pb::empi_server::Empi for EmpiApi {
 
     async fn get_person(
         &self,
-        request: Request<pb::GetPersonRequest>,
+        mut request: Request<pb::GetPersonRequest>,
     ) -> Reply<pb::GetPersonResponse> {
-        let who = caller(&request)?;
+        let who = caller(&mut request)?;
         let euid = requests::person(request.get_ref());
         let answer = self.app.get_person(&who, euid).await;
         reply(answer, convert::person_view_out)
@@ -83,9 +83,9 @@ impl pb::empi_server::Empi for EmpiApi {
 
     async fn get_record(
         &self,
-        request: Request<pb::GetRecordRequest>,
+        mut request: Request<pb::GetRecordRequest>,
     ) -> Reply<pb::GetRecordResponse> {
-        let who = caller(&request)?;
+        let who = caller(&mut request)?;
         let key = requests::record_key(request.into_inner());
         let answer = self.app.get_record(&who, key).await;
         reply(answer, |stored| pb::GetRecordResponse {
@@ -95,9 +95,9 @@ impl pb::empi_server::Empi for EmpiApi {
 
     async fn remove_record(
         &self,
-        request: Request<pb::RemoveRecordRequest>,
+        mut request: Request<pb::RemoveRecordRequest>,
     ) -> Reply<pb::RemoveRecordResponse> {
-        let who = caller(&request)?;
+        let who = caller(&mut request)?;
         let removal = requests::remove(request.into_inner());
         let answer = self.app.remove_record(&who, removal).await;
         reply(answer, |removed| pb::RemoveRecordResponse {
@@ -106,8 +106,8 @@ impl pb::empi_server::Empi for EmpiApi {
         })
     }
 
-    async fn link(&self, request: Request<pb::LinkRequest>) -> Reply<pb::LinkResponse> {
-        let who = caller(&request)?;
+    async fn link(&self, mut request: Request<pb::LinkRequest>) -> Reply<pb::LinkResponse> {
+        let who = caller(&mut request)?;
         let link = requests::link(request.into_inner());
         let answer = self.app.link(&who, link).await;
         reply(answer, |moved| pb::LinkResponse {
@@ -117,8 +117,8 @@ impl pb::empi_server::Empi for EmpiApi {
         })
     }
 
-    async fn unlink(&self, request: Request<pb::UnlinkRequest>) -> Reply<pb::UnlinkResponse> {
-        let who = caller(&request)?;
+    async fn unlink(&self, mut request: Request<pb::UnlinkRequest>) -> Reply<pb::UnlinkResponse> {
+        let who = caller(&mut request)?;
         let unlink = requests::unlink(request.into_inner());
         let answer = self.app.unlink(&who, unlink).await;
         reply(answer, |moved| pb::UnlinkResponse {
@@ -130,9 +130,9 @@ impl pb::empi_server::Empi for EmpiApi {
 
     async fn merge_persons(
         &self,
-        request: Request<pb::MergePersonsRequest>,
+        mut request: Request<pb::MergePersonsRequest>,
     ) -> Reply<pb::MergePersonsResponse> {
-        let who = caller(&request)?;
+        let who = caller(&mut request)?;
         let merge = requests::merge(request.into_inner());
         let answer = self.app.merge_persons(&who, merge).await;
         reply(answer, |merged| pb::MergePersonsResponse {
@@ -143,9 +143,9 @@ impl pb::empi_server::Empi for EmpiApi {
 
     async fn split_person(
         &self,
-        request: Request<pb::SplitPersonRequest>,
+        mut request: Request<pb::SplitPersonRequest>,
     ) -> Reply<pb::SplitPersonResponse> {
-        let who = caller(&request)?;
+        let who = caller(&mut request)?;
         let split = requests::split(request.into_inner());
         let answer = self.app.split_person(&who, split).await;
         reply(answer, |split| pb::SplitPersonResponse {
@@ -156,9 +156,9 @@ impl pb::empi_server::Empi for EmpiApi {
 
     async fn mark_not_duplicate(
         &self,
-        request: Request<pb::MarkNotDuplicateRequest>,
+        mut request: Request<pb::MarkNotDuplicateRequest>,
     ) -> Reply<pb::MarkNotDuplicateResponse> {
-        let who = caller(&request)?;
+        let who = caller(&mut request)?;
         let assertion = requests::not_duplicate(request.into_inner());
         let answer = self.app.mark_not_duplicate(&who, assertion).await;
         reply(answer, |()| pb::MarkNotDuplicateResponse {})
@@ -166,9 +166,9 @@ impl pb::empi_server::Empi for EmpiApi {
 
     async fn list_review_tasks(
         &self,
-        request: Request<pb::ListReviewTasksRequest>,
+        mut request: Request<pb::ListReviewTasksRequest>,
     ) -> Reply<pb::ListReviewTasksResponse> {
-        let who = caller(&request)?;
+        let who = caller(&mut request)?;
         let query = requests::task_query(request.get_ref());
         let answer = self.app.list_review_tasks(&who, query).await;
         reply(answer, |(tasks, next)| pb::ListReviewTasksResponse {
@@ -179,9 +179,9 @@ impl pb::empi_server::Empi for EmpiApi {
 
     async fn get_review_task(
         &self,
-        request: Request<pb::GetReviewTaskRequest>,
+        mut request: Request<pb::GetReviewTaskRequest>,
     ) -> Reply<pb::GetReviewTaskResponse> {
-        let who = caller(&request)?;
+        let who = caller(&mut request)?;
         let id = requests::task_id(request.get_ref());
         let answer = self.app.get_review_task(&who, id).await;
         reply(answer, |task| pb::GetReviewTaskResponse {
@@ -191,9 +191,9 @@ impl pb::empi_server::Empi for EmpiApi {
 
     async fn resolve_review_task(
         &self,
-        request: Request<pb::ResolveReviewTaskRequest>,
+        mut request: Request<pb::ResolveReviewTaskRequest>,
     ) -> Reply<pb::ResolveReviewTaskResponse> {
-        let who = caller(&request)?;
+        let who = caller(&mut request)?;
         let resolution = requests::resolution(request.into_inner());
         let answer = self.app.resolve_review_task(&who, resolution).await;
         reply(answer, |(task, euid)| pb::ResolveReviewTaskResponse {
@@ -204,9 +204,9 @@ impl pb::empi_server::Empi for EmpiApi {
 
     async fn get_stats(
         &self,
-        request: Request<pb::GetStatsRequest>,
+        mut request: Request<pb::GetStatsRequest>,
     ) -> Reply<pb::GetStatsResponse> {
-        let who = caller(&request)?;
+        let who = caller(&mut request)?;
         let answer = self.app.get_stats(&who).await;
         reply(answer, convert::stats_out)
     }
