@@ -257,7 +257,7 @@ impl Service {
         Ok(Scored { verdict, views })
     }
 
-    /// The persons asserted not to be duplicates of `euid`, resolved through merges.
+    /// The persons asserted not to be duplicates of `euid`, each as its survivor.
     fn not_duplicates(&self, euid: &Euid) -> Result<AHashSet<u64>> {
         let mut out = AHashSet::new();
         for n in self.store.not_duplicates_of(euid)? {

@@ -202,7 +202,7 @@ async fn index_follows_every_operation_and_rebuilds_identically() {
         .split_person(&un.to, &[key("3")], "reg", "unmerge")
         .await
         .unwrap();
-    assert_eq!(split.euid, a.euid, "a merged EUID resolves to its survivor");
+    assert_eq!(split.euid, a.euid, "a merged EUID stands for its survivor");
     assert_consistent(&s);
     let (_, euid) = s
         .resolve_task(

@@ -45,7 +45,7 @@ macro_rules! on_both_stores {
 
 on_both_stores!(
     lifecycle_keeps_invariants,
-    merged_euid_resolves_through_chains,
+    merged_euids_lead_to_their_survivor_through_chains,
     split_and_unlink,
     history_is_append_only_and_ordered,
     tasks_page_and_filter,
@@ -229,22 +229,22 @@ fn lifecycle_keeps_invariants(s: Dyn) {
     assert_eq!((stats.records, stats.persons, stats.open_tasks), (0, 0, 0));
 }
 
-fn merged_euid_resolves_through_chains(s: Dyn) {
+fn merged_euids_lead_to_their_survivor_through_chains(s: Dyn) {
     let s = &*s;
     let a = create(s, rec("adt", "a", "A"));
     let b = create(s, rec("adt", "b", "B"));
     let c = create(s, rec("adt", "c", "C"));
     run(s, 2, |p| p.merge_persons(&a, &b).unwrap());
-    let resolved = s.survivor_of(&a).unwrap().unwrap();
-    assert!(resolved.was_merged());
-    assert_eq!(resolved.person.euid, b);
-    assert_eq!(resolved.path, vec![a.clone(), b.clone()]);
+    let survivor = s.survivor_of(&a).unwrap().unwrap();
+    assert!(survivor.was_merged());
+    assert_eq!(survivor.person.euid, b);
+    assert_eq!(survivor.path, vec![a.clone(), b.clone()]);
     run(s, 3, |p| p.merge_persons(&b, &c).unwrap());
-    let resolved = s.survivor_of(&a).unwrap().unwrap();
-    assert_eq!(resolved.person.euid, c);
-    assert_eq!(resolved.path, vec![a.clone(), b.clone(), c.clone()]);
-    assert_eq!(resolved.person.members.len(), 3);
-    // members() resolves too
+    let survivor = s.survivor_of(&a).unwrap().unwrap();
+    assert_eq!(survivor.person.euid, c);
+    assert_eq!(survivor.path, vec![a.clone(), b.clone(), c.clone()]);
+    assert_eq!(survivor.person.members.len(), 3);
+    // members() follows merges too
     let keys: Vec<_> = s.members(&a).unwrap().iter().map(|r| r.key()).collect();
     // joining order: c's own record, then b's (which had absorbed a's)
     assert_eq!(
