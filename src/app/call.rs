@@ -11,7 +11,7 @@ use crate::record::RecordKey;
 use crate::service::Pending;
 use crate::store::Euid;
 
-use super::{trail_failed, App, Caller, Unreadable};
+use super::{trail_failed, App, Caller, Incoming, Unreadable};
 
 /// [`Error::Denied`] unless `who`'s role may call `op` (the permission table,
 /// [`crate::auth::Role::allows`]).
@@ -56,6 +56,14 @@ impl Call<'_> {
     /// Names an EUID in the audit entry.
     pub(super) fn name_euid(&mut self, euid: &Euid) {
         self.entry.euids.push(euid.to_string());
+    }
+
+    /// Names the keys an unreadable request carried; its error.
+    fn unreadable(&mut self, u: Unreadable) -> Error {
+        for key in &u.keys {
+            self.name_record(key);
+        }
+        u.error
     }
 
     /// [`Error::Denied`] unless the caller may use records of `source`: any source for
@@ -162,7 +170,7 @@ impl App {
         &'a self,
         caller: &'a Caller,
         op: Operation,
-        request: std::result::Result<R, Unreadable>,
+        request: Incoming<R>,
         body: impl AsyncFnOnce(&mut Call<'_>, R) -> Result<T>,
     ) -> Result<(Call<'a>, Result<T>)> {
         let mut call = self.begin(caller, op).await?;
@@ -179,7 +187,7 @@ impl App {
         &self,
         caller: &Caller,
         op: Operation,
-        request: std::result::Result<R, Unreadable>,
+        request: Incoming<R>,
         body: impl AsyncFnOnce(&mut Call<'_>, R) -> Result<T>,
     ) -> Result<T> {
         let (call, result) = self.enter(caller, op, request, body).await?;
@@ -192,20 +200,10 @@ impl App {
         &self,
         caller: &Caller,
         op: Operation,
-        request: std::result::Result<R, Unreadable>,
+        request: Incoming<R>,
         body: impl AsyncFnOnce(&mut Call<'_>, R) -> Result<(T, Pending)>,
     ) -> Result<T> {
         let (call, applied) = self.enter(caller, op, request, body).await?;
         call.finish_durable(applied).await
-    }
-}
-
-impl Call<'_> {
-    /// Names the keys an unreadable request carried; its error.
-    fn unreadable(&mut self, u: Unreadable) -> Error {
-        for key in &u.keys {
-            self.name_record(key);
-        }
-        u.error
     }
 }

@@ -35,7 +35,7 @@ mod requests;
 #[cfg(test)]
 mod tests;
 
-pub use ops::Request;
+pub use ops::Incoming;
 pub use requests::{
     Attribution, LinkRecord, MarkNotDuplicate, MatchQuery, MergePersons, RemoveRecord,
     ResolveReviewTask, SplitPerson, Submit, UnlinkRecord, Unreadable,

@@ -16,7 +16,7 @@ use super::{
 };
 
 /// A domain request as a door hands it over: read, or [`Unreadable`].
-pub type Request<T> = std::result::Result<T, Unreadable>;
+pub type Incoming<T> = std::result::Result<T, Unreadable>;
 
 impl App {
     /// Submits a record: match-or-create as the caller (a submitter only for its own
@@ -30,7 +30,7 @@ impl App {
     pub async fn match_or_create(
         &self,
         caller: &Caller,
-        request: Request<Submit>,
+        request: Incoming<Submit>,
     ) -> Result<MatchResult> {
         self.run_durable(
             caller,
@@ -63,7 +63,7 @@ impl App {
     pub async fn match_only(
         &self,
         caller: &Caller,
-        request: Request<MatchQuery>,
+        request: Incoming<MatchQuery>,
     ) -> Result<MatchPreview> {
         self.run(caller, Operation::Match, request, async |call, q| {
             call.name_record(&q.record.key());
@@ -83,7 +83,7 @@ impl App {
     ///
     /// # Errors
     /// [`crate::Error::Denied`]; as [`crate::service::Service::get_person`].
-    pub async fn get_person(&self, caller: &Caller, euid: Request<Euid>) -> Result<PersonView> {
+    pub async fn get_person(&self, caller: &Caller, euid: Incoming<Euid>) -> Result<PersonView> {
         self.run(caller, Operation::GetPerson, euid, async |call, euid| {
             call.name_euid(&euid);
             let view = self.service.get_person(&euid)?;
@@ -102,7 +102,7 @@ impl App {
     pub async fn get_record(
         &self,
         caller: &Caller,
-        key: Request<RecordKey>,
+        key: Incoming<RecordKey>,
     ) -> Result<StoredRecord> {
         self.run(caller, Operation::GetRecord, key, async |call, key| {
             call.name_record(&key);
@@ -122,7 +122,7 @@ impl App {
     pub async fn remove_record(
         &self,
         caller: &Caller,
-        request: Request<RemoveRecord>,
+        request: Incoming<RemoveRecord>,
     ) -> Result<Removed> {
         self.run(caller, Operation::RemoveRecord, request, async |call, r| {
             call.name_record(&r.key);
@@ -142,7 +142,7 @@ impl App {
     /// # Errors
     /// [`crate::Error::Denied`]; [`crate::Error::NoSpace`]; as
     /// [`crate::service::Service::link`].
-    pub async fn link(&self, caller: &Caller, request: Request<LinkRecord>) -> Result<Moved> {
+    pub async fn link(&self, caller: &Caller, request: Incoming<LinkRecord>) -> Result<Moved> {
         self.run(caller, Operation::Link, request, async |call, r| {
             call.name_record(&r.key);
             call.name_euid(&r.euid);
@@ -162,7 +162,7 @@ impl App {
     /// # Errors
     /// [`crate::Error::Denied`]; [`crate::Error::NoSpace`]; as
     /// [`crate::service::Service::unlink`].
-    pub async fn unlink(&self, caller: &Caller, request: Request<UnlinkRecord>) -> Result<Moved> {
+    pub async fn unlink(&self, caller: &Caller, request: Incoming<UnlinkRecord>) -> Result<Moved> {
         self.run(caller, Operation::Unlink, request, async |call, r| {
             call.name_record(&r.key);
             call.intend()?;
@@ -185,7 +185,7 @@ impl App {
     pub async fn merge_persons(
         &self,
         caller: &Caller,
-        request: Request<MergePersons>,
+        request: Incoming<MergePersons>,
     ) -> Result<Merged> {
         self.run(caller, Operation::MergePersons, request, async |call, r| {
             call.name_euid(&r.from);
@@ -206,7 +206,7 @@ impl App {
     pub async fn split_person(
         &self,
         caller: &Caller,
-        request: Request<SplitPerson>,
+        request: Incoming<SplitPerson>,
     ) -> Result<Split> {
         self.run(caller, Operation::SplitPerson, request, async |call, r| {
             call.name_euid(&r.euid);
@@ -232,7 +232,7 @@ impl App {
     pub async fn mark_not_duplicate(
         &self,
         caller: &Caller,
-        request: Request<MarkNotDuplicate>,
+        request: Incoming<MarkNotDuplicate>,
     ) -> Result<()> {
         self.run(
             caller,
@@ -257,7 +257,7 @@ impl App {
     pub async fn list_review_tasks(
         &self,
         caller: &Caller,
-        query: Request<TaskQuery>,
+        query: Incoming<TaskQuery>,
     ) -> Result<(Vec<TaskView>, Option<TaskId>)> {
         self.run(
             caller,
@@ -278,7 +278,7 @@ impl App {
     ///
     /// # Errors
     /// [`crate::Error::Denied`]; as [`crate::service::Service::get_task`].
-    pub async fn get_review_task(&self, caller: &Caller, id: Request<TaskId>) -> Result<TaskView> {
+    pub async fn get_review_task(&self, caller: &Caller, id: Incoming<TaskId>) -> Result<TaskView> {
         self.run(caller, Operation::GetReviewTask, id, async |call, id| {
             let task = self.service.get_task(id)?;
             call.name_record(&task.task.record);
@@ -298,7 +298,7 @@ impl App {
     pub async fn resolve_review_task(
         &self,
         caller: &Caller,
-        request: Request<ResolveReviewTask>,
+        request: Incoming<ResolveReviewTask>,
     ) -> Result<(TaskView, Euid)> {
         self.run(
             caller,

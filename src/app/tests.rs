@@ -35,7 +35,7 @@ fn caller(name: &str, role: Role, sources: &[&str]) -> Caller {
     Caller::new(identity, Some("test".into()))
 }
 
-fn submit(source: &str, id: &str) -> Request<Submit> {
+fn submit(source: &str, id: &str) -> Incoming<Submit> {
     Ok(Submit {
         record: record(source, id),
         actor: "claimed".into(),

@@ -7,7 +7,7 @@
 use prost::Message;
 use tonic::Status;
 
-use crate::app::{Attribution, Request};
+use crate::app::{Attribution, Incoming};
 use crate::auth::Operation;
 use crate::error::Error;
 use crate::record::today_days;
@@ -25,7 +25,7 @@ fn decoded<M: Message + Default>(bytes: &[u8]) -> Result<M, Status> {
 
 /// A registrar action's request, read, with its actor and reason checked as the service
 /// checks them (an empty actor is fine where authentication supplies it).
-fn attributed(request: Request<Attribution>) -> Result<(), Error> {
+fn attributed(request: Incoming<Attribution>) -> Result<(), Error> {
     let by = request.map_err(|u| u.error)?;
     let actor = if by.actor.trim().is_empty() {
         "-"
@@ -44,7 +44,7 @@ fn attributed(request: Request<Attribution>) -> Result<(), Error> {
 /// invalid.
 pub fn check_request(op: Operation, bytes: &[u8]) -> Result<(), Status> {
     use Operation as O;
-    let read = |r: Request<()>| r.map_err(|u| u.error);
+    let read = |r: Incoming<()>| r.map_err(|u| u.error);
     let checked: Result<(), Error> = match op {
         O::MatchOrCreate => requests::submit(decoded(bytes)?)
             .map_err(|u| u.error)

@@ -3,7 +3,7 @@
 //! keys it carried as sent, so its audit line names them.
 
 use crate::app::{
-    Attribution, LinkRecord, MarkNotDuplicate, MatchQuery, MergePersons, RemoveRecord, Request,
+    Attribution, Incoming, LinkRecord, MarkNotDuplicate, MatchQuery, MergePersons, RemoveRecord,
     ResolveReviewTask, SplitPerson, Submit, UnlinkRecord, Unreadable,
 };
 use crate::error::Error;
@@ -19,14 +19,14 @@ fn attribution(actor: String, reason: String) -> Attribution {
 }
 
 /// The record of a request that must carry one; unreadable with the key it names.
-fn record_of(r: Option<pb::PatientRecord>) -> Request<crate::record::Record> {
+fn record_of(r: Option<pb::PatientRecord>) -> Incoming<crate::record::Record> {
     let r = r.ok_or_else(|| Error::invalid("record", "missing"))?;
     let (source, local_id) = (r.source.clone(), r.local_id.clone());
     record_in(r).map_err(|e| Unreadable::naming(e, &source, &local_id))
 }
 
 /// A record key a request must carry; unreadable with the key as sent.
-fn key_of(k: Option<pb::RecordKey>) -> Request<RecordKey> {
+fn key_of(k: Option<pb::RecordKey>) -> Incoming<RecordKey> {
     let sent = k
         .as_ref()
         .map(|k| RecordKey::new(k.source.clone(), k.local_id.clone()));
@@ -37,7 +37,7 @@ fn key_of(k: Option<pb::RecordKey>) -> Request<RecordKey> {
 }
 
 /// `MatchOrCreate`.
-pub(super) fn submit(r: pb::MatchOrCreateRequest) -> Request<Submit> {
+pub(super) fn submit(r: pb::MatchOrCreateRequest) -> Incoming<Submit> {
     Ok(Submit {
         record: record_of(r.record)?,
         actor: r.actor,
@@ -45,7 +45,7 @@ pub(super) fn submit(r: pb::MatchOrCreateRequest) -> Request<Submit> {
 }
 
 /// `Match`.
-pub(super) fn match_query(r: pb::MatchRequest) -> Request<MatchQuery> {
+pub(super) fn match_query(r: pb::MatchRequest) -> Incoming<MatchQuery> {
     Ok(MatchQuery {
         record: record_of(r.record)?,
         max_candidates: r.max_candidates as usize,
@@ -53,17 +53,17 @@ pub(super) fn match_query(r: pb::MatchRequest) -> Request<MatchQuery> {
 }
 
 /// `GetPerson`.
-pub(super) fn person(r: &pb::GetPersonRequest) -> Request<Euid> {
+pub(super) fn person(r: &pb::GetPersonRequest) -> Incoming<Euid> {
     Ok(euid_in("euid", &r.euid)?)
 }
 
 /// `GetRecord`.
-pub(super) fn record_key(r: pb::GetRecordRequest) -> Request<RecordKey> {
+pub(super) fn record_key(r: pb::GetRecordRequest) -> Incoming<RecordKey> {
     key_of(r.key)
 }
 
 /// `RemoveRecord`.
-pub(super) fn remove(r: pb::RemoveRecordRequest) -> Request<RemoveRecord> {
+pub(super) fn remove(r: pb::RemoveRecordRequest) -> Incoming<RemoveRecord> {
     Ok(RemoveRecord {
         key: key_of(r.key)?,
         by: attribution(r.actor, r.reason),
@@ -71,7 +71,7 @@ pub(super) fn remove(r: pb::RemoveRecordRequest) -> Request<RemoveRecord> {
 }
 
 /// `Link`.
-pub(super) fn link(r: pb::LinkRequest) -> Request<LinkRecord> {
+pub(super) fn link(r: pb::LinkRequest) -> Incoming<LinkRecord> {
     let key = key_of(r.key)?;
     let euid = euid_in("euid", &r.euid).map_err(|e| Unreadable {
         error: e,
@@ -85,7 +85,7 @@ pub(super) fn link(r: pb::LinkRequest) -> Request<LinkRecord> {
 }
 
 /// `Unlink`.
-pub(super) fn unlink(r: pb::UnlinkRequest) -> Request<UnlinkRecord> {
+pub(super) fn unlink(r: pb::UnlinkRequest) -> Incoming<UnlinkRecord> {
     Ok(UnlinkRecord {
         key: key_of(r.key)?,
         by: attribution(r.actor, r.reason),
@@ -93,7 +93,7 @@ pub(super) fn unlink(r: pb::UnlinkRequest) -> Request<UnlinkRecord> {
 }
 
 /// `MergePersons`.
-pub(super) fn merge(r: pb::MergePersonsRequest) -> Request<MergePersons> {
+pub(super) fn merge(r: pb::MergePersonsRequest) -> Incoming<MergePersons> {
     Ok(MergePersons {
         from: euid_in("from_euid", &r.from_euid)?,
         into: euid_in("into_euid", &r.into_euid)?,
@@ -103,7 +103,7 @@ pub(super) fn merge(r: pb::MergePersonsRequest) -> Request<MergePersons> {
 
 /// `SplitPerson`: at most [`MAX_REPEATED`] keys; an invalid one is named as
 /// `records.source` / `records.local_id`.
-pub(super) fn split(r: pb::SplitPersonRequest) -> Request<SplitPerson> {
+pub(super) fn split(r: pb::SplitPersonRequest) -> Incoming<SplitPerson> {
     if r.records.len() > MAX_REPEATED {
         return Err(Error::invalid("records", format!("more than {MAX_REPEATED} values")).into());
     }
@@ -131,7 +131,7 @@ pub(super) fn split(r: pb::SplitPersonRequest) -> Request<SplitPerson> {
 }
 
 /// `MarkNotDuplicate`.
-pub(super) fn not_duplicate(r: pb::MarkNotDuplicateRequest) -> Request<MarkNotDuplicate> {
+pub(super) fn not_duplicate(r: pb::MarkNotDuplicateRequest) -> Incoming<MarkNotDuplicate> {
     Ok(MarkNotDuplicate {
         a: euid_in("euid_a", &r.euid_a)?,
         b: euid_in("euid_b", &r.euid_b)?,
@@ -140,17 +140,17 @@ pub(super) fn not_duplicate(r: pb::MarkNotDuplicateRequest) -> Request<MarkNotDu
 }
 
 /// `ListReviewTasks`, ages taken relative to now.
-pub(super) fn task_query(r: &pb::ListReviewTasksRequest) -> Request<TaskQuery> {
+pub(super) fn task_query(r: &pb::ListReviewTasksRequest) -> Incoming<TaskQuery> {
     Ok(task_query_in(r, UnixMillis::now())?)
 }
 
 /// `GetReviewTask`.
-pub(super) fn task_id(r: &pb::GetReviewTaskRequest) -> Request<TaskId> {
+pub(super) fn task_id(r: &pb::GetReviewTaskRequest) -> Incoming<TaskId> {
     Ok(task_id_in("task_id", &r.task_id)?)
 }
 
 /// `ResolveReviewTask`.
-pub(super) fn resolution(r: pb::ResolveReviewTaskRequest) -> Request<ResolveReviewTask> {
+pub(super) fn resolution(r: pb::ResolveReviewTaskRequest) -> Incoming<ResolveReviewTask> {
     Ok(ResolveReviewTask {
         task: task_id_in("task_id", &r.task_id)?,
         action: resolve_in(&r)?,

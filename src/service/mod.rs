@@ -24,8 +24,8 @@
 //!   with a later ticket, and a later ticket durable implies every earlier one durable.
 //! - **Registrar actions** (link, merge, split, …) take no stripes: they rely on the store's
 //!   optimistic versions. A plan built from state that changed before it applied fails with
-//!   [`Error::Stale`] and is rebuilt from fresh reads (a few times) before the error reaches the
-//!   caller.
+//!   [`Error::Stale`] and is rebuilt from fresh reads (a few times) before the error reaches
+//!   the caller.
 //!
 //! # Golden view
 //! Order the person's records newest first (when their content was last stored), then most
@@ -42,10 +42,11 @@
 //! when it still matches the store (same record generation, same empi version, model and
 //! blocking), in parallel chunks. Otherwise — first start, a crash after writes, another
 //! model — it rebuilds the index from [`Store::encoded_records`] in a pipeline: one
-//! thread scans the store, rayon decodes (only record and person, [`RecordEntry`](crate::store::RecordEntry)),
-//! prepares and computes blocking keys for batches in parallel, and the opening thread
-//! inserts them. Measured at 1M stored records on the 2-core machine (BENCHMARKS.md):
-//! about 2.5 s from the snapshot and 8 s rebuilding.
+//! thread scans the store, rayon decodes (only record and person,
+//! [`RecordEntry`](crate::store::RecordEntry)), prepares and computes blocking keys for
+//! batches in parallel, and the opening thread inserts them. Measured at 1M stored records
+//! on the 2-core machine (BENCHMARKS.md): about 2.5 s from the snapshot and 8 s
+//! rebuilding.
 //!
 //! Per indexed record the index keeps the prepared form (320 bytes inline: names with
 //! phonetic codes, canonical phones, ids, address parts; name text shared through a

@@ -1,5 +1,6 @@
 //! Registrar actions: remove, link, unlink, merge, split and not-duplicate. Each builds
-//! one plan from fresh reads and applies it (retried from fresh reads when what it read went stale).
+//! one plan from fresh reads and applies it, and builds it again when what it read went
+//! stale before it applied.
 
 #[cfg(doc)]
 use crate::error::Error;
