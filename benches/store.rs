@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use empi::record::{Address, Identifier, PartialDate, Record, Sex};
-use empi::store::{Audit, LinkMethod, Plan, SledStore, Store};
+use empi::store::{LinkMethod, Plan, SledStore, Stamp, Store};
 
 fn record(n: u64) -> Record {
     Record {
@@ -40,10 +40,11 @@ fn record(n: u64) -> Record {
 }
 
 async fn commit_one(store: &SledStore, n: u64) {
-    let mut plan = Plan::new(store, Audit::now("bench", ""));
+    let mut plan = Plan::new(store, Stamp::now("bench", ""));
     plan.create_person(record(n), LinkMethod::Created)
         .expect("fresh key");
-    store.commit(plan.finish()).await.expect("commit");
+    let ticket = store.apply(&plan.finish()).expect("apply");
+    store.wait_durable(ticket).await.expect("durable");
 }
 
 fn durable_commits(c: &mut Criterion) {

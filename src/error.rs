@@ -1,7 +1,9 @@
 //! The library's one error type.
 //!
 //! Variants are named for what the caller does next. Messages are lowercase, name the field
-//! and the record key, and never carry patient data.
+//! and the record key, and never carry patient data. Each variant has one canonical status
+//! [`Code`] ([`Error::code`]); every front door turns that code into its own protocol's
+//! answer (the gRPC door in `grpc::status`).
 
 use std::borrow::Cow;
 
@@ -30,9 +32,23 @@ pub enum Error {
         /// Its id or key.
         id: String,
     },
-    /// The request conflicts with current state (e.g. resolving an already resolved task).
+    /// The request conflicts with current state (e.g. resolving an already resolved task,
+    /// merging a person with itself): re-read the state and decide again. Never retried
+    /// inside empi, since asking again changes nothing.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// What a write read changed before it was applied (an optimistic version check
+    /// failed). Writes are rebuilt from fresh reads a few times before this reaches a
+    /// caller, who may simply try again.
+    #[error("stale: {0}")]
+    Stale(String),
+    /// The caller is authenticated but may not do this (its role, or a submitter's
+    /// sources).
+    #[error("permission denied: {0}")]
+    Denied(String),
+    /// Writes are refused until space is freed: the data directory's disk is nearly full.
+    #[error("{0}")]
+    NoSpace(String),
     /// The storage engine failed; retrying may help.
     #[error("storage: {0}")]
     Storage(String),
@@ -51,9 +67,128 @@ pub enum Error {
     /// A model file or configuration is unusable.
     #[error("model: {0}")]
     Model(String),
+    /// A defect in empi itself: a change set that would break a store invariant, which no
+    /// request can cause. Nothing was written; an operator must look at the log.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// The canonical status codes (gRPC's set, which HTTP and HL7 front doors map too), as the
+/// audit trail names them. [`Error::code`] chooses one per error. Declared in the order of
+/// their numbers, 0 (`Ok`) to 16 (`Unauthenticated`), so `code as i32` is the number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)] // the variants are the canonical code names
+pub enum Code {
+    Ok,
+    Cancelled,
+    Unknown,
+    InvalidArgument,
+    DeadlineExceeded,
+    NotFound,
+    AlreadyExists,
+    PermissionDenied,
+    ResourceExhausted,
+    FailedPrecondition,
+    Aborted,
+    OutOfRange,
+    Unimplemented,
+    Internal,
+    Unavailable,
+    DataLoss,
+    Unauthenticated,
+}
+
+impl Code {
+    /// Every code, indexed by its number.
+    pub const ALL: [Code; 17] = [
+        Code::Ok,
+        Code::Cancelled,
+        Code::Unknown,
+        Code::InvalidArgument,
+        Code::DeadlineExceeded,
+        Code::NotFound,
+        Code::AlreadyExists,
+        Code::PermissionDenied,
+        Code::ResourceExhausted,
+        Code::FailedPrecondition,
+        Code::Aborted,
+        Code::OutOfRange,
+        Code::Unimplemented,
+        Code::Internal,
+        Code::Unavailable,
+        Code::DataLoss,
+        Code::Unauthenticated,
+    ];
+
+    /// The code with number `n`; [`Code::Unknown`] for a number outside the set.
+    pub fn from_number(n: i32) -> Code {
+        usize::try_from(n)
+            .ok()
+            .and_then(|i| Code::ALL.get(i).copied())
+            .unwrap_or(Code::Unknown)
+    }
+
+    /// The upper-case name, as the audit trail records it (`PERMISSION_DENIED`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Code::Ok => "OK",
+            Code::Cancelled => "CANCELLED",
+            Code::Unknown => "UNKNOWN",
+            Code::InvalidArgument => "INVALID_ARGUMENT",
+            Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            Code::NotFound => "NOT_FOUND",
+            Code::AlreadyExists => "ALREADY_EXISTS",
+            Code::PermissionDenied => "PERMISSION_DENIED",
+            Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Code::FailedPrecondition => "FAILED_PRECONDITION",
+            Code::Aborted => "ABORTED",
+            Code::OutOfRange => "OUT_OF_RANGE",
+            Code::Unimplemented => "UNIMPLEMENTED",
+            Code::Internal => "INTERNAL",
+            Code::Unavailable => "UNAVAILABLE",
+            Code::DataLoss => "DATA_LOSS",
+            Code::Unauthenticated => "UNAUTHENTICATED",
+        }
+    }
 }
 
 impl Error {
+    /// The status code that tells the caller what to do next. Exhaustive on purpose: a new
+    /// variant must choose its code here.
+    ///
+    /// | error            | code                  | caller's next step              |
+    /// |------------------|-----------------------|---------------------------------|
+    /// | `InvalidInput`   | `INVALID_ARGUMENT`    | fix the request                 |
+    /// | `NotFound`       | `NOT_FOUND`           | check the id                    |
+    /// | `Conflict`       | `FAILED_PRECONDITION` | re-read the state, decide again |
+    /// | `Stale`          | `ABORTED`             | try again                       |
+    /// | `Denied`         | `PERMISSION_DENIED`   | use a credential that may       |
+    /// | `NoSpace`        | `RESOURCE_EXHAUSTED`  | retry once space is freed       |
+    /// | `Storage`        | `UNAVAILABLE`         | retry later                     |
+    /// | `Corrupt`        | `DATA_LOSS`           | call an operator                |
+    /// | `Io`, `Model`, `Internal` | `INTERNAL`   | call an operator                |
+    pub fn code(&self) -> Code {
+        match self {
+            Error::InvalidInput { .. } => Code::InvalidArgument,
+            Error::NotFound { .. } => Code::NotFound,
+            Error::Conflict(_) => Code::FailedPrecondition,
+            Error::Stale(_) => Code::Aborted,
+            Error::Denied(_) => Code::PermissionDenied,
+            Error::NoSpace(_) => Code::ResourceExhausted,
+            Error::Storage(_) => Code::Unavailable,
+            Error::Corrupt(_) => Code::DataLoss,
+            Error::Io { .. } | Error::Model(_) | Error::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// An [`Error::NotFound`] for the thing `what` with id `id`.
+    pub fn not_found(what: &'static str, id: impl std::fmt::Display) -> Self {
+        Error::NotFound {
+            what,
+            id: id.to_string(),
+        }
+    }
+
     /// An [`Error::InvalidInput`] without a record key.
     pub fn invalid(
         field: impl Into<Cow<'static, str>>,
@@ -103,6 +238,30 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_follow_what_the_caller_does_next() {
+        assert_eq!(Error::invalid("sex", "bad").code(), Code::InvalidArgument);
+        assert_eq!(Error::not_found("person", "E1").code(), Code::NotFound);
+        assert_eq!(
+            Error::Conflict("resolved".into()).code(),
+            Code::FailedPrecondition
+        );
+        assert_eq!(Error::Stale("version".into()).code(), Code::Aborted);
+        assert_eq!(Error::Denied("role".into()).code(), Code::PermissionDenied);
+        assert_eq!(
+            Error::NoSpace("full".into()).code(),
+            Code::ResourceExhausted
+        );
+        assert_eq!(Error::Storage("disk".into()).code(), Code::Unavailable);
+        assert_eq!(Error::Corrupt("bad".into()).code(), Code::DataLoss);
+        assert_eq!(Error::Internal("bug".into()).code(), Code::Internal);
+        for (n, code) in Code::ALL.into_iter().enumerate() {
+            assert_eq!(Code::from_number(n as i32), code);
+        }
+        assert_eq!(Code::from_number(99), Code::Unknown);
+        assert_eq!(Code::PermissionDenied.name(), "PERMISSION_DENIED");
+    }
 
     #[test]
     fn invalid_input_message_names_key_and_field() {

@@ -10,10 +10,8 @@ use std::path::Path;
 use ahash::AHashMap;
 use serde::Serialize;
 
-use crate::batch::attach::attach_nameless;
-use crate::batch::{cluster, ScoredPair};
 use crate::error::{Error, Result};
-use crate::linker::{pair_decision, Decision};
+use crate::linker::{pair_decision, Decision, ScoredPair};
 use crate::record::Record;
 use crate::scoring::{weight_to_prob, Thresholds};
 
@@ -287,46 +285,6 @@ pub fn relatives_linked(
     out
 }
 
-/// Quality at each upper threshold (lower fixed). Records are clustered by their links,
-/// then nameless records join their sole named candidate
-/// ([`attach_nameless`]); `named[i]` says whether
-/// record `i` has a given name (an empty slice: every record does).
-pub fn sweep(
-    labels: &[u32],
-    pairs: &[ScoredPair],
-    named: &[bool],
-    uppers: &[f64],
-    lower: f64,
-) -> Vec<Quality> {
-    sweep_with_relations(labels, pairs, named, uppers, lower, None)
-}
-
-/// [`sweep`], counting the relatives each row's links merged when `relations` is given.
-pub fn sweep_with_relations(
-    labels: &[u32],
-    pairs: &[ScoredPair],
-    named: &[bool],
-    uppers: &[f64],
-    lower: f64,
-    relations: Option<&Relations>,
-) -> Vec<Quality> {
-    uppers
-        .iter()
-        .map(|&upper| {
-            let mut ids = cluster(labels.len(), pairs, upper);
-            if !named.is_empty() {
-                let t = Thresholds { upper, lower };
-                ids = attach_nameless(&ids, pairs, named, t, |_, _| false).0;
-            }
-            let mut q = quality(&ids, labels, pairs, upper, lower);
-            if let Some(r) = relations {
-                q.relatives_linked = relatives_linked(&ids, labels, r);
-            }
-            q
-        })
-        .collect()
-}
-
 /// A whole evaluation: blocking recall plus the threshold table.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
@@ -464,16 +422,5 @@ mod tests {
             "record 2 meets record 1 in the band"
         );
         assert_eq!(true_pairs(&labels), 4);
-    }
-
-    #[test]
-    fn sweep_is_monotone_in_cluster_count() {
-        let labels = [0, 0, 1, 1];
-        let pairs = [p(0, 1, 12.0), p(2, 3, 6.0), p(1, 2, 3.0)];
-        let rows = sweep(&labels, &pairs, &[], &[2.0, 5.0, 10.0, 15.0], 0.0);
-        let clusters: Vec<u64> = rows.iter().map(|q| q.clusters).collect();
-        assert_eq!(clusters, vec![1, 2, 3, 4]);
-        assert_eq!(rows[1].precision, 1.0);
-        assert_eq!(rows[1].recall, 1.0);
     }
 }

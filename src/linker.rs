@@ -23,7 +23,7 @@
 //!   second placeholder record of the same newborn from another source, more often than
 //!   not.
 //!
-//! The outcome says so ([`Outcome::sole_candidate`]). Batch runs apply the same rule after
+//! The verdict says so ([`Verdict::sole_candidate`]). Batch runs apply the same rule after
 //! clustering ([`crate::batch::attach`]).
 
 use std::hash::Hash;
@@ -49,7 +49,7 @@ pub enum Decision {
     New,
 }
 
-/// Why an outcome went to review rather than linking.
+/// Why a verdict went to review rather than linking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReviewReason {
@@ -92,7 +92,7 @@ pub struct PersonScore<P> {
     pub named: bool,
 }
 
-/// Which ranked persons an [`Outcome`] lists (the decision looks at every person either way).
+/// Which ranked persons an [`Verdict`] lists (the decision looks at every person either way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ranking {
     /// The best `k` persons, exactly, however hopeless (a search: [`Linker::decide`] with a
@@ -130,7 +130,7 @@ impl Ranking {
 
 /// The linker's answer for one query record.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Outcome<P> {
+pub struct Verdict<P> {
     /// Link, review or new.
     pub decision: Decision,
     /// Why it is a review, when it is one.
@@ -145,10 +145,38 @@ pub struct Outcome<P> {
     pub scored: usize,
 }
 
-impl<P> Outcome<P> {
+impl<P> Verdict<P> {
     /// The best candidate, if any.
     pub fn best(&self) -> Option<&PersonScore<P>> {
         self.ranked.first()
+    }
+}
+
+/// One scored candidate pair (`a < b`, indexes into the record list).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoredPair {
+    /// First record.
+    pub a: u32,
+    /// Second record.
+    pub b: u32,
+    /// Decision weight (see [`PairScore::weight`]).
+    pub weight: f32,
+    /// The rival holding the weight down, if any.
+    pub rival: Option<Rival>,
+}
+
+impl ScoredPair {
+    /// The pair's score.
+    pub fn score(&self) -> PairScore {
+        PairScore {
+            weight: f64::from(self.weight),
+            rival: self.rival,
+        }
+    }
+
+    /// Whether the pair links on its own at `upper` (see [`pair_decision`]).
+    pub fn links(&self, upper: f64) -> bool {
+        f64::from(self.weight) >= upper && self.rival != Some(Rival::BirthOrderDiffers)
     }
 }
 
@@ -249,9 +277,9 @@ impl<P: Clone + Eq + Hash> Persons<P> {
 /// };
 /// let stored = linker.prepare(&rec("1", "Margaret"));
 /// let query = linker.prepare(&rec("2", "Margaret"));
-/// let outcome = linker.decide(&query, [("E1", &stored)], 5);
-/// assert_eq!(outcome.decision, Decision::Link);
-/// assert_eq!(outcome.best().unwrap().person, "E1");
+/// let verdict = linker.decide(&query, [("E1", &stored)], 5);
+/// assert_eq!(verdict.decision, Decision::Link);
+/// assert_eq!(verdict.best().unwrap().person, "E1");
 /// ```
 #[derive(Debug, Clone)]
 pub struct Linker {
@@ -309,14 +337,14 @@ impl Linker {
     }
 
     /// Scores every candidate record, groups by person, ranks persons, decides.
-    /// `ranking` (a number `k`: the top `k`) says which persons the outcome lists; the
+    /// `ranking` (a number `k`: the top `k`) says which persons the verdict lists; the
     /// decision looks at all of them.
     pub fn decide<'a, P: Clone + Eq + Hash>(
         &self,
         query: &Prepared,
         candidates: impl IntoIterator<Item = (P, &'a Prepared)>,
         ranking: impl Into<Ranking>,
-    ) -> Outcome<P> {
+    ) -> Verdict<P> {
         let ranking = ranking.into();
         let mut persons = Persons::new(self.thresholds().lower);
         let mut record_named = Vec::new();
@@ -352,7 +380,7 @@ impl Linker {
         candidates: &[(P, &Prepared, &Sig)],
         ranking: impl Into<Ranking>,
         bound: &WeightBound,
-    ) -> Outcome<P> {
+    ) -> Verdict<P> {
         let ranking = ranking.into();
         let t = self.thresholds();
         let q = bound.sig(&self.scorer, query);
@@ -388,11 +416,11 @@ impl Linker {
                 }
             }
         }
-        let outcome = self.conclude(query, persons, stop, &record_named, ranking);
+        let verdict = self.conclude(query, persons, stop, &record_named, ranking);
         // The rule was applied, or was considered and declined: it reads `contradicted`.
-        let sole_rule_may_apply = outcome.sole_candidate
-            || (outcome.decision == Decision::Review
-                && outcome
+        let sole_rule_may_apply = verdict.sole_candidate
+            || (verdict.decision == Decision::Review
+                && verdict
                     .best()
                     .is_some_and(|b| b.score.rival == Some(Rival::TwinNoGivenName)));
         if sole_rule_may_apply {
@@ -402,7 +430,7 @@ impl Linker {
                 ranking,
             );
         }
-        outcome
+        verdict
     }
 
     /// Ranks the persons and decides (the sole-candidate rule included).
@@ -413,7 +441,7 @@ impl Linker {
         scored: usize,
         record_named: &[bool],
         ranking: Ranking,
-    ) -> Outcome<P> {
+    ) -> Verdict<P> {
         let mut ranked: Vec<PersonScore<P>> = persons.by_person.into_values().collect();
         ranked.sort_by(|a, b| {
             b.score
@@ -433,7 +461,7 @@ impl Linker {
             ranked.retain(|p| std::mem::take(&mut first) || p.score.weight >= lower);
         }
         ranked.truncate(ranking.limit());
-        Outcome {
+        Verdict {
             decision,
             review_reason,
             ranked,
@@ -663,7 +691,7 @@ mod tests {
             q: &Prepared,
             records: &[Prepared],
             ranking: Ranking,
-        ) -> Outcome<usize> {
+        ) -> Verdict<usize> {
             let bound = l
                 .scorer()
                 .weight_bound(std::slice::from_ref(q), &[])
@@ -770,7 +798,7 @@ mod tests {
                 })
         }
 
-        /// What callers read of an outcome (all but `contradicted`, which the bounded
+        /// What callers read of a verdict (all but `contradicted`, which the bounded
         /// path may leave short for skipped records, see `decide_bounded`).
         type Seen = (
             Decision,
@@ -779,7 +807,7 @@ mod tests {
             Vec<(u8, f64, Option<Rival>, usize, bool)>,
         );
 
-        fn seen(o: &Outcome<u8>) -> Seen {
+        fn seen(o: &Verdict<u8>) -> Seen {
             let ranked = o
                 .ranked
                 .iter()
@@ -799,7 +827,7 @@ mod tests {
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(200))]
 
-            /// Scoring only what the bound leaves gives the outcome of scoring everything,
+            /// Scoring only what the bound leaves gives the verdict of scoring everything,
             /// for either ranking.
             #[test]
             fn bounded_decisions_equal_full_ones(

@@ -27,7 +27,7 @@ enum Command {
     /// Link two CSV files: each left record to its best right match (or clusters).
     Link(cli::link::LinkArgs),
     /// Generate a deterministic synthetic population with ground truth.
-    Synth(Box<empi::synth::SynthArgs>),
+    Synth(Box<cli::synth::SynthArgs>),
     /// Serve the gRPC API over a store (created if absent) until Ctrl-C or SIGTERM.
     Serve(cli::serve::ServeArgs),
     /// Bulk-import a CSV through the same match-or-create path as the server.
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => cli::eval::eval(&a),
         Command::Dedup(a) => cli::dedup::dedup(&a),
         Command::Link(a) => cli::link::link(&a),
-        Command::Synth(a) => empi::synth::run_command(&a).map(drop).map_err(Into::into),
+        Command::Synth(a) => cli::synth::synth(&a),
         Command::Serve(a) => cli::serve::serve(&a),
         Command::Load(a) => cli::load::load(&a),
         Command::Check(a) => cli::check::check(&a),

@@ -229,7 +229,7 @@ impl fmt::Display for PartialDate {
 
 /// Whether `year` is a Gregorian leap year.
 pub fn is_leap(year: u16) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
 }
 
 /// Number of days in a month of a year.

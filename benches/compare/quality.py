@@ -1,5 +1,5 @@
 """Pairwise precision, recall, F1 and false-merge rate of a clustering against ground
-truth, computed as empi's `eval` computes them (DESIGN.md, "Measures of quality").
+truth, computed as empi's `eval` computes them (docs/DESIGN.md, "Measures of quality").
 
 usage: quality.py CLUSTERS_CSV TRUTH_CSV   (clusters: source,local_id,cluster_id)
 prints one JSON object.

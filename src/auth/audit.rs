@@ -3,6 +3,8 @@
 //! one per operator command that changes the data directory (`empi token`, `empi load`,
 //! `empi serve --disable-auth`).
 //!
+//! The protocol as a whole (with the store's part) is in docs/DESIGN.md, section 6.
+//!
 //! Durability is group-committed like the store's writes: one writer thread takes every
 //! entry waiting, writes them, makes them durable once, then acknowledges them all, so
 //! concurrent calls share the cost. The file is opened append-only (mode 0600); entries
@@ -43,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::record::RecordKey;
 use crate::store::{StagedEntries, Staging, UnixMillis};
 
@@ -137,9 +139,9 @@ impl AuditEntry {
     }
 
     /// Marks the entry failed with status `code`.
-    pub fn failed(mut self, code: tonic::Code) -> Self {
+    pub fn failed(mut self, code: Code) -> Self {
         self.outcome = AuditOutcome::Error;
-        self.code = Some(super::guard::code_name(code).to_string());
+        self.code = Some(code.name().to_string());
         self
     }
 
@@ -301,8 +303,9 @@ fn file_len(file: &std::fs::File, path: &Path) -> Result<u64> {
 }
 
 /// How far the file was durable: the last settled cycle and the file's length then
-/// (32 bytes, big-endian; the last 16 once held the file's device and inode, and are
-/// ignored: a copied or restored trail is recognised by its content, not its inode).
+/// (32 bytes: both as big-endian `u64`s, then 16 reserved bytes, written as zero and
+/// ignored). Nothing in it names the file itself: a copied or restored trail is recognised
+/// by its content ([`recover`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Mark {
     seq: u64,
@@ -330,8 +333,9 @@ impl Mark {
 }
 
 /// A staged cycle: the intents its lines replace, then its lines. Encoded as a `0x01`
-/// byte, a `u32` count and that many `u64` intent numbers (big-endian), then the lines; a
-/// value that starts otherwise is lines only (written before intents existed).
+/// byte, a `u32` count and that many `u64` intent numbers (big-endian), then the lines. A
+/// value that starts otherwise is read as lines only, replacing no intent (a JSON line
+/// starts with `{`, so the two cannot be confused).
 fn encode_cycle(intents: &[u64], lines: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(5 + intents.len() * 8 + lines.len());
     out.push(1);

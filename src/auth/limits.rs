@@ -45,7 +45,7 @@ impl Default for Limits {
     }
 }
 
-/// The free-space guard of a data directory: writes are refused (`RESOURCE_EXHAUSTED`)
+/// The free-space reserve of a data directory: writes are refused (`RESOURCE_EXHAUSTED`)
 /// while its filesystem has less than a reserve free, so the store never meets a full
 /// disk (sled cannot go on after a failed write until it is reopened), and what is left
 /// serves the audit lines of reads. Measured on every write (one `statvfs`), so writes
@@ -74,7 +74,7 @@ const MIN_RESERVE: u64 = 16 << 20;
 const MAX_RESERVE: u64 = 256 << 20;
 
 impl Space {
-    /// The guard of `dir` keeping `reserve` bytes free; `None`: the default, 5% of the
+    /// The reserve of `dir`: `reserve` bytes kept free; `None`: the default, 5% of the
     /// filesystem's size within 16 to 256 MiB.
     pub fn new(dir: &std::path::Path, reserve: Option<u64>) -> Self {
         let reserve = reserve.unwrap_or_else(|| {
@@ -89,7 +89,7 @@ impl Space {
         }
     }
 
-    /// The guard with another way of measuring free bytes (tests simulate a full disk).
+    /// The reserve with another way of measuring free bytes (tests simulate a full disk).
     pub fn with_probe(
         dir: &std::path::Path,
         reserve: u64,

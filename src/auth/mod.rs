@@ -1,6 +1,7 @@
-//! Who may call what: roles and the per-RPC permission table, credentials (API tokens and
-//! client certificates, stored hashed), the append-only audit trail, TLS configuration and
-//! request limits of the gRPC listener.
+//! Who may call what: roles and the per-operation permission table, credentials (API
+//! tokens and client certificates, stored hashed), the append-only audit trail, TLS
+//! configuration and request limits of the gRPC listener. The application layer
+//! ([`crate::app`]) applies the table and writes the trail for every front door.
 //!
 //! # Roles
 //! Every call to `empi.v1.Empi` runs as an authenticated [`Identity`] with one [`Role`].
@@ -30,7 +31,6 @@
 //! data, and load balancers must be able to probe.
 
 pub mod audit;
-pub mod guard;
 pub mod limits;
 /// Timestamps, kept at the crate root (training metadata uses them too).
 pub use crate::time;
@@ -45,9 +45,18 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 pub use audit::{AuditEntry, AuditLog, AuditOutcome};
-pub use guard::{AuthMode, Guard};
 pub use limits::{Limits, Space};
 pub use tokens::{Credential, Credentials};
+
+/// How callers are authenticated.
+#[derive(Debug, Clone)]
+pub enum AuthMode {
+    /// No authentication: every call runs as [`Identity::local_dev`] (an admin). Only for a
+    /// plaintext listener on loopback (the local quick start) or tests.
+    Disabled,
+    /// Every `empi.v1.Empi` call needs an active credential.
+    Required(std::sync::Arc<Credentials>),
+}
 
 /// How the gRPC listener protects itself: transport, authentication, audit, limits.
 #[derive(Clone)]
@@ -60,7 +69,7 @@ pub struct Security {
     pub audit: Option<std::sync::Arc<AuditLog>>,
     /// Request limits.
     pub limits: Limits,
-    /// The free-space guard of the data directory; `None` checks nothing (in-process
+    /// The free-space reserve of the data directory; `None` checks nothing (in-process
     /// tests over a memory store).
     pub space: Option<std::sync::Arc<Space>>,
 }

@@ -430,7 +430,7 @@ mod tests {
             pair(5, 6, 9.0),
             pair(4, 5, 9.0),
         ];
-        let odd_even = |x: u32, y: u32| x % 3 == 0 && y % 3 == 0;
+        let odd_even = |x: u32, y: u32| x.is_multiple_of(3) && y.is_multiple_of(3);
         let first = cluster_guarded(7, &pairs, GuardedOptions::new(8.0), odd_even);
         pairs.reverse();
         let second = cluster_guarded(7, &pairs, GuardedOptions::new(8.0), odd_even);

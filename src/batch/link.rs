@@ -4,8 +4,6 @@
 //! reported beside it: several usually means duplicates within the right file, which
 //! `empi link --clusters` (or `empi dedup`) resolves.
 
-use serde::Serialize;
-
 use crate::linker::{pair_decision, Decision, Linker};
 use crate::scoring::{PairScore, Rival};
 use crate::Result;
@@ -22,26 +20,13 @@ pub struct LinkOptions {
     pub progress: bool,
 }
 
-/// What happened to one left record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LinkDecision {
-    /// Linked to its best right record.
-    Link,
-    /// Its best right record needs a person: between the thresholds.
-    Review,
-    /// No right record at or above the lower threshold.
-    None,
-}
-
-impl LinkDecision {
-    /// The name used in files.
-    pub fn name(self) -> &'static str {
-        match self {
-            LinkDecision::Link => "link",
-            LinkDecision::Review => "review",
-            LinkDecision::None => "none",
-        }
+/// How a link file names a left record's [`Decision`]: `link`, `review`, or `none` (no
+/// right record at or above the lower threshold).
+pub fn decision_name(d: Decision) -> &'static str {
+    match d {
+        Decision::Link => "link",
+        Decision::Review => "review",
+        Decision::New => "none",
     }
 }
 
@@ -56,8 +41,8 @@ pub struct LinkRow {
     pub weight: f64,
     /// The rival holding the best pair's weight down, if any.
     pub rival: Option<Rival>,
-    /// The decision.
-    pub decision: LinkDecision,
+    /// The decision: [`Decision::New`] when no right record reached the lower threshold.
+    pub decision: Decision,
     /// Right records that link on their own (at or above the upper threshold).
     pub links_above_upper: u32,
 }
@@ -107,7 +92,7 @@ pub fn link(
             right: None,
             weight: f64::NEG_INFINITY,
             rival: None,
-            decision: LinkDecision::None,
+            decision: Decision::New,
             links_above_upper: 0,
         })
         .collect();
@@ -135,11 +120,7 @@ pub fn link(
         };
         // Several right records above the upper threshold are usually duplicates within
         // the right file; the best one is the match, and the count goes to the output.
-        row.decision = match pair_decision(&s, t) {
-            Decision::Link => LinkDecision::Link,
-            Decision::Review => LinkDecision::Review,
-            Decision::New => LinkDecision::None,
-        };
+        row.decision = pair_decision(&s, t);
     }
     let stats = run.stats.clone();
     Ok(LinkResult {
@@ -182,12 +163,14 @@ pub fn write_links(out: impl std::io::Write, result: &LinkResult) -> std::io::Re
                     rl,
                     &format!("{:.2}", row.weight),
                     &format!("{:.6}", crate::scoring::weight_to_prob(row.weight)),
-                    row.decision.name(),
+                    decision_name(row.decision),
                     row.rival.map(|g| g.reason()).unwrap_or(""),
                     &row.links_above_upper.to_string(),
                 ])?;
             }
-            None => w.write_record([ls, ll, "", "", "", "", row.decision.name(), "", "0"])?,
+            None => {
+                w.write_record([ls, ll, "", "", "", "", decision_name(row.decision), "", "0"])?
+            }
         }
     }
     w.flush()

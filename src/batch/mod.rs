@@ -11,6 +11,8 @@
 //! - [`link`](mod@link): linking two files.
 //! - [`readable`]: results joined back to the input's rows, and review pairs a person reads.
 //! - [`rescan`](mod@rescan): re-scanning a store for duplicate persons.
+//! - [`sweep`](mod@sweep): clustering scored pairs at each threshold and measuring the
+//!   clusters against ground truth ([`crate::eval`]).
 
 pub mod attach;
 pub mod cluster;
@@ -20,52 +22,26 @@ pub mod link;
 pub mod readable;
 pub mod rescan;
 pub mod score;
+pub mod sweep;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::scoring::{PairScore, Rival};
-
+pub use crate::linker::ScoredPair;
+pub use crate::progress::bar as progress_bar;
 pub use cluster::{cluster, cluster_guarded, ChainStats, Clustering, GuardedOptions, UnionFind};
 pub use dataset::{read_dataset, Dataset, Keys};
 pub use dedup::{
     contradicts, dedup, review_pairs, write_clusters, write_review, ChainGuards, ChainRule,
     DedupOptions, DedupResult, DedupSummary, ReviewKind, ReviewPair, Timings,
 };
-pub use link::{link, write_links, LinkDecision, LinkOptions, LinkResult, LinkRow};
+pub use link::{decision_name, link, write_links, LinkOptions, LinkResult, LinkRow};
 pub use rescan::{rescan, rescan_dir, RescanMode, RescanOptions, RescanSummary};
 pub use score::{
     model_with_data_rivals, model_with_data_tf, prepare_all, score_prepared, score_records,
     ScoreOptions, ScoreStats, ScoredRun,
 };
-
-/// One scored candidate pair (`a < b`, indexes into the record list).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ScoredPair {
-    /// First record.
-    pub a: u32,
-    /// Second record.
-    pub b: u32,
-    /// Decision weight (see [`PairScore::weight`]).
-    pub weight: f32,
-    /// The rival holding the weight down, if any.
-    pub rival: Option<Rival>,
-}
-
-impl ScoredPair {
-    /// The pair's score.
-    pub fn score(&self) -> PairScore {
-        PairScore {
-            weight: f64::from(self.weight),
-            rival: self.rival,
-        }
-    }
-
-    /// Whether the pair links on its own at `upper` (see [`crate::linker::pair_decision`]).
-    pub fn links(&self, upper: f64) -> bool {
-        f64::from(self.weight) >= upper && self.rival != Some(Rival::BirthOrderDiffers)
-    }
-}
+pub use sweep::{sweep, sweep_with_relations};
 
 /// Counts cluster sizes: size → how many clusters (ids numbered from 1).
 pub fn cluster_sizes(ids: &[u32]) -> BTreeMap<u32, u64> {
@@ -83,23 +59,4 @@ pub fn cluster_sizes(ids: &[u32]) -> BTreeMap<u32, u64> {
 /// Elapsed seconds helper for summaries.
 pub fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
-}
-
-/// A progress bar on stderr, or a hidden one when `show` is false (indicatif also hides
-/// it when stderr is not a terminal, so redirected runs stay quiet).
-pub fn progress_bar(len: u64, what: &str, show: bool) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = indicatif::ProgressBar::with_draw_target(
-        Some(len),
-        indicatif::ProgressDrawTarget::stderr_with_hz(4),
-    );
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg:>10} [{bar:40}] {human_pos}/{human_len} ({per_sec}, eta {eta})",
-    ) {
-        pb.set_style(style.progress_chars("=> "));
-    }
-    pb.set_message(what.to_string());
-    pb
 }

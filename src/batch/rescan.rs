@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::linker::{pair_decision, Decision, Linker};
 use crate::record::{Record, RecordKey};
-use crate::store::{Audit, Euid, Plan, SledStore, Store, TaskCandidate};
+use crate::store::{Euid, Plan, SledStore, Stamp, Store, TaskCandidate};
 
 use super::cluster::{GuardedOptions, UnionFind};
 use super::dedup::{contradicts, ChainGuards};
@@ -257,13 +257,13 @@ pub fn rescan<S: Store + ?Sized>(
         if merge {
             summary.merges += 1;
             if !opts.dry_run {
-                let audit = Audit::now(
+                let stamp = Stamp::now(
                     opts.actor.clone(),
                     format!("dedup re-scan: automatic link at weight {:.2}", pair.weight),
                 );
-                let mut plan = Plan::new(store, audit);
-                let into = plan.resolve(eo)?;
-                let from = plan.resolve(en)?;
+                let mut plan = Plan::new(store, stamp);
+                let into = plan.survivor_of(eo)?;
+                let from = plan.survivor_of(en)?;
                 if from != into {
                     plan.merge_persons(&from, &into)?;
                     store.apply(&plan.finish())?;
@@ -288,15 +288,15 @@ pub fn rescan<S: Store + ?Sized>(
         if opts.dry_run {
             continue;
         }
-        let audit = Audit::now(opts.actor.clone(), "dedup re-scan");
-        let mut plan = Plan::new(store, audit);
+        let stamp = Stamp::now(opts.actor.clone(), "dedup re-scan");
+        let mut plan = Plan::new(store, stamp);
         let explanation = serde_json::json!({
             "origin": "dedup_rescan",
             "against_record": keys[other_rec],
             "explanation": explanation,
         });
         let candidate = TaskCandidate {
-            euid: plan.resolve(eo)?,
+            euid: plan.survivor_of(eo)?,
             score: pair.weight as f64,
             probability: crate::scoring::weight_to_prob(pair.weight as f64),
         };

@@ -8,7 +8,7 @@ use clap::Args;
 
 use empi::service::ServiceConfig;
 
-use super::serve::open_service;
+use super::data::open_service;
 
 /// Arguments of `empi check`.
 #[derive(Args, Debug)]

@@ -6,8 +6,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use empi::batch::{score_records, ScoreOptions};
-use empi::eval::{read_truth_and_persons, sweep_with_relations, true_pairs, EvalReport, Relations};
+use empi::batch::{score_records, sweep_with_relations, ScoreOptions};
+use empi::eval::{read_truth_and_persons, true_pairs, EvalReport, Relations};
 use empi::linker::Linker;
 
 use super::input::{check_outputs, check_truth, reading, InputArgs, OutputArgs};

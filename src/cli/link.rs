@@ -8,7 +8,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use empi::batch::{self, DedupOptions, LinkDecision, LinkOptions};
+use empi::batch::{self, DedupOptions, LinkOptions};
+use empi::linker::Decision;
 
 use super::dedup::read_input;
 use super::input::{check_outputs, OutputArgs, ReadArgs};
@@ -126,11 +127,11 @@ pub fn link(args: &LinkArgs) -> Result<()> {
         let result = batch::link(&linker, left, right, &opts)?;
         batch::write_links(out, &result)
             .with_context(|| format!("writing {}", args.output.display()))?;
-        let count = |d: LinkDecision| result.rows.iter().filter(|r| r.decision == d).count();
+        let count = |d: Decision| result.rows.iter().filter(|r| r.decision == d).count();
         let (links, reviews, none) = (
-            count(LinkDecision::Link),
-            count(LinkDecision::Review),
-            count(LinkDecision::None),
+            count(Decision::Link),
+            count(Decision::Review),
+            count(Decision::New),
         );
         let mut err = std::io::stderr().lock();
         writeln!(

@@ -15,11 +15,12 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use empi::auth::{AuditEntry, AuditLog};
+use empi::linker::Decision;
 use empi::record::Record;
-use empi::service::{MatchDecision, Service, ServiceConfig};
+use empi::service::{Service, ServiceConfig};
 
+use super::data::{existing_store, open_service_and_store, settle_store};
 use super::input::InputArgs;
-use super::serve::{existing_store, open_service_and_store};
 
 /// Arguments of `empi load`.
 #[derive(Args, Debug)]
@@ -88,7 +89,7 @@ pub fn load(args: &LoadArgs) -> Result<()> {
         Ok(summary) => AuditEntry::operator("Load", format!("finished: {summary}")),
         Err(e) => AuditEntry::operator("Load", "stopped by an error".to_string()).failed(
             e.downcast_ref::<empi::Error>()
-                .map_or(tonic::Code::Internal, empi::grpc::code_of),
+                .map_or(empi::error::Code::Internal, empi::Error::code),
         ),
     };
     if let Err(e) = trail.append_blocking(&end) {
@@ -98,7 +99,7 @@ pub fn load(args: &LoadArgs) -> Result<()> {
     eprintln!("{summary}");
     drop(trail);
     drop(service);
-    super::serve::settle_store(&args.data);
+    settle_store(&args.data);
     Ok(())
 }
 
@@ -170,9 +171,9 @@ async fn run(
                 match service.match_or_create(record.clone(), &actor).await {
                     Ok(r) if r.unchanged => counts.unchanged.fetch_add(1, Ordering::Relaxed),
                     Ok(r) => match r.decision {
-                        MatchDecision::Linked => counts.linked.fetch_add(1, Ordering::Relaxed),
-                        MatchDecision::Created => counts.created.fetch_add(1, Ordering::Relaxed),
-                        MatchDecision::Review => counts.review.fetch_add(1, Ordering::Relaxed),
+                        Decision::Link => counts.linked.fetch_add(1, Ordering::Relaxed),
+                        Decision::New => counts.created.fetch_add(1, Ordering::Relaxed),
+                        Decision::Review => counts.review.fetch_add(1, Ordering::Relaxed),
                     },
                     // The message names the record key and field, never the value.
                     Err(e @ empi::Error::InvalidInput { .. }) => {

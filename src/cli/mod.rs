@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod check;
+pub mod data;
 pub mod dedup;
 pub mod eval;
 pub mod input;
@@ -11,5 +12,6 @@ pub mod load;
 pub mod model;
 pub mod security;
 pub mod serve;
+pub mod synth;
 pub mod token;
 pub mod train;

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 
 use empi::auth::{tokens, AuditEntry, AuditLog, Role};
 
-use super::serve::existing_store;
+use super::data::existing_store;
 
 /// Arguments of `empi token`.
 #[derive(Args, Debug)]
@@ -149,7 +149,7 @@ pub fn audited(
     if let Err(e) = &result {
         let code = e
             .downcast_ref::<empi::Error>()
-            .map_or(tonic::Code::Internal, empi::grpc::code_of);
+            .map_or(empi::error::Code::Internal, empi::Error::code);
         if let Err(a) = trail.append_blocking(&entry.failed(code)) {
             tracing::error!("recording the failure in the audit trail: {a}");
         }

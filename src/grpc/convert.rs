@@ -8,15 +8,16 @@
 use prost_types::{Duration, Timestamp};
 
 use crate::error::{Error, Result};
+use crate::linker::Decision;
 use crate::record::{check_key_part, Address, Identifier, PartialDate, Record, RecordKey, Sex};
 use crate::scoring::{RunSummary, TrainingSummary};
 use crate::service::{
-    CandidateView, ComparisonView, GoldenView, MatchDecision, MatchPreview, MatchResult,
-    PersonView, Resolve, ServiceStats, TaskView,
+    CandidateView, ComparisonView, GoldenView, MatchPreview, MatchResult, PersonView, ServiceStats,
+    TaskView,
 };
 use crate::store::{
-    Euid, HistoryAction, HistoryEntry, LinkMethod, Outcome, Person, PersonStatus, StoredRecord,
-    TaskId, TaskQuery, TaskStatus, UnixMillis,
+    Euid, HistoryAction, HistoryEntry, LinkMethod, Person, PersonStatus, ResolutionAction,
+    StoredRecord, TaskId, TaskQuery, TaskStatus, UnixMillis,
 };
 
 use super::pb;
@@ -179,7 +180,7 @@ pub(crate) fn task_query_in(r: &pb::ListReviewTasksRequest, now: UnixMillis) -> 
 ///
 /// # Errors
 /// [`Error::InvalidInput`] naming `action` or `euid`.
-pub(crate) fn resolve_in(r: &pb::ResolveReviewTaskRequest) -> Result<Resolve> {
+pub(crate) fn resolve_in(r: &pb::ResolveReviewTaskRequest) -> Result<ResolutionAction> {
     let euid = || {
         r.euid
             .as_deref()
@@ -187,9 +188,9 @@ pub(crate) fn resolve_in(r: &pb::ResolveReviewTaskRequest) -> Result<Resolve> {
             .and_then(|e| euid_in("euid", e))
     };
     match enum_value::<pb::ResolutionAction>("action", r.action)? {
-        pb::ResolutionAction::Link => Ok(Resolve::Link(euid()?)),
-        pb::ResolutionAction::Merge => Ok(Resolve::Merge(euid()?)),
-        pb::ResolutionAction::KeepSeparate => Ok(Resolve::KeepSeparate),
+        pb::ResolutionAction::Link => Ok(ResolutionAction::Link { euid: euid()? }),
+        pb::ResolutionAction::Merge => Ok(ResolutionAction::Merge { into: euid()? }),
+        pb::ResolutionAction::KeepSeparate => Ok(ResolutionAction::KeepSeparate),
         pb::ResolutionAction::Unspecified => Err(Error::invalid("action", "missing")),
         pb::ResolutionAction::Superseded => Err(Error::invalid(
             "action",
@@ -307,18 +308,17 @@ fn candidate_out(c: &CandidateView) -> pb::Candidate {
         euid: c.euid.to_string(),
         score: c.score,
         probability: c.probability,
-        // Empty only for tasks stored without their detail.
-        best_record: (!c.best_record.source.is_empty()).then(|| key_out(&c.best_record)),
+        best_record: c.best_record.as_ref().map(key_out),
         explanation: explanation_out(&c.explanation),
         reason: c.reason.map_or(String::new(), |r| r.text().to_string()),
     }
 }
 
-fn decision_out(d: MatchDecision) -> pb::Decision {
+fn decision_out(d: Decision) -> pb::Decision {
     match d {
-        MatchDecision::Linked => pb::Decision::Linked,
-        MatchDecision::Created => pb::Decision::Created,
-        MatchDecision::Review => pb::Decision::Review,
+        Decision::Link => pb::Decision::Linked,
+        Decision::New => pb::Decision::Created,
+        Decision::Review => pb::Decision::Review,
     }
 }
 
@@ -423,11 +423,15 @@ pub(crate) fn task_out(v: &TaskView) -> pb::ReviewTask {
     let (status, resolution) = match &t.status {
         TaskStatus::Open => (pb::ReviewTaskStatus::Open, None),
         TaskStatus::Resolved(r) => {
-            let (action, euid) = match &r.outcome {
-                Outcome::Linked { euid } => (pb::ResolutionAction::Link, Some(euid.to_string())),
-                Outcome::KeptSeparate => (pb::ResolutionAction::KeepSeparate, None),
-                Outcome::Merged { into } => (pb::ResolutionAction::Merge, Some(into.to_string())),
-                Outcome::Superseded => (pb::ResolutionAction::Superseded, None),
+            let (action, euid) = match &r.action {
+                ResolutionAction::Link { euid } => {
+                    (pb::ResolutionAction::Link, Some(euid.to_string()))
+                }
+                ResolutionAction::KeepSeparate => (pb::ResolutionAction::KeepSeparate, None),
+                ResolutionAction::Merge { into } => {
+                    (pb::ResolutionAction::Merge, Some(into.to_string()))
+                }
+                ResolutionAction::Superseded => (pb::ResolutionAction::Superseded, None),
             };
             let res = pb::Resolution {
                 action: action as i32,
@@ -602,7 +606,7 @@ mod tests {
             action: pb::ResolutionAction::KeepSeparate as i32,
             ..r
         };
-        assert_eq!(resolve_in(&r).unwrap(), Resolve::KeepSeparate);
+        assert_eq!(resolve_in(&r).unwrap(), ResolutionAction::KeepSeparate);
         assert_eq!(
             timestamp(UnixMillis(1_500)),
             Timestamp {

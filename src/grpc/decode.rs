@@ -7,111 +7,60 @@
 use prost::Message;
 use tonic::Status;
 
+use crate::app::{Attribution, Incoming};
 use crate::auth::Operation;
 use crate::error::Error;
-use crate::record::{today_days, MAX_REPEATED};
-use crate::store::UnixMillis;
+use crate::record::today_days;
 
-use super::convert::{euid_in, key_in, record_in, resolve_in, task_id_in, task_query_in};
-use super::pb;
+use super::guard::before_handler;
+use super::{pb, requests};
 
 fn decoded<M: Message + Default>(bytes: &[u8]) -> Result<M, Status> {
     M::decode(bytes).map_err(|e| {
-        crate::auth::guard::before_handler(Status::internal(format!(
+        before_handler(Status::internal(format!(
             "failed to decode Protobuf message: {e}"
         )))
     })
 }
 
-/// The actor and reason of a registrar action, checked as the service checks them
-/// (an empty actor is fine where authentication supplies it).
-fn stamp(actor: &str, reason: &str) -> Result<(), Error> {
-    let actor = if actor.trim().is_empty() { "-" } else { actor };
-    crate::service::audit(actor, reason).map(drop)
+/// A registrar action's request, read, with its actor and reason checked as the service
+/// checks them (an empty actor is fine where authentication supplies it).
+fn attributed(request: Incoming<Attribution>) -> Result<(), Error> {
+    let by = request.map_err(|u| u.error)?;
+    let actor = if by.actor.trim().is_empty() {
+        "-"
+    } else {
+        &by.actor
+    };
+    crate::service::stamp::checked(actor, &by.reason).map(drop)
 }
 
-/// Decodes `bytes` as the request of `op` and validates it as far as its handler does
-/// without the service (keys, EUIDs, task ids, records, list sizes, actor and reason).
+/// Decodes `bytes` as the request of `op` and validates it as far as the server does
+/// without the service: the handler's conversion (keys, EUIDs, task ids, records, list
+/// sizes), then a record's fields and a registrar action's actor and reason.
 ///
 /// # Errors
 /// The status the server would answer: `INVALID_ARGUMENT` for anything undecodable or
 /// invalid.
 pub fn check_request(op: Operation, bytes: &[u8]) -> Result<(), Status> {
     use Operation as O;
+    let read = |r: Incoming<()>| r.map_err(|u| u.error);
     let checked: Result<(), Error> = match op {
-        O::MatchOrCreate => {
-            let r: pb::MatchOrCreateRequest = decoded(bytes)?;
-            let record = record_in(
-                r.record
-                    .ok_or_else(|| Error::invalid("record", "missing"))?,
-            )?;
-            record.validate(today_days())
-        }
-        O::Match => {
-            let r: pb::MatchRequest = decoded(bytes)?;
-            record_in(
-                r.record
-                    .ok_or_else(|| Error::invalid("record", "missing"))?,
-            )
-            .map(drop)
-        }
-        O::GetPerson => euid_in("euid", &decoded::<pb::GetPersonRequest>(bytes)?.euid).map(drop),
-        O::GetRecord => key_in(decoded::<pb::GetRecordRequest>(bytes)?.key).map(drop),
-        O::RemoveRecord => {
-            let r: pb::RemoveRecordRequest = decoded(bytes)?;
-            key_in(r.key).and_then(|_| stamp(&r.actor, &r.reason))
-        }
-        O::Link => {
-            let r: pb::LinkRequest = decoded(bytes)?;
-            key_in(r.key)
-                .and_then(|_| euid_in("euid", &r.euid))
-                .and_then(|_| stamp(&r.actor, &r.reason))
-        }
-        O::Unlink => {
-            let r: pb::UnlinkRequest = decoded(bytes)?;
-            key_in(r.key).and_then(|_| stamp(&r.actor, &r.reason))
-        }
-        O::MergePersons => {
-            let r: pb::MergePersonsRequest = decoded(bytes)?;
-            euid_in("from_euid", &r.from_euid)
-                .and_then(|_| euid_in("into_euid", &r.into_euid))
-                .and_then(|_| stamp(&r.actor, &r.reason))
-        }
-        O::SplitPerson => {
-            let r: pb::SplitPersonRequest = decoded(bytes)?;
-            if r.records.len() > MAX_REPEATED {
-                Err(Error::invalid(
-                    "records",
-                    format!("more than {MAX_REPEATED} values"),
-                ))
-            } else {
-                euid_in("euid", &r.euid)
-                    .and_then(|_| {
-                        r.records
-                            .into_iter()
-                            .try_for_each(|k| key_in(Some(k)).map(drop))
-                    })
-                    .and_then(|()| stamp(&r.actor, &r.reason))
-            }
-        }
-        O::MarkNotDuplicate => {
-            let r: pb::MarkNotDuplicateRequest = decoded(bytes)?;
-            euid_in("euid_a", &r.euid_a)
-                .and_then(|_| euid_in("euid_b", &r.euid_b))
-                .and_then(|_| stamp(&r.actor, &r.reason))
-        }
-        O::ListReviewTasks => task_query_in(&decoded(bytes)?, UnixMillis::now()).map(drop),
-        O::GetReviewTask => task_id_in(
-            "task_id",
-            &decoded::<pb::GetReviewTaskRequest>(bytes)?.task_id,
-        )
-        .map(drop),
-        O::ResolveReviewTask => {
-            let r: pb::ResolveReviewTaskRequest = decoded(bytes)?;
-            task_id_in("task_id", &r.task_id)
-                .and_then(|_| resolve_in(&r))
-                .and_then(|_| stamp(&r.actor, &r.reason))
-        }
+        O::MatchOrCreate => requests::submit(decoded(bytes)?)
+            .map_err(|u| u.error)
+            .and_then(|s| s.record.validate(today_days())),
+        O::Match => read(requests::match_query(decoded(bytes)?).map(drop)),
+        O::GetPerson => read(requests::person(&decoded(bytes)?).map(drop)),
+        O::GetRecord => read(requests::record_key(decoded(bytes)?).map(drop)),
+        O::RemoveRecord => attributed(requests::remove(decoded(bytes)?).map(|r| r.by)),
+        O::Link => attributed(requests::link(decoded(bytes)?).map(|r| r.by)),
+        O::Unlink => attributed(requests::unlink(decoded(bytes)?).map(|r| r.by)),
+        O::MergePersons => attributed(requests::merge(decoded(bytes)?).map(|r| r.by)),
+        O::SplitPerson => attributed(requests::split(decoded(bytes)?).map(|r| r.by)),
+        O::MarkNotDuplicate => attributed(requests::not_duplicate(decoded(bytes)?).map(|r| r.by)),
+        O::ListReviewTasks => read(requests::task_query(&decoded(bytes)?).map(drop)),
+        O::GetReviewTask => read(requests::task_id(&decoded(bytes)?).map(drop)),
+        O::ResolveReviewTask => attributed(requests::resolution(decoded(bytes)?).map(|r| r.by)),
         O::GetStats => {
             decoded::<pb::GetStatsRequest>(bytes)?;
             Ok(())

@@ -1,18 +1,23 @@
-//! The gRPC edge: generated protocol types, the thin tonic handlers of `empi.v1.Empi`, the
-//! one error → status mapping, and [`serve`] with standard health checking and reflection.
+//! The gRPC door: generated protocol types, the [`Guard`] that authenticates callers, the
+//! thin tonic handlers of `empi.v1.Empi`, the one error → status mapping, and [`serve`]
+//! with standard health checking and reflection.
 //!
-//! Proto types never leak below this module: handlers convert requests into domain values
-//! (validating on the way, see `convert`), call [`crate::service::Service`], and convert
-//! the answer back. Logs carry record keys, EUIDs and task ids only.
+//! Proto types never leak below this module: handlers convert requests into the
+//! application layer's requests (validating on the way, see `convert` and `requests`),
+//! make one call into [`crate::app::App`], and convert the answer back. Logs carry record
+//! keys, EUIDs and task ids only.
 
 mod convert;
 mod decode;
+mod guard;
 mod handlers;
+mod requests;
 mod status;
 
 pub use decode::check_request;
+pub use guard::Guard;
 pub use handlers::EmpiApi;
-pub use status::code_of;
+pub use status::{canonical, grpc_code};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,7 +26,8 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
 
-use crate::auth::{Guard, Security};
+use crate::app::App;
+use crate::auth::Security;
 use crate::error::{Error, Result};
 use crate::service::Service;
 
@@ -66,7 +72,8 @@ pub async fn serve(
 ///
 /// Every call to `empi.v1.Empi` passes the [`Guard`] first (concurrency bound over all
 /// connections, credentials, the role's permission table; rejections audited), then the
-/// handlers, which act as the authenticated identity and audit the call. Limits: request
+/// handlers, which call the application layer ([`App`]) as the authenticated caller: it
+/// audits the call and makes its change durable. Limits: request
 /// and response message sizes (`RESOURCE_EXHAUSTED` beyond), a server-side deadline per
 /// call, concurrent calls per connection and HTTP/2 streams per connection
 /// (see [`crate::auth::Limits`]); writes are refused (`RESOURCE_EXHAUSTED`) while
@@ -101,12 +108,8 @@ pub async fn serve_secure(
         }
         conn
     });
-    let watch = tokio::spawn(watch_health(
-        health.clone(),
-        Arc::clone(&service),
-        security.audit.clone(),
-        security.space.clone(),
-    ));
+    let app = Arc::new(App::new(service, security.audit, security.space));
+    let watch = tokio::spawn(watch_health(health.clone(), Arc::clone(&app)));
     let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
@@ -116,8 +119,7 @@ pub async fn serve_secure(
         let _ = stopping.send(());
     };
     let limits = &security.limits;
-    let api = EmpiApi::with_audit(service, security.audit.clone()).with_space(security.space);
-    let api = pb::empi_server::EmpiServer::new(api)
+    let api = pb::empi_server::EmpiServer::new(EmpiApi::new(Arc::clone(&app)))
         .max_decoding_message_size(limits.max_request_bytes)
         .max_encoding_message_size(limits.max_response_bytes);
     let mut builder = tonic::transport::Server::builder()
@@ -131,7 +133,7 @@ pub async fn serve_secure(
             .map_err(|e| Error::invalid("tls", format!("unusable TLS configuration: {e}")))?;
     }
     tracing::info!(%addr, tls, "serving {SERVICE_NAME}");
-    let guard = Guard::new(security.auth, security.audit, limits.max_concurrent_calls);
+    let guard = Guard::new(security.auth, app, limits.max_concurrent_calls);
     let server = builder
         .layer(guard.clone())
         .add_service(health_service)
@@ -178,34 +180,16 @@ async fn set_health(health: &tonic_health::server::HealthReporter, serving: bool
 
 /// Keeps the health check honest until shutdown: `NOT_SERVING` while writes are refused
 /// for want of disk space, the audit trail cannot write, or the store cannot take writes;
-/// `SERVING` again as soon as all three can. A trail that failed is tried again here with
-/// a line of its own (`AuditTrailResumed`), since a server reported unhealthy may get no
-/// call that would show it writes again.
-async fn watch_health(
-    health: tonic_health::server::HealthReporter,
-    service: Arc<Service>,
-    audit: Option<Arc<crate::auth::AuditLog>>,
-    space: Option<Arc<crate::auth::Space>>,
-) {
+/// `SERVING` again as soon as all three can ([`App::health`]).
+async fn watch_health(health: tonic_health::server::HealthReporter, app: Arc<App>) {
     let mut serving = true;
     let mut tick = tokio::time::interval(HEALTH_EVERY);
     loop {
         tick.tick().await;
-        let room = space.as_ref().is_none_or(|s| s.refusal().is_none());
-        if let Some(audit) = audit.as_ref().filter(|a| !a.healthy() && room) {
-            let mut e = crate::auth::AuditEntry::new(
-                None,
-                "AuditTrailResumed",
-                crate::auth::AuditOutcome::Ok,
-            );
-            e.detail = Some("the audit trail could not write for a while; it writes again".into());
-            let _ = audit.append(&e).await;
-        }
-        let trail = audit.as_ref().is_none_or(|a| a.healthy());
-        let store = service.store().writable();
-        let now = room && trail && store;
-        if now != serving {
-            serving = now;
+        let now = app.health().await;
+        if now.serving() != serving {
+            serving = now.serving();
+            let crate::app::Health { room, trail, store } = now;
             tracing::warn!(room, trail, store, serving, "health changed");
             set_health(&health, serving).await;
         }

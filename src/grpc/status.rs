@@ -1,39 +1,27 @@
-//! The one place a library [`Error`] becomes a gRPC [`Status`].
+//! The one place a library [`Error`] becomes a gRPC [`Status`], and where gRPC's status
+//! codes meet the crate's canonical [`Code`]s (the same set, numbered alike).
 
-use tonic::{Code, Status};
+use tonic::Status;
 
-use crate::error::Error;
+use crate::error::{Code, Error};
 
-/// Maps each error to the code that tells the client what to do next. The match is
-/// exhaustive on purpose: a new variant must choose its code here.
-///
-/// | error            | code                  | client's next step            |
-/// |------------------|-----------------------|-------------------------------|
-/// | `InvalidInput`   | `INVALID_ARGUMENT`    | fix the request               |
-/// | `NotFound`       | `NOT_FOUND`           | check the id                  |
-/// | `Conflict`       | `FAILED_PRECONDITION` | re-read the state, decide again |
-/// | `Storage`        | `UNAVAILABLE`         | retry later                   |
-/// | `Corrupt`        | `DATA_LOSS`           | call an operator (per the proto's contract) |
-/// | `Io`, `Model`    | `INTERNAL`            | call an operator              |
-///
-/// Messages are the error's own text: lowercase, naming fields and record keys, never
-/// patient data.
+/// Each error with the code [`Error::code`] chooses for it (the table there: an exhaustive
+/// match, so a new variant must choose its code) and its own message: lowercase, naming
+/// fields and record keys, never patient data.
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
-        Status::new(code_of(&e), e.to_string())
+        Status::new(grpc_code(e.code()), e.to_string())
     }
 }
 
-/// The status code of an error (the table on [`Status::from`]).
-pub fn code_of(e: &Error) -> Code {
-    match e {
-        Error::InvalidInput { .. } => Code::InvalidArgument,
-        Error::NotFound { .. } => Code::NotFound,
-        Error::Conflict(_) => Code::FailedPrecondition,
-        Error::Storage(_) => Code::Unavailable,
-        Error::Corrupt(_) => Code::DataLoss,
-        Error::Io { .. } | Error::Model(_) => Code::Internal,
-    }
+/// The gRPC status code of a canonical code.
+pub fn grpc_code(code: Code) -> tonic::Code {
+    tonic::Code::from_i32(code as i32)
+}
+
+/// The canonical code of a gRPC status code.
+pub fn canonical(code: tonic::Code) -> Code {
+    Code::from_number(code as i32)
 }
 
 #[cfg(test)]
@@ -45,28 +33,35 @@ mod tests {
         let cases = [
             (
                 Error::invalid("sex", "unknown enum value 9"),
-                Code::InvalidArgument,
+                tonic::Code::InvalidArgument,
             ),
             (
-                Error::NotFound {
-                    what: "person",
-                    id: "E0000000001".into(),
-                },
-                Code::NotFound,
+                Error::not_found("person", "E0000000001"),
+                tonic::Code::NotFound,
             ),
             (
                 Error::Conflict("task resolved".into()),
-                Code::FailedPrecondition,
+                tonic::Code::FailedPrecondition,
             ),
-            (Error::Storage("disk".into()), Code::Unavailable),
-            (Error::Corrupt("bad".into()), Code::DataLoss),
-            (Error::Model("bad".into()), Code::Internal),
+            (Error::Stale("version 3".into()), tonic::Code::Aborted),
+            (Error::Denied("role".into()), tonic::Code::PermissionDenied),
+            (
+                Error::NoSpace("nearly full".into()),
+                tonic::Code::ResourceExhausted,
+            ),
+            (Error::Storage("disk".into()), tonic::Code::Unavailable),
+            (Error::Corrupt("bad".into()), tonic::Code::DataLoss),
+            (Error::Model("bad".into()), tonic::Code::Internal),
+            (Error::Internal("bug".into()), tonic::Code::Internal),
         ];
         for (e, code) in cases {
             let text = e.to_string();
             let s = Status::from(e);
             assert_eq!(s.code(), code);
             assert_eq!(s.message(), text);
+        }
+        for c in Code::ALL {
+            assert_eq!(canonical(grpc_code(c)), c);
         }
     }
 }

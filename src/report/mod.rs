@@ -15,8 +15,9 @@ pub mod plots;
 
 use serde::Serialize;
 
+use crate::batch::sweep;
 use crate::batch::ScoredPair;
-use crate::eval::{sweep, Quality};
+use crate::eval::Quality;
 use crate::scoring::{
     prob_to_weight, weight_to_prob, Comparison, Model, Thresholds, TrainingSummary,
 };
@@ -80,7 +81,7 @@ pub struct ThresholdRow {
 }
 
 /// The model's expected quality at each upper threshold, and the measured quality when
-/// `labels` (true person per record) are given; `named` as in [`sweep`].
+/// `labels` (true person per record) are given; `named` as in [`sweep()`].
 pub fn threshold_rows(
     pairs: &[ScoredPair],
     named: &[bool],

@@ -66,6 +66,7 @@ pub use sample::{sample_u, USample, U_FLOOR, U_MIN_COUNT};
 use super::{Comparison, Model, TfTable, MAX_LEVELS, N_COMPARISONS};
 use crate::error::{Error, Result};
 use crate::prepare::Prepared;
+use crate::progress::bar;
 use crate::record::Record;
 
 /// Which parameter of a level.
@@ -275,20 +276,6 @@ pub struct Trained {
     pub model: Model,
     /// The same metadata, typed.
     pub info: TrainingInfo,
-}
-
-fn bar(len: u64, what: &str, show: bool) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = indicatif::ProgressBar::new(len);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg:>12} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
-    ) {
-        pb.set_style(style.progress_chars("=> "));
-    }
-    pb.set_message(what.to_string());
-    pb
 }
 
 /// Prepares the records (in parallel, with the starting model's placeholders) and trains.

@@ -13,9 +13,10 @@
 //!   in the Fellegi–Sunter model of record linkage*): on the exact level of names and
 //!   postcodes, `w += log2(Σtf² / max(tf(value), floor))`, and the adjusted weight never
 //!   drops below [`MIN_AGREEMENT_WEIGHT`] (agreeing is never evidence against).
-//!   DESIGN.md writes the reference as `u_exact`; for random pairs `u_exact = Σtf²`, and
-//!   using the table's own `Σtf²` keeps the adjustment neutral on average even where a
-//!   model's `u_exact` was set for candidate pairs rather than random ones.
+//!   The adjustment is often written with the exact level's `u` as the reference; for
+//!   random pairs `u_exact = Σtf²`, and using the table's own `Σtf²` keeps the adjustment
+//!   neutral on average even where a model's `u_exact` was set for candidate pairs rather
+//!   than random ones (docs/DESIGN.md, section 4).
 //!
 //! The decision weight is not `S` alone: a pair is also weighed against the relatives who
 //! share a household (a twin; a sibling, parent, child or spouse), whose records agree on

@@ -130,7 +130,7 @@ mod tests {
                 actor: "t".into(),
             },
             updated_at: UnixMillis(at),
-            outcome: None,
+            answer: None,
             version: 1,
         }
     }

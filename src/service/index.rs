@@ -352,7 +352,7 @@ mod tests {
                 actor: "t".into(),
             },
             updated_at: UnixMillis(0),
-            outcome: None,
+            answer: None,
             version: 1,
         }
     }

@@ -1,22 +1,24 @@
 //! Match-or-create and match-only: validate, prepare, find candidates in the live index,
-//! decide with the linker, and (for match-or-create) write the outcome in one change set.
+//! decide with the linker, and (for match-or-create) write the record, its person, any
+//! review task and the answer in one change set.
 
 use ahash::AHashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::blocking::block_keys;
 use crate::error::{Error, Result};
-use crate::linker::{pair_decision, Decision, Outcome, Ranking, ReviewReason};
+use crate::linker::{pair_decision, Decision, Ranking, ReviewReason, Verdict};
 use crate::prepare::Prepared;
 use crate::record::{today_days, Record, RecordKey};
 use crate::scoring::{weight_to_prob, PairScore, Sig, Thresholds};
 use crate::store::{
-    Audit, Euid, LinkMethod, OpaqueJson, Plan, StoredRecord, TaskCandidate, TaskId, Ticket,
+    Euid, LinkMethod, OpaqueJson, Plan, Stamp, Store, StoredRecord, TaskCandidate, TaskId, Ticket,
 };
 
 use super::index::key_text;
-use super::types::{comparisons_of, CandidateView, ComparisonView, MatchDecision, MatchPreview};
-use super::{check_text, MatchResult, Pending, Service, MAX_ACTOR_LEN, RETRIES};
+use super::stamp::{check_text, MAX_ACTOR_LEN};
+use super::types::{comparisons_of, CandidateView, ComparisonView, MatchPreview};
+use super::{MatchResult, Pending, Service, RETRIES};
 
 /// Most candidates [`Service::match_only`] returns.
 pub const MAX_MATCH_CANDIDATES: usize = 100;
@@ -24,9 +26,9 @@ pub const MAX_MATCH_CANDIDATES: usize = 100;
 /// The answer of a match-or-create as stored with the record (compact field names: one per
 /// stored record), so an identical resubmission returns it without deciding again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct StoredOutcome {
-    #[serde(rename = "d")]
-    decision: MatchDecision,
+struct StoredAnswer {
+    #[serde(rename = "d", with = "stored_decision")]
+    decision: Decision,
     #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
     score: Option<f64>,
     /// The best candidate's explanation as `(comparison, level, weight)`.
@@ -45,9 +47,34 @@ struct StoredOutcome {
     reason: Option<ReviewReason>,
 }
 
-impl StoredOutcome {
+/// A [`Decision`] as a stored answer spells it (`linked`, `created`, `review`: the words of
+/// the API's answer).
+mod stored_decision {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::linker::Decision;
+
+    pub(super) fn serialize<S: Serializer>(d: &Decision, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match d {
+            Decision::Link => "linked",
+            Decision::New => "created",
+            Decision::Review => "review",
+        })
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decision, D::Error> {
+        match &*std::borrow::Cow::<str>::deserialize(d)? {
+            "linked" => Ok(Decision::Link),
+            "created" => Ok(Decision::New),
+            "review" => Ok(Decision::Review),
+            _ => Err(serde::de::Error::custom("unknown decision")),
+        }
+    }
+}
+
+impl StoredAnswer {
     fn of(r: &MatchResult) -> Self {
-        StoredOutcome {
+        StoredAnswer {
             decision: r.decision,
             score: r.score,
             explanation: r
@@ -58,7 +85,7 @@ impl StoredOutcome {
             candidates: r
                 .candidates
                 .iter()
-                .map(|c| (c.euid.clone(), c.score, c.best_record.clone()))
+                .filter_map(|c| Some((c.euid.clone(), c.score, c.best_record.clone()?)))
                 .collect(),
             task: r.review_task,
             model: r.model_version.clone(),
@@ -89,7 +116,7 @@ impl StoredOutcome {
                     euid,
                     score,
                     probability: weight_to_prob(score),
-                    best_record,
+                    best_record: Some(best_record),
                     explanation: Vec::new(),
                     reason: if i == 0 { self.reason } else { None },
                 })
@@ -103,18 +130,18 @@ impl StoredOutcome {
 
 /// The answer for a stored record that was submitted again unchanged.
 fn repeat_answer(stored: &StoredRecord) -> MatchResult {
-    let outcome = stored
-        .outcome
+    let answer = stored
+        .answer
         .as_ref()
-        .and_then(OpaqueJson::decode::<StoredOutcome>);
-    match outcome {
+        .and_then(OpaqueJson::decode::<StoredAnswer>);
+    match answer {
         Some(o) => o.into_result(stored.euid.clone(), true),
         // Stored by something other than match-or-create: describe the link.
         None => MatchResult {
             euid: stored.euid.clone(),
             decision: match stored.link.method {
-                LinkMethod::Created => MatchDecision::Created,
-                _ => MatchDecision::Linked,
+                LinkMethod::Created => Decision::New,
+                _ => Decision::Link,
             },
             score: None,
             probability: None,
@@ -127,15 +154,51 @@ fn repeat_answer(stored: &StoredRecord) -> MatchResult {
     }
 }
 
-/// Candidates scored against a query: the linker's outcome and a view of each ranked person.
+/// Candidates scored against a query: the linker's verdict and a view of each ranked person.
 struct Scored {
-    outcome: Outcome<u64>,
+    verdict: Verdict<u64>,
     views: Vec<CandidateView>,
 }
 
 impl Scored {
     fn best(&self) -> Option<&CandidateView> {
         self.views.first()
+    }
+}
+
+/// An attempt at deciding that either got through or found the index changed under it.
+enum Tried<T> {
+    Done(T),
+    /// Decide again from fresh reads (not an error: retried like a stale write).
+    DecideAgain,
+}
+
+/// Where match-or-create puts a record: its person, the decision, a review task opened.
+struct Placed {
+    euid: Euid,
+    decision: Decision,
+    review_task: Option<TaskId>,
+}
+
+impl Placed {
+    fn at(euid: Euid, decision: Decision) -> Self {
+        Placed {
+            euid,
+            decision,
+            review_task: None,
+        }
+    }
+}
+
+/// The reason stamped on the history of a match-or-create, from the linker's verdict.
+fn why<P>(verdict: &Verdict<P>) -> &'static str {
+    match verdict.decision {
+        Decision::Link if verdict.sole_candidate => {
+            "automatic link: the sole plausible candidate, no given name to compare"
+        }
+        Decision::Link => "automatic link above the upper threshold",
+        Decision::Review => "uncertain match",
+        Decision::New => "no candidate above the lower threshold",
     }
 }
 
@@ -159,7 +222,7 @@ impl Service {
             .into_iter()
             .filter(|f| !excluded.contains(&f.euid))
             .collect();
-        let outcome = match &self.bound {
+        let verdict = match &self.bound {
             Some(bound) => {
                 let candidates: Vec<(u64, &Prepared, &Sig)> =
                     found.iter().map(|f| (f.euid, f.prepared, f.sig)).collect();
@@ -171,7 +234,7 @@ impl Service {
                 self.linker.decide(query, candidates, ranking)
             }
         };
-        let views = outcome
+        let views = verdict
             .ranked
             .iter()
             .enumerate()
@@ -181,7 +244,7 @@ impl Service {
                     euid: Euid::from_seq(ps.person),
                     score: ps.score.weight,
                     probability: ps.score.probability(),
-                    best_record: f.record_key(),
+                    best_record: Some(f.record_key()),
                     reason: candidate_reason(&ps.score, self.linker.thresholds()),
                     explanation: if explain_all || i == 0 {
                         comparisons_of(&self.linker.explain(query, f.prepared))
@@ -191,17 +254,14 @@ impl Service {
                 }
             })
             .collect();
-        Ok(Scored { outcome, views })
+        Ok(Scored { verdict, views })
     }
 
-    /// The persons asserted not to be duplicates of `euid`, resolved through merges.
+    /// The persons asserted not to be duplicates of `euid`, each as its survivor.
     fn not_duplicates(&self, euid: &Euid) -> Result<AHashSet<u64>> {
         let mut out = AHashSet::new();
         for n in self.store.not_duplicates_of(euid)? {
-            let other = self
-                .store
-                .resolve_person(&n.b)?
-                .map_or(n.b, |r| r.person.euid);
+            let other = self.store.survivor_of(&n.b)?.map_or(n.b, |r| r.person.euid);
             out.insert(other.seq());
         }
         Ok(out)
@@ -219,7 +279,7 @@ impl Service {
     /// An empty `actor` stands for the record's source.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming the field (nothing is stored); [`Error::Conflict`]
+    /// [`Error::InvalidInput`] naming the field (nothing is stored); [`Error::Stale`]
     /// when concurrent writes kept invalidating the decision; store errors.
     pub async fn match_or_create(&self, record: Record, actor: &str) -> Result<MatchResult> {
         let (result, pending) = self.match_or_create_applied(record, actor).await?;
@@ -229,9 +289,9 @@ impl Service {
 
     /// [`Service::match_or_create`] up to the point where the change is applied (readers
     /// see it) but not yet known to be durable: the caller must pass the returned
-    /// [`Pending`] to [`Service::wait_durable`] before acknowledging the record. The gRPC
-    /// handler writes its audit entry in that interval, so the audit trail's sync and the
-    /// store's flush overlap instead of following one another.
+    /// [`Pending`] to [`Service::wait_durable`] or [`Service::make_durable`] before
+    /// acknowledging the record. The application layer makes it durable in the same cycle
+    /// as the call's audit line ([`crate::app`]).
     ///
     /// # Errors
     /// As [`Service::match_or_create`], except durability.
@@ -262,11 +322,17 @@ impl Service {
         let mut tries = 0;
         let (result, ticket) = loop {
             match self.decide_and_apply(&record, &prepared, &actor) {
-                Err(Error::Conflict(_)) if tries < RETRIES => {
+                Ok(Tried::Done(done)) => break done,
+                Ok(Tried::DecideAgain) | Err(Error::Stale(_)) if tries < RETRIES => {
                     tries += 1;
                     tokio::task::yield_now().await;
                 }
-                other => break other?,
+                Ok(Tried::DecideAgain) => {
+                    return Err(Error::Stale(format!(
+                        "record {key}: its candidates kept changing while deciding; try again"
+                    )))
+                }
+                Err(e) => return Err(e),
             }
         };
         drop(held);
@@ -279,18 +345,20 @@ impl Service {
         Ok((result, Pending(ticket)))
     }
 
-    /// The synchronous core of match-or-create, run with the record's stripes held.
+    /// The synchronous core of match-or-create, run with the record's stripes held: an
+    /// identical repeat answers from the store; otherwise the record is scored and placed,
+    /// as a new record or a changed one, and the change set applied.
     fn decide_and_apply(
         &self,
         record: &Record,
         prepared: &Prepared,
         actor: &str,
-    ) -> Result<(MatchResult, Ticket)> {
+    ) -> Result<Tried<(MatchResult, Ticket)>> {
         let key = record.key();
         let stored = self.store.get_record(&key)?;
         if let Some(s) = stored.as_ref().filter(|s| &s.record == record) {
             // What it reports may still await its flush (a concurrent identical request).
-            return Ok((repeat_answer(s), self.latest_ticket()));
+            return Ok(Tried::Done((repeat_answer(s), self.latest_ticket())));
         }
         let own_key = key_text(&key);
         let excluded = match &stored {
@@ -306,70 +374,18 @@ impl Service {
             false,
             Ranking::Plausible(self.config.top_k),
         )?;
-        let t = self.linker.thresholds();
+        let mut plan = Plan::new(&*self.store, Stamp::now(actor, why(&scored.verdict)));
+        let placed = match &stored {
+            None => self.place_new(&mut plan, record, prepared, &scored)?,
+            Some(s) => self.place_changed(&mut plan, record, prepared, &scored, &s.euid)?,
+        };
+        let Tried::Done(placed) = placed else {
+            return Ok(Tried::DecideAgain);
+        };
         let best = scored.best();
-        let reason = match scored.outcome.decision {
-            Decision::Link if scored.outcome.sole_candidate => {
-                "automatic link: the sole plausible candidate, no given name to compare"
-            }
-            Decision::Link => "automatic link above the upper threshold",
-            Decision::Review => "uncertain match",
-            Decision::New => "no candidate above the lower threshold",
-        };
-        let mut plan = Plan::new(&*self.store, Audit::now(actor, reason));
-        let mut review_task = None;
-        let (euid, decision) = match &stored {
-            None => match (scored.outcome.decision, best) {
-                (Decision::Link, Some(b)) => {
-                    let method = LinkMethod::Auto { score: b.score };
-                    let euid = plan.add_record(record.clone(), &b.euid, method)?;
-                    (euid, MatchDecision::Linked)
-                }
-                (Decision::Review, Some(_)) => {
-                    let euid = plan.create_person(record.clone(), LinkMethod::Created)?;
-                    review_task = Some(self.open_review(&mut plan, &key, prepared, None)?);
-                    (euid, MatchDecision::Review)
-                }
-                _ => {
-                    let euid = plan.create_person(record.clone(), LinkMethod::Created)?;
-                    (euid, MatchDecision::Created)
-                }
-            },
-            Some(s) => {
-                let own = s.euid.clone();
-                plan.update_record(record.clone())?;
-                plan.supersede_open_tasks(&key)?;
-                let others_close = scored
-                    .views
-                    .iter()
-                    .any(|c| c.euid != own && c.score >= t.lower);
-                match (scored.outcome.decision, best) {
-                    (Decision::Link, Some(b)) if b.euid != own => {
-                        let method = LinkMethod::Auto { score: b.score };
-                        let moved = plan.move_record(&key, &b.euid, method)?;
-                        (moved.to, MatchDecision::Linked)
-                    }
-                    (Decision::Link, Some(_)) => (own, MatchDecision::Linked),
-                    _ if others_close => {
-                        review_task =
-                            Some(self.open_review(&mut plan, &key, prepared, Some(&own))?);
-                        (own, MatchDecision::Review)
-                    }
-                    _ => {
-                        let alone = plan.person(&own)?.is_some_and(|p| p.members.len() <= 1);
-                        let d = if alone {
-                            MatchDecision::Created
-                        } else {
-                            MatchDecision::Linked
-                        };
-                        (own, d)
-                    }
-                }
-            }
-        };
         let result = MatchResult {
-            euid,
-            decision,
+            euid: placed.euid,
+            decision: placed.decision,
             score: best.map(|b| b.score),
             probability: best.map(|b| b.probability),
             explanation: best.map(|b| b.explanation.clone()).unwrap_or_default(),
@@ -381,26 +397,108 @@ impl Service {
                     ..c.clone()
                 })
                 .collect(),
-            review_task,
+            review_task: placed.review_task,
             unchanged: false,
             model_version: self.model_version().to_string(),
         };
-        let outcome = OpaqueJson::encode(&StoredOutcome::of(&result))?;
-        plan.set_outcome(&key, outcome)?;
+        plan.set_answer(&key, OpaqueJson::encode(&StoredAnswer::of(&result))?)?;
         let changes = plan.finish();
         let ticket = self.apply(&changes, Some((&own_key, prepared.clone())))?;
-        Ok((result, ticket))
+        Ok(Tried::Done((result, ticket)))
+    }
+
+    /// Plans a record not stored before: linked to the best candidate on a decisive score,
+    /// its own new person with a review task when uncertain, its own new person otherwise.
+    fn place_new(
+        &self,
+        plan: &mut Plan<'_, dyn Store>,
+        record: &Record,
+        prepared: &Prepared,
+        scored: &Scored,
+    ) -> Result<Tried<Placed>> {
+        let placed = match (scored.verdict.decision, scored.best()) {
+            (Decision::Link, Some(best)) => {
+                let method = LinkMethod::Auto { score: best.score };
+                let euid = plan.add_record(record.clone(), &best.euid, method)?;
+                Placed::at(euid, Decision::Link)
+            }
+            (Decision::Review, Some(_)) => {
+                let euid = plan.create_person(record.clone(), LinkMethod::Created)?;
+                let Some(task) = self.open_review(plan, &record.key(), prepared, None)? else {
+                    return Ok(Tried::DecideAgain);
+                };
+                Placed {
+                    review_task: Some(task),
+                    ..Placed::at(euid, Decision::Review)
+                }
+            }
+            _ => {
+                let euid = plan.create_person(record.clone(), LinkMethod::Created)?;
+                Placed::at(euid, Decision::New)
+            }
+        };
+        Ok(Tried::Done(placed))
+    }
+
+    /// Plans a stored record whose content changed: updated in place (its open review tasks
+    /// superseded), moved to another person only on a decisive score, reviewed when another
+    /// person comes close, left where it is otherwise.
+    fn place_changed(
+        &self,
+        plan: &mut Plan<'_, dyn Store>,
+        record: &Record,
+        prepared: &Prepared,
+        scored: &Scored,
+        own: &Euid,
+    ) -> Result<Tried<Placed>> {
+        let key = record.key();
+        plan.update_record(record.clone())?;
+        plan.supersede_open_tasks(&key)?;
+        let placed = match (scored.verdict.decision, scored.best()) {
+            (Decision::Link, Some(best)) if best.euid != *own => {
+                let method = LinkMethod::Auto { score: best.score };
+                let moved = plan.move_record(&key, &best.euid, method)?;
+                Placed::at(moved.to, Decision::Link)
+            }
+            (Decision::Link, Some(_)) => Placed::at(own.clone(), Decision::Link),
+            _ if self.others_close(scored, own) => {
+                let Some(task) = self.open_review(plan, &key, prepared, Some(own))? else {
+                    return Ok(Tried::DecideAgain);
+                };
+                Placed {
+                    review_task: Some(task),
+                    ..Placed::at(own.clone(), Decision::Review)
+                }
+            }
+            _ => {
+                let alone = plan.person(own)?.is_some_and(|p| p.members.len() <= 1);
+                let decision = if alone { Decision::New } else { Decision::Link };
+                Placed::at(own.clone(), decision)
+            }
+        };
+        Ok(Tried::Done(placed))
+    }
+
+    /// Whether a person other than `own` scored at or above the lower threshold.
+    fn others_close(&self, scored: &Scored, own: &Euid) -> bool {
+        let lower = self.linker.thresholds().lower;
+        scored
+            .views
+            .iter()
+            .any(|c| c.euid != *own && c.score >= lower)
     }
 
     /// Opens a review task about `key` listing every candidate at or above the lower
-    /// threshold other than `own`, each with its explanation side by side.
+    /// threshold other than `own`, each with its explanation side by side. `None` when no
+    /// such candidate is left: the index changed since the decision (a registrar action
+    /// moved or merged a candidate), and the record must be decided again.
     fn open_review(
         &self,
-        plan: &mut Plan<'_, dyn crate::store::Store>,
+        plan: &mut Plan<'_, dyn Store>,
         key: &RecordKey,
         prepared: &Prepared,
         own: Option<&Euid>,
-    ) -> Result<TaskId> {
+    ) -> Result<Option<TaskId>> {
         let own_key = key_text(key);
         let excluded: AHashSet<u64> = own.map(|e| e.seq()).into_iter().collect();
         let ranking = Ranking::Plausible(self.config.top_k);
@@ -412,9 +510,7 @@ impl Service {
             .filter(|c| c.score >= lower)
             .collect();
         if views.is_empty() {
-            return Err(Error::Conflict(
-                "no candidate left to review; deciding again".into(),
-            ));
+            return Ok(None);
         }
         views.truncate(self.config.top_k);
         let candidates = views
@@ -427,7 +523,7 @@ impl Service {
             .collect();
         let detail = serde_json::to_value(&views)
             .map_err(|e| Error::Corrupt(format!("encoding a review task: {e}")))?;
-        plan.open_task(key, candidates, detail)
+        plan.open_task(key, candidates, detail).map(Some)
     }
 
     /// Scores a record against the index and says what match-or-create would decide were
@@ -465,11 +561,7 @@ impl Service {
             ranking,
         )?;
         Ok(MatchPreview {
-            decision: match scored.outcome.decision {
-                Decision::Link => MatchDecision::Linked,
-                Decision::Review => MatchDecision::Review,
-                Decision::New => MatchDecision::Created,
-            },
+            decision: scored.verdict.decision,
             candidates: scored.views,
             model_version: self.model_version().to_string(),
         })
@@ -491,10 +583,10 @@ mod tests {
     use crate::scoring::Rival;
 
     #[test]
-    fn stored_outcome_round_trips_compactly() {
+    fn stored_answer_round_trips_compactly() {
         let r = MatchResult {
             euid: Euid::from_seq(3),
-            decision: MatchDecision::Review,
+            decision: Decision::Review,
             score: Some(7.25),
             probability: Some(weight_to_prob(7.25)),
             explanation: vec![ComparisonView {
@@ -506,7 +598,7 @@ mod tests {
                 euid: Euid::from_seq(1),
                 score: 7.25,
                 probability: weight_to_prob(7.25),
-                best_record: RecordKey::new("adt", "1"),
+                best_record: Some(RecordKey::new("adt", "1")),
                 explanation: Vec::new(),
                 reason: Some(ReviewReason::Rival(Rival::Twin)),
             }],
@@ -514,10 +606,10 @@ mod tests {
             unchanged: false,
             model_version: "default-1".into(),
         };
-        let v = serde_json::to_value(StoredOutcome::of(&r)).unwrap();
+        let v = serde_json::to_value(StoredAnswer::of(&r)).unwrap();
         let text = v.to_string();
         assert!(text.len() < 200, "{text}");
-        let back: StoredOutcome = serde_json::from_value(v).unwrap();
+        let back: StoredAnswer = serde_json::from_value(v).unwrap();
         let again = back.into_result(Euid::from_seq(3), true);
         assert_eq!(
             again,

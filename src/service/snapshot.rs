@@ -22,6 +22,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,10 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::linker::Linker;
 use crate::prepare::{suffix_code, suffix_from_code, Prepared};
+use crate::store::Store;
+
+use super::index::{Derived, LiveIndex};
+use super::startup::IndexStats;
 
 const MAGIC: &[u8; 8] = b"EMPIIDX1";
 /// Entries per chunk.
@@ -265,6 +270,50 @@ pub(crate) fn read(
         return Err(corrupt("record count"));
     }
     Ok(Ok(decoded))
+}
+
+/// Loads the index from the snapshot at `path` when it matches the store (module docs);
+/// `None` (with the reason logged) when the caller must rebuild.
+pub(super) fn load(
+    path: &Path,
+    store: &dyn Store,
+    linker: &Linker,
+) -> Option<(LiveIndex, IndexStats)> {
+    let started = Instant::now();
+    let rss_before = super::rss::resident_bytes();
+    let found = fingerprint(linker).and_then(|fp| {
+        let generation = store.records_generation()?;
+        read(path, fp, generation)
+    });
+    let chunks = match found {
+        Ok(Ok(chunks)) => chunks,
+        Ok(Err(reason)) => {
+            tracing::info!(reason, "index snapshot not used; rebuilding from the store");
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "index snapshot unreadable; rebuilding from the store");
+            return None;
+        }
+    };
+    let mut index = LiveIndex::new(linker.blocking().clone());
+    index.reserve(chunks.iter().map(Vec::len).sum());
+    let mut persons = ahash::AHashSet::new();
+    for chunk in chunks {
+        let keyed: Vec<_> = chunk
+            .into_par_iter()
+            .map(|(key, euid, p)| {
+                let derived = Derived::of(&p, &linker.blocking().rules);
+                (key, euid, p, derived)
+            })
+            .collect();
+        for (key, euid, p, derived) in keyed {
+            persons.insert(euid);
+            index.upsert_keyed(&key, euid, p, derived);
+        }
+    }
+    let stats = IndexStats::measure(&index, persons.len(), started, rss_before, true);
+    Some((index, stats))
 }
 
 fn corrupt(what: &str) -> Error {

@@ -4,21 +4,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::linker::Decision;
 use crate::record::{Address, Identifier, PartialDate, RecordKey, Sex};
 use crate::scoring::{Explanation, TrainingSummary};
 use crate::store::{Euid, HistoryEntry, Person, ReviewTask, StoredRecord, TaskId, Ticket};
-
-/// What match-or-create did with a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MatchDecision {
-    /// Linked to an existing person (unambiguous score at or above the upper threshold).
-    Linked,
-    /// A new person was created (nothing reached the lower threshold).
-    Created,
-    /// Uncertain: the record got its own person and a review task was opened.
-    Review,
-}
 
 /// One comparison's contribution to a score.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,8 +41,10 @@ pub struct CandidateView {
     pub score: f64,
     /// Match probability.
     pub probability: f64,
-    /// The candidate record the score was computed against.
-    pub best_record: RecordKey,
+    /// The candidate record the score was computed against; `None` where it is not shown
+    /// (a submitter's answer about another source) or not kept (a task stored without its
+    /// detail).
+    pub best_record: Option<RecordKey>,
     /// Per-comparison contributions (may be empty where only the best candidate carries
     /// its explanation).
     pub explanation: Vec<ComparisonView>,
@@ -69,8 +60,10 @@ pub struct CandidateView {
 pub struct MatchResult {
     /// The person the record belongs to now.
     pub euid: Euid,
-    /// What was decided (for an identical resubmission: what was decided then).
-    pub decision: MatchDecision,
+    /// What was decided (for an identical resubmission: what was decided then). For a
+    /// changed record that stays where it was: [`Decision::Link`] when its person holds
+    /// other records, [`Decision::New`] when it is its person's only record.
+    pub decision: Decision,
     /// Match weight of the best candidate, if there was one.
     pub score: Option<f64>,
     /// Match probability of the best candidate, if there was one.
@@ -79,7 +72,7 @@ pub struct MatchResult {
     pub explanation: Vec<ComparisonView>,
     /// The top candidates considered, best first.
     pub candidates: Vec<CandidateView>,
-    /// The review task opened, for [`MatchDecision::Review`].
+    /// The review task opened, for [`Decision::Review`].
     pub review_task: Option<TaskId>,
     /// True when the record was identical to the stored one and nothing was written.
     pub unchanged: bool,
@@ -100,7 +93,7 @@ pub struct MatchPreview {
     /// Candidate persons, best first, each with its explanation.
     pub candidates: Vec<CandidateView>,
     /// The decision match-or-create would make for this record now, were it new.
-    pub decision: MatchDecision,
+    pub decision: Decision,
     /// The model that scored the record.
     pub model_version: String,
 }
@@ -158,17 +151,6 @@ pub struct TaskView {
     pub record_euid: Option<Euid>,
     /// The candidates, best first, each with its explanation.
     pub candidates: Vec<CandidateView>,
-}
-
-/// How a registrar resolves a review task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resolve {
-    /// Move the record to this candidate person.
-    Link(Euid),
-    /// Keep the record in its own person; assert it is not a duplicate of the candidates.
-    KeepSeparate,
-    /// Merge the record's person into this candidate person.
-    Merge(Euid),
 }
 
 /// The answer of [`crate::service::Service::merge_persons`].

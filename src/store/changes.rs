@@ -10,7 +10,7 @@ use super::types::{Euid, HistoryEntry, NotDuplicate, Person, ReviewTask, StoredR
 /// Puts of records, persons and tasks are compare-and-swap: the value's `version` must equal
 /// the stored version (0 when the entity must not exist yet); the store writes it with
 /// `version + 1`. A stale version fails the whole change set with
-/// [`crate::Error::Conflict`], so read-modify-write cycles never silently overwrite a
+/// [`crate::Error::Stale`], so read-modify-write cycles never silently overwrite a
 /// concurrent change: re-read and retry.
 // Change sets are short-lived and small; boxing the record would only make them clumsier.
 #[allow(clippy::large_enum_variant)]

@@ -1,5 +1,5 @@
 //! Key layout and value encoding shared by every store backend (see the table in
-//! [`crate::store`]).
+//! [`crate::store`]). It knows the values ([`super::types`]); they do not know it.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -7,11 +7,11 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::record::RecordKey;
 
-use super::types::{Euid, TaskId};
+use super::types::{Euid, RecordEntry, StoredRecord, TaskId};
 
 /// The trees (keyspaces) of the store, in a fixed order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) enum TreeId {
+pub enum TreeId {
     Records = 0,
     Persons = 1,
     Tasks = 2,
@@ -219,6 +219,26 @@ pub(crate) fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T>
             e.column()
         ))
     })
+}
+
+impl StoredRecord {
+    /// Decodes a value from [`crate::store::Store::encoded_records`].
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for an undecodable value (the message carries no data).
+    pub fn decode(bytes: &[u8]) -> Result<StoredRecord> {
+        decode("record", bytes)
+    }
+}
+
+impl RecordEntry {
+    /// Decodes a value from [`crate::store::Store::encoded_records`].
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for an undecodable value (the message carries no data).
+    pub fn decode(bytes: &[u8]) -> Result<RecordEntry> {
+        decode("record", bytes)
+    }
 }
 
 #[cfg(test)]

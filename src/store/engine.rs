@@ -1,6 +1,7 @@
-//! The store's logic over an abstract ordered key-value engine: applying change sets with
-//! their version checks, counters, indexes and invariant checks in one transaction; reads;
-//! and the full consistency check. Both backends (sled, memory) run this same code.
+//! [`KvStore`]: the [`Store`] over an abstract ordered key-value backend ([`Kv`]):
+//! applying change sets with their version checks, counters, indexes and invariant checks
+//! in one transaction; reads; and the full consistency check. Both backends (sled, memory)
+//! run this same code; a backend only stores bytes in trees and runs transactions.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -9,21 +10,22 @@ use std::ops::Bound;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::record::{Record, RecordKey};
+use crate::record::RecordKey;
 
 use super::changes::{ChangeSet, Op};
 use super::codec::{self, meta, TreeId};
 use super::group_commit::{Flusher, GroupCommit};
 use super::types::{
-    CheckReport, Euid, HistoryEntry, NotDuplicate, Person, PersonStatus, ResolvedPerson,
-    ReviewTask, Stats, StoredRecord, TaskId, TaskPage, TaskQuery, Ticket,
+    CheckReport, Euid, HistoryEntry, NotDuplicate, Person, PersonStatus, ReviewTask, Stats,
+    StoredRecord, Survivor, TaskId, TaskPage, TaskQuery, Ticket,
 };
+use super::{BoxFuture, Store};
 
 /// Result inside a transaction: an error abandons it, writing nothing, and is returned.
-pub(crate) type TxResult<T> = Result<T>;
+pub type TxResult<T> = Result<T>;
 
 /// Reads and writes inside one transaction; reads see the transaction's own writes.
-pub(crate) trait KvTx {
+pub trait KvTx {
     /// The value under `key`.
     fn get(&self, tree: TreeId, key: &[u8]) -> TxResult<Option<Vec<u8>>>;
     /// Sets `key` to `value`.
@@ -79,10 +81,12 @@ impl<B: Fn(TreeId, &[u8]) -> Result<Option<Vec<u8>>>> KvTx for OverlayTx<B> {
 }
 
 /// Key-value pairs in key order.
-pub(crate) type KvIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a>;
+pub type KvIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a>;
 
-/// An ordered key-value engine with multi-tree serializable transactions.
-pub(crate) trait Kv: Send + Sync {
+/// An ordered key-value backend with multi-tree serializable transactions: the seam
+/// between the store's logic ([`KvStore`]) and where its bytes live. Implemented by the
+/// crate's backends only (the trait is not nameable outside the crate).
+pub trait Kv: Send + Sync {
     /// The value under `key`.
     fn get(&self, tree: TreeId, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Entries whose key starts with `prefix`, in key order, strictly after `after` if given.
@@ -120,13 +124,18 @@ fn tx_get<T: DeserializeOwned>(
 }
 
 fn stale(what: &str, id: &dyn std::fmt::Display, read: u64, stored: u64) -> Error {
-    Error::Conflict(format!(
+    Error::Stale(format!(
         "stale write to {what} {id}: read version {read}, stored version {stored}; re-read and retry"
     ))
 }
 
+/// A change set that would break an invariant: a defect of whoever built it (a [`Plan`]
+/// keeps every invariant over the state it read, and a stale read fails its version check
+/// first), so it is not retried.
+///
+/// [`Plan`]: super::Plan
 fn rejected(msg: String) -> Error {
-    Error::Conflict(format!("change set rejected: {msg}"))
+    Error::Internal(format!("change set rejected: {msg}"))
 }
 
 /// Counter changes made by one change set.
@@ -137,15 +146,16 @@ struct Deltas {
     open_tasks: i64,
 }
 
-/// The store logic over engine `K`.
-pub(crate) struct Engine<K> {
+/// The store over backend `K`: [`super::SledStore`] and [`super::MemoryStore`] are this
+/// over sled and over in-memory maps.
+pub struct KvStore<K> {
     pub(crate) kv: K,
     gc: GroupCommit,
 }
 
-impl<K: Kv> Engine<K> {
-    /// Wraps an engine, initialising or checking the on-disk format version.
-    pub(crate) fn new(kv: K, flusher: Flusher) -> Result<Self> {
+impl<K: Kv> KvStore<K> {
+    /// Wraps a backend, initialising or checking the on-disk format version.
+    pub(crate) fn over(kv: K, flusher: Flusher) -> Result<Self> {
         match kv.get(TreeId::Meta, meta::FORMAT_VERSION)? {
             Some(v) => {
                 let found = codec::decode_u64(Some(&v))?;
@@ -164,7 +174,7 @@ impl<K: Kv> Engine<K> {
                 )
             })?,
         }
-        Ok(Engine {
+        Ok(KvStore {
             kv,
             gc: GroupCommit::new(flusher),
         })
@@ -186,17 +196,31 @@ impl<K: Kv> Engine<K> {
         codec::decode_u64(self.kv.get(TreeId::Meta, key)?.as_deref())
     }
 
+    /// Registers a write made outside a change set (see [`super::Staging`]); its ticket is
+    /// durable after the next flush.
+    pub(crate) fn written(&self) -> Ticket {
+        self.gc.written()
+    }
+
+    fn task_from_index(&self, key: &[u8]) -> Result<ReviewTask> {
+        let id = codec::decode_task_key(key)?;
+        self.get_task(id)?
+            .ok_or_else(|| Error::Corrupt(format!("open-task index names missing task {id}")))
+    }
+}
+
+impl<K: Kv> Store for KvStore<K> {
     // ---- writes ------------------------------------------------------------------------
 
-    pub(crate) fn allocate_euid(&self) -> Result<Euid> {
+    fn allocate_euid(&self) -> Result<Euid> {
         Ok(Euid::from_seq(self.kv.increment(meta::NEXT_EUID)?))
     }
 
-    pub(crate) fn allocate_task_id(&self) -> Result<TaskId> {
+    fn allocate_task_id(&self) -> Result<TaskId> {
         Ok(TaskId(self.kv.increment(meta::NEXT_TASK)?))
     }
 
-    pub(crate) fn apply(&self, changes: &ChangeSet) -> Result<Ticket> {
+    fn apply(&self, changes: &ChangeSet) -> Result<Ticket> {
         if changes.is_empty() {
             return Ok(Ticket(0));
         }
@@ -205,50 +229,38 @@ impl<K: Kv> Engine<K> {
         Ok(self.gc.written())
     }
 
-    /// Registers a write made outside a change set (see [`super::Staging`]); its ticket is
-    /// durable after the next flush.
-    pub(crate) fn written(&self) -> Ticket {
-        self.gc.written()
+    fn wait_durable(&self, ticket: Ticket) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.gc.wait(ticket))
     }
 
-    pub(crate) async fn wait_durable(&self, ticket: Ticket) -> Result<()> {
-        self.gc.wait(ticket).await
-    }
-
-    pub(crate) fn flush(&self) -> Result<()> {
+    fn flush(&self) -> Result<()> {
         self.gc.flush_sync()
     }
 
-    pub(crate) fn flush_through(&self, ticket: Ticket) -> Result<()> {
+    fn flush_through(&self, ticket: Ticket) -> Result<()> {
         self.gc.flush_through(ticket)
     }
 
-    pub(crate) fn flush_count(&self) -> u64 {
+    fn flush_count(&self) -> u64 {
         self.gc.flushes()
     }
 
-    pub(crate) fn writable(&self) -> bool {
+    fn writable(&self) -> bool {
         self.kv.accepts_writes() && !self.gc.last_flush_failed()
     }
 
     // ---- reads -------------------------------------------------------------------------
 
-    pub(crate) fn get_record(&self, key: &RecordKey) -> Result<Option<StoredRecord>> {
+    fn get_record(&self, key: &RecordKey) -> Result<Option<StoredRecord>> {
         codec::check_record_key(key)?;
         self.get_decoded(TreeId::Records, &codec::record_key(key), "record")
     }
 
-    pub(crate) fn stored_if_identical(&self, record: &Record) -> Result<Option<StoredRecord>> {
-        Ok(self
-            .get_record(&record.key())?
-            .filter(|s| &s.record == record))
-    }
-
-    pub(crate) fn get_person(&self, euid: &Euid) -> Result<Option<Person>> {
+    fn get_person(&self, euid: &Euid) -> Result<Option<Person>> {
         self.get_decoded(TreeId::Persons, &codec::euid_key(euid), "person")
     }
 
-    pub(crate) fn resolve_person(&self, euid: &Euid) -> Result<Option<ResolvedPerson>> {
+    fn survivor_of(&self, euid: &Euid) -> Result<Option<Survivor>> {
         let Some(mut person) = self.get_person(euid)? else {
             return Ok(None);
         };
@@ -263,14 +275,13 @@ impl<K: Kv> Engine<K> {
             })?;
             path.push(next);
         }
-        Ok(Some(ResolvedPerson { person, path }))
+        Ok(Some(Survivor { person, path }))
     }
 
-    pub(crate) fn members(&self, euid: &Euid) -> Result<Vec<StoredRecord>> {
-        let resolved = self.resolve_person(euid)?.ok_or_else(|| Error::NotFound {
-            what: "person",
-            id: euid.to_string(),
-        })?;
+    fn members(&self, euid: &Euid) -> Result<Vec<StoredRecord>> {
+        let resolved = self
+            .survivor_of(euid)?
+            .ok_or_else(|| Error::not_found("person", euid))?;
         resolved
             .person
             .members
@@ -286,7 +297,7 @@ impl<K: Kv> Engine<K> {
             .collect()
     }
 
-    pub(crate) fn records(&self) -> Box<dyn Iterator<Item = Result<StoredRecord>> + '_> {
+    fn records(&self) -> Box<dyn Iterator<Item = Result<StoredRecord>> + '_> {
         Box::new(
             self.kv
                 .scan(TreeId::Records, &[], None)
@@ -294,7 +305,7 @@ impl<K: Kv> Engine<K> {
         )
     }
 
-    pub(crate) fn encoded_records(&self) -> Box<dyn Iterator<Item = Result<Vec<u8>>> + '_> {
+    fn encoded_records(&self) -> Box<dyn Iterator<Item = Result<Vec<u8>>> + '_> {
         Box::new(
             self.kv
                 .scan(TreeId::Records, &[], None)
@@ -302,17 +313,11 @@ impl<K: Kv> Engine<K> {
         )
     }
 
-    pub(crate) fn get_task(&self, id: TaskId) -> Result<Option<ReviewTask>> {
+    fn get_task(&self, id: TaskId) -> Result<Option<ReviewTask>> {
         self.get_decoded(TreeId::Tasks, &codec::task_key(id), "review task")
     }
 
-    fn task_from_index(&self, key: &[u8]) -> Result<ReviewTask> {
-        let id = codec::decode_task_key(key)?;
-        self.get_task(id)?
-            .ok_or_else(|| Error::Corrupt(format!("open-task index names missing task {id}")))
-    }
-
-    pub(crate) fn list_tasks(&self, q: &TaskQuery) -> Result<TaskPage> {
+    fn list_tasks(&self, q: &TaskQuery) -> Result<TaskPage> {
         let size = q.effective_page_size();
         let after = q.after.map(codec::task_key);
         let from_open_index = q.open == Some(true);
@@ -341,7 +346,7 @@ impl<K: Kv> Engine<K> {
         Ok(page)
     }
 
-    pub(crate) fn open_tasks_for_record(&self, key: &RecordKey) -> Result<Vec<ReviewTask>> {
+    fn open_tasks_for_record(&self, key: &RecordKey) -> Result<Vec<ReviewTask>> {
         codec::check_record_key(key)?;
         let prefix = codec::task_by_record_prefix(key);
         self.kv
@@ -353,17 +358,17 @@ impl<K: Kv> Engine<K> {
             .collect()
     }
 
-    pub(crate) fn history(&self, euid: &Euid) -> Result<Vec<HistoryEntry>> {
+    fn history(&self, euid: &Euid) -> Result<Vec<HistoryEntry>> {
         self.kv
             .scan(TreeId::History, &codec::euid_prefix(euid), None)
             .map(|item| item.and_then(|(_, v)| codec::decode("history entry", &v)))
             .collect()
     }
 
-    pub(crate) fn not_duplicate(&self, a: &Euid, b: &Euid) -> Result<Option<NotDuplicate>> {
+    fn not_duplicate(&self, a: &Euid, b: &Euid) -> Result<Option<NotDuplicate>> {
         let survivor = |e: &Euid| -> Result<Euid> {
             Ok(self
-                .resolve_person(e)?
+                .survivor_of(e)?
                 .map(|r| r.person.euid)
                 .unwrap_or_else(|| e.clone()))
         };
@@ -375,18 +380,18 @@ impl<K: Kv> Engine<K> {
         )
     }
 
-    pub(crate) fn not_duplicates_of(&self, euid: &Euid) -> Result<Vec<NotDuplicate>> {
+    fn not_duplicates_of(&self, euid: &Euid) -> Result<Vec<NotDuplicate>> {
         self.kv
             .scan(TreeId::NotDuplicate, &codec::euid_prefix(euid), None)
             .map(|item| item.and_then(|(_, v)| codec::decode("not-duplicate assertion", &v)))
             .collect()
     }
 
-    pub(crate) fn records_generation(&self) -> Result<u64> {
+    fn records_generation(&self) -> Result<u64> {
         self.counter(meta::RECORDS_GENERATION)
     }
 
-    pub(crate) fn stats(&self) -> Result<Stats> {
+    fn stats(&self) -> Result<Stats> {
         let model_version = match self.kv.get(TreeId::Meta, meta::MODEL_VERSION)? {
             None => None,
             Some(v) => Some(
@@ -402,7 +407,7 @@ impl<K: Kv> Engine<K> {
         })
     }
 
-    pub(crate) fn verify_readable(&self) -> Result<u64> {
+    fn verify_readable(&self) -> Result<u64> {
         let mut read = 0u64;
         for tree in TreeId::ALL {
             for item in self.kv.scan(tree, &[], None) {
@@ -415,7 +420,7 @@ impl<K: Kv> Engine<K> {
 
     // ---- full check --------------------------------------------------------------------
 
-    pub(crate) fn check(&self) -> Result<CheckReport> {
+    fn check(&self) -> Result<CheckReport> {
         let mut rep = CheckReport::default();
 
         // persons
@@ -688,9 +693,7 @@ fn precheck(changes: &ChangeSet) -> Result<()> {
         if seen {
             Ok(())
         } else {
-            Err(Error::Conflict(format!(
-                "change set rejected: {what} {id} written twice"
-            )))
+            Err(rejected(format!("{what} {id} written twice")))
         }
     };
     for op in changes.ops() {
@@ -769,11 +772,8 @@ fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<()> {
             }
             Op::DeleteRecord { key, version } => {
                 let k = codec::record_key(key);
-                let old: RecordHead =
-                    tx_get(tx, TreeId::Records, &k, "record")?.ok_or_else(|| Error::NotFound {
-                        what: "record",
-                        id: key.to_string(),
-                    })?;
+                let old: RecordHead = tx_get(tx, TreeId::Records, &k, "record")?
+                    .ok_or_else(|| Error::not_found("record", key))?;
                 if old.version != *version {
                     return Err(stale("record", key, *version, old.version));
                 }
@@ -928,7 +928,7 @@ struct Written {
 }
 
 /// What a transaction checks of a stored record: its person and version. Decoding into it
-/// skips the rest of the value (the record itself, its link and last outcome), which the
+/// skips the rest of the value (the record itself, its link and last answer), which the
 /// checks never need: several of these are read per write.
 #[derive(serde::Deserialize)]
 struct RecordHead {

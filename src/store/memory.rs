@@ -1,4 +1,5 @@
-//! [`MemoryStore`]: the same store logic and key layout over in-memory ordered maps, for tests.
+//! The in-memory backend of [`MemoryStore`]: the same store logic and key layout over
+//! in-memory ordered maps, for tests.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -8,12 +9,13 @@ use std::time::Duration;
 use crate::error::Result;
 
 use super::codec::{self, TreeId};
-use super::engine::{scan_start, Engine, Kv, KvIter, KvTx, OverlayTx, TxResult};
+use super::engine::{scan_start, Kv, KvIter, KvStore, KvTx, OverlayTx, TxResult};
 use super::group_commit::Flusher;
 
 type Tree = BTreeMap<Vec<u8>, Vec<u8>>;
 
-pub(crate) struct MemKv {
+/// The in-memory backend of [`MemoryStore`]: one ordered map per tree.
+pub struct MemKv {
     trees: Mutex<Vec<Tree>>,
 }
 
@@ -66,13 +68,7 @@ impl Kv for MemKv {
     }
 }
 
-/// The store over in-memory maps: same logic, key layout and encoding as [`super::SledStore`],
-/// nothing persisted. "Flushing" does nothing, after an optional simulated latency.
-pub struct MemoryStore {
-    pub(crate) engine: Engine<MemKv>,
-}
-
-impl MemoryStore {
+impl KvStore<MemKv> {
     /// An empty store whose flushes are instant.
     pub fn new() -> Self {
         Self::with_flush_latency(Duration::ZERO)
@@ -94,8 +90,8 @@ impl MemoryStore {
         let kv = MemKv {
             trees: Mutex::new(vec![Tree::new(); TreeId::ALL.len()]),
         };
-        match Engine::new(kv, flusher) {
-            Ok(engine) => MemoryStore { engine },
+        match KvStore::over(kv, flusher) {
+            Ok(store) => store,
             // Engine::new only fails on an unreadable format version, and these maps are
             // empty: there is none yet.
             Err(e) => unreachable!("fresh memory store: {e}"),
@@ -103,16 +99,14 @@ impl MemoryStore {
     }
 }
 
-impl Default for MemoryStore {
+impl Default for KvStore<MemKv> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl std::fmt::Debug for MemoryStore {
+impl std::fmt::Debug for KvStore<MemKv> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStore").finish_non_exhaustive()
     }
 }
-
-impl_store_via_engine!(MemoryStore);

@@ -1,27 +1,31 @@
 //! Persistence behind the [`Store`] trait: source records and their links, persons (EUIDs),
 //! review tasks, not-duplicate assertions, history and counters. Owns the key layout and the
-//! durability rule; [`SledStore`] in production, [`MemoryStore`] for tests.
+//! durability rule; [`SledStore`] in production, [`MemoryStore`] for tests. How it fits the
+//! audit trail's durability is in docs/DESIGN.md, section 6.
 //!
 //! # Writing
 //! Every write is a [`ChangeSet`] applied atomically in one transaction across all the trees
 //! it touches, usually built by a [`Plan`] (create, link, move, merge, split, remove, review,
 //! not-duplicate). Inside that transaction the store checks versions (optimistic
-//! concurrency: a stale read fails with [`Error::Conflict`] and the caller retries), keeps
+//! concurrency: a stale read fails with [`Error::Stale`] and the caller retries), keeps
 //! the counters and task indexes, and verifies the invariants on everything touched:
 //! - every stored record belongs to exactly one **active** person, which lists it;
 //! - merged and retired persons hold no records; an active person holds at least one;
-//! - a merged EUID points at an existing person, so it resolves to a survivor;
+//! - a merged EUID points at an existing person, so its merge chain ends at a survivor;
 //! - open review tasks reference stored records; tasks, assertions and history reference
 //!   existing persons.
 //!
-//! A change set that would break one fails as a whole and writes nothing.
+//! A change set that would break one fails as a whole with [`Error::Internal`] (a defect of
+//! the code that built it, never retried) and writes nothing.
 //! [`Store::check`] verifies all of them over the whole store (`empi check`).
 //!
 //! # Durability rule
 //! **A write is acknowledged only after it is flushed to disk** (for sled: its log
 //! written and the file `fdatasync`ed, so the disk's write cache is flushed too), and
-//! flushes are shared (group commit): [`Store::commit`] applies the change set, takes a [`Ticket`], and waits
-//! until a flush that *started after* the write has completed. While one flush runs, every
+//! flushes are shared (group commit): [`Store::apply`] applies the change set and returns a
+//! [`Ticket`]; [`Store::wait_durable`] waits until a flush that *started after* the write
+//! has completed (or [`Store::flush_through`] flushes on the calling thread, for a thread
+//! that batches its own callers, like the audit trail's writer). While one flush runs, every
 //! writer that arrives waits for the next one, which covers all of them at once, so N
 //! concurrent writers cost about one fsync per flush interval instead of N
 //! ([`Store::flush_count`] counts them). A failed flush fails every commit it covered.
@@ -61,7 +65,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::error::{Error, Result};
-use crate::record::{Record, RecordKey};
+use crate::record::RecordKey;
 
 mod changes;
 mod codec;
@@ -71,11 +75,12 @@ mod plan;
 mod types;
 
 pub use changes::{ChangeSet, Op};
-pub use plan::{Audit, Moved, Plan, Removed};
+pub use plan::{Moved, Plan, Removed, Stamp};
 pub use types::{
     CheckReport, Euid, HistoryAction, HistoryEntry, LinkInfo, LinkMethod, NotDuplicate, OpaqueJson,
-    Outcome, Person, PersonStatus, RecordEntry, Resolution, ResolvedPerson, ReviewTask, Stats,
-    StoredRecord, TaskCandidate, TaskId, TaskPage, TaskQuery, TaskStatus, Ticket, UnixMillis,
+    Person, PersonStatus, RecordEntry, Resolution, ResolutionAction, ReviewTask, Stats,
+    StoredRecord, Survivor, TaskCandidate, TaskId, TaskPage, TaskQuery, TaskStatus, Ticket,
+    UnixMillis,
 };
 
 /// A boxed future, so that [`Store`] stays usable as `dyn Store`.
@@ -84,8 +89,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// The persistent store. Object-safe: the service may hold an `Arc<dyn Store>`.
 ///
 /// Reads are synchronous and short (sled serves them from its page cache). Writes go through
-/// [`Store::commit`] (async, durable, group-committed) or [`Store::apply`] +
-/// [`Store::flush`] for batch loading.
+/// [`Store::apply`], then [`Store::wait_durable`] (async, group-committed) or
+/// [`Store::flush_through`]; batch loading applies many and [`Store::flush`]es once.
 pub trait Store: Send + Sync {
     // ---- writing ----
 
@@ -106,7 +111,8 @@ pub trait Store: Send + Sync {
     /// that is durable already.
     ///
     /// # Errors
-    /// [`Error::Conflict`] for a stale version or a change set that would break an invariant;
+    /// [`Error::Stale`] for a stale version; [`Error::Internal`] for a change set that
+    /// would break an invariant;
     /// [`Error::NotFound`] when deleting a record that is not stored; [`Error::InvalidInput`]
     /// for an unencodable record key; [`Error::Storage`]/[`Error::Corrupt`] from the engine.
     /// On any error nothing was written.
@@ -140,17 +146,6 @@ pub trait Store: Send + Sync {
     /// succeeds), or a write failed midway (until it is reopened). For the health check.
     fn writable(&self) -> bool;
 
-    /// Applies a change set and waits until it is durable: the way the service writes.
-    ///
-    /// # Errors
-    /// As [`Store::apply`] and [`Store::wait_durable`].
-    fn commit(&self, changes: ChangeSet) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move {
-            let ticket = self.apply(&changes)?;
-            self.wait_durable(ticket).await
-        })
-    }
-
     /// Applies a change set and flushes on the calling thread (tools, tests).
     ///
     /// # Errors
@@ -170,25 +165,19 @@ pub trait Store: Send + Sync {
     /// [`Error::InvalidInput`] for a key with NUL or empty parts; storage errors.
     fn get_record(&self, key: &RecordKey) -> Result<Option<StoredRecord>>;
 
-    /// The stored record if it is identical to `record` (an idempotent repeat), else `None`.
-    ///
-    /// # Errors
-    /// As [`Store::get_record`].
-    fn stored_if_identical(&self, record: &Record) -> Result<Option<StoredRecord>>;
-
     /// A person by EUID, without following merges.
     ///
     /// # Errors
     /// Storage errors.
     fn get_person(&self, euid: &Euid) -> Result<Option<Person>>;
 
-    /// A person by EUID, following merges to the survivor.
+    /// The survivor of an EUID: its person, or where its merge chain ends.
     ///
     /// # Errors
     /// [`Error::Corrupt`] for a broken merge chain; storage errors.
-    fn resolve_person(&self, euid: &Euid) -> Result<Option<ResolvedPerson>>;
+    fn survivor_of(&self, euid: &Euid) -> Result<Option<Survivor>>;
 
-    /// The member records of a person (resolved through merges), in joining order.
+    /// The member records of a person (its survivor's, when merged), in joining order.
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown EUID; [`Error::Corrupt`] for a dangling member.
@@ -220,19 +209,20 @@ pub trait Store: Send + Sync {
     /// As [`Store::get_record`].
     fn open_tasks_for_record(&self, key: &RecordKey) -> Result<Vec<ReviewTask>>;
 
-    /// A person's own history (this EUID only, no merge resolution), oldest first.
+    /// A person's own history (this EUID only, not following merges), oldest first.
     ///
     /// # Errors
     /// Storage errors.
     fn history(&self, euid: &Euid) -> Result<Vec<HistoryEntry>>;
 
-    /// The not-duplicate assertion between two persons, after resolving both through merges.
+    /// The not-duplicate assertion between two persons, after following both to their
+    /// survivors.
     ///
     /// # Errors
     /// Storage errors.
     fn not_duplicate(&self, a: &Euid, b: &Euid) -> Result<Option<NotDuplicate>>;
 
-    /// Every assertion naming `euid` (no merge resolution), each with `a == euid`.
+    /// Every assertion naming `euid` (not following merges), each with `a == euid`.
     ///
     /// # Errors
     /// Storage errors.
@@ -268,131 +258,6 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// [`Error::Corrupt`] for data that cannot be read or decoded; [`Error::Storage`].
     fn verify_readable(&self) -> Result<u64>;
-}
-
-/// Implements [`Store`] for a type with an `engine: Engine<_>` field.
-macro_rules! impl_store_via_engine {
-    ($ty:ty) => {
-        impl $crate::store::Store for $ty {
-            fn allocate_euid(&self) -> $crate::Result<$crate::store::Euid> {
-                self.engine.allocate_euid()
-            }
-            fn allocate_task_id(&self) -> $crate::Result<$crate::store::TaskId> {
-                self.engine.allocate_task_id()
-            }
-            fn apply(
-                &self,
-                changes: &$crate::store::ChangeSet,
-            ) -> $crate::Result<$crate::store::Ticket> {
-                self.engine.apply(changes)
-            }
-            fn wait_durable(
-                &self,
-                ticket: $crate::store::Ticket,
-            ) -> $crate::store::BoxFuture<'_, $crate::Result<()>> {
-                Box::pin(self.engine.wait_durable(ticket))
-            }
-            fn flush(&self) -> $crate::Result<()> {
-                self.engine.flush()
-            }
-            fn flush_through(&self, ticket: $crate::store::Ticket) -> $crate::Result<()> {
-                self.engine.flush_through(ticket)
-            }
-            fn flush_count(&self) -> u64 {
-                self.engine.flush_count()
-            }
-            fn writable(&self) -> bool {
-                self.engine.writable()
-            }
-            fn get_record(
-                &self,
-                key: &$crate::record::RecordKey,
-            ) -> $crate::Result<Option<$crate::store::StoredRecord>> {
-                self.engine.get_record(key)
-            }
-            fn stored_if_identical(
-                &self,
-                record: &$crate::record::Record,
-            ) -> $crate::Result<Option<$crate::store::StoredRecord>> {
-                self.engine.stored_if_identical(record)
-            }
-            fn get_person(
-                &self,
-                euid: &$crate::store::Euid,
-            ) -> $crate::Result<Option<$crate::store::Person>> {
-                self.engine.get_person(euid)
-            }
-            fn resolve_person(
-                &self,
-                euid: &$crate::store::Euid,
-            ) -> $crate::Result<Option<$crate::store::ResolvedPerson>> {
-                self.engine.resolve_person(euid)
-            }
-            fn members(
-                &self,
-                euid: &$crate::store::Euid,
-            ) -> $crate::Result<Vec<$crate::store::StoredRecord>> {
-                self.engine.members(euid)
-            }
-            fn records(
-                &self,
-            ) -> Box<dyn Iterator<Item = $crate::Result<$crate::store::StoredRecord>> + '_> {
-                self.engine.records()
-            }
-            fn encoded_records(&self) -> Box<dyn Iterator<Item = $crate::Result<Vec<u8>>> + '_> {
-                self.engine.encoded_records()
-            }
-            fn get_task(
-                &self,
-                id: $crate::store::TaskId,
-            ) -> $crate::Result<Option<$crate::store::ReviewTask>> {
-                self.engine.get_task(id)
-            }
-            fn list_tasks(
-                &self,
-                query: &$crate::store::TaskQuery,
-            ) -> $crate::Result<$crate::store::TaskPage> {
-                self.engine.list_tasks(query)
-            }
-            fn open_tasks_for_record(
-                &self,
-                key: &$crate::record::RecordKey,
-            ) -> $crate::Result<Vec<$crate::store::ReviewTask>> {
-                self.engine.open_tasks_for_record(key)
-            }
-            fn history(
-                &self,
-                euid: &$crate::store::Euid,
-            ) -> $crate::Result<Vec<$crate::store::HistoryEntry>> {
-                self.engine.history(euid)
-            }
-            fn not_duplicate(
-                &self,
-                a: &$crate::store::Euid,
-                b: &$crate::store::Euid,
-            ) -> $crate::Result<Option<$crate::store::NotDuplicate>> {
-                self.engine.not_duplicate(a, b)
-            }
-            fn not_duplicates_of(
-                &self,
-                euid: &$crate::store::Euid,
-            ) -> $crate::Result<Vec<$crate::store::NotDuplicate>> {
-                self.engine.not_duplicates_of(euid)
-            }
-            fn stats(&self) -> $crate::Result<$crate::store::Stats> {
-                self.engine.stats()
-            }
-            fn records_generation(&self) -> $crate::Result<u64> {
-                self.engine.records_generation()
-            }
-            fn verify_readable(&self) -> $crate::Result<u64> {
-                self.engine.verify_readable()
-            }
-            fn check(&self) -> $crate::Result<$crate::store::CheckReport> {
-                self.engine.check()
-            }
-        }
-    };
 }
 
 mod memory;
@@ -460,16 +325,25 @@ pub struct StagedEntries {
     pub intents: Vec<(u64, Vec<u8>)>,
 }
 
-pub use memory::MemoryStore;
-pub use sled::SledStore;
+pub use engine::KvStore;
 
-/// Retries `attempt` while it fails with [`Error::Conflict`], up to `tries` times in all: the
+/// The production store: a sled database in one directory ([`KvStore`] over sled).
+///
+/// Opening takes sled's lock on the directory, so one process at a time.
+pub type SledStore = KvStore<sled::SledKv>;
+
+/// The same store logic, key layout and encoding over in-memory ordered maps, for tests:
+/// nothing persisted; "flushing" does nothing, after an optional simulated latency.
+pub type MemoryStore = KvStore<memory::MemKv>;
+
+/// Retries `attempt` while it fails with [`Error::Stale`], up to `tries` times in all: the
 /// usual loop around "build a [`Plan`] from fresh reads, commit it", for when a concurrent
-/// writer changed what the plan read.
+/// writer changed what the plan read. Other errors (a conflict with the state, a defect)
+/// are returned at once.
 ///
 /// # Errors
 /// The last error.
-pub async fn retry_on_conflict<T, F, Fut>(tries: usize, mut attempt: F) -> Result<T>
+pub async fn retry_on_stale<T, F, Fut>(tries: usize, mut attempt: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
@@ -477,7 +351,7 @@ where
     let mut left = tries.max(1);
     loop {
         match attempt().await {
-            Err(Error::Conflict(_)) if left > 1 => left -= 1,
+            Err(Error::Stale(_)) if left > 1 => left -= 1,
             other => return other,
         }
     }

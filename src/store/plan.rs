@@ -10,15 +10,15 @@ use crate::record::{Record, RecordKey};
 
 use super::changes::{ChangeSet, Op};
 use super::types::{
-    Euid, HistoryAction, HistoryEntry, LinkInfo, LinkMethod, NotDuplicate, Outcome, Person,
-    PersonStatus, Resolution, ReviewTask, StoredRecord, TaskCandidate, TaskId, TaskStatus,
+    Euid, HistoryAction, HistoryEntry, LinkInfo, LinkMethod, NotDuplicate, Person, PersonStatus,
+    Resolution, ResolutionAction, ReviewTask, StoredRecord, TaskCandidate, TaskId, TaskStatus,
     UnixMillis,
 };
 use super::Store;
 
 /// Who does a change, why, and when; stamped on links, resolutions and history.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Audit {
+pub struct Stamp {
     /// Who asked (user or interface).
     pub actor: String,
     /// Why, as given (may be empty).
@@ -27,10 +27,10 @@ pub struct Audit {
     pub at: UnixMillis,
 }
 
-impl Audit {
-    /// An audit stamp for now.
+impl Stamp {
+    /// A stamp for now.
     pub fn now(actor: impl Into<String>, reason: impl Into<String>) -> Self {
-        Audit {
+        Stamp {
             actor: actor.into(),
             reason: reason.into(),
             at: UnixMillis::now(),
@@ -39,10 +39,30 @@ impl Audit {
 }
 
 /// One entity as the plan sees it: its version when read, its value now.
-struct Slot<T> {
+struct Tracked<T> {
     read_version: u64,
     current: Option<T>,
     touched: bool,
+}
+
+/// The entity under `key` in `map`, read from the store with `read` the first time.
+fn tracked<'m, K: Ord + Clone, T>(
+    map: &'m mut BTreeMap<K, Tracked<T>>,
+    key: &K,
+    read: impl FnOnce() -> Result<Option<T>>,
+    version: fn(&T) -> u64,
+) -> Result<&'m mut Tracked<T>> {
+    Ok(match map.entry(key.clone()) {
+        Entry::Occupied(o) => o.into_mut(),
+        Entry::Vacant(v) => {
+            let current = read()?;
+            v.insert(Tracked {
+                read_version: current.as_ref().map_or(0, version),
+                current,
+                touched: false,
+            })
+        }
+    })
 }
 
 /// A record moved from one person to another.
@@ -71,7 +91,7 @@ pub struct Removed {
 ///
 /// Reads go to the store once per entity and are cached, so operations compose: later steps
 /// see earlier ones (e.g. a record moved twice, or a merge after a link). Each written entity
-/// carries the version first read, so [`Store::commit`] fails with [`Error::Conflict`] if
+/// carries the version first read, so [`Store::apply`] fails with [`Error::Stale`] if
 /// anything changed meanwhile; the caller then builds a fresh plan and retries.
 ///
 /// Ids (EUIDs, task ids) are allocated from the store's persistent counters while planning;
@@ -80,7 +100,7 @@ pub struct Removed {
 /// # Example
 /// ```
 /// use empi::record::Record;
-/// use empi::store::{Audit, LinkMethod, MemoryStore, Plan, Store};
+/// use empi::store::{Stamp, LinkMethod, MemoryStore, Plan, Store};
 ///
 /// # fn main() -> empi::Result<()> {
 /// let store = MemoryStore::new();
@@ -90,7 +110,7 @@ pub struct Removed {
 ///     family_name: Some("Garcia".into()),
 ///     ..Default::default()
 /// };
-/// let mut plan = Plan::new(&store, Audit::now("loader", ""));
+/// let mut plan = Plan::new(&store, Stamp::now("loader", ""));
 /// let euid = plan.create_person(record.clone(), LinkMethod::Created)?;
 /// store.commit_sync(&plan.finish())?;
 /// assert_eq!(store.get_record(&record.key())?.unwrap().euid, euid);
@@ -99,27 +119,20 @@ pub struct Removed {
 /// ```
 pub struct Plan<'s, S: Store + ?Sized> {
     store: &'s S,
-    audit: Audit,
-    records: BTreeMap<RecordKey, Slot<StoredRecord>>,
-    persons: BTreeMap<Euid, Slot<Person>>,
-    tasks: BTreeMap<TaskId, Slot<ReviewTask>>,
+    stamp: Stamp,
+    records: BTreeMap<RecordKey, Tracked<StoredRecord>>,
+    persons: BTreeMap<Euid, Tracked<Person>>,
+    tasks: BTreeMap<TaskId, Tracked<ReviewTask>>,
     /// Assertions, history and model version, in order.
     extra: Vec<Op>,
 }
 
-fn not_found(what: &'static str, id: impl ToString) -> Error {
-    Error::NotFound {
-        what,
-        id: id.to_string(),
-    }
-}
-
 impl<'s, S: Store + ?Sized> Plan<'s, S> {
-    /// An empty plan over `store`, stamping changes with `audit`.
-    pub fn new(store: &'s S, audit: Audit) -> Self {
+    /// An empty plan over `store`, stamping changes with `stamp`.
+    pub fn new(store: &'s S, stamp: Stamp) -> Self {
         Plan {
             store,
-            audit,
+            stamp,
             records: BTreeMap::new(),
             persons: BTreeMap::new(),
             tasks: BTreeMap::new(),
@@ -127,9 +140,9 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
         }
     }
 
-    /// The audit stamp in use.
-    pub fn audit(&self) -> &Audit {
-        &self.audit
+    /// The stamp in use.
+    pub fn stamp(&self) -> &Stamp {
+        &self.stamp
     }
 
     /// True when nothing has been planned.
@@ -176,49 +189,29 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
 
     // ---- reading through the plan ------------------------------------------------------
 
-    fn record_slot(&mut self, key: &RecordKey) -> Result<&mut Slot<StoredRecord>> {
-        Ok(match self.records.entry(key.clone()) {
-            Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(v) => {
-                let current = self.store.get_record(key)?;
-                let read_version = current.as_ref().map_or(0, |r| r.version);
-                v.insert(Slot {
-                    read_version,
-                    current,
-                    touched: false,
-                })
-            }
-        })
+    fn record_slot(&mut self, key: &RecordKey) -> Result<&mut Tracked<StoredRecord>> {
+        let store = self.store;
+        tracked(
+            &mut self.records,
+            key,
+            || store.get_record(key),
+            |r| r.version,
+        )
     }
 
-    fn person_slot(&mut self, euid: &Euid) -> Result<&mut Slot<Person>> {
-        Ok(match self.persons.entry(euid.clone()) {
-            Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(v) => {
-                let current = self.store.get_person(euid)?;
-                let read_version = current.as_ref().map_or(0, |p| p.version);
-                v.insert(Slot {
-                    read_version,
-                    current,
-                    touched: false,
-                })
-            }
-        })
+    fn person_slot(&mut self, euid: &Euid) -> Result<&mut Tracked<Person>> {
+        let store = self.store;
+        tracked(
+            &mut self.persons,
+            euid,
+            || store.get_person(euid),
+            |p| p.version,
+        )
     }
 
-    fn task_slot(&mut self, id: TaskId) -> Result<&mut Slot<ReviewTask>> {
-        Ok(match self.tasks.entry(id) {
-            Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(v) => {
-                let current = self.store.get_task(id)?;
-                let read_version = current.as_ref().map_or(0, |t| t.version);
-                v.insert(Slot {
-                    read_version,
-                    current,
-                    touched: false,
-                })
-            }
-        })
+    fn task_slot(&mut self, id: TaskId) -> Result<&mut Tracked<ReviewTask>> {
+        let store = self.store;
+        tracked(&mut self.tasks, &id, || store.get_task(id), |t| t.version)
     }
 
     /// The record as this plan would leave it.
@@ -253,7 +246,7 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
         let task = self
             .task(id)?
             .cloned()
-            .ok_or_else(|| not_found("review task", id))?;
+            .ok_or_else(|| Error::not_found("review task", id))?;
         if !task.is_open() {
             return Err(Error::Conflict(format!(
                 "review task {id} is already resolved"
@@ -265,13 +258,13 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
     fn existing_record(&mut self, key: &RecordKey) -> Result<StoredRecord> {
         self.record(key)?
             .cloned()
-            .ok_or_else(|| not_found("record", key))
+            .ok_or_else(|| Error::not_found("record", key))
     }
 
     fn existing_person(&mut self, euid: &Euid) -> Result<Person> {
         self.person(euid)?
             .cloned()
-            .ok_or_else(|| not_found("person", euid))
+            .ok_or_else(|| Error::not_found("person", euid))
     }
 
     fn put_record(&mut self, r: StoredRecord) -> Result<()> {
@@ -295,11 +288,11 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
         Ok(())
     }
 
-    /// Follows merges from `euid` to the person at the end of the chain.
+    /// The survivor of `euid`: follows merges to the person at the end of the chain.
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown EUID; [`Error::Corrupt`] for a broken chain.
-    pub fn resolve(&mut self, euid: &Euid) -> Result<Euid> {
+    pub fn survivor_of(&mut self, euid: &Euid) -> Result<Euid> {
         let mut cur = euid.clone();
         for _ in 0..10_000 {
             let p = self.existing_person(&cur)?;
@@ -311,12 +304,12 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
         Err(Error::Corrupt(format!("merge chain from {euid} loops")))
     }
 
-    /// Resolves `euid` and requires the survivor to be active.
+    /// The survivor of `euid`, which must be active.
     ///
     /// # Errors
     /// [`Error::NotFound`]; [`Error::Conflict`] when the person is retired.
     pub fn active_person(&mut self, euid: &Euid) -> Result<Euid> {
-        let survivor = self.resolve(euid)?;
+        let survivor = self.survivor_of(euid)?;
         if !self.existing_person(&survivor)?.is_active() {
             return Err(Error::Conflict(format!("person {survivor} is retired")));
         }
@@ -334,10 +327,10 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
         self.extra.push(Op::AppendHistory(HistoryEntry {
             seq: 0,
             euid: euid.clone(),
-            at: self.audit.at,
-            actor: self.audit.actor.clone(),
+            at: self.stamp.at,
+            actor: self.stamp.actor.clone(),
             action,
-            reason: self.audit.reason.clone(),
+            reason: self.stamp.reason.clone(),
             records,
             euids,
             task,
@@ -347,8 +340,8 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
     fn link(&self, method: LinkMethod) -> LinkInfo {
         LinkInfo {
             method,
-            at: self.audit.at,
-            actor: self.audit.actor.clone(),
+            at: self.stamp.at,
+            actor: self.stamp.actor.clone(),
         }
     }
 
@@ -380,7 +373,7 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
         self.put_person(Person {
             euid: euid.clone(),
             status: PersonStatus::Active,
-            created_at: self.audit.at,
+            created_at: self.stamp.at,
             members,
             version: 0,
         })?;
@@ -402,15 +395,15 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
             record,
             euid: euid.clone(),
             link,
-            updated_at: self.audit.at,
-            outcome: None,
+            updated_at: self.stamp.at,
+            answer: None,
             version: 0,
         })?;
         self.history(&euid, HistoryAction::PersonCreated, vec![key], vec![], None);
         Ok(euid)
     }
 
-    /// Stores a new record as a member of an existing person (a merged EUID resolves to its
+    /// Stores a new record as a member of an existing person (a merged EUID stands for its
     /// survivor). Returns the person it joined.
     ///
     /// # Errors
@@ -428,8 +421,8 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
             record,
             euid: euid.clone(),
             link,
-            updated_at: self.audit.at,
-            outcome: None,
+            updated_at: self.stamp.at,
+            answer: None,
             version: 0,
         })?;
         self.history(&euid, HistoryAction::RecordLinked, vec![key], vec![], None);
@@ -437,13 +430,13 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
     }
 
     /// Stores the service's answer with a record this plan creates or updates (see
-    /// [`StoredRecord::outcome`]); the value is opaque to the store.
+    /// [`StoredRecord::answer`]); the value is opaque to the store.
     ///
     /// # Errors
     /// [`Error::NotFound`] when the record is neither stored nor planned.
-    pub fn set_outcome(&mut self, key: &RecordKey, outcome: super::OpaqueJson) -> Result<()> {
+    pub fn set_answer(&mut self, key: &RecordKey, answer: super::OpaqueJson) -> Result<()> {
         let mut stored = self.existing_record(key)?;
-        stored.outcome = Some(outcome);
+        stored.answer = Some(answer);
         self.put_record(stored)
     }
 
@@ -455,16 +448,16 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
         let key = record.key();
         let mut stored = self.existing_record(&key)?;
         stored.record = record;
-        stored.updated_at = self.audit.at;
+        stored.updated_at = self.stamp.at;
         // The stored answer described the old content.
-        stored.outcome = None;
+        stored.answer = None;
         let euid = stored.euid.clone();
         self.put_record(stored)?;
         self.history(&euid, HistoryAction::RecordUpdated, vec![key], vec![], None);
         Ok(euid)
     }
 
-    /// Moves a stored record to another person (resolved through merges), retiring the
+    /// Moves a stored record to another person (a merged EUID stands for its survivor), retiring the
     /// person it leaves if that one is left empty. Moving to its own person changes nothing.
     ///
     /// # Errors
@@ -560,12 +553,12 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
         })
     }
 
-    /// Folds person `from` into `into` (both resolved through merges): moves every record,
+    /// Folds person `from` into `into` (merged EUIDs stand for their survivors): moves every record,
     /// marks `from` merged, and moves `from`'s not-duplicate assertions over to `into`.
     /// Returns the records moved.
     ///
     /// # Errors
-    /// [`Error::NotFound`]; [`Error::Conflict`] when both resolve to the same person, either
+    /// [`Error::NotFound`]; [`Error::Conflict`] when both lead to the same person, either
     /// is retired, or the two are asserted not to be duplicates (retract that first).
     pub fn merge_persons(&mut self, from: &Euid, into: &Euid) -> Result<Vec<RecordKey>> {
         let from = self.active_person(from)?;
@@ -577,7 +570,7 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
         }
         let mut carried = Vec::new();
         for n in self.store.not_duplicates_of(&from)? {
-            let other = self.resolve(&n.b)?;
+            let other = self.survivor_of(&n.b)?;
             if other == into {
                 return Err(Error::Conflict(format!(
                     "{from} and {into} are asserted not duplicates"
@@ -681,10 +674,10 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
         Ok(new)
     }
 
-    /// Asserts that two persons (resolved through merges) are different people.
+    /// Asserts that two persons (merged EUIDs stand for their survivors) are different people.
     ///
     /// # Errors
-    /// [`Error::NotFound`]; [`Error::Conflict`] when both resolve to the same person or
+    /// [`Error::NotFound`]; [`Error::Conflict`] when both lead to the same person or
     /// either is retired.
     pub fn assert_not_duplicate(&mut self, a: &Euid, b: &Euid) -> Result<()> {
         // Like link and merge: an assertion about a retired person means nothing.
@@ -695,9 +688,9 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
         self.extra.push(Op::PutNotDuplicate(NotDuplicate {
             a: a.clone(),
             b: b.clone(),
-            at: self.audit.at,
-            actor: self.audit.actor.clone(),
-            reason: self.audit.reason.clone(),
+            at: self.stamp.at,
+            actor: self.stamp.actor.clone(),
+            reason: self.stamp.reason.clone(),
         }));
         self.history(
             &a,
@@ -716,13 +709,13 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
         Ok(())
     }
 
-    /// Withdraws the assertion between two persons (resolved through merges). Returns
+    /// Withdraws the assertion between two persons (merged EUIDs stand for their survivors). Returns
     /// whether there was one.
     ///
     /// # Errors
     /// [`Error::NotFound`] for unknown persons.
     pub fn retract_not_duplicate(&mut self, a: &Euid, b: &Euid) -> Result<bool> {
-        let (a, b) = (self.resolve(a)?, self.resolve(b)?);
+        let (a, b) = (self.survivor_of(a)?, self.survivor_of(b)?);
         if self.store.not_duplicate(&a, &b)?.is_none() {
             return Ok(false);
         }
@@ -766,7 +759,7 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
         self.put_task(ReviewTask {
             id,
             status: TaskStatus::Open,
-            created_at: self.audit.at,
+            created_at: self.stamp.at,
             record: record.clone(),
             candidates,
             explanation,
@@ -782,18 +775,18 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
         Ok(id)
     }
 
-    /// Marks an open task resolved. The links or merges the outcome implies are separate
+    /// Marks an open task resolved. The links or merges the action implies are separate
     /// operations on the same plan.
     ///
     /// # Errors
     /// [`Error::NotFound`]; [`Error::Conflict`] when the task is already resolved.
-    pub fn resolve_task(&mut self, id: TaskId, outcome: Outcome) -> Result<()> {
+    pub fn resolve_task(&mut self, id: TaskId, action: ResolutionAction) -> Result<()> {
         let mut task = self.task_to_resolve(id)?;
         task.status = TaskStatus::Resolved(Resolution {
-            outcome,
-            at: self.audit.at,
-            actor: self.audit.actor.clone(),
-            reason: self.audit.reason.clone(),
+            action,
+            at: self.stamp.at,
+            actor: self.stamp.actor.clone(),
+            reason: self.stamp.reason.clone(),
         });
         let key = task.record.clone();
         self.put_task(task)?;
@@ -810,7 +803,7 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
         Ok(())
     }
 
-    /// Resolves every open task about `key` as [`Outcome::Superseded`] (the record was
+    /// Resolves every open task about `key` as [`ResolutionAction::Superseded`] (the record was
     /// removed or changed). Returns their ids.
     ///
     /// # Errors
@@ -833,7 +826,7 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
         let mut done = Vec::new();
         for id in ids {
             if self.task(id)?.is_some_and(|t| t.is_open()) {
-                self.resolve_task(id, Outcome::Superseded)?;
+                self.resolve_task(id, ResolutionAction::Superseded)?;
                 done.push(id);
             }
         }

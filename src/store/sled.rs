@@ -22,10 +22,9 @@
 //! this one). The id counters, the only writes outside change sets, are never in an entry.
 //! A clean close removes the entry, so a cleanly closed store replays nothing.
 //!
-//! One key instead of one entry per change set, trimmed once durable: no removal per change
-//! set and no range scan per flush (measured in BENCHMARKS.md, session 7). Stores written
-//! by earlier versions kept entries under their sequence numbers; any left by a crash
-//! still replay, in order.
+//! The journal is one key, overwritten by each change set, rather than one entry per
+//! change set trimmed once durable: that would cost a removal per change set and a range
+//! scan per flush (BENCHMARKS.md has the measurement).
 //!
 //! Readers are not blocked: each read sees one key either before or after a change set,
 //! as before (a read of several keys was never a snapshot).
@@ -47,7 +46,8 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 
 use super::codec::{self, TreeId};
-use super::engine::{scan_start, Engine, Kv, KvIter, KvTx, Overlay, OverlayTx, TxResult};
+use super::engine::{scan_start, Kv, KvIter, KvStore, KvTx, Overlay, OverlayTx, TxResult};
+use super::Store;
 
 /// Maps a sled error: corruption is [`Error::Corrupt`], everything else [`Error::Storage`].
 fn sled_err(e: sled::Error) -> Error {
@@ -75,9 +75,7 @@ const STAGING_MARK: [u8; 8] = [0; 8];
 /// One decoded journal write: tree, key, value (`None` deletes).
 type Write = (TreeId, Vec<u8>, Option<Vec<u8>>);
 
-/// The journal's one key (module docs). Stores written before session 7 kept one entry
-/// per change set under its sequence number (from 1 up); a store such a version left after
-/// a crash still replays, in key order, after this key.
+/// The journal's one key (module docs).
 const JOURNAL_SLOT: [u8; 8] = [0; 8];
 
 /// The journal: the last change set's writes (module docs).
@@ -188,8 +186,11 @@ impl MetaCache {
     }
 }
 
-pub(crate) struct SledKv {
+/// The sled backend of [`SledStore`].
+pub struct SledKv {
     db: sled::Db,
+    /// The store's directory.
+    path: PathBuf,
     /// One tree per [`TreeId`], indexed by `TreeId as usize`.
     trees: Vec<sled::Tree>,
     journal: Arc<Journal>,
@@ -238,27 +239,21 @@ impl SledKv {
         Ok(())
     }
 
-    /// Re-applies the change set left in the journal by a crash (every one, in key order,
-    /// in a journal written before session 7) and empties the journal. Returns the number
-    /// of entries replayed.
-    fn replay_journal(&self) -> Result<usize> {
-        let mut keys = Vec::new();
-        for item in self.journal.tree.iter() {
-            let (key, value) = item.map_err(sled_err)?;
-            for (tree, k, v) in decode_writes(&value)? {
-                self.write(tree, &k, v.as_deref())?;
-            }
-            keys.push(key);
+    /// Re-applies the change set left in the journal by a crash and empties the journal.
+    /// Returns whether there was one.
+    fn replay_journal(&self) -> Result<bool> {
+        let Some(entry) = self.journal.tree.get(JOURNAL_SLOT).map_err(sled_err)? else {
+            return Ok(false);
+        };
+        for (tree, k, v) in decode_writes(&entry)? {
+            self.write(tree, &k, v.as_deref())?;
         }
-        if keys.is_empty() {
-            return Ok(0);
-        }
+        // The writes durable first, then the entry's removal: a crash in between replays
+        // the entry again, which is harmless.
         self.db.flush().map_err(sled_err)?;
-        for key in &keys {
-            self.journal.tree.remove(key).map_err(sled_err)?;
-        }
+        self.journal.tree.remove(JOURNAL_SLOT).map_err(sled_err)?;
         self.db.flush().map_err(sled_err)?;
-        Ok(keys.len())
+        Ok(true)
     }
 }
 
@@ -414,15 +409,7 @@ fn is_locked(e: &sled::Error) -> bool {
     e.to_string().contains("could not acquire lock")
 }
 
-/// The production store: a sled database in one directory.
-///
-/// Opening takes sled's lock on the directory, so one process at a time.
-pub struct SledStore {
-    pub(crate) engine: Engine<SledKv>,
-    path: PathBuf,
-}
-
-impl SledStore {
+impl KvStore<SledKv> {
     /// Opens (creating if needed) the store in directory `path`, replaying the journal of a
     /// store that was not closed cleanly.
     ///
@@ -437,14 +424,14 @@ impl SledStore {
         super::private::make_private(&path)?;
         let db = open_db(&path)?;
         super::private::make_private(&path)?;
-        Self::over(db, path)
+        Self::over_db(db, path)
     }
 
-    /// As [`SledStore::open`] for an existing store that no one holds: `None` when `path`
+    /// As [`KvStore::open`] for an existing store that no one holds: `None` when `path`
     /// holds no store, or another process (a server) has it open. Does not wait.
     ///
     /// # Errors
-    /// As [`SledStore::open`].
+    /// As [`KvStore::open`].
     pub fn open_if_free(path: impl AsRef<Path>) -> Result<Option<Self>> {
         let path = path.as_ref().to_path_buf();
         if !Self::exists(&path) {
@@ -453,7 +440,7 @@ impl SledStore {
         match try_open_db(&path)? {
             Some(db) => {
                 super::private::make_private(&path)?;
-                Self::over(db, path).map(Some)
+                Self::over_db(db, path).map(Some)
             }
             None => Ok(None),
         }
@@ -465,7 +452,7 @@ impl SledStore {
     }
 
     /// The store over an opened database: trees, journal replay, counters.
-    fn over(db: sled::Db, path: PathBuf) -> Result<Self> {
+    fn over_db(db: sled::Db, path: PathBuf) -> Result<Self> {
         let trees = TreeId::ALL
             .iter()
             .map(|t| db.open_tree(t.name()))
@@ -483,6 +470,7 @@ impl SledStore {
         });
         let kv = SledKv {
             db: db.clone(),
+            path,
             trees,
             journal: Arc::clone(&journal),
             meta: MetaCache {
@@ -493,15 +481,11 @@ impl SledStore {
         };
         let replayed = kv.replay_journal()?;
         kv.load_meta()?;
-        if replayed > 0 {
-            tracing::info!(
-                entries = replayed,
-                "store journal replayed (the store was not closed cleanly)"
-            );
+        if replayed {
+            tracing::info!("store journal replayed (the store was not closed cleanly)");
         }
         let flusher = Arc::new(move || journal.flush(&db));
-        let engine = Engine::new(kv, flusher)?;
-        Ok(SledStore { engine, path })
+        KvStore::over(kv, flusher)
     }
 
     /// Opens the closed store in `path` once and closes it again, so that the next open is
@@ -513,7 +497,7 @@ impl SledStore {
     /// write but sled's own snapshot.
     ///
     /// Call it only once every handle on the store is dropped (it waits up to 2 s for
-    /// sled's directory lock, as [`SledStore::open`] does).
+    /// sled's directory lock, as [`KvStore::open`] does).
     ///
     /// # Errors
     /// [`Error::Storage`] when sled cannot open the directory.
@@ -526,7 +510,7 @@ impl SledStore {
 
     /// The directory the store lives in.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.kv.path
     }
 
     /// Bytes the database occupies on disk.
@@ -534,32 +518,30 @@ impl SledStore {
     /// # Errors
     /// [`Error::Storage`] from sled.
     pub fn size_on_disk(&self) -> Result<u64> {
-        self.engine.kv.db.size_on_disk().map_err(sled_err)
+        self.kv.db.size_on_disk().map_err(sled_err)
     }
 }
 
 /// Staged entries are single sled inserts outside change sets: each is atomic on its own,
 /// none touches a tree the journal covers, so the journal's argument (module docs) holds.
-impl super::Staging for SledStore {
+impl super::Staging for KvStore<SledKv> {
     fn stage(&self, seq: u64, bytes: &[u8]) -> Result<super::Ticket> {
         if seq == 0 {
             return Err(Error::Storage("staged entries are numbered from 1".into()));
         }
-        self.engine
-            .kv
+        self.kv
             .staging
             .insert(seq.to_be_bytes(), bytes)
             .map_err(sled_err)?;
-        Ok(self.engine.written())
+        Ok(self.written())
     }
 
     fn flush_staged(&self, ticket: super::Ticket) -> Result<()> {
-        self.engine.flush_through(ticket)
+        self.flush_through(ticket)
     }
 
     fn stage_intent(&self, id: u64, bytes: &[u8]) -> Result<()> {
-        self.engine
-            .kv
+        self.kv
             .intents
             .insert(id.to_be_bytes(), bytes)
             .map(drop)
@@ -568,17 +550,13 @@ impl super::Staging for SledStore {
 
     fn drop_intents(&self, ids: &[u64]) -> Result<()> {
         for id in ids {
-            self.engine
-                .kv
-                .intents
-                .remove(id.to_be_bytes())
-                .map_err(sled_err)?;
+            self.kv.intents.remove(id.to_be_bytes()).map_err(sled_err)?;
         }
         Ok(())
     }
 
     fn settle_staged(&self, mark: &[u8], through: u64) -> Result<()> {
-        let tree = &self.engine.kv.staging;
+        let tree = &self.kv.staging;
         // The mark first: sled recovers a prefix of its log, so no removal below survives
         // a crash without it.
         tree.insert(STAGING_MARK, mark).map_err(sled_err)?;
@@ -595,7 +573,7 @@ impl super::Staging for SledStore {
 
     fn staged(&self) -> Result<super::StagedEntries> {
         let mut out = super::StagedEntries::default();
-        for item in self.engine.kv.staging.iter() {
+        for item in self.kv.staging.iter() {
             let (key, value) = item.map_err(sled_err)?;
             let key: [u8; 8] = key
                 .as_ref()
@@ -606,7 +584,7 @@ impl super::Staging for SledStore {
                 seq => out.entries.push((seq, value.to_vec())),
             }
         }
-        for item in self.engine.kv.intents.iter() {
+        for item in self.kv.intents.iter() {
             let (key, value) = item.map_err(sled_err)?;
             let key: [u8; 8] = key
                 .as_ref()
@@ -618,21 +596,19 @@ impl super::Staging for SledStore {
     }
 }
 
-impl std::fmt::Debug for SledStore {
+impl std::fmt::Debug for KvStore<SledKv> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SledStore")
-            .field("path", &self.path)
+            .field("path", &self.kv.path)
             .finish_non_exhaustive()
     }
 }
-
-impl_store_via_engine!(SledStore);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::record::Record;
-    use crate::store::{Audit, LinkMethod, Plan, Store};
+    use crate::store::{LinkMethod, Plan, SledStore, Stamp};
 
     fn rec(local_id: &str) -> Record {
         Record {
@@ -654,16 +630,12 @@ mod tests {
 
     /// Makes the store's tree writes fail after `n` more succeed (a crash midway).
     fn fail_after_writes(s: &SledStore, n: u64) {
-        s.engine
-            .kv
-            .journal
-            .fail_after_writes
-            .store(n, Ordering::Release);
+        s.kv.journal.fail_after_writes.store(n, Ordering::Release);
     }
 
     /// Stores record `id` as a new person, durably.
     fn create(s: &SledStore, id: &str) -> crate::store::Euid {
-        let mut plan = Plan::new(s, Audit::now("test", ""));
+        let mut plan = Plan::new(s, Stamp::now("test", ""));
         let euid = plan.create_person(rec(id), LinkMethod::Created).unwrap();
         s.commit_sync(&plan.finish()).unwrap();
         euid
@@ -679,12 +651,12 @@ mod tests {
             let a = create(&s, "1");
 
             fail_after_writes(&s, 1);
-            let mut plan = Plan::new(&s, Audit::now("test", ""));
+            let mut plan = Plan::new(&s, Stamp::now("test", ""));
             let b = plan.create_person(rec("2"), LinkMethod::Created).unwrap();
             let err = s.commit_sync(&plan.finish()).unwrap_err();
             assert!(err.to_string().contains("injected"), "{err}");
             // Half applied: further writes are refused until the store is reopened.
-            let mut plan = Plan::new(&s, Audit::now("test", ""));
+            let mut plan = Plan::new(&s, Stamp::now("test", ""));
             plan.create_person(rec("3"), LinkMethod::Created).unwrap();
             let err = s.commit_sync(&plan.finish()).unwrap_err();
             assert!(err.to_string().contains("restart"), "{err}");
@@ -712,7 +684,7 @@ mod tests {
             let s = SledStore::open(dir.path()).unwrap();
             for i in 0..20 {
                 create(&s, &i.to_string());
-                let journal = &s.engine.kv.journal.tree;
+                let journal = &s.kv.journal.tree;
                 assert_eq!(journal.len(), 1);
                 let (key, value) = journal.first().unwrap().unwrap();
                 assert_eq!(&*key, JOURNAL_SLOT);
@@ -727,34 +699,6 @@ mod tests {
         assert_eq!(journal_on_disk(dir.path()), 0);
     }
 
-    /// A store that an earlier version left after a crash, its journal holding entries
-    /// under their sequence numbers, still has them replayed (and removed) on open.
-    #[test]
-    fn entries_of_the_earlier_journal_layout_are_replayed() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = SledStore::open(dir.path()).unwrap();
-            // Journal entry written, no tree write: the crash comes right after the entry.
-            fail_after_writes(&s, 0);
-            let mut plan = Plan::new(&s, Audit::now("test", ""));
-            plan.create_person(rec("1"), LinkMethod::Created).unwrap();
-            assert!(s.commit_sync(&plan.finish()).is_err());
-            assert!(s.get_record(&rec("1").key()).unwrap().is_none());
-        }
-        {
-            // Move the entry to where the earlier layout kept change set 7.
-            let db = open_db(dir.path()).unwrap();
-            let journal = db.open_tree(JOURNAL_TREE).unwrap();
-            let entry = journal.remove(JOURNAL_SLOT).unwrap().unwrap();
-            journal.insert(codec::encode_u64(7), entry).unwrap();
-            db.flush().unwrap();
-        }
-        let s = SledStore::open(dir.path()).unwrap();
-        assert!(s.get_record(&rec("1").key()).unwrap().is_some());
-        assert!(s.check().unwrap().is_ok());
-        assert_eq!(s.engine.kv.journal.tree.len(), 0);
-    }
-
     /// Settling a closed store (open and close for sled's page-table snapshot) leaves
     /// every record, person and counter as it was, and the store opens and passes its check.
     #[test]
@@ -766,7 +710,7 @@ mod tests {
             for i in 0..5 {
                 euids.push(create(&s, &i.to_string()));
             }
-            (euids, meta_on_disk(&s.engine.kv))
+            (euids, meta_on_disk(&s.kv))
         };
         SledStore::settle(dir.path()).unwrap();
         SledStore::settle(dir.path()).unwrap();
@@ -777,7 +721,7 @@ mod tests {
             let r = s.get_record(&rec(&i.to_string()).key()).unwrap().unwrap();
             assert_eq!(&r.euid, euid);
         }
-        assert_eq!(meta_on_disk(&s.engine.kv), meta);
+        assert_eq!(meta_on_disk(&s.kv), meta);
     }
 
     /// Staged entries outlive closing the store; settling records the mark and drops
@@ -826,13 +770,13 @@ mod tests {
         let last = {
             let s = SledStore::open(dir.path()).unwrap();
             for i in 0..3 {
-                let mut plan = Plan::new(&s, Audit::now("test", ""));
+                let mut plan = Plan::new(&s, Stamp::now("test", ""));
                 plan.create_person(rec(&i.to_string()), LinkMethod::Created)
                     .unwrap();
                 s.commit_sync(&plan.finish()).unwrap();
             }
             let last = s.allocate_euid().unwrap();
-            let kv = &s.engine.kv;
+            let kv = &s.kv;
             assert_eq!(*kv.meta.lock(), meta_on_disk(kv));
             assert_eq!(s.stats().unwrap().records, 3);
             s.flush().unwrap();
@@ -841,7 +785,7 @@ mod tests {
         let s = SledStore::open(dir.path()).unwrap();
         assert_eq!(s.allocate_euid().unwrap().seq(), last.seq() + 1);
         assert_eq!(s.stats().unwrap().persons, 3);
-        let kv = &s.engine.kv;
+        let kv = &s.kv;
         assert_eq!(*kv.meta.lock(), meta_on_disk(kv));
     }
 
@@ -859,7 +803,7 @@ mod tests {
         let s = SledStore::open(dir.path()).unwrap();
         let err = s.allocate_euid().unwrap_err();
         assert!(matches!(err, Error::Corrupt(_)), "{err}");
-        let kv = &s.engine.kv;
+        let kv = &s.kv;
         let stored = kv
             .tree(TreeId::Meta)
             .get(codec::meta::NEXT_EUID)

@@ -244,9 +244,9 @@ pub struct StoredRecord {
     pub updated_at: UnixMillis,
     /// Opaque to the store: the answer the service gave when this content was last
     /// submitted, so an identical resubmission can return it without deciding again
-    /// ([`crate::store::Plan::set_outcome`]). Must not be logged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<OpaqueJson>,
+    /// ([`crate::store::Plan::set_answer`]). Must not be logged.
+    #[serde(rename = "outcome", default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<OpaqueJson>,
     /// Optimistic-concurrency version: 0 for a value not yet stored; the store bumps it on
     /// every write (see [`crate::store::ChangeSet`]).
     pub version: u64,
@@ -256,14 +256,6 @@ impl StoredRecord {
     /// The record's key.
     pub fn key(&self) -> RecordKey {
         self.record.key()
-    }
-
-    /// Decodes a value from [`crate::store::Store::encoded_records`].
-    ///
-    /// # Errors
-    /// [`Error::Corrupt`] for an undecodable value (the message carries no data).
-    pub fn decode(bytes: &[u8]) -> Result<StoredRecord> {
-        super::codec::decode("record", bytes)
     }
 }
 
@@ -278,23 +270,13 @@ pub struct RecordEntry {
     pub euid: Euid,
 }
 
-impl RecordEntry {
-    /// Decodes a value from [`crate::store::Store::encoded_records`].
-    ///
-    /// # Errors
-    /// [`Error::Corrupt`] for an undecodable value (the message carries no data).
-    pub fn decode(bytes: &[u8]) -> Result<RecordEntry> {
-        super::codec::decode("record", bytes)
-    }
-}
-
 /// A person's lifecycle state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PersonStatus {
     /// Holds one or more records.
     Active,
-    /// Folded into another person; resolves to it. Holds no records.
+    /// Folded into another person, its survivor. Holds no records.
     MergedInto(Euid),
     /// Lost its last record (removed or moved away). Holds no records; the EUID stays
     /// resolvable and is never reused.
@@ -323,9 +305,10 @@ impl Person {
     }
 }
 
-/// A person as resolved through merges.
+/// The person at the end of an EUID's merge chain (the EUID's own person when it was never
+/// merged), and the chain followed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolvedPerson {
+pub struct Survivor {
     /// The person at the end of the merge chain.
     pub person: Person,
     /// The chain followed: the requested EUID first, the survivor last. Length 1 when the
@@ -333,7 +316,7 @@ pub struct ResolvedPerson {
     pub path: Vec<Euid>,
 }
 
-impl ResolvedPerson {
+impl Survivor {
     /// True when the requested EUID was merged away and `person` is its survivor.
     pub fn was_merged(&self) -> bool {
         self.path.len() > 1
@@ -343,7 +326,7 @@ impl ResolvedPerson {
 /// A candidate person recorded in a review task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskCandidate {
-    /// The candidate person (as it was when the task was opened; resolve through merges).
+    /// The candidate person (as it was when the task was opened; follow merges to its survivor).
     pub euid: Euid,
     /// Match weight.
     pub score: f64,
@@ -351,23 +334,28 @@ pub struct TaskCandidate {
     pub probability: f64,
 }
 
-/// What resolved a review task.
+/// How a review task is resolved: what a registrar asks for, and what the task records
+/// once resolved. The stored names (`linked`, `kept_separate`, `merged`) predate these
+/// variant names and stay as they are on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Outcome {
-    /// The record was linked to this person.
-    Linked {
+pub enum ResolutionAction {
+    /// Link the record to this candidate person (after a merge: its survivor).
+    #[serde(rename = "linked")]
+    Link {
         /// The person chosen.
         euid: Euid,
     },
-    /// The record stays apart from the candidates.
-    KeptSeparate,
-    /// The record's person was merged into this person.
-    Merged {
+    /// Keep the record apart from the candidates, asserting it is not a duplicate of any.
+    #[serde(rename = "kept_separate")]
+    KeepSeparate,
+    /// Merge the record's person into this candidate person.
+    #[serde(rename = "merged")]
+    Merge {
         /// The survivor chosen.
         into: Euid,
     },
-    /// Closed by the system: the record was removed or changed.
+    /// Closed by the system: the record was removed or changed. Never requested.
     Superseded,
 }
 
@@ -375,7 +363,8 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resolution {
     /// What was decided.
-    pub outcome: Outcome,
+    #[serde(rename = "outcome")]
+    pub action: ResolutionAction,
     /// When.
     pub at: UnixMillis,
     /// Who.
@@ -426,7 +415,7 @@ impl ReviewTask {
 /// Stored under both `(a, b)` and `(b, a)` so either person finds it with one prefix scan.
 /// When a person is merged, its assertions move to the survivor
 /// ([`crate::store::Plan::merge_persons`]), so stored assertions name unmerged persons;
-/// lookups resolve merged EUIDs anyway. A split-off person starts with none.
+/// lookups follow merged EUIDs to their survivors anyway. A split-off person starts with none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotDuplicate {
     /// One person.
@@ -473,7 +462,7 @@ pub enum HistoryAction {
     ReviewResolved,
 }
 
-/// One immutable audit entry in a person's history.
+/// One immutable entry in a person's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     /// Store-wide sequence number, assigned by the store when the entry is written

@@ -25,8 +25,8 @@ mod rng;
 mod writer;
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -43,7 +43,7 @@ pub const MAX_PERSONS: u64 = 20_000_000;
 pub const GENERATOR_VERSION: u32 = 2;
 
 /// A family of generated data (see [`SynthConfig::profile`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
     /// empi's own family: households, twins, registration errors.
@@ -51,6 +51,29 @@ pub enum Profile {
     Standard,
     /// The family of public record-linkage benchmarks.
     Outside,
+}
+
+impl std::str::FromStr for Profile {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "standard" => Ok(Profile::Standard),
+            "outside" => Ok(Profile::Outside),
+            _ => Err(Error::invalid("profile", "expected standard or outside")),
+        }
+    }
+}
+
+/// One setting of [`SynthConfig`] as a command line offers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// The field's name (`typo_rate`).
+    pub name: &'static str,
+    /// Its documentation.
+    pub help: &'static str,
+    /// Its default, as text.
+    pub default: String,
 }
 
 impl std::fmt::Display for Profile {
@@ -64,31 +87,29 @@ impl std::fmt::Display for Profile {
 
 macro_rules! synth_config {
     (
-        head { $( $(#[$hdoc:meta])* $hfield:ident : $hty:ty = $hdefault:expr ),* $(,)? }
-        plain { $( $(#[$pdoc:meta])* $pfield:ident = $pdefault:expr ),* $(,)? }
-        scaled { $( $(#[$sdoc:meta])* $sfield:ident = $sdefault:expr ),* $(,)? }
+        head { $( $(#[doc = $hdoc:literal])* $hfield:ident : $hty:ty = $hdefault:expr ),* $(,)? }
+        plain { $( $(#[doc = $pdoc:literal])* $pfield:ident = $pdefault:expr ),* $(,)? }
+        scaled { $( $(#[doc = $sdoc:literal])* $sfield:ident = $sdefault:expr ),* $(,)? }
     ) => {
         /// Everything that shapes a generated data set: size, seed and every rate.
         ///
         /// Rates are probabilities in `[0, 1]`. Those in the "scaled" group are corruption
         /// rates: they are multiplied by [`SynthConfig::error_scale`] (and capped at 1)
-        /// before use. The field names are the CLI flags (`typo_rate` → `--typo-rate`).
-        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+        /// before use. A command line offers each field as a setting
+        /// ([`SynthConfig::settings`]; `typo_rate` is `--typo-rate` for `empi synth`).
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct SynthConfig {
             $(
-                $(#[$hdoc])*
-                #[arg(long, default_value_t = $hdefault)]
+                $(#[doc = $hdoc])*
                 pub $hfield: $hty,
             )*
             $(
-                $(#[$pdoc])*
-                #[arg(long, default_value_t = $pdefault)]
+                $(#[doc = $pdoc])*
                 pub $pfield: f64,
             )*
             $(
-                $(#[$sdoc])*
-                #[arg(long, default_value_t = $sdefault)]
+                $(#[doc = $sdoc])*
                 pub $sfield: f64,
             )*
         }
@@ -100,6 +121,52 @@ macro_rules! synth_config {
                     $( $pfield: $pdefault, )*
                     $( $sfield: $sdefault, )*
                 }
+            }
+        }
+
+        impl SynthConfig {
+            /// Every field as a setting a command line offers: its name, its documentation
+            /// and its default, in declaration order.
+            pub fn settings() -> Vec<Setting> {
+                let defaults = SynthConfig::default();
+                vec![
+                    $( Setting {
+                        name: stringify!($hfield),
+                        help: concat!($( $hdoc ),*),
+                        default: defaults.$hfield.to_string(),
+                    }, )*
+                    $( Setting {
+                        name: stringify!($pfield),
+                        help: concat!($( $pdoc ),*),
+                        default: defaults.$pfield.to_string(),
+                    }, )*
+                    $( Setting {
+                        name: stringify!($sfield),
+                        help: concat!($( $sdoc ),*),
+                        default: defaults.$sfield.to_string(),
+                    }, )*
+                ]
+            }
+
+            /// Sets the setting `name` from its text form.
+            ///
+            /// # Errors
+            /// [`Error::InvalidInput`] naming the setting, for an unknown name or a value
+            /// that does not parse.
+            pub fn set(&mut self, name: &str, value: &str) -> Result<()> {
+                fn parsed<T: std::str::FromStr>(name: &str, value: &str) -> Result<T> {
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|_| Error::invalid(name.to_string(), "not a valid value"))
+                }
+                match name {
+                    $( stringify!($hfield) => self.$hfield = parsed(name, value)?, )*
+                    $( stringify!($pfield) => self.$pfield = parsed(name, value)?, )*
+                    $( stringify!($sfield) => self.$sfield = parsed(name, value)?, )*
+                    _ => return Err(Error::invalid(name.to_string(), "no such setting")),
+                }
+                Ok(())
             }
         }
 
@@ -437,36 +504,10 @@ impl SynthSummary {
     }
 }
 
-/// Arguments of `empi synth`: the output directory and the configuration flags.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SynthArgs {
-    /// Output directory (created if missing); receives records.csv, truth.csv, relations.csv, manifest.json.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Size, seed and rates.
-    #[command(flatten)]
-    pub config: SynthConfig,
-}
-
-/// Runs `empi synth`: generates into `args.out` and logs a one-line summary (counts only).
-///
-/// # Errors
-/// As [`generate`].
-pub fn run_command(args: &SynthArgs) -> Result<SynthSummary> {
-    let s = generate(&args.config, &args.out)?;
-    tracing::info!(
-        persons = s.persons,
-        records = s.records,
-        out = %args.out.display(),
-        "synthetic data written"
-    );
-    Ok(s)
-}
-
 /// Generates a data set into `out_dir`: `records.csv`, `truth.csv`, `relations.csv` and
 /// `manifest.json`.
 ///
-/// Shows a progress bar on stderr when stderr is a terminal.
+/// Shows a progress bar on stderr when stderr is a terminal ([`crate::progress`]).
 ///
 /// # Errors
 /// [`Error::InvalidInput`] for a bad configuration; [`Error::Io`] when a file cannot be
@@ -480,18 +521,7 @@ pub fn generate(config: &SynthConfig, out_dir: &Path) -> Result<SynthSummary> {
     let open = |p: &Path| std::fs::File::create(p).map_err(|e| Error::io(p, e));
     let records = std::io::BufWriter::with_capacity(1 << 20, open(&records_path)?);
     let truth = std::io::BufWriter::with_capacity(1 << 20, open(&truth_path)?);
-    let progress = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} synth {bar:40} {pos}/{len} records ({eta})",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let progress = crate::progress::bar(0, "synth", true);
     let relations_path = out_dir.join("relations.csv");
     let mut relations = std::io::BufWriter::new(open(&relations_path)?);
     let summary = writer::run(
@@ -905,23 +935,28 @@ mod tests {
     }
 
     #[test]
-    fn defaults_match_the_command_line() {
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            config: SynthConfig,
+    fn settings_have_their_docs_and_defaults_and_set_by_name() {
+        let settings = SynthConfig::settings();
+        let typo = settings.iter().find(|s| s.name == "typo_rate").unwrap();
+        assert_eq!(typo.default, "0.02");
+        assert!(typo.help.contains("typo"), "{}", typo.help);
+        let profile = settings.iter().find(|s| s.name == "profile").unwrap();
+        assert_eq!(profile.default, "standard");
+        let mut c = SynthConfig::default();
+        for s in &settings {
+            c.set(s.name, &s.default).unwrap();
         }
-        use clap::Parser as _;
-        assert_eq!(
-            Cli::try_parse_from(["synth"]).unwrap().config,
-            SynthConfig::default()
-        );
-        let c = Cli::try_parse_from(["synth", "--phone-missing-rate", "0.4", "--error-scale", "3"])
-            .unwrap()
-            .config;
+        assert_eq!(c, SynthConfig::default());
+        c.set("phone_missing_rate", "0.4").unwrap();
+        c.set("error_scale", "3").unwrap();
+        c.set("profile", "outside").unwrap();
         assert_eq!(c.phone_missing_rate, 0.4);
+        assert_eq!(c.profile, Profile::Outside);
         assert_eq!(Scaled::new(&c).phone_missing_rate, 1.0);
         assert_eq!(Scaled::new(&c).typo_rate, 0.06);
+        let e = c.set("typo_rate", "lots").unwrap_err().to_string();
+        assert!(e.contains("typo_rate") && !e.contains("lots"), "{e}");
+        assert!(c.set("nope", "1").is_err());
     }
 
     #[test]

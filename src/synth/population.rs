@@ -651,7 +651,7 @@ mod tests {
             let v = unique_ssn(&mut rng, &mut used);
             let area = v / 1_000_000;
             assert!((1..900).contains(&area) && area != 666, "{area}");
-            assert!((v / 10_000) % 100 > 0 && v % 10_000 > 0);
+            assert!(!(v / 10_000).is_multiple_of(100) && !v.is_multiple_of(10_000));
         }
         assert_eq!(used.len(), 20_000);
     }

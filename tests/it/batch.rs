@@ -3,13 +3,11 @@
 
 use std::path::Path;
 
-use empi::batch::{
-    self, Dataset, DedupOptions, LinkDecision, LinkOptions, RescanMode, RescanOptions,
-};
+use empi::batch::{self, Dataset, DedupOptions, LinkOptions, RescanMode, RescanOptions};
 use empi::input::{read_csv, ReadOptions};
 use empi::linker::Linker;
 use empi::record::Record;
-use empi::store::{Audit, LinkMethod, MemoryStore, Plan, Store};
+use empi::store::{LinkMethod, MemoryStore, Plan, Stamp, Store};
 
 fn small() -> Vec<Record> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("synthetic-data/small/records.csv");
@@ -178,7 +176,7 @@ fn link_mode_finds_each_left_record_its_best_right_match() {
     assert_eq!(result.rows.len(), left.len());
     let (mut links, mut correct) = (0, 0);
     for row in &result.rows {
-        if row.decision == LinkDecision::Link {
+        if row.decision == empi::linker::Decision::Link {
             links += 1;
             let j = row.right.unwrap() as usize;
             correct += usize::from(right_label[j] == left_label[row.left as usize]);
@@ -207,7 +205,7 @@ fn link_mode_finds_each_left_record_its_best_right_match() {
 }
 
 fn person(store: &MemoryStore, r: &Record) {
-    let mut plan = Plan::new(store, Audit::now("test", ""));
+    let mut plan = Plan::new(store, Stamp::now("test", ""));
     plan.create_person(r.clone(), LinkMethod::Created).unwrap();
     store.commit_sync(&plan.finish()).unwrap();
 }

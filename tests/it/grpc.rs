@@ -225,7 +225,7 @@ async fn create_link_review_resolve_merge_split_and_not_duplicate() {
         .unwrap_err();
     assert_eq!(again.code(), Code::FailedPrecondition);
 
-    // merge a separate person in; the old EUID resolves to the survivor and says so
+    // merge a separate person in; the old EUID stands for the survivor and says so
     let p = submit(&mut c, stranger("3")).await;
     assert_eq!(decision(&p), pb::Decision::Created);
     let merged = c

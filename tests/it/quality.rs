@@ -10,8 +10,9 @@
 
 use std::path::Path;
 
+use empi::batch::sweep_with_relations;
 use empi::batch::{score_records, ScoreOptions};
-use empi::eval::{read_truth_and_persons, sweep_with_relations, Quality, Relations};
+use empi::eval::{read_truth_and_persons, Quality, Relations};
 use empi::input::{read_csv, ReadOptions};
 use empi::linker::Linker;
 use empi::prepare::Prepared;

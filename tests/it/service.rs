@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
+use empi::linker::Decision;
 use empi::linker::Linker;
 use empi::record::{Address, Record, RecordKey};
-use empi::service::{MatchDecision, Resolve, Service, ServiceConfig};
-use empi::store::{HistoryAction, MemoryStore, Outcome, PersonStatus, Store, TaskStatus};
+use empi::service::{Service, ServiceConfig};
+use empi::store::{HistoryAction, MemoryStore, PersonStatus, ResolutionAction, Store, TaskStatus};
 use empi::Error;
 
 fn service_over(store: Arc<dyn Store>) -> Service {
@@ -78,14 +79,14 @@ fn assert_consistent(s: &Service) {
 async fn changed_records_move_only_on_a_decisive_score() {
     let s = service();
     let a = s.match_or_create(margaret("1"), "feed").await.unwrap();
-    assert_eq!(a.decision, MatchDecision::Created);
+    assert_eq!(a.decision, Decision::New);
     let b = s.match_or_create(stranger("2"), "feed").await.unwrap();
-    assert_eq!(b.decision, MatchDecision::Created);
+    assert_eq!(b.decision, Decision::New);
     assert_ne!(a.euid, b.euid);
 
     // adt/2 is corrected to be Margaret: a decisive score moves it, its old person retires
     let moved = s.match_or_create(margaret("2"), "feed").await.unwrap();
-    assert_eq!(moved.decision, MatchDecision::Linked);
+    assert_eq!(moved.decision, Decision::Link);
     assert_eq!(moved.euid, a.euid);
     let old = s.get_person(&b.euid).unwrap();
     assert_eq!(old.person.status, PersonStatus::Retired);
@@ -97,7 +98,7 @@ async fn changed_records_move_only_on_a_decisive_score() {
         .await
         .unwrap();
     let close = s.match_or_create(twin("3"), "feed").await.unwrap();
-    assert_eq!(close.decision, MatchDecision::Review);
+    assert_eq!(close.decision, Decision::Review);
     assert_eq!(
         close.euid, c.euid,
         "an uncertain score never moves a record"
@@ -112,11 +113,11 @@ async fn changed_records_move_only_on_a_decisive_score() {
         .match_or_create(rec("3", "Mary", "Smithers", "1980-03-03"), "feed")
         .await
         .unwrap();
-    assert_eq!(again.decision, MatchDecision::Created);
+    assert_eq!(again.decision, Decision::New);
     let t = s.get_task(task.task.id).unwrap().task;
     assert!(matches!(
         t.status,
-        TaskStatus::Resolved(ref r) if r.outcome == Outcome::Superseded
+        TaskStatus::Resolved(ref r) if r.action == ResolutionAction::Superseded
     ));
     assert_eq!(s.stats().unwrap().open_tasks, 0);
     assert_consistent(&s);
@@ -133,21 +134,26 @@ async fn not_duplicate_assertions_exclude_candidates() {
     // without the assertion this update would move adt/2 to Margaret's person
     let r = s.match_or_create(margaret("2"), "feed").await.unwrap();
     assert_eq!(r.euid, b.euid);
-    assert_eq!(r.decision, MatchDecision::Created);
+    assert_eq!(r.decision, Decision::New);
     assert!(r.candidates.iter().all(|c| c.euid != a.euid));
     assert_eq!(s.stats().unwrap().open_tasks, 0);
 
     // "keep separate" on a review creates such an assertion
     let c = s.match_or_create(twin("3"), "feed").await.unwrap();
-    assert_eq!(c.decision, MatchDecision::Review);
+    assert_eq!(c.decision, Decision::Review);
     let task = c.review_task.unwrap();
     let (view, euid) = s
-        .resolve_task(task, &Resolve::KeepSeparate, "registrar", "checked ids")
+        .resolve_task(
+            task,
+            &ResolutionAction::KeepSeparate,
+            "registrar",
+            "checked ids",
+        )
         .await
         .unwrap();
     assert_eq!(euid, c.euid);
     assert!(
-        matches!(view.task.status, TaskStatus::Resolved(ref r) if r.outcome == Outcome::KeptSeparate)
+        matches!(view.task.status, TaskStatus::Resolved(ref r) if r.action == ResolutionAction::KeepSeparate)
     );
     assert!(s.store().not_duplicate(&c.euid, &a.euid).unwrap().is_some());
     // a later change to adt/3 does not bring Margaret's person back as a candidate
@@ -155,11 +161,11 @@ async fn not_duplicate_assertions_exclude_candidates() {
     changed.phones = vec!["413-555-0100".into()];
     let r = s.match_or_create(changed, "feed").await.unwrap();
     assert_eq!(r.euid, c.euid);
-    assert_ne!(r.decision, MatchDecision::Review);
+    assert_ne!(r.decision, Decision::Review);
     assert!(r.candidates.iter().all(|x| x.euid != a.euid));
     // resolving twice is a conflict
     let e = s
-        .resolve_task(task, &Resolve::KeepSeparate, "registrar", "")
+        .resolve_task(task, &ResolutionAction::KeepSeparate, "registrar", "")
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Conflict(_)), "{e}");
@@ -175,7 +181,7 @@ async fn index_follows_every_operation_and_rebuilds_identically() {
     assert_eq!(linked.euid, a.euid);
     let b = s.match_or_create(stranger("3"), "feed").await.unwrap();
     let r = s.match_or_create(twin("4"), "feed").await.unwrap();
-    assert_eq!(r.decision, MatchDecision::Review);
+    assert_eq!(r.decision, Decision::Review);
     assert_consistent(&s);
 
     // registrar actions, each followed by a consistency check of index against store
@@ -196,12 +202,14 @@ async fn index_follows_every_operation_and_rebuilds_identically() {
         .split_person(&un.to, &[key("3")], "reg", "unmerge")
         .await
         .unwrap();
-    assert_eq!(split.euid, a.euid, "a merged EUID resolves to its survivor");
+    assert_eq!(split.euid, a.euid, "a merged EUID stands for its survivor");
     assert_consistent(&s);
     let (_, euid) = s
         .resolve_task(
             r.review_task.unwrap(),
-            &Resolve::Merge(a.euid.clone()),
+            &ResolutionAction::Merge {
+                into: a.euid.clone(),
+            },
             "reg",
             "same",
         )
@@ -218,7 +226,7 @@ async fn index_follows_every_operation_and_rebuilds_identically() {
     assert_consistent(&s);
     // the removed record is no candidate any more; the moved ones are under their person
     let m = s.match_only(&margaret("99"), 0).unwrap();
-    assert!(m.candidates.iter().all(|c| c.best_record != key("2")));
+    assert!(m.candidates.iter().all(|c| c.best_record != Some(key("2"))));
     assert_eq!(m.candidates[0].euid, a.euid);
     let _ = b;
 
@@ -284,7 +292,7 @@ async fn match_only_writes_nothing_and_explains_every_candidate() {
     let mut query = margaret("");
     query.source = String::new();
     let m = s.match_only(&query, 0).unwrap();
-    assert_ne!(m.decision, MatchDecision::Created);
+    assert_ne!(m.decision, Decision::New);
     assert!(m.candidates.len() >= 2);
     assert!(m.candidates.iter().all(|c| !c.explanation.is_empty()));
     assert!(m.candidates.windows(2).all(|w| w[0].score >= w[1].score));
@@ -449,14 +457,14 @@ async fn match_or_create_lists_only_plausible_candidates_after_the_best() {
 
     // A new person: only the closest miss is listed, with the search's best score.
     let created = s.match_or_create(m, "feed").await.unwrap();
-    assert_eq!(created.decision, MatchDecision::Created);
+    assert_eq!(created.decision, Decision::New);
     assert_eq!(created.candidates.len(), 1);
     assert_eq!(created.candidates[0].euid, searched.candidates[0].euid);
     assert_eq!(created.candidates[0].score, searched.candidates[0].score);
 
     // A link: the person linked to, and no hopeless relatives after it.
     let linked = s.match_or_create(margaret("2"), "feed").await.unwrap();
-    assert_eq!(linked.decision, MatchDecision::Linked);
+    assert_eq!(linked.decision, Decision::Link);
     assert_eq!(linked.candidates[0].euid, created.euid);
     assert!(linked.candidates[1..].iter().all(|c| c.score >= lower));
     assert!(s.match_only(&margaret("3"), 0).unwrap().candidates.len() > linked.candidates.len());

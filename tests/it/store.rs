@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use empi::record::{Record, RecordKey};
 use empi::store::{
-    Audit, ChangeSet, Euid, HistoryAction, LinkInfo, LinkMethod, MemoryStore, Op, Outcome, Person,
-    PersonStatus, Plan, SledStore, Store, StoredRecord, TaskCandidate, TaskId, TaskQuery,
-    UnixMillis,
+    ChangeSet, Euid, HistoryAction, LinkInfo, LinkMethod, MemoryStore, Op, Person, PersonStatus,
+    Plan, ResolutionAction, SledStore, Stamp, Store, StoredRecord, TaskCandidate, TaskId,
+    TaskQuery, UnixMillis,
 };
 use empi::Error;
 
@@ -45,7 +45,7 @@ macro_rules! on_both_stores {
 
 on_both_stores!(
     lifecycle_keeps_invariants,
-    merged_euid_resolves_through_chains,
+    merged_euids_lead_to_their_survivor_through_chains,
     split_and_unlink,
     history_is_append_only_and_ordered,
     tasks_page_and_filter,
@@ -76,8 +76,8 @@ fn key(source: &str, id: &str) -> RecordKey {
     RecordKey::new(source, id)
 }
 
-fn audit(at: i64) -> Audit {
-    Audit {
+fn stamp(at: i64) -> Stamp {
+    Stamp {
         actor: "tester".into(),
         reason: "test".into(),
         at: UnixMillis(at),
@@ -91,7 +91,7 @@ fn assert_consistent(s: &DynStore) {
 
 /// Builds a plan with `f`, commits it durably (sync), checks invariants, returns f's value.
 fn run<T>(s: &DynStore, at: i64, f: impl FnOnce(&mut Plan<'_, DynStore>) -> T) -> T {
-    let mut plan = Plan::new(s, audit(at));
+    let mut plan = Plan::new(s, stamp(at));
     let out = f(&mut plan);
     s.commit_sync(&plan.finish()).unwrap();
     assert_consistent(s);
@@ -122,8 +122,19 @@ fn actions(s: &DynStore, e: &Euid) -> Vec<HistoryAction> {
         .collect()
 }
 
+/// The request conflicts with the state (a plan refused it).
 fn is_conflict<T: std::fmt::Debug>(r: empi::Result<T>) -> bool {
     matches!(r, Err(Error::Conflict(_)))
+}
+
+/// What the change set read changed before it was applied (a version check failed).
+fn is_stale<T: std::fmt::Debug>(r: empi::Result<T>) -> bool {
+    matches!(r, Err(Error::Stale(_)))
+}
+
+/// A change set that would break an invariant: a defect of whoever built it.
+fn is_defect<T: std::fmt::Debug>(r: empi::Result<T>) -> bool {
+    matches!(r, Err(Error::Internal(_)))
 }
 
 // ---- the suite --------------------------------------------------------------------------
@@ -187,7 +198,7 @@ fn lifecycle_keeps_invariants(s: Dyn) {
     assert_eq!(s.stats().unwrap().persons, 1);
 
     // a retired person takes no records
-    let mut plan = Plan::new(s, audit(5));
+    let mut plan = Plan::new(s, stamp(5));
     assert!(is_conflict(plan.add_record(
         rec("adt", "9", "X"),
         &p1,
@@ -218,29 +229,29 @@ fn lifecycle_keeps_invariants(s: Dyn) {
     assert_eq!((stats.records, stats.persons, stats.open_tasks), (0, 0, 0));
 }
 
-fn merged_euid_resolves_through_chains(s: Dyn) {
+fn merged_euids_lead_to_their_survivor_through_chains(s: Dyn) {
     let s = &*s;
     let a = create(s, rec("adt", "a", "A"));
     let b = create(s, rec("adt", "b", "B"));
     let c = create(s, rec("adt", "c", "C"));
     run(s, 2, |p| p.merge_persons(&a, &b).unwrap());
-    let resolved = s.resolve_person(&a).unwrap().unwrap();
-    assert!(resolved.was_merged());
-    assert_eq!(resolved.person.euid, b);
-    assert_eq!(resolved.path, vec![a.clone(), b.clone()]);
+    let survivor = s.survivor_of(&a).unwrap().unwrap();
+    assert!(survivor.was_merged());
+    assert_eq!(survivor.person.euid, b);
+    assert_eq!(survivor.path, vec![a.clone(), b.clone()]);
     run(s, 3, |p| p.merge_persons(&b, &c).unwrap());
-    let resolved = s.resolve_person(&a).unwrap().unwrap();
-    assert_eq!(resolved.person.euid, c);
-    assert_eq!(resolved.path, vec![a.clone(), b.clone(), c.clone()]);
-    assert_eq!(resolved.person.members.len(), 3);
-    // members() resolves too
+    let survivor = s.survivor_of(&a).unwrap().unwrap();
+    assert_eq!(survivor.person.euid, c);
+    assert_eq!(survivor.path, vec![a.clone(), b.clone(), c.clone()]);
+    assert_eq!(survivor.person.members.len(), 3);
+    // members() follows merges too
     let keys: Vec<_> = s.members(&a).unwrap().iter().map(|r| r.key()).collect();
     // joining order: c's own record, then b's (which had absorbed a's)
     assert_eq!(
         keys,
         vec![key("adt", "c"), key("adt", "b"), key("adt", "a")]
     );
-    let direct = s.resolve_person(&c).unwrap().unwrap();
+    let direct = s.survivor_of(&c).unwrap().unwrap();
     assert!(!direct.was_merged());
     assert_eq!(direct.path, vec![c.clone()]);
     // operations aimed at a merged EUID land on the survivor
@@ -250,12 +261,9 @@ fn merged_euid_resolves_through_chains(s: Dyn) {
     });
     assert_eq!(joined, c);
     // merging into a merged alias of yourself is refused
-    let mut plan = Plan::new(s, audit(5));
+    let mut plan = Plan::new(s, stamp(5));
     assert!(is_conflict(plan.merge_persons(&a, &c)));
-    assert!(s
-        .resolve_person(&Euid::from_seq(999_999))
-        .unwrap()
-        .is_none());
+    assert!(s.survivor_of(&Euid::from_seq(999_999)).unwrap().is_none());
     assert!(matches!(
         s.members(&Euid::from_seq(999_999)),
         Err(Error::NotFound { .. })
@@ -289,7 +297,7 @@ fn split_and_unlink(s: Dyn) {
     assert_eq!(s.stats().unwrap().persons, 3);
 
     // refusals: the only record, everything, not a member, empty, repeated
-    let mut plan = Plan::new(s, audit(12));
+    let mut plan = Plan::new(s, stamp(12));
     assert!(is_conflict(plan.unlink_record(&key("adt", "1"))));
     assert!(is_conflict(plan.split_person(&p, &[key("adt", "1")])));
     assert!(is_conflict(plan.split_person(&q, &[key("adt", "1")])));
@@ -407,18 +415,18 @@ fn tasks_page_and_filter(s: Dyn) {
     // resolve every third task (ids[0], ids[3], ...): 9 resolved, 16 open
     for (i, id) in ids.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
         run(s, 100_000 + i as i64, |p| {
-            p.resolve_task(*id, Outcome::KeptSeparate).unwrap()
+            p.resolve_task(*id, ResolutionAction::KeepSeparate).unwrap()
         });
     }
     assert_eq!(s.stats().unwrap().open_tasks, 16);
     let resolved = s.get_task(ids[0]).unwrap().unwrap();
     assert!(!resolved.is_open());
-    let mut plan = Plan::new(s, audit(1));
+    let mut plan = Plan::new(s, stamp(1));
     assert!(is_conflict(
-        plan.resolve_task(ids[0], Outcome::KeptSeparate)
+        plan.resolve_task(ids[0], ResolutionAction::KeepSeparate)
     ));
     assert!(matches!(
-        plan.resolve_task(TaskId(9_999), Outcome::KeptSeparate),
+        plan.resolve_task(TaskId(9_999), ResolutionAction::KeepSeparate),
         Err(Error::NotFound { .. })
     ));
 
@@ -528,7 +536,7 @@ fn removing_a_record_supersedes_its_open_tasks(s: Dyn) {
     assert_eq!(status(s, &b), PersonStatus::Retired);
     let task = s.get_task(t).unwrap().unwrap();
     assert!(
-        matches!(&task.status, empi::store::TaskStatus::Resolved(r) if r.outcome == Outcome::Superseded)
+        matches!(&task.status, empi::store::TaskStatus::Resolved(r) if r.action == ResolutionAction::Superseded)
     );
     assert_eq!(s.stats().unwrap().open_tasks, 0);
     assert!(s
@@ -547,7 +555,7 @@ fn removing_a_record_supersedes_its_open_tasks(s: Dyn) {
         ]
     );
     // a task cannot be opened for a record that is not stored
-    let mut plan = Plan::new(s, audit(4));
+    let mut plan = Plan::new(s, stamp(4));
     assert!(matches!(
         plan.open_task(&key("adt", "b"), vec![], serde_json::Value::Null),
         Err(Error::NotFound { .. })
@@ -576,7 +584,7 @@ fn not_duplicate_assertions(s: Dyn) {
     );
 
     // asserted persons cannot be merged
-    let mut plan = Plan::new(s, audit(3));
+    let mut plan = Plan::new(s, stamp(3));
     assert!(is_conflict(plan.merge_persons(&a, &b)));
     assert!(is_conflict(plan.merge_persons(&b, &a)));
     assert!(is_conflict(plan.assert_not_duplicate(&a, &a)));
@@ -602,7 +610,7 @@ fn not_duplicate_assertions(s: Dyn) {
         reason: String::new(),
     })]
     .into();
-    assert!(is_conflict(s.apply(&bad)));
+    assert!(is_defect(s.apply(&bad)));
     assert_consistent(s);
 }
 
@@ -643,7 +651,7 @@ fn counters_follow_every_operation(s: Dyn) {
     expect(3, 2, 1);
     run(s, 4, |p| {
         p.merge_persons(&b, &a).unwrap();
-        p.resolve_task(t, Outcome::Merged { into: a.clone() })
+        p.resolve_task(t, ResolutionAction::Merge { into: a.clone() })
             .unwrap();
     });
     expect(3, 1, 0);
@@ -686,7 +694,7 @@ fn failed_change_set_leaves_nothing_changed(s: Dyn) {
     let before = snapshot(s);
 
     // valid writes first, a stale write last: the valid ones must not land
-    let mut plan = Plan::new(s, audit(2));
+    let mut plan = Plan::new(s, stamp(2));
     plan.add_record(rec("adt", "2", "A"), &a, LinkMethod::Registrar)
         .unwrap();
     plan.create_person(rec("adt", "3", "B"), LinkMethod::Created)
@@ -698,7 +706,7 @@ fn failed_change_set_leaves_nothing_changed(s: Dyn) {
     // the plan already writes `a`; a second write to it must be refused as well
     let mut dup = changes.clone();
     dup.push(Op::PutPerson(stale.clone()));
-    assert!(is_conflict(s.apply(&dup)));
+    assert!(is_defect(s.apply(&dup)));
     // replace the plan's write of `a` by a stale one: fails inside the transaction
     let ops: Vec<Op> = changes
         .ops()
@@ -715,7 +723,7 @@ fn failed_change_set_leaves_nothing_changed(s: Dyn) {
     changes = ops.into();
     let err = s.apply(&changes).unwrap_err();
     assert!(
-        matches!(err, Error::Conflict(ref m) if m.contains("stale")),
+        matches!(err, Error::Stale(ref m) if m.contains("stale")),
         "{err}"
     );
     assert_eq!(snapshot(s), before);
@@ -732,29 +740,29 @@ fn failed_change_set_leaves_nothing_changed(s: Dyn) {
             actor: "t".into(),
         },
         updated_at: UnixMillis(3),
-        outcome: None,
+        answer: None,
         version: 0,
     };
     let err = s
         .apply(&vec![Op::PutRecord(orphan.clone())].into())
         .unwrap_err();
     assert!(
-        matches!(err, Error::Conflict(ref m) if m.contains("does not list")),
+        matches!(err, Error::Internal(ref m) if m.contains("does not list")),
         "{err}"
     );
     // ...or a person listing a record twice, or an active person without records
     let mut twice = s.get_person(&a).unwrap().unwrap();
     twice.members.push(key("adt", "1"));
-    assert!(is_conflict(s.apply(&vec![Op::PutPerson(twice)].into())));
+    assert!(is_defect(s.apply(&vec![Op::PutPerson(twice)].into())));
     let mut empty = s.get_person(&a).unwrap().unwrap();
     empty.members.clear();
-    assert!(is_conflict(s.apply(&vec![Op::PutPerson(empty)].into())));
+    assert!(is_defect(s.apply(&vec![Op::PutPerson(empty)].into())));
     // deleting a record its person still lists
     let del = Op::DeleteRecord {
         key: key("adt", "1"),
         version: 1,
     };
-    assert!(is_conflict(s.apply(&vec![del].into())));
+    assert!(is_defect(s.apply(&vec![del].into())));
     // deleting a record that is not there
     let del = Op::DeleteRecord {
         key: key("adt", "404"),
@@ -786,8 +794,8 @@ fn stale_plans_conflict_and_retry(s: Dyn) {
     let s = &*s;
     let a = create(s, rec("adt", "1", "A"));
     // two plans read the same person; the second to commit loses
-    let mut first = Plan::new(s, audit(2));
-    let mut second = Plan::new(s, audit(2));
+    let mut first = Plan::new(s, stamp(2));
+    let mut second = Plan::new(s, stamp(2));
     first
         .add_record(rec("adt", "2", "A"), &a, LinkMethod::Registrar)
         .unwrap();
@@ -795,34 +803,34 @@ fn stale_plans_conflict_and_retry(s: Dyn) {
         .add_record(rec("adt", "3", "A"), &a, LinkMethod::Registrar)
         .unwrap();
     s.commit_sync(&first.finish()).unwrap();
-    assert!(is_conflict(s.apply(&second.finish())));
+    assert!(is_stale(s.apply(&second.finish())));
     assert_eq!(members(s, &a).len(), 2);
     assert!(s.get_record(&key("adt", "3")).unwrap().is_none());
 
     // the same new key from two plans: one wins
-    let mut x = Plan::new(s, audit(3));
-    let mut y = Plan::new(s, audit(3));
+    let mut x = Plan::new(s, stamp(3));
+    let mut y = Plan::new(s, stamp(3));
     x.create_person(rec("adt", "5", "B"), LinkMethod::Created)
         .unwrap();
     y.create_person(rec("adt", "5", "B"), LinkMethod::Created)
         .unwrap();
     s.commit_sync(&x.finish()).unwrap();
-    assert!(is_conflict(s.apply(&y.finish())));
+    assert!(is_stale(s.apply(&y.finish())));
 
-    // retry_on_conflict re-plans from fresh reads
+    // retry_on_stale re-plans from fresh reads
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let mut attempts = 0;
-    rt.block_on(empi::store::retry_on_conflict(3, || {
+    rt.block_on(empi::store::retry_on_stale(3, || {
         attempts += 1;
-        let mut plan = Plan::new(s, audit(4));
+        let mut plan = Plan::new(s, stamp(4));
         let result = plan.add_record(rec("adt", "3", "A"), &a, LinkMethod::Registrar);
         let changes = plan.finish();
         if attempts == 1 {
             // simulate a concurrent writer sneaking in between read and commit
-            let mut sneak = Plan::new(s, audit(4));
+            let mut sneak = Plan::new(s, stamp(4));
             sneak
                 .add_record(rec("adt", "4", "A"), &a, LinkMethod::Registrar)
                 .unwrap();
@@ -830,7 +838,8 @@ fn stale_plans_conflict_and_retry(s: Dyn) {
         }
         async move {
             result?;
-            s.commit(changes).await
+            let ticket = s.apply(&changes)?;
+            s.wait_durable(ticket).await
         }
     }))
     .unwrap();
@@ -842,7 +851,7 @@ fn stale_plans_conflict_and_retry(s: Dyn) {
 fn invalid_operations_are_refused(s: Dyn) {
     let s = &*s;
     let a = create(s, rec("adt", "1", "A"));
-    let mut plan = Plan::new(s, audit(2));
+    let mut plan = Plan::new(s, stamp(2));
     assert!(is_conflict(
         plan.create_person(rec("adt", "1", "A"), LinkMethod::Created)
     ));
@@ -891,18 +900,24 @@ fn invalid_operations_are_refused(s: Dyn) {
     ));
 }
 
+/// The stored record if it is identical to `record` (an idempotent repeat), else `None`.
+fn stored_if_identical(s: &dyn Store, record: &Record) -> empi::Result<Option<StoredRecord>> {
+    Ok(s.get_record(&record.key())?
+        .filter(|stored| &stored.record == record))
+}
+
 fn identical_resubmission_is_detected(s: Dyn) {
     let s = &*s;
     let r = rec("adt", "1", "A");
-    assert!(s.stored_if_identical(&r).unwrap().is_none());
+    assert!(stored_if_identical(s, &r).unwrap().is_none());
     let a = create(s, r.clone());
-    assert_eq!(s.stored_if_identical(&r).unwrap().unwrap().euid, a);
+    assert_eq!(stored_if_identical(s, &r).unwrap().unwrap().euid, a);
     let mut changed = r.clone();
     changed.phones.push("555-0100".into());
-    assert!(s.stored_if_identical(&changed).unwrap().is_none());
+    assert!(stored_if_identical(s, &changed).unwrap().is_none());
     run(s, 2, |p| p.update_record(changed.clone()).unwrap());
-    assert!(s.stored_if_identical(&r).unwrap().is_none());
-    let stored = s.stored_if_identical(&changed).unwrap().unwrap();
+    assert!(stored_if_identical(s, &r).unwrap().is_none());
+    let stored = stored_if_identical(s, &changed).unwrap().unwrap();
     assert_eq!(stored.updated_at, UnixMillis(2));
     assert_eq!(stored.link.method, LinkMethod::Created); // the link is kept
                                                          // an empty change set is a no-op
@@ -915,7 +930,7 @@ fn euids_and_task_ids_are_never_reused(s: Dyn) {
     let s = &*s;
     let e1 = s.allocate_euid().unwrap();
     // a plan that is thrown away still consumes its ids
-    let mut plan = Plan::new(s, audit(1));
+    let mut plan = Plan::new(s, stamp(1));
     let wasted = plan
         .create_person(rec("adt", "1", "A"), LinkMethod::Created)
         .unwrap();
@@ -945,10 +960,11 @@ fn concurrent_commits_share_flushes(s: Dyn) {
             handles.push(tokio::spawn(async move {
                 for w in 0..WRITES {
                     let r = rec(&format!("src{t}"), &w.to_string(), "Concurrent");
-                    let mut plan = Plan::new(&*s, audit(1));
+                    let mut plan = Plan::new(&*s, stamp(1));
                     plan.create_person(r, LinkMethod::Created).unwrap();
                     let changes = plan.finish();
-                    s.commit(changes).await.unwrap();
+                    let ticket = s.apply(&changes).unwrap();
+                    s.wait_durable(ticket).await.unwrap();
                 }
             }));
         }

@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
+use empi::batch::sweep;
 use empi::batch::{score_records, ScoreOptions};
-use empi::eval::{read_truth, sweep, true_pairs};
+use empi::eval::{read_truth, true_pairs};
 use empi::input::{read_csv, ReadOptions};
 use empi::linker::Linker;
 use empi::prepare::Prepared;

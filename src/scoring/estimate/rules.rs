@@ -157,7 +157,7 @@ pub fn rule_pairs(
     rule: TrainingRule,
     seed: u64,
     max_pairs: u64,
-    progress: &indicatif::ProgressBar,
+    progress: &crate::progress::Bar,
 ) -> RulePairs {
     let mut keyed: Vec<(u64, u32)> = prepared
         .par_iter()
@@ -262,7 +262,7 @@ mod tests {
         let recs: Vec<Prepared> = (0..30)
             .map(|i| rec(if i < 20 { "ann" } else { "zoe" }, 3))
             .collect();
-        let bar = indicatif::ProgressBar::hidden();
+        let bar = crate::progress::Bar::hidden();
         let all = rule_pairs(&recs, TrainingRule::BirthDate, 1, u64::MAX, &bar);
         assert_eq!(all.candidate_pairs, 435);
         assert_eq!(all.pairs_used, 435);

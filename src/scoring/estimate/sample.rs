@@ -142,7 +142,7 @@ pub fn sample_u(
     round_pairs: u64,
     max_pairs: u64,
     fixed_u: &LevelFlags,
-    progress: &indicatif::ProgressBar,
+    progress: &crate::progress::Bar,
 ) -> USample {
     let mut s = USample {
         pairs: 0,
@@ -247,7 +247,7 @@ mod tests {
     fn deterministic_for_a_seed_and_close_to_the_truth() {
         let p = people(400);
         let fixed = [[false; MAX_LEVELS]; N_COMPARISONS];
-        let bar = indicatif::ProgressBar::hidden();
+        let bar = crate::progress::Bar::hidden();
         let a = sample_u(&p, 9, 100_000, 300_000, &fixed, &bar);
         let b = sample_u(&p, 9, 100_000, 300_000, &fixed, &bar);
         let c = sample_u(&p, 10, 100_000, 300_000, &fixed, &bar);
@@ -268,7 +268,7 @@ mod tests {
     fn stops_early_once_levels_are_settled() {
         let p = people(400);
         let fixed = [[true; MAX_LEVELS]; N_COMPARISONS];
-        let bar = indicatif::ProgressBar::hidden();
+        let bar = crate::progress::Bar::hidden();
         // Everything fixed: settled after the first round.
         let s = sample_u(&p, 1, 1000, 1_000_000, &fixed, &bar);
         assert!(s.settled);

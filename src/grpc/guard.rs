@@ -1,7 +1,9 @@
-//! [`Guard`]: the tower layer in front of every gRPC call. It bounds concurrency over all
-//! connections, authenticates the caller (bearer token in `authorization`, or a registered
-//! TLS client certificate), checks the RPC against the caller's role, audits rejections,
-//! and hands the [`Identity`] to the handlers in the request extensions.
+//! [`Guard`]: the tower layer in front of every gRPC call, the gRPC door's own part of the
+//! door policy. It bounds concurrency over all connections, authenticates the caller
+//! (bearer token in `authorization`, or a registered TLS client certificate), has the
+//! application layer refuse a role that may not call the RPC before the request is decoded
+//! ([`App::admit`]), and hands the [`Caller`] to the handlers in the request extensions.
+//! Every refusal here is audited through [`App::refused`].
 //!
 //! Calls to other services (health, reflection) pass without credentials; an unknown
 //! `empi.v1.Empi` method still needs valid credentials before the router answers
@@ -28,19 +30,10 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Code, Status};
 use tower_layer::Layer;
 
-use super::audit::{AuditEntry, AuditLog, AuditOutcome};
-use super::tokens::Credentials;
-use super::{Identity, Operation};
+use crate::app::{App, Caller};
+use crate::auth::{AuthMode, Identity, Operation};
 
-/// How callers are authenticated.
-#[derive(Debug, Clone)]
-pub enum AuthMode {
-    /// No authentication: every call runs as [`Identity::local_dev`] (an admin). Only for a
-    /// plaintext listener on loopback (the local quick start) or tests.
-    Disabled,
-    /// Every `empi.v1.Empi` call needs an active credential.
-    Required(Arc<Credentials>),
-}
+use super::status::canonical;
 
 /// Put in every guarded request's extensions; the handler sets it when it starts, so the
 /// guard knows whether a failed call was seen (and audited) by a handler.
@@ -60,7 +53,7 @@ impl Reached {
 
 /// The status for a call that failed before its handler ran: tonic's decoding failures
 /// are the client's (`INVALID_ARGUMENT`), and a message over the size limit is
-/// `RESOURCE_EXHAUSTED` as documented ([`super::Limits`]).
+/// `RESOURCE_EXHAUSTED` as documented ([`crate::auth::Limits`]).
 pub(crate) fn before_handler(status: Status) -> Status {
     match status.code() {
         Code::Internal => Status::invalid_argument(format!(
@@ -76,7 +69,7 @@ pub(crate) fn before_handler(status: Status) -> Status {
 #[derive(Debug)]
 struct State {
     mode: AuthMode,
-    audit: Option<Arc<AuditLog>>,
+    app: Arc<App>,
     calls: tokio::sync::Semaphore,
     max_calls: usize,
 }
@@ -88,14 +81,14 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// A guard authenticating by `mode`, auditing rejected calls to `audit` (when given), and
-    /// serving at most `max_concurrent_calls` calls at once over all connections.
-    pub fn new(mode: AuthMode, audit: Option<Arc<AuditLog>>, max_concurrent_calls: usize) -> Self {
+    /// A guard authenticating by `mode`, refusing and auditing through `app`, and serving
+    /// at most `max_concurrent_calls` calls at once over all connections.
+    pub fn new(mode: AuthMode, app: Arc<App>, max_concurrent_calls: usize) -> Self {
         let max_calls = max_concurrent_calls.max(1);
         Guard {
             state: Arc::new(State {
                 mode,
-                audit,
+                app,
                 calls: tokio::sync::Semaphore::new(max_calls),
                 max_calls,
             }),
@@ -126,29 +119,6 @@ impl<S> Layer<S> for Guard {
 pub struct Guarded<S> {
     inner: S,
     state: Arc<State>,
-}
-
-/// The gRPC name of a status code, as the audit trail records it (`PERMISSION_DENIED`).
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 /// The peer address of a request (plain or TLS connection).
@@ -231,40 +201,23 @@ where
             let op = Operation::from_path(path);
             let op_name = op.map_or("unknown", Operation::name);
             let peer = peer_addr(&req).map(|a| a.to_string());
-            let reject = |who: Option<&Identity>, outcome, status: Status| {
-                let mut e = AuditEntry::new(who, op_name, outcome);
-                e.code = Some(code_name(status.code()).to_string());
-                e.peer.clone_from(&peer);
-                tracing::info!(
-                    operation = op_name,
-                    actor = who.map_or("", |w| w.name.as_str()),
-                    code = code_name(status.code()),
-                    "call rejected"
-                );
-                (e, status)
-            };
-            let rejected = match authenticate(&state.mode, &req) {
-                Err(status) => Some(reject(None, AuditOutcome::Unauthenticated, status)),
-                Ok(who) => match op {
-                    Some(op) if !who.role.allows(op) => {
-                        let status = Status::permission_denied(format!(
-                            "role {} may not call {op}",
-                            who.role
-                        ));
-                        Some(reject(Some(&who), AuditOutcome::Denied, status))
+            let app = &state.app;
+            let (who, status) = match authenticate(&state.mode, &req) {
+                Err(status) => (None, status),
+                Ok(who) => {
+                    let caller = Caller::new(who, peer.clone());
+                    let admitted = match op {
+                        Some(op) => app.admit(&caller, op).await,
+                        None => Ok(()),
+                    };
+                    if let Err(e) = admitted {
+                        // Refused and audited by the application layer.
+                        return Ok(Status::from(e).into_http());
                     }
-                    _ => {
-                        req.extensions_mut().insert(who);
-                        None
-                    }
-                },
-            };
-            let (entry, status) = match rejected {
-                Some(rejected) => rejected,
-                None => {
                     let reached = Reached::default();
                     req.extensions_mut().insert(reached.clone());
-                    let who = req.extensions().get::<Identity>().cloned();
+                    let who = caller.identity.clone();
+                    req.extensions_mut().insert(caller);
                     let response = inner.call(req).await?;
                     if reached.was_reached() {
                         return Ok(response);
@@ -274,14 +227,12 @@ where
                     else {
                         return Ok(response);
                     };
-                    reject(who.as_ref(), AuditOutcome::Error, before_handler(status))
+                    (Some(who), before_handler(status))
                 }
             };
-            if let Some(audit) = &state.audit {
-                if let Err(e) = audit.append(&entry).await {
-                    tracing::error!("{e}");
-                    return Ok(Status::unavailable("audit trail unavailable").into_http());
-                }
+            let code = canonical(status.code());
+            if let Err(e) = app.refused(who.as_ref(), op_name, peer, code).await {
+                return Ok(Status::from(e).into_http());
             }
             Ok(status.into_http())
         })

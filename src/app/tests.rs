@@ -1,0 +1,244 @@
+//! The application layer driven directly, with no transport: roles, sources, audit lines,
+//! trimming, and the coupling of durability with the audit trail.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::*;
+use crate::auth::audit;
+use crate::auth::Role;
+use crate::linker::{Decision, Linker};
+use crate::record::{Record, RecordKey};
+use crate::service::ServiceConfig;
+use crate::store::{MemoryStore, SledStore, Store};
+
+fn record(source: &str, id: &str) -> Record {
+    Record {
+        source: source.into(),
+        local_id: id.into(),
+        given_name: Some("Margaret".into()),
+        family_name: Some("Okonkwo".into()),
+        birth_date: Some("1961-07-02".parse().unwrap()),
+        phones: vec!["413-555-0142".into()],
+        ..Default::default()
+    }
+}
+
+fn caller(name: &str, role: Role, sources: &[&str]) -> Caller {
+    let identity = Identity {
+        name: name.into(),
+        role,
+        sources: sources.iter().map(|s| s.to_string()).collect(),
+        authenticated: true,
+    };
+    Caller::new(identity, Some("test".into()))
+}
+
+fn submit(source: &str, id: &str) -> Incoming<Submit> {
+    Ok(Submit {
+        record: record(source, id),
+        actor: "claimed".into(),
+    })
+}
+
+/// An audited application layer over `store`, its trail in `data`.
+fn app_over(store: Arc<dyn Store>, data: &Path) -> App {
+    let service = Service::open(
+        store,
+        Linker::with_default_model(),
+        ServiceConfig::default(),
+    );
+    App::new(
+        Arc::new(service.unwrap()),
+        Some(Arc::new(AuditLog::open(data).unwrap())),
+        None,
+    )
+}
+
+fn lines(data: &Path) -> Vec<AuditEntry> {
+    let read = audit::read(data, None, None).unwrap();
+    assert!(read.unreadable_lines.is_empty());
+    read.entries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_sources_and_one_audit_line_per_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_over(Arc::new(MemoryStore::new()), dir.path());
+    let adt = caller("adt-engine", Role::Submitter, &["adt"]);
+    let ann = caller("ann", Role::Registrar, &[]);
+
+    let created = app.match_or_create(&adt, submit("adt", "1")).await.unwrap();
+    assert_eq!(created.decision, Decision::New);
+    let other_source = app.match_or_create(&adt, submit("lab", "1")).await;
+    assert!(matches!(other_source, Err(Error::Denied(_))));
+    let role = app.get_stats(&adt).await;
+    assert!(matches!(role, Err(Error::Denied(_))));
+    let no_submitting = app.match_or_create(&ann, submit("adt", "2")).await;
+    assert!(matches!(no_submitting, Err(Error::Denied(_))));
+    let person = app
+        .get_person(&ann, Ok(created.euid.clone()))
+        .await
+        .unwrap();
+    assert_eq!(person.records.len(), 1);
+    // A request the door could not read is refused and audited with the key it carried.
+    let invalid = Error::invalid("key.local_id", "missing");
+    let unreadable = app
+        .get_record(&ann, Err(Unreadable::naming(invalid, "adt", "")))
+        .await;
+    assert!(matches!(unreadable, Err(Error::InvalidInput { .. })));
+
+    let entries = lines(dir.path());
+    let seen: Vec<(&str, AuditOutcome, Option<&str>)> = entries
+        .iter()
+        .map(|e| (e.operation.as_str(), e.outcome, e.code.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("MatchOrCreate", AuditOutcome::Ok, None),
+            (
+                "MatchOrCreate",
+                AuditOutcome::Denied,
+                Some("PERMISSION_DENIED")
+            ),
+            ("GetStats", AuditOutcome::Denied, Some("PERMISSION_DENIED")),
+            (
+                "MatchOrCreate",
+                AuditOutcome::Denied,
+                Some("PERMISSION_DENIED")
+            ),
+            ("GetPerson", AuditOutcome::Ok, None),
+            ("GetRecord", AuditOutcome::Error, Some("INVALID_ARGUMENT")),
+        ]
+    );
+    assert_eq!(entries[0].records, ["adt/1"]);
+    assert_eq!(entries[0].euids, [created.euid.to_string()]);
+    assert_eq!(entries[0].actor, "adt-engine");
+    assert_eq!(entries[0].peer.as_deref(), Some("test"));
+    assert_eq!(
+        entries[1].records,
+        ["lab/1"],
+        "a refusal names what was asked"
+    );
+    assert!(entries[5].records[0].starts_with("invalid-key:"));
+    // History names the authenticated caller, not the actor the request claimed.
+    let actors: Vec<&str> = person.history.iter().map(|h| h.actor.as_str()).collect();
+    assert_eq!(actors, ["adt-engine"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitter_gets_the_minimum_necessary() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_over(Arc::new(MemoryStore::new()), dir.path());
+    let ops = caller("ops", Role::Admin, &[]);
+    let lab = caller("lab-engine", Role::Submitter, &["lab"]);
+    let first = app.match_or_create(&ops, submit("adt", "1")).await.unwrap();
+
+    let linked = app
+        .match_or_create(&lab, submit("lab", "L1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (linked.decision, &linked.euid),
+        (Decision::Link, &first.euid)
+    );
+    assert!(linked.score.is_some() && linked.explanation.is_empty());
+    assert!(!linked.candidates.is_empty());
+    for c in &linked.candidates {
+        assert!(c.explanation.is_empty() && c.best_record.is_none(), "{c:?}");
+    }
+    // An admin sees everything.
+    let query = || {
+        Ok(MatchQuery {
+            record: record("lab", "L2"),
+            max_candidates: 5,
+        })
+    };
+    let full = app.match_only(&ops, query()).await.unwrap();
+    assert!(full.candidates[0].best_record.is_some());
+    assert!(!full.candidates[0].explanation.is_empty());
+    let trimmed = app.match_only(&lab, query()).await.unwrap();
+    assert_eq!(trimmed.candidates[0].euid, full.candidates[0].euid);
+    assert!(trimmed.candidates[0].explanation.is_empty());
+    // Its own source's record is shown, another source's is not.
+    let shown = trimmed.candidates[0].best_record.as_ref();
+    match full.candidates[0].best_record.as_ref() {
+        Some(k) if k.source == "lab" => assert_eq!(shown, Some(k)),
+        _ => assert_eq!(shown, None),
+    }
+}
+
+/// A write whose audit line could not be written is told so, yet its change may be stored
+/// (here: flushed by the store afterwards, as sled's own flusher may): it still gets its
+/// line, from the intent kept in the store before the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_told_failed_but_stored_still_has_its_audit_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+    let log = Arc::new(AuditLog::open_staged(dir.path(), store.clone()).unwrap());
+    let service = Service::open(
+        store.clone(),
+        Linker::with_default_model(),
+        ServiceConfig::default(),
+    )
+    .unwrap();
+    let app = App::new(Arc::new(service), Some(log.clone()), None);
+    log.fail_next_writes(1);
+    let who = Caller::new(Identity::local_dev(), None);
+    let failed = app.match_or_create(&who, submit("adt", "9")).await;
+    assert!(matches!(&failed, Err(Error::Storage(m)) if m == "audit trail unavailable"));
+    store.flush().unwrap();
+    let key = RecordKey::new("adt", "9");
+    assert!(
+        store.get_record(&key).unwrap().is_some(),
+        "the change is stored"
+    );
+    drop(app);
+    drop(Arc::into_inner(log).expect("the only handle"));
+    drop(AuditLog::open_staged(dir.path(), store).unwrap());
+    let entries = lines(dir.path());
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.records == ["adt/9"] && e.outcome == AuditOutcome::Interrupted),
+        "{entries:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn match_or_create_is_audited_once_when_durable_and_twice_when_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let failing = Arc::new(AtomicBool::new(false));
+    let fail = Arc::clone(&failing);
+    let store = MemoryStore::with_flusher(Arc::new(move || {
+        if fail.load(Ordering::SeqCst) {
+            Err(Error::Storage("disk gone".into()))
+        } else {
+            Ok(())
+        }
+    }));
+    let app = app_over(Arc::new(store), dir.path());
+    let who = Caller::new(Identity::local_dev(), None);
+
+    let first = app.match_or_create(&who, submit("adt", "1")).await.unwrap();
+    let entries = lines(dir.path());
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].outcome, AuditOutcome::Ok);
+    assert_eq!(entries[0].records, ["adt/1"]);
+    assert_eq!(entries[0].euids, [first.euid.to_string()]);
+
+    failing.store(true, Ordering::SeqCst);
+    let failed = app.match_or_create(&who, submit("adt", "2")).await;
+    assert!(matches!(failed, Err(Error::Storage(_))));
+    let entries = lines(dir.path());
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    let (applied, failed) = (&entries[1], &entries[2]);
+    assert_eq!(applied.outcome, AuditOutcome::Ok);
+    assert_eq!(failed.outcome, AuditOutcome::Error);
+    assert_eq!(failed.code.as_deref(), Some("UNAVAILABLE"));
+    assert_eq!(applied.records, ["adt/2"]);
+    assert_eq!(failed.records, applied.records);
+    assert_eq!(failed.euids, applied.euids);
+}
