@@ -22,6 +22,9 @@
 //! - [`linker`]: candidates → scores → decision (pure, sync, no I/O).
 //! - [`input`]: CSV reading through a column mapping: encoding, delimiter and date-format
 //!   detection, and the service's own record rules ([`record::Record::validate`]).
+//! - [`hl7`]: HL7 v2 codecs (no I/O): MLLP framing, message parsing with any delimiters and
+//!   the MSH-18 character sets, the identity feed and PIX/PDQ queries as domain requests,
+//!   ACK and RSP answers, and replay detection.
 //! - [`synth`]: the deterministic synthetic population generator.
 //! - [`eval`]: quality measures against ground truth.
 //! - [`batch`]: bulk runs on the same core: file dedup, two-file linking, store re-scan,
@@ -48,6 +51,7 @@ pub mod compare;
 pub mod error;
 pub mod eval;
 pub mod grpc;
+pub mod hl7;
 pub mod input;
 pub mod linker;
 pub mod normalize;
