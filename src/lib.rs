@@ -25,6 +25,8 @@
 //! - [`hl7`]: HL7 v2 codecs (no I/O): MLLP framing, message parsing with any delimiters and
 //!   the MSH-18 character sets, the identity feed and PIX/PDQ queries as domain requests,
 //!   ACK and RSP answers, and replay detection.
+//! - [`fhir`]: FHIR R4 JSON codecs (no I/O): Patient, Parameters, searchset Bundle with
+//!   match grades, OperationOutcome and CapabilityStatement, and Patient ↔ record.
 //! - [`synth`]: the deterministic synthetic population generator.
 //! - [`eval`]: quality measures against ground truth.
 //! - [`batch`]: bulk runs on the same core: file dedup, two-file linking, store re-scan,
@@ -50,6 +52,7 @@ mod census;
 pub mod compare;
 pub mod error;
 pub mod eval;
+pub mod fhir;
 pub mod grpc;
 pub mod hl7;
 pub mod input;
