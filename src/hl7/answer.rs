@@ -237,10 +237,12 @@ fn msa_err(req: &Header, code: AckCode, errors: &[Hl7Error]) -> Vec<String> {
 /// [`Hl7Error::ack_code`]) with one ERR a problem.
 pub fn ack(req: &Header, errors: &[Hl7Error], r: &Responder) -> Outbound {
     let event = req.trigger_event.as_str();
+    // Without a known event (no readable MSH-9), MSH-9 is `ACK` alone.
+    let structure = if event.is_empty() { "" } else { "ACK" };
     finish(
         req,
         r,
-        ["ACK", event, "ACK"],
+        ["ACK", event, structure],
         msa_err(req, ack_code(errors), errors),
     )
 }
