@@ -264,11 +264,7 @@ pub fn patient_to_record(p: &Patient, path: &str, cfg: &FhirConfig, today: i64) 
                 .ok_or_else(|| invalid(at("multipleBirthInteger"), "must be 1 to 16"))?,
         );
     }
-    // Checked as a record would be, under a stand-in key: a query has none.
-    let mut probe = r.clone();
-    probe.source = "query".into();
-    probe.local_id = "query".into();
-    probe.validate(today).map_err(|e| match e {
+    r.validate_keyless(today).map_err(|e| match e {
         Error::InvalidInput { field, reason, .. } => {
             let element = patient_element_of(&field).unwrap_or("Patient");
             let element = element.replacen("Patient", path, 1);

@@ -710,11 +710,7 @@ fn pdq_query(msg: &Message, today: i64) -> Result<PdqQuery, Hl7Error> {
         }
         _ => {}
     }
-    // Validated as a record would be, under a stand-in key: a query has none.
-    let mut probe = c.clone();
-    probe.source = "query".into();
-    probe.local_id = "query".into();
-    probe.validate(today).map_err(|e| {
+    c.validate_keyless(today).map_err(|e| {
         let mut h = Hl7Error::from_error(&e);
         h.location = Location::field("QPD", 3);
         h
