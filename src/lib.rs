@@ -26,6 +26,11 @@
 //!   scored pair every path (service, batch, evaluation) shares.
 //! - [`input`]: CSV reading through a column mapping: encoding, delimiter and date-format
 //!   detection, and the service's own record rules ([`record::Record::validate`]).
+//! - [`hl7`]: HL7 v2 codecs (no I/O): MLLP framing, message parsing with any delimiters and
+//!   the MSH-18 character sets, the identity feed and PIX/PDQ queries as domain requests,
+//!   ACK and RSP answers, and replay detection.
+//! - [`fhir`]: FHIR R4 JSON codecs (no I/O): Patient, Parameters, searchset Bundle with
+//!   match grades, OperationOutcome and CapabilityStatement, and Patient ↔ record.
 //! - [`synth`]: the deterministic synthetic population generator.
 //! - [`eval`]: quality measures against ground truth.
 //! - [`store`]: persistence behind a trait (sled, in-memory): records, persons, review
@@ -57,7 +62,9 @@ mod census;
 pub mod compare;
 pub mod error;
 pub mod eval;
+pub mod fhir;
 pub mod grpc;
+pub mod hl7;
 pub mod input;
 pub mod linker;
 pub mod normalize;

@@ -427,6 +427,18 @@ impl Record {
         }
         Ok(())
     }
+
+    /// [`Record::validate`] for a record without a key (a query's, as the standards doors
+    /// send): every other rule applies.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the first offending field.
+    pub fn validate_keyless(&self, today_days: i64) -> Result<()> {
+        let mut probe = self.clone();
+        probe.source = "query".into();
+        probe.local_id = "query".into();
+        probe.validate(today_days)
+    }
 }
 
 fn check_len(field: &'static str, v: &str) -> Result<()> {
@@ -540,6 +552,25 @@ mod tests {
             ..Default::default()
         };
         assert!(r.validate(today).is_err());
+    }
+
+    #[test]
+    fn keyless_records_are_checked_but_for_the_key() {
+        let today = days_from_civil(2026, 11, 21);
+        let mut r = rec();
+        r.source.clear();
+        r.local_id.clear();
+        assert!(r.validate(today).is_err());
+        assert!(r.validate_keyless(today).is_ok());
+        r.birth_date = Some(PartialDate::full(2030, 1, 1).unwrap());
+        let e = r.validate_keyless(today).unwrap_err().to_string();
+        assert!(e.starts_with("birth_date"), "{e}");
+        let empty = Record::default();
+        assert!(empty
+            .validate_keyless(today)
+            .unwrap_err()
+            .to_string()
+            .starts_with("record"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod grpc;
 mod quality;
 mod security;
 mod service;
+mod standards;
 mod store;
 mod train;
 
