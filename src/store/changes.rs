@@ -3,7 +3,7 @@
 
 use crate::record::RecordKey;
 
-use super::types::{Euid, HistoryEntry, NotDuplicate, Person, ReviewTask, StoredRecord};
+use super::types::{Euid, HistoryEntry, NotDuplicate, Person, Receipt, ReviewTask, StoredRecord};
 
 /// One write inside a [`ChangeSet`].
 ///
@@ -42,6 +42,10 @@ pub enum Op {
     AppendHistory(HistoryEntry),
     /// Records the matching model version in use.
     SetModelVersion(String),
+    /// Keeps a front door's receipt for the message this change set applies, so that a
+    /// replay of the message is answered from it instead of being applied again
+    /// ([`crate::store::Store::receipt`]).
+    PutReceipt(Receipt),
 }
 
 /// Writes applied atomically: all or nothing, in one transaction across every tree they

@@ -16,8 +16,8 @@ use super::changes::{ChangeSet, Op};
 use super::codec::{self, meta, TreeId};
 use super::group_commit::{Flusher, GroupCommit};
 use super::types::{
-    CheckReport, Euid, HistoryEntry, NotDuplicate, Person, PersonStatus, ReviewTask, Stats,
-    StoredRecord, Survivor, TaskId, TaskPage, TaskQuery, Ticket,
+    CheckReport, Euid, HistoryEntry, NotDuplicate, Person, PersonStatus, Receipt, ReviewTask,
+    Stats, StoredRecord, Survivor, TaskId, TaskPage, TaskQuery, Ticket, UnixMillis,
 };
 use super::{BoxFuture, Store};
 
@@ -407,6 +407,62 @@ impl<K: Kv> Store for KvStore<K> {
         })
     }
 
+    fn has_source(&self, source: &str) -> Result<bool> {
+        let mut prefix = source.as_bytes().to_vec();
+        prefix.push(0);
+        Ok(self
+            .kv
+            .scan(TreeId::Records, &prefix, None)
+            .next()
+            .transpose()?
+            .is_some())
+    }
+
+    fn receipt(&self, id: &[u8], since: UnixMillis) -> Result<Option<Receipt>> {
+        let (first, last) = (
+            codec::receipt_day(since.0),
+            codec::receipt_day(UnixMillis::now().0),
+        );
+        for day in (first..=last.max(first)).rev() {
+            let Some(v) = self
+                .kv
+                .get(TreeId::Receipts, &codec::receipt_key(day, id))?
+            else {
+                continue;
+            };
+            let (at, body) = codec::decode_receipt(&v)?;
+            if at >= since.0 {
+                return Ok(Some(Receipt {
+                    id: id.to_vec(),
+                    at: UnixMillis(at),
+                    body,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    fn prune_receipts(&self, before: UnixMillis, max: usize) -> Result<usize> {
+        let cutoff = codec::receipt_day(before.0);
+        let mut old = Vec::new();
+        for item in self.kv.scan(TreeId::Receipts, &[], None) {
+            let (k, _) = item?;
+            if old.len() >= max || codec::receipt_key_day(&k)? >= cutoff {
+                break;
+            }
+            old.push(k);
+        }
+        if !old.is_empty() {
+            self.kv.transact(&|tx| {
+                for k in &old {
+                    tx.remove(TreeId::Receipts, k)?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(old.len())
+    }
+
     fn verify_readable(&self) -> Result<u64> {
         let mut read = 0u64;
         for tree in TreeId::ALL {
@@ -726,7 +782,8 @@ fn precheck(changes: &ChangeSet) -> Result<()> {
             Op::PutNotDuplicate(_)
             | Op::DeleteNotDuplicate { .. }
             | Op::AppendHistory(_)
-            | Op::SetModelVersion(_) => {}
+            | Op::SetModelVersion(_)
+            | Op::PutReceipt(_) => {}
         }
     }
     Ok(())
@@ -875,6 +932,10 @@ fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<()> {
             }
             Op::SetModelVersion(v) => {
                 tx.insert(TreeId::Meta, meta::MODEL_VERSION, v.as_bytes().to_vec())?;
+            }
+            Op::PutReceipt(r) => {
+                let k = codec::receipt_key(codec::receipt_day(r.at.0), &r.id);
+                tx.insert(TreeId::Receipts, &k, codec::encode_receipt(r.at.0, &r.body))?;
             }
         }
     }
