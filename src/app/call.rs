@@ -58,6 +58,11 @@ impl Call<'_> {
         self.entry.euids.push(euid.to_string());
     }
 
+    /// Says in the audit line what the call did beyond its keys (never patient data).
+    pub(super) fn detail(&mut self, what: &str) {
+        self.entry.detail = Some(what.to_string());
+    }
+
     /// Names the keys an unreadable request carried; its error.
     fn unreadable(&mut self, u: Unreadable) -> Error {
         for key in &u.keys {

@@ -31,15 +31,20 @@
 mod call;
 mod ops;
 mod requests;
+mod standards;
 
 #[cfg(test)]
 mod tests;
 
 pub use ops::Incoming;
 pub use requests::{
-    Attribution, LinkRecord, MarkNotDuplicate, MatchQuery, MergePersons, RemoveRecord,
-    ResolveReviewTask, SplitPerson, Submit, UnlinkRecord, Unreadable,
+    Attribution, CrossReference, FindPersons, LinkRecord, MarkNotDuplicate, MatchQuery,
+    MergePersons, MergeRecords, Once, RemoveRecord, ResolveReviewTask, SplitPerson, Submit,
+    UnlinkRecord, Unreadable,
 };
+pub use standards::{Identifiers, Receipted};
+
+use ops::trim_candidates;
 
 use std::sync::Arc;
 
@@ -90,6 +95,8 @@ pub struct App {
     service: Arc<Service>,
     trail: Option<Arc<AuditLog>>,
     space: Option<Arc<Space>>,
+    /// Messages that may be sent again, one identity at a time.
+    replays: standards::Replays,
 }
 
 impl App {
@@ -105,6 +112,7 @@ impl App {
             service,
             trail,
             space,
+            replays: standards::Replays::default(),
         }
     }
 

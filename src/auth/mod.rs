@@ -19,6 +19,9 @@
 //! | `MarkNotDuplicate`                                     | –              | yes       | yes   |
 //! | `RemoveRecord`                                         | –              | –         | yes   |
 //! | `GetStats`                                             | –              | –         | yes   |
+//! | `MergeRecords` (HL7 v2 ADT^A40)                        | own source     | –         | yes   |
+//! | `CrossReference` (PIX, PIXm)                           | own source(s)  | yes       | yes   |
+//! | `FindPersons` (PDQ, FHIR `$match`)                     | yes (trimmed)  | yes       | yes   |
 //!
 //! A submitter (an interface engine) carries the source system(s) it speaks for; it may
 //! submit and read records of those sources only, and its `MatchOrCreate` / `Match` answers
@@ -26,6 +29,11 @@
 //! of other patients). Registrars see the side-by-side views they need to decide. Admin is
 //! the operator's role and may call everything; hand people registrar tokens for daily work.
 //! Tokens themselves are managed offline with `empi token` (see [`tokens`]).
+//!
+//! The last three are the standards doors' (HL7 v2, FHIR), not RPCs of `empi.v1.Empi`: a
+//! source merging two of its own records, the identifiers of the person holding a record
+//! (a submitter sees those of its own sources), and a demographic search (a submitter sees
+//! what its own sources' records say of each candidate).
 //!
 //! Health checking and reflection are served without credentials: they carry no patient
 //! data, and load balancers must be able to probe.
@@ -134,8 +142,19 @@ impl Role {
         use Operation as O;
         match self {
             Role::Admin => true,
-            Role::Registrar => !matches!(op, O::MatchOrCreate | O::RemoveRecord | O::GetStats),
-            Role::Submitter => matches!(op, O::MatchOrCreate | O::Match | O::GetRecord),
+            Role::Registrar => !matches!(
+                op,
+                O::MatchOrCreate | O::RemoveRecord | O::GetStats | O::MergeRecords
+            ),
+            Role::Submitter => matches!(
+                op,
+                O::MatchOrCreate
+                    | O::Match
+                    | O::GetRecord
+                    | O::MergeRecords
+                    | O::CrossReference
+                    | O::FindPersons
+            ),
         }
     }
 }
@@ -157,9 +176,11 @@ impl FromStr for Role {
     }
 }
 
-/// The RPCs of `empi.v1.Empi`, as the permission table and the audit trail name them.
+/// The operations of the application layer, as the permission table and the audit trail
+/// name them: the RPCs of `empi.v1.Empi`, and those only the standards doors call
+/// (`MergeRecords`, `CrossReference`, `FindPersons`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[allow(missing_docs)] // the variants are the RPC names
+#[allow(missing_docs)] // the variants are the RPC and operation names
 pub enum Operation {
     MatchOrCreate,
     Match,
@@ -175,10 +196,13 @@ pub enum Operation {
     GetReviewTask,
     ResolveReviewTask,
     GetStats,
+    MergeRecords,
+    CrossReference,
+    FindPersons,
 }
 
 impl Operation {
-    /// Every operation.
+    /// Every RPC of `empi.v1.Empi`.
     pub const ALL: [Operation; 14] = [
         Operation::MatchOrCreate,
         Operation::Match,
@@ -194,6 +218,13 @@ impl Operation {
         Operation::GetReviewTask,
         Operation::ResolveReviewTask,
         Operation::GetStats,
+    ];
+
+    /// The operations only the standards doors call, not RPCs of `empi.v1.Empi`.
+    pub const STANDARDS: [Operation; 3] = [
+        Operation::MergeRecords,
+        Operation::CrossReference,
+        Operation::FindPersons,
     ];
 
     /// The RPC method name, e.g. `MatchOrCreate`.
@@ -213,11 +244,14 @@ impl Operation {
             Operation::GetReviewTask => "GetReviewTask",
             Operation::ResolveReviewTask => "ResolveReviewTask",
             Operation::GetStats => "GetStats",
+            Operation::MergeRecords => "MergeRecords",
+            Operation::CrossReference => "CrossReference",
+            Operation::FindPersons => "FindPersons",
         }
     }
 
     /// The operation of a gRPC path such as `/empi.v1.Empi/Match`; `None` for other
-    /// services and unknown methods.
+    /// services and unknown methods (the standards doors' operations are not RPCs).
     pub fn from_path(path: &str) -> Option<Self> {
         let method = path.strip_prefix("/empi.v1.Empi/")?;
         Operation::ALL.into_iter().find(|op| op.name() == method)
@@ -286,18 +320,37 @@ mod tests {
     fn permission_table() {
         use Operation as O;
         let allowed = |role: Role| -> Vec<Operation> {
-            O::ALL.into_iter().filter(|op| role.allows(*op)).collect()
+            O::ALL
+                .into_iter()
+                .chain(O::STANDARDS)
+                .filter(|op| role.allows(*op))
+                .collect()
         };
         assert_eq!(
             allowed(Role::Submitter),
-            vec![O::MatchOrCreate, O::Match, O::GetRecord]
+            vec![
+                O::MatchOrCreate,
+                O::Match,
+                O::GetRecord,
+                O::MergeRecords,
+                O::CrossReference,
+                O::FindPersons
+            ]
         );
         let registrar = allowed(Role::Registrar);
-        assert_eq!(registrar.len(), 11);
-        for op in [O::MatchOrCreate, O::RemoveRecord, O::GetStats] {
+        assert_eq!(registrar.len(), 13);
+        for op in [
+            O::MatchOrCreate,
+            O::RemoveRecord,
+            O::GetStats,
+            O::MergeRecords,
+        ] {
             assert!(!registrar.contains(&op), "{op}");
         }
-        assert_eq!(allowed(Role::Admin).len(), O::ALL.len());
+        assert_eq!(
+            allowed(Role::Admin).len(),
+            O::ALL.len() + O::STANDARDS.len()
+        );
     }
 
     #[test]
@@ -307,6 +360,9 @@ mod tests {
                 Operation::from_path(&format!("/empi.v1.Empi/{op}")),
                 Some(op)
             );
+        }
+        for op in Operation::STANDARDS {
+            assert_eq!(Operation::from_path(&format!("/empi.v1.Empi/{op}")), None);
         }
         assert_eq!(Operation::from_path("/empi.v1.Empi/Nope"), None);
         assert_eq!(Operation::from_path("/grpc.health.v1.Health/Check"), None);

@@ -65,6 +65,10 @@ pub fn check_request(op: Operation, bytes: &[u8]) -> Result<(), Status> {
             decoded::<pb::GetStatsRequest>(bytes)?;
             Ok(())
         }
+        // Not RPCs: `Operation::from_path` never names them.
+        O::MergeRecords | O::CrossReference | O::FindPersons => {
+            Err(Error::invalid("method", "not an RPC of empi.v1.Empi"))
+        }
     };
     checked.map_err(Status::from)
 }

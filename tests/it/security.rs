@@ -274,6 +274,9 @@ async fn call(c: &mut Client, op: Operation, euid: &str) -> Code {
             .map(drop),
         ),
         Operation::GetStats => code(c.get_stats(pb::GetStatsRequest {}).await.map(drop)),
+        Operation::MergeRecords | Operation::CrossReference | Operation::FindPersons => {
+            unreachable!("{op} is not an RPC: Operation::ALL lists RPCs only")
+        }
     }
 }
 
