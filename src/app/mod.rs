@@ -179,6 +179,20 @@ impl App {
         }
     }
 
+    /// Audits a message a door handled on its own, touching no patient data (an HL7 v2
+    /// cancel of the door's own paging state): one `ok` line naming `operation`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the line could not be written.
+    pub async fn noted(&self, caller: &Caller, operation: &str) -> Result<()> {
+        let mut entry = AuditEntry::new(Some(&caller.identity), operation, AuditOutcome::Ok);
+        entry.peer.clone_from(&caller.peer);
+        match &self.trail {
+            Some(trail) => trail.append(&entry).await.map_err(trail_failed),
+            None => Ok(()),
+        }
+    }
+
     /// Whether writes can be taken now. A trail that failed is tried again here with a
     /// line of its own (`AuditTrailResumed`), since a server reported unhealthy may get no
     /// call that would show it writes again.

@@ -66,6 +66,44 @@ pub enum AuthMode {
     Required(std::sync::Arc<Credentials>),
 }
 
+impl AuthMode {
+    /// Authenticates a caller the way every door does: by a bearer token when it presents
+    /// one (`authorization`, the header's value; an invalid token is never excused by a
+    /// certificate), else by its TLS client certificate (DER) when registered.
+    ///
+    /// # Errors
+    /// Why the caller is not authenticated, in words for the answer (no secret echoed).
+    pub fn authenticate(
+        &self,
+        authorization: Option<&[u8]>,
+        cert: Option<&[u8]>,
+    ) -> std::result::Result<Identity, &'static str> {
+        let creds = match self {
+            AuthMode::Disabled => return Ok(Identity::local_dev()),
+            AuthMode::Required(c) => c,
+        };
+        if let Some(value) = authorization {
+            let token = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
+                .map(str::trim)
+                .ok_or("authorization: expected `Bearer TOKEN`")?;
+            return creds
+                .authenticate_token(token)
+                .ok_or("unknown or revoked token");
+        }
+        match cert {
+            Some(leaf) => creds
+                .authenticate_cert(leaf)
+                .ok_or("client certificate not registered or revoked"),
+            None => Err("credentials required: a bearer token or a registered client certificate"),
+        }
+    }
+}
+
 /// How the gRPC listener protects itself: transport, authentication, audit, limits.
 #[derive(Clone)]
 pub struct Security {

@@ -372,6 +372,18 @@ impl Credentials {
         self.lookup(|a| a.by_cert.get(&h).cloned())
     }
 
+    /// The identity of the active credential named `name` (any kind): for a listener bound
+    /// by configuration to one credential, so revoking it takes effect at once.
+    pub fn identity_named(&self, name: &str) -> Option<Identity> {
+        self.lookup(|a| {
+            a.by_token
+                .values()
+                .chain(a.by_cert.values())
+                .find(|i| i.name == name)
+                .cloned()
+        })
+    }
+
     /// Number of active (not revoked) credentials.
     pub fn active_count(&self) -> usize {
         self.counted(|a| a.by_token.len() + a.by_cert.len())
