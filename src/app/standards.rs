@@ -203,7 +203,9 @@ impl App {
                 .merge_records(
                     &r.survivor,
                     &r.retired,
-                    call.actor(""),
+                    // The source declares the merge: unauthenticated, it is the actor, as
+                    // for a submission without one.
+                    call.actor(&r.survivor.source),
                     once.as_ref().map(receipt_of),
                 )
                 .await?;
