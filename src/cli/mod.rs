@@ -5,6 +5,7 @@ pub mod audit;
 pub mod check;
 pub mod data;
 pub mod dedup;
+pub mod doors;
 pub mod eval;
 pub mod input;
 pub mod link;

@@ -1,5 +1,6 @@
-//! `empi serve`: opens (or creates) the store, rebuilds the index, serves gRPC until Ctrl-C
-//! or SIGTERM, then finishes the requests in flight.
+//! `empi serve`: opens (or creates) the store, rebuilds the index, serves gRPC (and the HL7 v2
+//! and FHIR doors when asked, [`super::doors`]) until Ctrl-C or SIGTERM, then finishes the
+//! requests in flight.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +28,9 @@ pub struct ServeArgs {
     /// TLS, authentication and request limits.
     #[command(flatten)]
     pub security: super::security::SecurityArgs,
+    /// The standards doors: HL7 v2 (MLLP) and FHIR R4.
+    #[command(flatten)]
+    pub doors: super::doors::DoorArgs,
 }
 
 /// Runs `empi serve`.
@@ -66,7 +70,16 @@ async fn run(args: &ServeArgs) -> Result<()> {
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     println!("listening on {addr}");
-    empi::grpc::serve_secure(listener, Arc::clone(&service), security, shutdown_signal()).await?;
+    // One signal stops every listener.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let doors = super::doors::start(&args.doors, &args.security, &service, &security, &stopping);
+    let doors = doors.await?;
+    let signal = async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    };
+    empi::grpc::serve_secure(listener, Arc::clone(&service), security, signal).await?;
+    doors.finish().await;
     // Every acknowledged write is durable already; this covers anything applied but not
     // yet acknowledged when the last connection closed. Failing (a full disk) loses
     // nothing acknowledged, so the stop stays clean.

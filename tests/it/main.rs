@@ -3,6 +3,7 @@
 mod batch;
 mod cli;
 mod crash;
+mod doors;
 mod exports;
 mod faults;
 mod fuzzing;
