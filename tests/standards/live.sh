@@ -19,11 +19,8 @@ root=$(cd "$here/../.." && pwd)
 venv=${EMPI_STANDARDS_VENV:-$root/target/standards-venv}
 ready_secs=${READY_SECS:-60}
 
-if [ ! -x "$venv/bin/python" ]; then
-    echo "creating virtualenv $venv"
-    "${PYTHON:-python3}" -m venv "$venv"
-fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+# shellcheck source=venv.sh
+. "$here/venv.sh"
 
 if [ -n "${EMPI_BIN:-}" ]; then
     bin=$EMPI_BIN
