@@ -19,6 +19,7 @@
 //! | `MarkNotDuplicate`                                     | –              | yes       | yes   |
 //! | `RemoveRecord`                                         | –              | –         | yes   |
 //! | `GetStats`                                             | –              | –         | yes   |
+//! | `SearchPersons` (the registrar console's search)       | –              | yes       | yes   |
 //!
 //! A submitter (an interface engine) carries the source system(s) it speaks for; it may
 //! submit and read records of those sources only, and its `MatchOrCreate` / `Match` answers
@@ -157,7 +158,8 @@ impl FromStr for Role {
     }
 }
 
-/// The RPCs of `empi.v1.Empi`, as the permission table and the audit trail name them.
+/// The RPCs of `empi.v1.Empi` and the console's own operations ([`Operation::CONSOLE`]), as the
+/// permission table and the audit trail name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[allow(missing_docs)] // the variants are the RPC names
 pub enum Operation {
@@ -175,6 +177,9 @@ pub enum Operation {
     GetReviewTask,
     ResolveReviewTask,
     GetStats,
+    /// Find persons like a few demographics, through the matcher (the registrar console's
+    /// search; no RPC of its own).
+    SearchPersons,
 }
 
 impl Operation {
@@ -196,6 +201,10 @@ impl Operation {
         Operation::GetStats,
     ];
 
+    /// Operations of the registrar console with no RPC: outside [`Operation::ALL`], so
+    /// [`Operation::from_path`] never names one.
+    pub const CONSOLE: [Operation; 1] = [Operation::SearchPersons];
+
     /// The RPC method name, e.g. `MatchOrCreate`.
     pub fn name(self) -> &'static str {
         match self {
@@ -213,6 +222,7 @@ impl Operation {
             Operation::GetReviewTask => "GetReviewTask",
             Operation::ResolveReviewTask => "ResolveReviewTask",
             Operation::GetStats => "GetStats",
+            Operation::SearchPersons => "SearchPersons",
         }
     }
 
@@ -298,6 +308,10 @@ mod tests {
             assert!(!registrar.contains(&op), "{op}");
         }
         assert_eq!(allowed(Role::Admin).len(), O::ALL.len());
+        // The console's search shows persons' demographics: registrars and admins only.
+        let search = |r: Role| r.allows(O::SearchPersons);
+        assert_eq!(Role::ALL.map(search), [false, true, true]);
+        assert_eq!(Operation::from_path("/empi.v1.Empi/SearchPersons"), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod check;
+pub mod console;
 pub mod data;
 pub mod dedup;
 pub mod eval;

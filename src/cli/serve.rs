@@ -1,5 +1,6 @@
-//! `empi serve`: opens (or creates) the store, rebuilds the index, serves gRPC until Ctrl-C
-//! or SIGTERM, then finishes the requests in flight.
+//! `empi serve`: opens (or creates) the store, rebuilds the index, serves gRPC (and the
+//! registrar console with `--console`) until Ctrl-C or SIGTERM, then finishes the requests
+//! in flight.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +28,10 @@ pub struct ServeArgs {
     /// TLS, authentication and request limits.
     #[command(flatten)]
     pub security: super::security::SecurityArgs,
+    /// Also serve the registrar console (HTML) on this address, with the same TLS and
+    /// credentials as gRPC (off unless given; port 0 picks a free port, printed on stdout).
+    #[arg(long)]
+    pub console: Option<SocketAddr>,
 }
 
 /// Runs `empi serve`.
@@ -66,7 +71,19 @@ async fn run(args: &ServeArgs) -> Result<()> {
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     println!("listening on {addr}");
-    empi::grpc::serve_secure(listener, Arc::clone(&service), security, shutdown_signal()).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let console = match args.console {
+        Some(at) => Some(super::console::start(args, at, &service, &security, stopped).await?),
+        None => None,
+    };
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    };
+    empi::grpc::serve_secure(listener, Arc::clone(&service), security, shutdown).await?;
+    if let Some(console) = console {
+        console.await??;
+    }
     // Every acknowledged write is durable already; this covers anything applied but not
     // yet acknowledged when the last connection closed. Failing (a full disk) loses
     // nothing acknowledged, so the stop stays clean.

@@ -274,6 +274,8 @@ async fn call(c: &mut Client, op: Operation, euid: &str) -> Code {
             .map(drop),
         ),
         Operation::GetStats => code(c.get_stats(pb::GetStatsRequest {}).await.map(drop)),
+        // The console's own operation has no RPC (Operation::ALL leaves it out).
+        Operation::SearchPersons => Code::Unimplemented,
     }
 }
 
