@@ -658,7 +658,9 @@ async fn bad_form_input_is_named_never_echoed_and_stores_nothing() {
     let csrf = ann.get("/search").await.csrf();
     let own = desk.task().record_euid.unwrap().to_string();
     let long = "Okonkwo ".repeat(200);
-    let cases: Vec<(String, Vec<(&str, &str)>, &str, &str)> = vec![
+    // (address, form, the field the message names, a value it must not echo)
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "/search".into(),
             vec![("birth_date", "1961-13-45")],
