@@ -38,7 +38,8 @@ fn link_words(m: &LinkMethod) -> String {
     }
 }
 
-fn history(entries: &[HistoryEntry]) -> Markup {
+/// The history table; an entry of a person merged in names that person.
+fn history(euid: &crate::store::Euid, entries: &[HistoryEntry]) -> Markup {
     html! {
         table class="history" {
             caption { "History, newest first" }
@@ -52,7 +53,7 @@ fn history(entries: &[HistoryEntry]) -> Markup {
                     tr {
                         td { (when(h.at)) }
                         td { (h.actor) }
-                        td { (action_words(h.action)) @if h.euid.as_str() != "" { " (" (h.euid) ")" } }
+                        td { (action_words(h.action)) @if h.euid != *euid { " (of " (h.euid) ")" } }
                         td { @for (i, r) in h.records.iter().enumerate() { @if i > 0 { ", " } (r) } }
                         td { @for (i, e) in h.euids.iter().enumerate() { @if i > 0 { ", " } a href={"/persons/" (e)} { (e) } } }
                         td { @if let Some(t) = h.task { a href={"/tasks/" (t)} { (t) } } }
@@ -163,7 +164,7 @@ pub fn person(frame: &Frame<'_>, p: &PersonView) -> Markup {
                 }
             }
             h2 { "History" }
-            (history(&p.history))
+            (history(euid, &p.history))
         },
     )
 }
