@@ -69,7 +69,11 @@ fn record(n: u64) -> Record {
             month: Some(1 + (n % 12) as u8),
             day: Some(1 + (n % 28) as u8),
         }),
-        sex: if n % 2 == 0 { Sex::Female } else { Sex::Male },
+        sex: if n.is_multiple_of(2) {
+            Sex::Female
+        } else {
+            Sex::Male
+        },
         address: Address {
             lines: vec![format!("{} Main St", n % 900)],
             city: Some("Springfield".into()),
@@ -93,8 +97,16 @@ fn explanation(candidate: &Euid, best: &Record, n: u64) -> serde_json::Value {
         ReviewReason::Rival(Rival::Relative),
     ];
     let comparisons = [
-        "given_name", "middle_name", "family_name", "birth_date", "sex", "national_id", "phone",
-        "street", "postcode", "email",
+        "given_name",
+        "middle_name",
+        "family_name",
+        "birth_date",
+        "sex",
+        "national_id",
+        "phone",
+        "street",
+        "postcode",
+        "email",
     ];
     let view = CandidateView {
         euid: candidate.clone(),
@@ -126,7 +138,9 @@ fn build(store: &SledStore, a: &Args) {
         let mut plan = Plan::new(store, Stamp::now("bench", ""));
         for n in chunk * batch..((chunk + 1) * batch).min(a.records) {
             let r = record(n);
-            let euid = plan.create_person(r.clone(), LinkMethod::Created).expect("fresh");
+            let euid = plan
+                .create_person(r.clone(), LinkMethod::Created)
+                .expect("fresh");
             if n % every == 1 {
                 if let Some((candidate, best)) = &last {
                     let c = TaskCandidate {
@@ -174,7 +188,10 @@ fn build(store: &SledStore, a: &Args) {
 fn median_p90(mut v: Vec<Duration>) -> (f64, f64) {
     v.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    (ms(v[v.len() / 2]), ms(v[(v.len() * 9 / 10).min(v.len() - 1)]))
+    (
+        ms(v[v.len() / 2]),
+        ms(v[(v.len() * 9 / 10).min(v.len() - 1)]),
+    )
 }
 
 fn main() {
@@ -244,11 +261,23 @@ fn main() {
         let deep = (stats.open_tasks / 50 / 2).max(1);
         let pages: Vec<(&str, String)> = vec![
             ("worklist, oldest first", "/worklist".into()),
-            ("worklist, by score, page in the middle", format!("/worklist?sort=score&page={deep}")),
-            ("worklist, reason and source filters", "/worklist?reason=twin&source=bench-3".into()),
-            ("worklist, age band, newest first", "/worklist?age=month&sort=newest".into()),
+            (
+                "worklist, by score, page in the middle",
+                format!("/worklist?sort=score&page={deep}"),
+            ),
+            (
+                "worklist, reason and source filters",
+                "/worklist?reason=twin&source=bench-3".into(),
+            ),
+            (
+                "worklist, age band, newest first",
+                "/worklist?age=month&sort=newest".into(),
+            ),
         ];
-        println!("{:<42} {:>10} {:>10} {:>9}", "page", "median ms", "p90 ms", "bytes");
+        println!(
+            "{:<42} {:>10} {:>10} {:>9}",
+            "page", "median ms", "p90 ms", "bytes"
+        );
         for (name, path) in pages {
             let mut times = Vec::new();
             let mut bytes = 0;

@@ -73,6 +73,19 @@ fn euid(f: &Fields, field: &'static str) -> Result<Euid> {
     Euid::parse(v).map_err(|_| Error::invalid(field, "not an EUID (E and 10 base-36 digits)"))
 }
 
+/// A value percent-encoded for a query string or form body (every byte but the unreserved
+/// characters).
+pub fn percent_encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// A record key as a form carries it: source and local id, each with `%` and `/` escaped,
 /// joined by `/`.
 pub fn key_value(key: &RecordKey) -> String {

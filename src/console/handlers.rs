@@ -30,18 +30,21 @@ use super::{Console, Peer};
 type Shared = State<Arc<Console>>;
 
 /// Where a request came from, for the audit line.
+fn peer_of(parts: &Parts) -> Option<String> {
+    parts
+        .extensions
+        .get::<ConnectInfo<Peer>>()
+        .map(|i| i.0 .0.to_string())
+}
+
+/// Where a request came from, for handlers without a session (sign-in).
 pub struct PeerAddr(Option<String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(PeerAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<Peer>>()
-                .map(|c| c.0 .0.to_string()),
-        ))
+        Ok(PeerAddr(peer_of(parts)))
     }
 }
 
@@ -75,40 +78,44 @@ pub struct Desk {
 }
 
 /// The browser's session: its cookie's, or one started as `local-dev` while
-/// authentication is off; otherwise a redirect to the login form.
-async fn desk(c: &Console, headers: &HeaderMap, peer: PeerAddr) -> Result<Desk, Response> {
-    let id = headers
-        .get(header::COOKIE)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| session::cookie(h, COOKIE))
-        .unwrap_or("")
-        .to_string();
-    match c.sessions.touch(&id, &c.auth) {
-        Ok(session) => Ok(Desk {
-            caller: Caller::new(session.identity.clone(), peer.0),
-            session,
-            id,
-            cookie: None,
-        }),
-        Err(why) => match c.auth {
-            AuthMode::Disabled => {
+/// authentication is off; otherwise (the rejection) a redirect to the login form.
+impl FromRequestParts<Arc<Console>> for Desk {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        c: &Arc<Console>,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = peer_of(parts);
+        let id = parts
+            .headers
+            .get(header::COOKIE)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| session::cookie(h, COOKIE))
+            .unwrap_or("")
+            .to_string();
+        let (session, id, cookie) = match (c.sessions.touch(&id, &c.auth), &c.auth) {
+            (Ok(session), _) => (session, id, None),
+            (Err(_), AuthMode::Disabled) => {
                 let id = c.sessions.start(Identity::local_dev());
                 let session = c
                     .sessions
                     .touch(&id, &c.auth)
                     .map_err(|_| redirect("/login"))?;
-                Ok(Desk {
-                    caller: Caller::new(session.identity.clone(), peer.0),
-                    cookie: Some(session::set_cookie(COOKIE, &id, c.secure, None)),
-                    session,
-                    id,
-                })
+                let cookie = session::set_cookie(COOKIE, &id, c.secure, None);
+                (session, id, Some(cookie))
             }
-            AuthMode::Required(_) => Err(redirect(match why {
-                NoSession::Expired => "/login?expired=1",
-                NoSession::Missing => "/login",
-            })),
-        },
+            (Err(NoSession::Expired), AuthMode::Required(_)) => {
+                return Err(redirect("/login?expired=1"))
+            }
+            (Err(NoSession::Missing), AuthMode::Required(_)) => return Err(redirect("/login")),
+        };
+        Ok(Desk {
+            caller: Caller::new(session.identity.clone(), peer),
+            session,
+            id,
+            cookie,
+        })
     }
 }
 
@@ -159,6 +166,49 @@ impl Desk {
         with_cookie(html(status, page), self.cookie)
     }
 
+    /// The page `render` makes of a call's answer, or the page explaining its failure
+    /// (with a way `back`).
+    fn show<T>(
+        self,
+        c: &Console,
+        answer: crate::Result<T>,
+        back: &str,
+        render: impl FnOnce(&Frame<'_>, T) -> Markup,
+    ) -> Response {
+        match answer {
+            Ok(v) => {
+                let page = render(&self.frame(c), v);
+                self.page(page)
+            }
+            Err(e) => self.failure(c, &e, Some(back)),
+        }
+    }
+
+    /// After an action: `done` says what it did and where to go next, or the page
+    /// explains its failure (with a way `back`).
+    fn acted<T>(
+        self,
+        c: &Console,
+        answer: crate::Result<T>,
+        back: &str,
+        done: impl FnOnce(T) -> (String, String),
+    ) -> Response {
+        match answer {
+            Ok(v) => {
+                let (words, to) = done(v);
+                self.done(c, words, &to)
+            }
+            Err(e) => self.failure(c, &e, Some(back)),
+        }
+    }
+
+    /// The fields of a post, once its CSRF token is checked.
+    async fn posted(&self, c: &Console, form: Posted, operation: &str) -> Result<Fields, Response> {
+        let f = fields(form)?;
+        self.csrf(c, &f, operation).await?;
+        Ok(f)
+    }
+
     /// Refuses a post whose CSRF token is missing or wrong (audited as a refusal of
     /// `operation`).
     async fn csrf(&self, c: &Console, f: &Fields, operation: &str) -> Result<(), Response> {
@@ -185,24 +235,13 @@ impl Desk {
     }
 }
 
+/// A posted form as axum reads it.
+type Posted = Result<Form<Vec<(String, String)>>, FormRejection>;
+
 /// A form body, or the page saying it could not be read.
-fn fields(form: Result<Form<Vec<(String, String)>>, FormRejection>) -> Result<Fields, Response> {
+fn fields(form: Posted) -> Result<Fields, Response> {
     form.map(|Form(v)| Fields(v))
         .map_err(|_| (StatusCode::BAD_REQUEST, "the form could not be read").into_response())
-}
-
-/// Signs in and reads the form of a post, checking its CSRF token.
-async fn posted(
-    c: &Console,
-    headers: &HeaderMap,
-    peer: PeerAddr,
-    form: Result<Form<Vec<(String, String)>>, FormRejection>,
-    operation: &str,
-) -> Result<(Desk, Fields), Response> {
-    let desk = desk(c, headers, peer).await?;
-    let f = fields(form)?;
-    desk.csrf(c, &f, operation).await?;
-    Ok((desk, f))
 }
 
 /// Unwraps a step that answered early.
@@ -274,12 +313,7 @@ pub async fn login_page(State(c): Shared, Query(q): Query<Vec<(String, String)>>
 /// The operation name a refused sign-in is audited under.
 const LOGIN_OP: &str = "ConsoleLogin";
 
-pub async fn login(
-    State(c): Shared,
-    peer: PeerAddr,
-    headers: HeaderMap,
-    form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Response {
+pub async fn login(State(c): Shared, peer: PeerAddr, headers: HeaderMap, form: Posted) -> Response {
     let AuthMode::Required(creds) = &c.auth else {
         return redirect("/worklist");
     };
@@ -351,13 +385,8 @@ pub async fn login(
     refuse(status, why)
 }
 
-pub async fn logout(
-    State(c): Shared,
-    peer: PeerAddr,
-    headers: HeaderMap,
-    form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Response {
-    let (desk, _) = step!(posted(&c, &headers, peer, form, "ConsoleLogout").await);
+pub async fn logout(State(c): Shared, desk: Desk, form: Posted) -> Response {
+    step!(desk.posted(&c, form, "ConsoleLogout").await);
     c.sessions.end(&desk.id);
     tracing::info!(actor = %desk.caller.identity.name, "console sign-out");
     with_cookie(
@@ -370,30 +399,20 @@ pub async fn logout(
 
 pub async fn worklist(
     State(c): Shared,
-    peer: PeerAddr,
-    headers: HeaderMap,
+    desk: Desk,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Response {
-    let desk = step!(desk(&c, &headers, peer).await);
     let f = Fields(query.map(|Query(q)| q).unwrap_or_default());
     let request = forms::worklist(&f);
     let shown = request.as_ref().ok().cloned().unwrap_or_default();
-    match c.app.review_worklist(&desk.caller, request).await {
-        Ok(list) => {
-            let page = pages::worklist(&desk.frame(&c), &list, &shown, UnixMillis::now());
-            desk.page(page)
-        }
-        Err(e) => desk.failure(&c, &e, Some("/worklist")),
-    }
+    let answer = c.app.review_worklist(&desk.caller, request).await;
+    desk.show(&c, answer, "/worklist", |frame, list| {
+        pages::worklist(frame, &list, &shown, UnixMillis::now())
+    })
 }
 
-pub async fn bulk_ask(
-    State(c): Shared,
-    peer: PeerAddr,
-    headers: HeaderMap,
-    form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Response {
-    let (desk, f) = step!(posted(&c, &headers, peer, form, "ResolveReviewTask").await);
+pub async fn bulk_ask(State(c): Shared, desk: Desk, form: Posted) -> Response {
+    let f = step!(desk.posted(&c, form, "ResolveReviewTask").await);
     match forms::tasks(&f, pages::MAX_BULK) {
         Ok(tasks) => {
             let page = pages::bulk_confirm(&desk.frame(&c), &tasks);
@@ -403,13 +422,8 @@ pub async fn bulk_ask(
     }
 }
 
-pub async fn bulk_confirm(
-    State(c): Shared,
-    peer: PeerAddr,
-    headers: HeaderMap,
-    form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Response {
-    let (desk, f) = step!(posted(&c, &headers, peer, form, "ResolveReviewTask").await);
+pub async fn bulk_confirm(State(c): Shared, desk: Desk, form: Posted) -> Response {
+    let f = step!(desk.posted(&c, form, "ResolveReviewTask").await);
     let tasks = match forms::tasks(&f, pages::MAX_BULK) {
         Ok(t) => t,
         Err(e) => return desk.failure(&c, &e, Some("/worklist")),
@@ -436,34 +450,18 @@ pub async fn bulk_confirm(
 
 // ---- tasks -------------------------------------------------------------------------------
 
-pub async fn task(
-    State(c): Shared,
-    peer: PeerAddr,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let desk = step!(desk(&c, &headers, peer).await);
-    match c
+pub async fn task(State(c): Shared, desk: Desk, Path(id): Path<String>) -> Response {
+    let answer = c
         .app
         .review_task_detail(&desk.caller, forms::path_task(&id))
-        .await
-    {
-        Ok(detail) => {
-            let page = pages::task(&desk.frame(&c), &detail, detail.prev, detail.next);
-            desk.page(page)
-        }
-        Err(e) => desk.failure(&c, &e, Some("/worklist")),
-    }
+        .await;
+    desk.show(&c, answer, "/worklist", |frame, detail| {
+        pages::task(frame, &detail, detail.prev, detail.next)
+    })
 }
 
 /// The next open task after this one (skip, and where a resolution leads).
-pub async fn skip(
-    State(c): Shared,
-    peer: PeerAddr,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let desk = step!(desk(&c, &headers, peer).await);
+pub async fn skip(State(c): Shared, desk: Desk, Path(id): Path<String>) -> Response {
     let query = forms::path_task(&id).map(|after| TaskQuery {
         open: Some(true),
         after: Some(after),
@@ -501,159 +499,117 @@ fn resolved_words(task: TaskId, action: &ResolutionAction) -> String {
 
 pub async fn resolve(
     State(c): Shared,
-    peer: PeerAddr,
-    headers: HeaderMap,
+    desk: Desk,
     Path(id): Path<String>,
-    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+    form: Posted,
 ) -> Response {
-    let (desk, f) = step!(posted(&c, &headers, peer, form, "ResolveReviewTask").await);
+    let f = step!(desk.posted(&c, form, "ResolveReviewTask").await);
     let back = format!("/tasks/{id}");
     let request = forms::path_task(&id)
         .and_then(|task| forms::resolution(task, &f, &desk.caller.identity.name));
-    match c.app.resolve_review_task(&desk.caller, request).await {
-        Ok((view, _)) => {
-            let action = match &view.task.status {
-                crate::store::TaskStatus::Resolved(r) => r.action.clone(),
-                crate::store::TaskStatus::Open => ResolutionAction::Superseded,
-            };
-            let words = resolved_words(view.task.id, &action);
-            desk.done(&c, words, &format!("/tasks/{}/skip", view.task.id))
-        }
-        Err(e) => desk.failure(&c, &e, Some(&back)),
-    }
+    let answer = c.app.resolve_review_task(&desk.caller, request).await;
+    desk.acted(&c, answer, &back, |(view, _)| {
+        let action = match &view.task.status {
+            crate::store::TaskStatus::Resolved(r) => r.action.clone(),
+            crate::store::TaskStatus::Open => ResolutionAction::Superseded,
+        };
+        let words = resolved_words(view.task.id, &action);
+        (words, format!("/tasks/{}/skip", view.task.id))
+    })
 }
 
 // ---- persons -----------------------------------------------------------------------------
 
-pub async fn person(
-    State(c): Shared,
-    peer: PeerAddr,
-    headers: HeaderMap,
-    Path(euid): Path<String>,
-) -> Response {
-    let desk = step!(desk(&c, &headers, peer).await);
-    match c
+pub async fn person(State(c): Shared, desk: Desk, Path(euid): Path<String>) -> Response {
+    let answer = c
         .app
         .get_person(&desk.caller, forms::path_euid(&euid))
-        .await
-    {
-        Ok(view) => {
-            let page = pages::person(&desk.frame(&c), &view);
-            desk.page(page)
-        }
-        Err(e) => desk.failure(&c, &e, Some("/search")),
-    }
+        .await;
+    desk.show(&c, answer, "/search", |frame, view| {
+        pages::person(frame, &view)
+    })
 }
 
-pub async fn unlink(
+/// Unlink, split and merge, posted from the person page (`/persons/{euid}/{action}`).
+pub async fn person_action(
     State(c): Shared,
-    peer: PeerAddr,
-    headers: HeaderMap,
-    Path(euid): Path<String>,
-    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+    desk: Desk,
+    Path((euid, action)): Path<(String, String)>,
+    form: Posted,
 ) -> Response {
-    let (desk, f) = step!(posted(&c, &headers, peer, form, "Unlink").await);
+    let op = match action.as_str() {
+        "unlink" => "Unlink",
+        "split" => "SplitPerson",
+        "merge" => "MergePersons",
+        _ => return not_found().await,
+    };
+    let f = step!(desk.posted(&c, form, op).await);
     let back = format!("/persons/{euid}");
-    let request = forms::unlink(&f, &desk.caller.identity.name);
-    match c.app.unlink(&desk.caller, request).await {
-        Ok(moved) => {
-            let words = format!("Record moved out into new person {}.", moved.to);
-            desk.done(&c, words, &back)
+    let (who, person) = (desk.caller.identity.name.clone(), forms::path_euid(&euid));
+    let done = match op {
+        "Unlink" => c
+            .app
+            .unlink(&desk.caller, forms::unlink(&f, &who))
+            .await
+            .map(|m| {
+                (
+                    format!("Record moved out into new person {}.", m.to),
+                    back.clone(),
+                )
+            }),
+        "SplitPerson" => {
+            let request = person.and_then(|e| forms::split(e, &f, &who));
+            c.app.split_person(&desk.caller, request).await.map(|s| {
+                let words = format!("Records split off into new person {}.", s.new_euid);
+                (words, back.clone())
+            })
         }
-        Err(e) => desk.failure(&c, &e, Some(&back)),
-    }
-}
-
-pub async fn split(
-    State(c): Shared,
-    peer: PeerAddr,
-    headers: HeaderMap,
-    Path(euid): Path<String>,
-    form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Response {
-    let (desk, f) = step!(posted(&c, &headers, peer, form, "SplitPerson").await);
-    let back = format!("/persons/{euid}");
-    let request =
-        forms::path_euid(&euid).and_then(|e| forms::split(e, &f, &desk.caller.identity.name));
-    match c.app.split_person(&desk.caller, request).await {
-        Ok(split) => {
-            let words = format!("Records split off into new person {}.", split.new_euid);
-            desk.done(&c, words, &back)
+        _ => {
+            let request = person.and_then(|e| forms::merge(e, &f, &who));
+            c.app.merge_persons(&desk.caller, request).await.map(|m| {
+                let words = format!(
+                    "Merged: {} records moved into {}.",
+                    m.records_moved, m.survivor
+                );
+                (words, format!("/persons/{}", m.survivor))
+            })
         }
-        Err(e) => desk.failure(&c, &e, Some(&back)),
-    }
+    };
+    desk.acted(&c, done, &back, |d| d)
 }
 
 pub async fn merge_preview(
     State(c): Shared,
-    peer: PeerAddr,
-    headers: HeaderMap,
+    desk: Desk,
     Path(euid): Path<String>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Response {
-    let desk = step!(desk(&c, &headers, peer).await);
     let f = Fields(query.map(|Query(q)| q).unwrap_or_default());
     let back = format!("/persons/{euid}");
     let request =
         forms::path_euid(&euid).and_then(|e| forms::merge(e, &f, &desk.caller.identity.name));
-    match c.app.preview_merge(&desk.caller, request).await {
-        Ok(preview) => {
-            let page = pages::merge_preview(&desk.frame(&c), &preview);
-            desk.page(page)
-        }
-        Err(e) => desk.failure(&c, &e, Some(&back)),
-    }
-}
-
-pub async fn merge(
-    State(c): Shared,
-    peer: PeerAddr,
-    headers: HeaderMap,
-    Path(euid): Path<String>,
-    form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Response {
-    let (desk, f) = step!(posted(&c, &headers, peer, form, "MergePersons").await);
-    let back = format!("/persons/{euid}");
-    let request =
-        forms::path_euid(&euid).and_then(|e| forms::merge(e, &f, &desk.caller.identity.name));
-    match c.app.merge_persons(&desk.caller, request).await {
-        Ok(merged) => {
-            let words = format!(
-                "Merged: {} records moved into {}.",
-                merged.records_moved, merged.survivor
-            );
-            desk.done(&c, words, &format!("/persons/{}", merged.survivor))
-        }
-        Err(e) => desk.failure(&c, &e, Some(&back)),
-    }
+    let answer = c.app.preview_merge(&desk.caller, request).await;
+    desk.show(&c, answer, &back, |frame, preview| {
+        pages::merge_preview(frame, &preview)
+    })
 }
 
 // ---- search and help ---------------------------------------------------------------------
 
-pub async fn search_page(State(c): Shared, peer: PeerAddr, headers: HeaderMap) -> Response {
-    let desk = step!(desk(&c, &headers, peer).await);
+pub async fn search_page(State(c): Shared, desk: Desk) -> Response {
     let page = pages::search(&desk.frame(&c), None);
     desk.page(page)
 }
 
-pub async fn search(
-    State(c): Shared,
-    peer: PeerAddr,
-    headers: HeaderMap,
-    form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Response {
-    let (desk, f) = step!(posted(&c, &headers, peer, form, "SearchPersons").await);
-    match c.app.search_persons(&desk.caller, forms::search(&f)).await {
-        Ok(hits) => {
-            let page = pages::search(&desk.frame(&c), Some(&hits));
-            desk.page(page)
-        }
-        Err(e) => desk.failure(&c, &e, Some("/search")),
-    }
+pub async fn search(State(c): Shared, desk: Desk, form: Posted) -> Response {
+    let f = step!(desk.posted(&c, form, "SearchPersons").await);
+    let answer = c.app.search_persons(&desk.caller, forms::search(&f)).await;
+    desk.show(&c, answer, "/search", |frame, hits| {
+        pages::search(frame, Some(&hits))
+    })
 }
 
-pub async fn help(State(c): Shared, peer: PeerAddr, headers: HeaderMap) -> Response {
-    let desk = step!(desk(&c, &headers, peer).await);
+pub async fn help(State(c): Shared, desk: Desk) -> Response {
     let page = pages::help(&desk.frame(&c));
     desk.page(page)
 }

@@ -110,12 +110,8 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/tasks/{id}/skip", get(h::skip))
         .route("/tasks/{id}/resolve", post(h::resolve))
         .route("/persons/{euid}", get(h::person))
-        .route("/persons/{euid}/unlink", post(h::unlink))
-        .route("/persons/{euid}/split", post(h::split))
-        .route(
-            "/persons/{euid}/merge",
-            get(h::merge_preview).post(h::merge),
-        )
+        .route("/persons/{euid}/merge-preview", get(h::merge_preview))
+        .route("/persons/{euid}/{action}", post(h::person_action))
         .route("/search", get(h::search_page).post(h::search))
         .route("/help", get(h::help))
         .route("/static/console.css", get(h::css))

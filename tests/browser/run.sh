@@ -39,20 +39,9 @@ else
     (cd "$root" && cargo build --quiet --bin empi)
 fi
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/empi-browser.XXXXXX")
-server_pid=""
-cleanup() {
-    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        for _ in $(seq 100); do
-            kill -0 "$server_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$server_pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=../lib/server.sh
+. "$root/tests/lib/server.sh"
+with_workdir empi-browser
 
 # Synthetic data only: the committed small set's first 2,000 records (a dozen review tasks).
 head -n 2001 "$root/synthetic-data/small/records.csv" > "$work/records.csv"
@@ -85,8 +74,7 @@ mkdir -p "$shots"
 
 # The store itself: stop the server, then its invariants hold and the trail has exactly one
 # resolution that changed something, by ann, and the second registrar's refused one.
-kill -TERM "$server_pid"
-wait "$server_pid" || true
+stop_server "$server_pid"
 server_pid=""
 RUST_LOG=warn "$bin" check --data "$work/store" >/dev/null
 audit=$(RUST_LOG=warn "$bin" audit --data "$work/store")

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use empi::app::{App, Caller, Submit};
 use empi::auth::{audit, tokens, AuditEntry, AuditLog, AuditOutcome, AuthMode, Credentials, Role};
+use empi::console::forms::percent_encode;
 use empi::console::{Console, ConsoleConfig};
 use empi::linker::Linker;
 use empi::record::{Address, Record};
@@ -42,18 +43,6 @@ impl Reply {
         let rest = &self.body[at + r#"name="csrf" value=""#.len()..];
         rest[..rest.find('"').unwrap()].to_string()
     }
-}
-
-/// A form value, percent-encoded.
-fn encode(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// A browser: a cookie jar, every request over a fresh connection (plain or TLS).
@@ -104,7 +93,7 @@ impl Browser {
     pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Reply {
         let body: Vec<String> = form
             .iter()
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
             .collect();
         self.send("POST", path, Some(body.join("&")), "127.0.0.1")
             .await
@@ -753,7 +742,7 @@ async fn search_is_posted_and_person_actions_land_in_history() {
 
     // Merge preview, then the merge.
     let preview = ann
-        .get(&format!("/persons/{olga}/merge?into={margaret}"))
+        .get(&format!("/persons/{olga}/merge-preview?into={margaret}"))
         .await;
     assert_eq!(preview.status, 200);
     assert!(preview.body.contains("Afterwards"));

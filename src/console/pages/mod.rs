@@ -228,15 +228,7 @@ pub fn search(frame: &Frame<'_>, hits: Option<&[PersonHit]>) -> Markup {
                 (field("given_name", "Given name", "text", None))
                 (field("family_name", "Family name", "text", None))
                 (field("birth_date", "Birth date", "text", Some("YYYY-MM-DD, YYYY-MM or YYYY")))
-                div class="field" {
-                    label for="sex" { "Sex" }
-                    select id="sex" name="sex" {
-                        option value="" { "any" }
-                        option value="female" { "female" }
-                        option value="male" { "male" }
-                        option value="other" { "other" }
-                    }
-                }
+                (select("sex", "Sex", true, ["female", "male", "other"].map(|s| (s, s.to_string(), false))))
                 (field("national_id", "National id", "text", None))
                 (field("phone", "Phone", "tel", None))
                 (field("postcode", "Postcode", "text", None))
@@ -326,14 +318,45 @@ fn sex(s: Sex) -> &'static str {
     }
 }
 
-/// A golden view's name: given, middle, family.
-pub fn golden_name(g: &GoldenView) -> String {
-    [&g.given_name, &g.middle_name, &g.family_name]
+/// A name from its parts (given, middle, family), those present.
+pub fn name_of(parts: [&Option<String>; 3]) -> String {
+    parts
         .into_iter()
         .flatten()
         .map(String::as_str)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A golden view's name.
+pub fn golden_name(g: &GoldenView) -> String {
+    name_of([&g.given_name, &g.middle_name, &g.family_name])
+}
+
+/// A record's name.
+pub fn record_name(r: &crate::record::Record) -> String {
+    name_of([&r.given_name, &r.middle_name, &r.family_name])
+}
+
+/// A labelled drop-down: `options` are (value, text, selected); `any` adds a first option
+/// with no value.
+pub fn select<'a>(
+    id: &str,
+    label: &str,
+    any: bool,
+    options: impl IntoIterator<Item = (&'a str, String, bool)>,
+) -> Markup {
+    html! {
+        div class="field" {
+            label for=(id) { (label) }
+            select id=(id) name=(id) {
+                @if any { option value="" { "any" } }
+                @for (value, text, selected) in options {
+                    option value=(value) selected[selected] { (text) }
+                }
+            }
+        }
+    }
 }
 
 /// A golden view as a definition list.

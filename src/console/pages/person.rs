@@ -9,7 +9,7 @@ use crate::console::forms::key_value;
 use crate::service::{MergePreview, PersonView};
 use crate::store::{HistoryAction, HistoryEntry, LinkMethod, PersonStatus, StoredRecord};
 
-use super::{csrf, golden, golden_name, layout, when, Frame};
+use super::{csrf, golden, layout, record_name, when, Frame};
 
 fn action_words(a: HistoryAction) -> &'static str {
     match a {
@@ -94,12 +94,7 @@ fn records_by_source(frame: &Frame<'_>, p: &PersonView) -> Markup {
                                 }
                             }
                             td { span class="key" { (r.record.local_id) } }
-                            td { (golden_name(&crate::service::GoldenView {
-                                given_name: r.record.given_name.clone(),
-                                middle_name: r.record.middle_name.clone(),
-                                family_name: r.record.family_name.clone(),
-                                ..Default::default()
-                            })) }
+                            td { (record_name(&r.record)) }
                             td { (r.record.birth_date.map(|d| d.to_string()).unwrap_or_default()) }
                             td { (link_words(&r.link.method)) ", " (r.link.actor) ", " (when(r.link.at)) }
                             td { (when(r.updated_at)) }
@@ -154,7 +149,7 @@ pub fn person(frame: &Frame<'_>, p: &PersonView) -> Markup {
                         button type="submit" { "Split selected records off" }
                     }
                 }
-                form method="get" action={"/persons/" (euid) "/merge"} class="box" {
+                form method="get" action={"/persons/" (euid) "/merge-preview"} class="box" {
                     h3 { "Merge" }
                     div class="field" {
                         label for="into" { "Merge this person into person (EUID)" }

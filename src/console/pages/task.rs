@@ -9,7 +9,7 @@ use crate::record::Record;
 use crate::service::{CandidateDetail, ComparisonView, TaskDetail, TaskReason};
 use crate::store::{StoredRecord, TaskId, TaskStatus};
 
-use super::{csrf, layout, percent, score, when, worklist::resolution_text, Frame};
+use super::{csrf, layout, percent, record_name, score, when, worklist::resolution_text, Frame};
 use crate::console::diff::runs;
 
 /// One row of the side-by-side table: its label, the comparison scoring it (if any), and
@@ -212,7 +212,7 @@ fn other_records(n: usize, cand: &CandidateDetail) -> Markup {
                         @for r in &cand.others {
                             tr {
                                 td { (r.key()) }
-                                td { (name(&r.record)) }
+                                td { (record_name(&r.record)) }
                                 td { (r.record.birth_date.map(|d| d.to_string()).unwrap_or_default()) }
                             }
                         }
@@ -221,15 +221,6 @@ fn other_records(n: usize, cand: &CandidateDetail) -> Markup {
             }
         }
     }
-}
-
-fn name(r: &Record) -> String {
-    [&r.given_name, &r.middle_name, &r.family_name]
-        .into_iter()
-        .flatten()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The task page; `prev` and `next` are the neighbouring open tasks.

@@ -5,22 +5,11 @@ use maud::{html, Markup};
 use crate::service::{AgeBand, TaskReason, Worklist, WorklistQuery, WorklistSort, WorklistStatus};
 use crate::store::{ResolutionAction, TaskId, UnixMillis};
 
-use super::{age, csrf, layout, percent, score, when, Frame};
+use super::{age, csrf, layout, percent, score, select, when, Frame};
+use crate::console::forms::percent_encode;
 
 /// Most tasks one bulk action takes.
 pub const MAX_BULK: usize = 100;
-
-/// A query-string value, percent-encoded (everything but unreserved characters).
-fn encode(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 /// The worklist's address for `q` on page `page` (from 0).
 pub fn href(q: &WorklistQuery, page: usize) -> String {
@@ -35,7 +24,7 @@ pub fn href(q: &WorklistQuery, page: usize) -> String {
         parts.push(format!("reason={}", r.name()));
     }
     if let Some(s) = &q.source {
-        parts.push(format!("source={}", encode(s)));
+        parts.push(format!("source={}", percent_encode(s)));
     }
     if q.sort != WorklistSort::default() {
         parts.push(format!("sort={}", q.sort.name()));
@@ -111,48 +100,16 @@ pub fn worklist(frame: &Frame<'_>, list: &Worklist, q: &WorklistQuery, now: Unix
                 }
             }
             form method="get" action="/worklist" class="filters" aria-label="Filter and sort" {
-                div class="field" {
-                    label for="status" { "Status" }
-                    select id="status" name="status" {
-                        option value="open" selected[open] { "open" }
-                        option value="resolved" selected[!open] { "resolved" }
-                    }
-                }
-                div class="field" {
-                    label for="age" { "Age" }
-                    select id="age" name="age" {
-                        option value="" { "any" }
-                        @for b in AgeBand::ALL {
-                            option value=(b.name()) selected[q.age == Some(b)] { (b.text()) }
-                        }
-                    }
-                }
-                div class="field" {
-                    label for="reason" { "Reason" }
-                    select id="reason" name="reason" {
-                        option value="" { "any" }
-                        @for r in TaskReason::ALL {
-                            option value=(r.name()) selected[q.reason == Some(r)] { (r.text()) }
-                        }
-                    }
-                }
-                div class="field" {
-                    label for="source" { "Source" }
-                    select id="source" name="source" {
-                        option value="" { "any" }
-                        @for (s, n) in &list.by_source {
-                            option value=(s) selected[q.source.as_deref() == Some(s.as_str())] { (s) " (" (n) ")" }
-                        }
-                    }
-                }
-                div class="field" {
-                    label for="sort" { "Sort" }
-                    select id="sort" name="sort" {
-                        @for s in WorklistSort::ALL {
-                            option value=(s.name()) selected[q.sort == s] { (s.text()) }
-                        }
-                    }
-                }
+                (select("status", "Status", false, [
+                    ("open", "open".to_string(), open),
+                    ("resolved", "resolved".to_string(), !open),
+                ]))
+                (select("age", "Age", true, AgeBand::ALL.map(|b| (b.name(), b.text().to_string(), q.age == Some(b)))))
+                (select("reason", "Reason", true, TaskReason::ALL.map(|r| (r.name(), r.text().to_string(), q.reason == Some(r)))))
+                (select("source", "Source", true, list.by_source.iter().map(|(s, n)| {
+                    (s.as_str(), format!("{s} ({n})"), q.source.as_deref() == Some(s.as_str()))
+                })))
+                (select("sort", "Sort", false, WorklistSort::ALL.map(|s| (s.name(), s.text().to_string(), q.sort == s))))
                 button type="submit" { "Apply" }
             }
             p id="matching" role="status" {
