@@ -5,6 +5,7 @@ mod cli;
 mod crash;
 mod exports;
 mod faults;
+mod feed;
 mod fuzzing;
 mod grpc;
 mod quality;

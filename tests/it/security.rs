@@ -274,6 +274,12 @@ async fn call(c: &mut Client, op: Operation, euid: &str) -> Code {
             .map(drop),
         ),
         Operation::GetStats => code(c.get_stats(pb::GetStatsRequest {}).await.map(drop)),
+        // Answered once the stream is open; dropping it closes the call.
+        Operation::WatchChanges => code(
+            c.watch_changes(pb::WatchChangesRequest { after_sequence: 0 })
+                .await
+                .map(drop),
+        ),
     }
 }
 
@@ -291,7 +297,12 @@ async fn each_role_gets_exactly_its_calls_and_every_call_is_audited() {
     let server = TlsServer::start(&pki, data).await;
 
     // One stored record and its EUID, so the allowed calls have something to act on.
-    let mut admin = connect(&pki, server.port, Some(&tokens_by_role[2].1), false).await;
+    let admin_token = &tokens_by_role
+        .iter()
+        .find(|(r, _)| *r == Role::Admin)
+        .unwrap()
+        .1;
+    let mut admin = connect(&pki, server.port, Some(admin_token), false).await;
     let created = admin
         .match_or_create(pb::MatchOrCreateRequest {
             record: Some(rec("st-marys-adt", "MRN1")),
