@@ -31,6 +31,8 @@ const KILL_AFTER_ACKS: usize = 200;
 pub(crate) struct Server {
     pub(crate) child: Child,
     pub(crate) addr: String,
+    /// The operations listener's address, when started with `--metrics`.
+    pub(crate) metrics: Option<String>,
     log: PathBuf,
 }
 
@@ -59,22 +61,29 @@ impl Server {
         // Keeps draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.trim().strip_prefix("listening on ") {
-                    let _ = tx.send(addr.to_string());
+                for what in ["listening on ", "metrics on "] {
+                    if let Some(addr) = line.trim().strip_prefix(what) {
+                        let _ = tx.send((what, addr.to_string()));
+                    }
                 }
             }
         });
         let mut server = Server {
             child,
             addr: String::new(),
+            metrics: None,
             log,
         };
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => server.addr = addr,
-            Err(_) => panic!(
-                "empi serve printed no 'listening on ADDR' within 30 s:\n{}",
-                server.log_tail()
-            ),
+        let wanted = 1 + usize::from(args.contains(&"--metrics"));
+        for _ in 0..wanted {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(("listening on ", addr)) => server.addr = addr,
+                Ok((_, addr)) => server.metrics = Some(addr),
+                Err(_) => panic!(
+                    "empi serve printed no 'listening on ADDR' within 30 s:\n{}",
+                    server.log_tail()
+                ),
+            }
         }
         server
     }

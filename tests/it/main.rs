@@ -8,6 +8,7 @@ mod faults;
 mod feed;
 mod fuzzing;
 mod grpc;
+mod operations;
 mod quality;
 mod security;
 mod service;
