@@ -100,7 +100,7 @@ fn every_operation_publishes_its_events_in_order(s: &DynStore) {
     });
     let mut split = None;
     commit(s, |p| {
-        split = Some(p.split_person(&b, &[k2.clone()]).unwrap())
+        split = Some(p.split_person(&b, std::slice::from_ref(&k2)).unwrap())
     });
     let d = split.unwrap();
     commit(s, |p| {

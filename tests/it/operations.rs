@@ -166,7 +166,10 @@ async fn a_consumer_following_through_a_sigkill_sees_every_event_once() {
         })
     };
     let consumer = follow(server.endpoint(), 0);
-    let (stop, acks) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let (stop, acks) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
     let writers: Vec<_> = (0..4)
         .map(|c| {
             let (stop, acks) = (Arc::clone(&stop), Arc::clone(&acks));
@@ -216,7 +219,10 @@ async fn a_consumer_following_through_a_sigkill_sees_every_event_once() {
         if tail.iter().all(|k| mirrored.contains_key(k)) {
             break;
         }
-        assert!(Instant::now() < deadline, "the resumed consumer fell behind");
+        assert!(
+            Instant::now() < deadline,
+            "the resumed consumer fell behind"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     consumer.abort();
@@ -251,7 +257,10 @@ fn http_get(addr: &str, path: &str) -> (String, String) {
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    (head.lines().next().unwrap_or("").to_string(), body.to_string())
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
 }
 
 /// `/metrics` parsed by a Prometheus text-format parser.
@@ -339,7 +348,10 @@ async fn metrics_parse_and_count_the_calls_and_logs_are_json() {
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
-        assert!(v.get("level").is_some() && v.get("timestamp").is_some(), "{line}");
+        assert!(
+            v.get("level").is_some() && v.get("timestamp").is_some(),
+            "{line}"
+        );
     }
 }
 
@@ -353,7 +365,10 @@ async fn a_backup_taken_while_eight_clients_submit_restores_the_store_at_its_seq
     let data = dir.path().join("store");
     let mut server = Server::start(&data, dir.path().join("serve.log"));
     server.ready_client(Duration::from_secs(30)).await;
-    let (stop, acks) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let (stop, acks) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
     let clients: Vec<_> = (0..8)
         .map(|c| {
             let (stop, acks) = (Arc::clone(&stop), Arc::clone(&acks));
@@ -403,9 +418,16 @@ async fn a_backup_taken_while_eight_clients_submit_restores_the_store_at_its_seq
         "the original went on after the backup"
     );
     let copies: Vec<_> = all_events(&copy).iter().map(key_and_euid).collect();
-    assert_eq!(copies, originals, "the original's feed up to the backup's sequence");
+    assert_eq!(
+        copies, originals,
+        "the original's feed up to the backup's sequence"
+    );
     let records = stored(&copy);
-    assert_eq!(records, mirror(&originals), "the records those events describe");
+    assert_eq!(
+        records,
+        mirror(&originals),
+        "the records those events describe"
+    );
     for key in records.keys() {
         let (source, local_id) = key.split_once('/').unwrap();
         let k = RecordKey::new(source, local_id);
@@ -419,7 +441,11 @@ async fn a_backup_taken_while_eight_clients_submit_restores_the_store_at_its_seq
     // The restored trail holds the original's lines up to the backup, completed from the
     // store once opened; `empi audit` reads it.
     let audit = ok(&["audit", "--data", restored_s]);
-    assert!(audit.lines().count() >= records.len(), "{}", audit.lines().count());
+    assert!(
+        audit.lines().count() >= records.len(),
+        "{}",
+        audit.lines().count()
+    );
 
     let good = std::fs::read(&file).unwrap();
     let mut bad = good.clone();
@@ -448,7 +474,10 @@ async fn a_backup_taken_while_eight_clients_submit_restores_the_store_at_its_seq
         refused_into.to_str().unwrap(),
     ]);
     let why = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && why.contains("not an empi backup"), "{why}");
+    assert!(
+        !out.status.success() && why.contains("not an empi backup"),
+        "{why}"
+    );
     // Into a directory that is not empty: refused, and left as it was.
     let out = empi(&["restore", "--from", file_s, "--data", data_s]);
     assert!(!out.status.success());
