@@ -431,20 +431,22 @@ fn resolution_out(a: &ResolutionAction) -> (pb::ResolutionAction, Option<String>
 pub(crate) fn change_event_out(e: &ChangeEvent) -> pb::ChangeEvent {
     use pb::change_event::Change as Out;
     let euid = |e: &Euid| e.to_string();
+    let of_person = |record: &RecordKey, e: &Euid| pb::RecordOfPerson {
+        record: Some(key_out(record)),
+        euid: e.to_string(),
+    };
+    let pair = |a: &Euid, b: &Euid| pb::PersonPair {
+        euid_a: a.to_string(),
+        euid_b: b.to_string(),
+    };
     let keys = |ks: &[RecordKey]| ks.iter().map(key_out).collect();
     let change = match &e.change {
         Change::PersonCreated { euid: e, records } => Out::PersonCreated(pb::PersonCreated {
             euid: euid(e),
             records: keys(records),
         }),
-        Change::RecordLinked { record, euid: e } => Out::RecordLinked(pb::RecordLinked {
-            record: Some(key_out(record)),
-            euid: euid(e),
-        }),
-        Change::RecordUpdated { record, euid: e } => Out::RecordUpdated(pb::RecordUpdated {
-            record: Some(key_out(record)),
-            euid: euid(e),
-        }),
+        Change::RecordLinked { record, euid: e } => Out::RecordLinked(of_person(record, e)),
+        Change::RecordUpdated { record, euid: e } => Out::RecordUpdated(of_person(record, e)),
         Change::RecordMoved { record, from, to } => Out::RecordMoved(pb::RecordMoved {
             record: Some(key_out(record)),
             from_euid: euid(from),
@@ -455,10 +457,7 @@ pub(crate) fn change_event_out(e: &ChangeEvent) -> pb::ChangeEvent {
             from_euid: euid(from),
             new_euid: euid(to),
         }),
-        Change::RecordRemoved { record, euid: e } => Out::RecordRemoved(pb::RecordRemoved {
-            record: Some(key_out(record)),
-            euid: euid(e),
-        }),
+        Change::RecordRemoved { record, euid: e } => Out::RecordRemoved(of_person(record, e)),
         Change::PersonRetired { euid: e } => {
             Out::PersonRetired(pb::PersonRetired { euid: euid(e) })
         }
@@ -506,18 +505,8 @@ pub(crate) fn change_event_out(e: &ChangeEvent) -> pb::ChangeEvent {
                 chosen_euid: chosen,
             })
         }
-        Change::NotDuplicateAsserted { a, b } => {
-            Out::NotDuplicateAsserted(pb::NotDuplicateAsserted {
-                euid_a: euid(a),
-                euid_b: euid(b),
-            })
-        }
-        Change::NotDuplicateRetracted { a, b } => {
-            Out::NotDuplicateRetracted(pb::NotDuplicateRetracted {
-                euid_a: euid(a),
-                euid_b: euid(b),
-            })
-        }
+        Change::NotDuplicateAsserted { a, b } => Out::NotDuplicateAsserted(pair(a, b)),
+        Change::NotDuplicateRetracted { a, b } => Out::NotDuplicateRetracted(pair(a, b)),
     };
     pb::ChangeEvent {
         sequence: e.seq,

@@ -462,15 +462,17 @@ pub(crate) fn export(data: &Path) -> Vec<audit::AuditEntry> {
         .collect()
 }
 
-/// Copies a directory tree (files and folders).
+/// Copies a directory tree (files and folders; not the control socket a killed server
+/// left, which `tar` and `rsync` skip too and the next server replaces).
 pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("creating the copy");
     for entry in std::fs::read_dir(from).expect("listing") {
         let entry = entry.expect("an entry");
         let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
+        let kind = entry.file_type().expect("file type");
+        if kind.is_dir() {
             copy_dir(&entry.path(), &target);
-        } else {
+        } else if kind.is_file() {
             std::fs::copy(entry.path(), &target).expect("copying a file");
         }
     }

@@ -2,7 +2,8 @@
 //! only once durable, pruned by retention with a clear error for a consumer left behind;
 //! and `WatchChanges` through the gRPC door: replay then follow, a consumer stopped
 //! mid-stream resuming from its last sequence gets every event exactly once, a consumer
-//! ahead of the store or behind retention is told to resynchronise.
+//! ahead of the store or behind retention is told to resynchronise. The store-level tests
+//! run on both backends from `store`'s list.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +44,8 @@ fn all_events(s: &DynStore) -> Vec<ChangeEvent> {
 }
 
 /// Every kind of change, through the plans the service uses, on both backends.
-fn every_operation_publishes_its_events_in_order(s: &DynStore) {
+pub(crate) fn every_operation_publishes_its_events_in_order(s: Arc<dyn Store>) {
+    let s = &*s;
     let (k1, k2, k3) = (
         RecordKey::new("adt", "1"),
         RecordKey::new("adt", "2"),
@@ -185,7 +187,8 @@ fn every_operation_publishes_its_events_in_order(s: &DynStore) {
 }
 
 /// An event is shown once the flush after it succeeded, not when it is applied.
-fn events_are_shown_once_durable(s: &DynStore) {
+pub(crate) fn events_are_shown_once_durable(s: Arc<dyn Store>) {
+    let s = &*s;
     let mut heads = s.watch_feed();
     let mut plan = Plan::new(s, Stamp::now("tester", ""));
     plan.create_person(rec("1", "A"), LinkMethod::Created)
@@ -202,7 +205,8 @@ fn events_are_shown_once_durable(s: &DynStore) {
 
 /// Retention drops the oldest events in bounded batches; the feed then starts later, and
 /// the store stays consistent.
-fn retention_drops_the_oldest_events(s: &DynStore) {
+pub(crate) fn retention_drops_the_oldest_events(s: Arc<dyn Store>) {
+    let s = &*s;
     for i in 0..5 {
         commit(s, |p| {
             p.create_person(rec(&i.to_string(), "A"), LinkMethod::Created)
@@ -227,34 +231,6 @@ fn retention_drops_the_oldest_events(s: &DynStore) {
     assert_eq!(all_events(s)[0].seq, 6, "numbers go on after pruning");
     assert!(s.check().unwrap().is_ok());
 }
-
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod on_sled {
-            $(
-                #[test]
-                fn $name() {
-                    let dir = tempfile::tempdir().unwrap();
-                    super::$name(&empi::store::SledStore::open(dir.path()).unwrap());
-                }
-            )*
-        }
-        mod in_memory {
-            $(
-                #[test]
-                fn $name() {
-                    super::$name(&empi::store::MemoryStore::new());
-                }
-            )*
-        }
-    };
-}
-
-on_both_stores!(
-    every_operation_publishes_its_events_in_order,
-    events_are_shown_once_durable,
-    retention_drops_the_oldest_events,
-);
 
 /// A change set that fails writes no event and takes no number.
 #[test]
@@ -289,19 +265,17 @@ struct Served {
     _dir: tempfile::TempDir,
 }
 
+/// The application layer over `store`, without audit or space checks.
+fn app_over(store: Arc<dyn Store>) -> Arc<App> {
+    let linker = Linker::with_default_model();
+    let service = Service::open(store, linker, ServiceConfig::default()).unwrap();
+    Arc::new(App::new(Arc::new(service), None, None))
+}
+
 impl Served {
     async fn start() -> Served {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
-        let service = Arc::new(
-            Service::open(
-                store,
-                Linker::with_default_model(),
-                ServiceConfig::default(),
-            )
-            .unwrap(),
-        );
-        let app = Arc::new(App::new(service, None, None));
+        let app = app_over(Arc::new(SledStore::open(dir.path()).unwrap()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -476,16 +450,7 @@ async fn a_consumer_behind_retention_or_ahead_of_the_store_is_told_to_resynchron
 async fn watching_is_a_consumer_or_admin_call() {
     use empi::app::Caller;
     use empi::auth::Role;
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let service = Arc::new(
-        Service::open(
-            store,
-            Linker::with_default_model(),
-            ServiceConfig::default(),
-        )
-        .unwrap(),
-    );
-    let app = App::new(service, None, None);
+    let app = app_over(Arc::new(MemoryStore::new()));
     let who = |role| {
         Caller::new(
             Identity {
