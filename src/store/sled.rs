@@ -482,7 +482,8 @@ impl Kv for SledKv {
     }
 
     fn increment(&self, key: &'static [u8]) -> Result<u64> {
-        // The capture's gate before the meta lock, as everywhere.
+        // The meta lock, then the capture's gate (briefly, shared): the backup never holds
+        // the gate while it waits for the meta lock.
         let mut meta = self.meta.lock();
         // A malformed id counter is an error, never reset: that could reuse ids.
         let old = codec::decode_u64(meta.get(key).map(Vec::as_slice)).map_err(|_| {
