@@ -13,7 +13,7 @@
 //! needs a person's data reads it with its own credentials.
 //!
 //! # Durable before published
-//! A follower is shown events up to the *durable head* only ([`FeedHead`]): the highest
+//! A follower is shown events up to the *durable head* only (`FeedHead`): the highest
 //! number applied before the latest successful flush began. An event a consumer has seen
 //! therefore survives any crash, and a number is never shown twice with different
 //! content (after a crash, numbers applied but never flushed may be given again, to other
