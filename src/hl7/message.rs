@@ -673,7 +673,8 @@ fn unescape<'a>(
 
 fn hex_bytes(hex: &str, charset: Option<Charset>) -> Result<String, &'static str> {
     const BAD: &str = "malformed \\X escape: expected pairs of hexadecimal digits";
-    if hex.is_empty() || hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if hex.is_empty() || !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+    {
         return Err(BAD);
     }
     let bytes: Vec<u8> = (0..hex.len())
