@@ -483,3 +483,94 @@ async fn a_backup_taken_while_eight_clients_submit_restores_the_store_at_its_seq
     assert!(!out.status.success());
     assert!(Path::new(data_s).join("db").exists());
 }
+
+/// A store written by the previous release (format 1, no change feed: 300 records of the
+/// committed small set loaded by empi at commit 57d8b06, see
+/// `tests/fixtures/store-format-1.md`) is refused by this build with the command that
+/// upgrades it; `empi upgrade` keeps every record, person and history entry, the store
+/// then passes `empi check`, serves its old persons (the same record under a new key links
+/// to the person stored before the upgrade), and its change feed starts at sequence 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_written_by_the_previous_release_is_upgraded_and_serves_the_same_persons() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    crate::crash::copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-format-1"),
+        &data,
+    );
+    let d = data.to_str().unwrap();
+
+    let refused = empi(&["check", "--data", d]);
+    assert!(!refused.status.success(), "an old store opened as if new");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("format version 1"), "{said}");
+    assert!(said.contains("empi upgrade --data"), "{said}");
+
+    ok(&["upgrade", "--data", d]);
+    let report = ok(&["check", "--data", d]);
+    for (what, n) in [
+        ("records", 300),
+        ("persons active", 291),
+        ("history entries", 300),
+        ("indexed records", 300),
+    ] {
+        assert!(
+            report
+                .lines()
+                .any(|l| l.starts_with(what) && l.split_whitespace().last() == Some(&n.to_string())),
+            "{what} {n} not in:\n{report}"
+        );
+    }
+
+    let mut server = Server::start(&data, dir.path().join("serve.log"));
+    let mut client = server.ready_client(Duration::from_secs(30)).await;
+    let before = client
+        .get_record(pb::GetRecordRequest {
+            key: Some(pb::RecordKey {
+                source: "st-marys-adt".into(),
+                local_id: "MRN00100001".into(),
+            }),
+        })
+        .await
+        .expect("a record stored before the upgrade")
+        .into_inner()
+        .record
+        .expect("the record and its link");
+    // The fixture's first line, sent by another source.
+    let again = pb::PatientRecord {
+        source: "upgrade-clinic".into(),
+        local_id: "U0001".into(),
+        given_name: Some("Cynthia".into()),
+        family_name: Some("Brown".into()),
+        birth_date: Some("1970-11-30".into()),
+        sex: pb::Sex::Female as i32,
+        address: Some(pb::Address {
+            lines: vec!["923 6th Avenue".into()],
+            city: Some("Appleridge".into()),
+            state: Some("FL".into()),
+            postal_code: Some("34256".into()),
+            country: Some("US".into()),
+        }),
+        phones: vec!["4962722142".into()],
+        ..Default::default()
+    };
+    let answer = client
+        .match_or_create(pb::MatchOrCreateRequest {
+            record: Some(again),
+            actor: "ops-test".into(),
+        })
+        .await
+        .expect("match-or-create on the upgraded store")
+        .into_inner();
+    assert_eq!(answer.decision, pb::Decision::Linked as i32);
+    assert_eq!(answer.euid, before.euid);
+
+    let mut feed = client
+        .watch_changes(pb::WatchChangesRequest { after_sequence: 0 })
+        .await
+        .expect("the feed of an upgraded store")
+        .into_inner();
+    let first = feed.message().await.unwrap().expect("one event");
+    assert_eq!(first.events.first().map(|e| e.sequence), Some(1));
+    drop(server);
+}
