@@ -65,6 +65,10 @@ pub fn check_request(op: Operation, bytes: &[u8]) -> Result<(), Status> {
             decoded::<pb::GetStatsRequest>(bytes)?;
             Ok(())
         }
+        O::WatchChanges => {
+            decoded::<pb::WatchChangesRequest>(bytes)?;
+            Ok(())
+        }
     };
     checked.map_err(Status::from)
 }
