@@ -40,6 +40,11 @@ usage: cargo bench --bench loadgen -- (--addr HOST:PORT | --spawn-server DATA_DI
                           $EMPI_BIN, else the bench-profile build of `empi` that cargo
                           makes beside this bench, target/release/empi)
   --empi-bin PATH         the empi binary for --spawn-server
+  --server-arg ARG        one more argument to the spawned `empi serve` (repeatable), e.g.
+                          --server-arg=--metrics --server-arg=127.0.0.1:0
+  --follow-feed           one more client follows the change feed (WatchChanges from the
+                          feed's start: replays it, then follows) during warmup and measurement, as a downstream consumer
+                          does; reports the events it received
   --input FILE            records CSV (`empi synth` output) [synthetic-data/small/records.csv]
   --columns MAPPING       column mapping, as for `empi dedup` (default: headers named like
                           our fields)
@@ -61,6 +66,8 @@ struct Args {
     addr: Option<String>,
     spawn_server: Option<PathBuf>,
     empi_bin: Option<PathBuf>,
+    server_args: Vec<String>,
+    follow_feed: bool,
     input: PathBuf,
     columns: Option<String>,
     clients: usize,
@@ -79,6 +86,8 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>> {
         addr: None,
         spawn_server: None,
         empi_bin: None,
+        server_args: Vec::new(),
+        follow_feed: false,
         input: Path::new(env!("CARGO_MANIFEST_DIR")).join("synthetic-data/small/records.csv"),
         columns: None,
         clients: 8,
@@ -113,6 +122,8 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>> {
             "--addr" => args.addr = Some(value()?),
             "--spawn-server" => args.spawn_server = Some(PathBuf::from(value()?)),
             "--empi-bin" => args.empi_bin = Some(PathBuf::from(value()?)),
+            "--server-arg" => args.server_args.push(value()?),
+            "--follow-feed" => args.follow_feed = true,
             "--input" => args.input = PathBuf::from(value()?),
             "--columns" => args.columns = Some(value()?),
             "--clients" => args.clients = num(value()?, &flag)?,
@@ -215,6 +226,7 @@ fn spawn_server(args: &Args, data: &Path) -> Result<(ServerGuard, String)> {
         .arg(data)
         .arg("--listen")
         .arg("127.0.0.1:0")
+        .args(&args.server_args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log_file)
@@ -248,6 +260,39 @@ fn spawn_server(args: &Args, data: &Path) -> Result<(ServerGuard, String)> {
         started.elapsed().as_secs_f64()
     );
     Ok((guard, addr))
+}
+
+/// Starts a consumer that follows the change feed after sequence `after`; the count of events it
+/// has received, and its task.
+async fn follow_feed(
+    endpoint: &Endpoint,
+    after: u64,
+) -> Result<(
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let mut c = EmpiClient::new(
+        endpoint
+            .clone()
+            .timeout(Duration::from_secs(86_400))
+            .connect()
+            .await?,
+    );
+    let mut stream = c
+        .watch_changes(pb::WatchChangesRequest {
+            after_sequence: after,
+        })
+        .await
+        .context("WatchChanges")?
+        .into_inner();
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = std::sync::Arc::clone(&received);
+    let task = tokio::spawn(async move {
+        while let Ok(Some(m)) = stream.message().await {
+            count.fetch_add(m.events.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    Ok((received, task))
 }
 
 /// Connects and calls GetStats until it answers, within `limit`.
@@ -561,6 +606,11 @@ fn run(args: &Args) -> Result<bool> {
             }
         };
         let clients = connect(args.clients).await?;
+        let follower = if args.follow_feed {
+            Some(follow_feed(&endpoint, 0).await?)
+        } else {
+            None
+        };
         let mut ok = true;
         if !preload.is_empty() {
             let pc = connect(args.preload_clients.unwrap_or(2 * args.clients)).await?;
@@ -589,6 +639,15 @@ fn run(args: &Args) -> Result<bool> {
         let mut stats = EmpiClient::new(endpoint.connect().await?);
         let after = stats.get_stats(pb::GetStatsRequest {}).await?.into_inner();
         print_stats("after", &after);
+        if let Some((received, task)) = follower {
+            // Lets the consumer catch up with the last writes, then stops it.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            task.abort();
+            println!(
+                "feed      {} events received by the following consumer",
+                received.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
         anyhow::Ok(ok)
     })?;
     // Close the connections first: the server's graceful stop waits for them, and on the

@@ -31,6 +31,8 @@
 //! in `registrar.rs`.
 
 mod call;
+mod feed;
+mod metrics;
 mod ops;
 mod registrar;
 mod requests;
@@ -38,6 +40,8 @@ mod requests;
 #[cfg(test)]
 mod tests;
 
+pub use feed::{ChangeFeed, FEED_BATCH};
+pub use metrics::AppMetrics;
 pub use ops::Incoming;
 pub use requests::{
     Attribution, LinkRecord, MarkNotDuplicate, MatchQuery, MergePersons, RemoveRecord,
@@ -93,6 +97,7 @@ pub struct App {
     service: Arc<Service>,
     trail: Option<Arc<AuditLog>>,
     space: Option<Arc<Space>>,
+    metrics: AppMetrics,
 }
 
 impl App {
@@ -108,12 +113,18 @@ impl App {
             service,
             trail,
             space,
+            metrics: AppMetrics::default(),
         }
     }
 
     /// The service behind the layer.
     pub fn service(&self) -> &Arc<Service> {
         &self.service
+    }
+
+    /// The audit trail every call is audited in, if any.
+    pub fn trail(&self) -> Option<&Arc<AuditLog>> {
+        self.trail.as_ref()
     }
 
     /// Refuses a caller whose role may not call `op`, auditing the refusal, for a door
@@ -154,6 +165,7 @@ impl App {
         peer: Option<String>,
         code: Code,
     ) -> Result<()> {
+        self.metrics.call(operation, code, None);
         let outcome = match code {
             Code::Unauthenticated => AuditOutcome::Unauthenticated,
             Code::PermissionDenied => AuditOutcome::Denied,

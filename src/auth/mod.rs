@@ -8,19 +8,23 @@
 //! [`Role::allows`] is the whole table; anything not listed is denied (`PERMISSION_DENIED`),
 //! and a call without valid credentials is rejected (`UNAUTHENTICATED`).
 //!
-//! | RPC                                                    | submitter      | registrar | admin |
-//! |--------------------------------------------------------|----------------|-----------|-------|
-//! | `MatchOrCreate`                                        | own source(s)  | –         | yes   |
-//! | `Match`                                                | yes (trimmed)  | yes       | yes   |
-//! | `GetRecord`                                            | own source(s)  | yes       | yes   |
-//! | `GetPerson`                                            | –              | yes       | yes   |
-//! | `ListReviewTasks`, `GetReviewTask`, `ResolveReviewTask` | –             | yes       | yes   |
-//! | `Link`, `Unlink`, `MergePersons`, `SplitPerson`        | –              | yes       | yes   |
-//! | `MarkNotDuplicate`                                     | –              | yes       | yes   |
-//! | `RemoveRecord`                                         | –              | –         | yes   |
-//! | `GetStats`                                             | –              | –         | yes   |
-//! | `SearchPersons` (the registrar console's search)       | –              | yes       | yes   |
+//! | RPC                                                    | consumer | submitter      | registrar | admin |
+//! |--------------------------------------------------------|----------|----------------|-----------|-------|
+//! | `MatchOrCreate`                                        | –        | own source(s)  | –         | yes   |
+//! | `Match`                                                | –        | yes (trimmed)  | yes       | yes   |
+//! | `GetRecord`                                            | –        | own source(s)  | yes       | yes   |
+//! | `GetPerson`                                            | –        | –              | yes       | yes   |
+//! | `ListReviewTasks`, `GetReviewTask`, `ResolveReviewTask` | –       | –              | yes       | yes   |
+//! | `Link`, `Unlink`, `MergePersons`, `SplitPerson`        | –        | –              | yes       | yes   |
+//! | `MarkNotDuplicate`                                     | –        | –              | yes       | yes   |
+//! | `RemoveRecord`                                         | –        | –              | –         | yes   |
+//! | `GetStats`                                             | –        | –              | –         | yes   |
+//! | `WatchChanges`                                         | yes      | –              | –         | yes   |
+//! | `SearchPersons` (the registrar console's search)       | –        | –              | yes       | yes   |
 //!
+//! A consumer is a downstream system following the change feed: it sees record keys and
+//! EUIDs only, and reads nothing else (a consumer that needs a person's data gets a
+//! registrar credential of its own for that).
 //! A submitter (an interface engine) carries the source system(s) it speaks for; it may
 //! submit and read records of those sources only, and its `MatchOrCreate` / `Match` answers
 //! are trimmed to the minimum necessary (EUIDs, decisions, scores; no per-field explanation
@@ -108,6 +112,9 @@ impl fmt::Debug for Security {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// A downstream system following the change feed (`WatchChanges`): keys and EUIDs
+    /// only.
+    Consumer,
     /// An interface engine: submits and reads records of its own source(s).
     Submitter,
     /// A person resolving duplicates: review queue, person views, registrar actions.
@@ -118,11 +125,17 @@ pub enum Role {
 
 impl Role {
     /// All roles, least privileged first.
-    pub const ALL: [Role; 3] = [Role::Submitter, Role::Registrar, Role::Admin];
+    pub const ALL: [Role; 4] = [
+        Role::Consumer,
+        Role::Submitter,
+        Role::Registrar,
+        Role::Admin,
+    ];
 
-    /// The lowercase name (`submitter`, `registrar`, `admin`).
+    /// The lowercase name (`consumer`, `submitter`, `registrar`, `admin`).
     pub fn name(self) -> &'static str {
         match self {
+            Role::Consumer => "consumer",
             Role::Submitter => "submitter",
             Role::Registrar => "registrar",
             Role::Admin => "admin",
@@ -135,7 +148,11 @@ impl Role {
         use Operation as O;
         match self {
             Role::Admin => true,
-            Role::Registrar => !matches!(op, O::MatchOrCreate | O::RemoveRecord | O::GetStats),
+            Role::Consumer => op == O::WatchChanges,
+            Role::Registrar => !matches!(
+                op,
+                O::MatchOrCreate | O::RemoveRecord | O::GetStats | O::WatchChanges
+            ),
             Role::Submitter => matches!(op, O::MatchOrCreate | O::Match | O::GetRecord),
         }
     }
@@ -154,7 +171,9 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| Error::invalid("role", "expected submitter, registrar or admin"))
+            .ok_or_else(|| {
+                Error::invalid("role", "expected consumer, submitter, registrar or admin")
+            })
     }
 }
 
@@ -180,11 +199,12 @@ pub enum Operation {
     /// Find persons like a few demographics, through the matcher (the registrar console's
     /// search; no RPC of its own).
     SearchPersons,
+    WatchChanges,
 }
 
 impl Operation {
     /// Every operation.
-    pub const ALL: [Operation; 14] = [
+    pub const ALL: [Operation; 15] = [
         Operation::MatchOrCreate,
         Operation::Match,
         Operation::GetPerson,
@@ -199,6 +219,7 @@ impl Operation {
         Operation::GetReviewTask,
         Operation::ResolveReviewTask,
         Operation::GetStats,
+        Operation::WatchChanges,
     ];
 
     /// Operations of the registrar console with no RPC: outside [`Operation::ALL`], so
@@ -223,6 +244,7 @@ impl Operation {
             Operation::ResolveReviewTask => "ResolveReviewTask",
             Operation::GetStats => "GetStats",
             Operation::SearchPersons => "SearchPersons",
+            Operation::WatchChanges => "WatchChanges",
         }
     }
 
@@ -302,15 +324,21 @@ mod tests {
             allowed(Role::Submitter),
             vec![O::MatchOrCreate, O::Match, O::GetRecord]
         );
+        assert_eq!(allowed(Role::Consumer), vec![O::WatchChanges]);
         let registrar = allowed(Role::Registrar);
         assert_eq!(registrar.len(), 11);
-        for op in [O::MatchOrCreate, O::RemoveRecord, O::GetStats] {
+        for op in [
+            O::MatchOrCreate,
+            O::RemoveRecord,
+            O::GetStats,
+            O::WatchChanges,
+        ] {
             assert!(!registrar.contains(&op), "{op}");
         }
         assert_eq!(allowed(Role::Admin).len(), O::ALL.len());
         // The console's search shows persons' demographics: registrars and admins only.
         let search = |r: Role| r.allows(O::SearchPersons);
-        assert_eq!(Role::ALL.map(search), [false, true, true]);
+        assert_eq!(Role::ALL.map(search), [false, false, true, true]);
         assert_eq!(Operation::from_path("/empi.v1.Empi/SearchPersons"), None);
     }
 

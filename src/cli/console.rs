@@ -12,7 +12,6 @@ use empi::app::App;
 use empi::auth::tls::TlsFiles;
 use empi::auth::{AuthMode, Security};
 use empi::console::{Console, ConsoleConfig};
-use empi::service::Service;
 
 use super::serve::ServeArgs;
 
@@ -24,7 +23,7 @@ use super::serve::ServeArgs;
 pub async fn start(
     args: &ServeArgs,
     at: SocketAddr,
-    service: &Arc<Service>,
+    app: &Arc<App>,
     security: &Security,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<empi::Result<()>>> {
@@ -54,13 +53,8 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("console on {scheme}://{addr}");
-    let app = Arc::new(App::new(
-        Arc::clone(service),
-        security.audit.clone(),
-        security.space.clone(),
-    ));
     let console = Arc::new(Console::new(
-        app,
+        Arc::clone(app),
         security.auth.clone(),
         &ConsoleConfig::default(),
         tls.is_some(),

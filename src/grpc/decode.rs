@@ -67,6 +67,10 @@ pub fn check_request(op: Operation, bytes: &[u8]) -> Result<(), Status> {
         }
         // The console's own operation: no gRPC request to check.
         O::SearchPersons => Err(Error::invalid("method", "not a gRPC method")),
+        O::WatchChanges => {
+            decoded::<pb::WatchChangesRequest>(bytes)?;
+            Ok(())
+        }
     };
     checked.map_err(Status::from)
 }

@@ -80,6 +80,7 @@ mod views;
 mod worklist;
 
 pub use matching::MAX_MATCH_CANDIDATES;
+pub use rss::resident_bytes;
 pub use startup::IndexStats;
 pub use types::{
     CandidateView, ComparisonView, GoldenView, MatchPreview, MatchResult, Merged, Pending,
@@ -265,6 +266,11 @@ impl Service {
     /// What building the index on open found.
     pub fn index_stats(&self) -> IndexStats {
         self.index_stats
+    }
+
+    /// Records in the live index now (0 if an earlier panic poisoned it).
+    pub fn indexed_records(&self) -> usize {
+        self.read_index().map_or(0, |i| i.len())
     }
 
     /// The model's id, reported as the model version.

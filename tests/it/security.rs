@@ -276,6 +276,12 @@ async fn call(c: &mut Client, op: Operation, euid: &str) -> Code {
         Operation::GetStats => code(c.get_stats(pb::GetStatsRequest {}).await.map(drop)),
         // The console's own operation has no RPC (Operation::ALL leaves it out).
         Operation::SearchPersons => Code::Unimplemented,
+        // Answered once the stream is open; dropping it closes the call.
+        Operation::WatchChanges => code(
+            c.watch_changes(pb::WatchChangesRequest { after_sequence: 0 })
+                .await
+                .map(drop),
+        ),
     }
 }
 
@@ -293,7 +299,12 @@ async fn each_role_gets_exactly_its_calls_and_every_call_is_audited() {
     let server = TlsServer::start(&pki, data).await;
 
     // One stored record and its EUID, so the allowed calls have something to act on.
-    let mut admin = connect(&pki, server.port, Some(&tokens_by_role[2].1), false).await;
+    let admin_token = &tokens_by_role
+        .iter()
+        .find(|(r, _)| *r == Role::Admin)
+        .unwrap()
+        .1;
+    let mut admin = connect(&pki, server.port, Some(admin_token), false).await;
     let created = admin
         .match_or_create(pb::MatchOrCreateRequest {
             record: Some(rec("st-marys-adt", "MRN1")),
@@ -626,6 +637,10 @@ async fn a_full_flow_at_trace_level_logs_no_patient_data() {
             "127.0.0.1:0",
             "--console",
             "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--metrics",
+            "127.0.0.1:0",
             "--tls-cert",
         ])
         .arg(&tls.cert)
@@ -638,18 +653,23 @@ async fn a_full_flow_at_trace_level_logs_no_patient_data() {
         .spawn()
         .expect("spawns empi serve");
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut port_of = |want: &str| -> u16 {
+    let mut after = |want: &str| -> String {
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
-        assert!(line.starts_with(want), "unexpected line {line:?}");
         line.trim()
-            .rsplit(':')
+            .strip_prefix(want)
+            .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+            .to_string()
+    };
+    let port_in = |at: String| -> u16 {
+        at.rsplit(':')
             .next()
             .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+            .unwrap_or_else(|| panic!("no port in {at:?}"))
     };
-    let port = port_of("listening on");
-    let console_port = port_of("console on https://");
+    let port = port_in(after("listening on "));
+    let metrics_at = after("metrics on ");
+    let console_port = port_in(after("console on https://"));
 
     let mut sub = connect(&pki, port, Some(submitter), false).await;
     let mut reg = connect(&pki, port, Some(registrar), false).await;
@@ -722,6 +742,27 @@ async fn a_full_flow_at_trace_level_logs_no_patient_data() {
         .unwrap();
     let _ = ops.get_stats(pb::GetStatsRequest {}).await.unwrap();
     let console_urls = console_flow(console_port, &pki.ca, registrar, &euids).await;
+    // The change feed: keys and EUIDs only.
+    let mut feed = ops
+        .watch_changes(pb::WatchChangesRequest { after_sequence: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let events = format!("{:?}", feed.message().await.unwrap().unwrap()).to_lowercase();
+    drop(feed);
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&metrics_at).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    };
+    assert!(metrics.contains("empi_calls_total"), "{metrics}");
 
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -741,9 +782,19 @@ async fn a_full_flow_at_trace_level_logs_no_patient_data() {
         "the server logged at TRACE ({} bytes)",
         log.len()
     );
+    assert!(
+        log.lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "every log line is a JSON object"
+    );
     let lower = log.to_lowercase();
     for phi in PHI {
         assert!(!mentions(&lower, phi), "{phi} appears in the log");
+        assert!(!mentions(&events, phi), "{phi} appears in the change feed");
+        assert!(
+            !mentions(&metrics.to_lowercase(), phi),
+            "{phi} appears in the metrics"
+        );
     }
     for token in [submitter, registrar, admin] {
         assert!(!log.contains(&token[5..]), "a token appears in the log");
