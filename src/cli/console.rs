@@ -59,6 +59,14 @@ pub async fn start(
         &ConsoleConfig::default(),
         tls.is_some(),
     ));
+    // The worklist's summary of open tasks is built now, beside the first requests, so no
+    // registrar waits for it (seconds at 100,000 open tasks); writes go on meanwhile.
+    let service = Arc::clone(app.service());
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = service.warm_worklist() {
+            tracing::warn!(error = %e, "worklist summary not built at start; built on first use");
+        }
+    });
     let shutdown = async move {
         let _ = stopped.wait_for(|stop| *stop).await;
     };

@@ -3,15 +3,17 @@
 //!
 //! The open tasks are summarised in memory ([`OpenTasks`]): one small row per task (id,
 //! creation time, record key, best score, reason, candidate count), built from the store
-//! the first time a worklist is asked for and kept in step by every change set the service
-//! applies (a task written open is added, one written resolved or superseded is dropped),
-//! under the same lock as the index, so it never lags the store. A page then costs one pass
+//! the first time it is asked for ([`Service::warm_worklist`] at the console's start) and
+//! kept in step by every change set the service applies (a task written open is added, one
+//! written resolved or superseded is dropped), under the same lock as the index, so it
+//! never lags the store. Building scans the store without holding up writes: change sets
+//! applied meanwhile are kept aside and replayed over the scan, newest last. A page then costs one pass
 //! over the rows in memory instead of a store scan that decodes every task: at 100,000
 //! open tasks about a millisecond (BENCHMARKS.md). Resolved tasks are not kept; listing them
 //! scans the store (an occasional look back, not the daily queue).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use serde::Deserialize;
 
@@ -340,21 +342,59 @@ impl Rows {
     }
 }
 
-/// The service's summary of open tasks; `None` until first asked for.
+/// Where the summary of open tasks stands.
 #[derive(Debug, Default)]
-pub(super) struct OpenTasks(RwLock<Option<Rows>>);
+enum Summary {
+    /// Not built: nothing is kept.
+    #[default]
+    Cold,
+    /// Being built from a store scan: the tasks written meanwhile, in the order applied.
+    Building(Vec<ReviewTask>),
+    /// Built and kept in step.
+    Ready(Rows),
+}
+
+/// The service's summary of open tasks.
+#[derive(Debug, Default)]
+pub(super) struct OpenTasks {
+    summary: RwLock<Summary>,
+    /// Held by the one thread building the summary.
+    building: Mutex<()>,
+}
 
 impl OpenTasks {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Summary> {
+        // Plain values replaced whole; a poisoned lock still holds a valid one.
+        self.summary.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Summary> {
+        self.summary.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Keeps the summary in step with a change set just applied (called under the index
-    /// lock, in the order the store applied the change sets). Nothing to do before the
-    /// summary is built.
+    /// lock, in the order the store applied the change sets).
     pub(super) fn apply(&self, ops: &[Op]) {
-        let mut guard = self.0.write().unwrap_or_else(|p| p.into_inner());
-        let Some(rows) = guard.as_mut() else { return };
-        for op in ops {
-            if let Op::PutTask(task) = op {
-                rows.put(task);
-            }
+        let tasks = ops.iter().filter_map(|op| match op {
+            Op::PutTask(task) => Some(task),
+            _ => None,
+        });
+        match &mut *self.write() {
+            Summary::Cold => {}
+            Summary::Building(written) => written.extend(tasks.cloned()),
+            Summary::Ready(rows) => tasks.for_each(|t| rows.put(t)),
+        }
+    }
+}
+
+/// The built summary behind a read guard.
+pub(super) struct ReadyRows<'a>(RwLockReadGuard<'a, Summary>);
+
+impl ReadyRows<'_> {
+    fn rows(&self) -> Option<&Rows> {
+        match &*self.0 {
+            Summary::Ready(rows) => Some(rows),
+            _ => None,
         }
     }
 }
@@ -410,18 +450,58 @@ fn page_of(
 }
 
 impl Service {
-    /// The summary of open tasks, built from the store on first use. Building holds the
-    /// index lock for writing, so no change set is applied meanwhile: afterwards every
-    /// change set applied updates it ([`OpenTasks::apply`]).
-    fn open_tasks(&self) -> Result<RwLockReadGuard<'_, Option<Rows>>> {
-        {
-            let rows = self.open_tasks.0.read().unwrap_or_else(|p| p.into_inner());
-            if rows.is_some() {
-                return Ok(rows);
-            }
+    /// Builds the summary of open tasks now if it is not built yet, so the first worklist
+    /// need not wait for it (it takes seconds at 100,000 open tasks).
+    ///
+    /// # Errors
+    /// Store errors while scanning.
+    pub fn warm_worklist(&self) -> Result<()> {
+        self.open_tasks().map(drop)
+    }
+
+    /// The summary of open tasks, built from the store on first use. Writes go on while it
+    /// is built: from the moment the scan starts, the tasks they write are kept aside
+    /// ([`OpenTasks::apply`]) and replayed over the scan in the order applied, so a task
+    /// ends as its latest write left it.
+    fn open_tasks(&self) -> Result<ReadyRows<'_>> {
+        let open = &self.open_tasks;
+        let ready = ReadyRows(open.read());
+        if ready.rows().is_some() {
+            return Ok(ready);
         }
-        let index = self.write_index()?;
+        drop(ready);
+        let _one = open.building.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(*open.read(), Summary::Ready(_)) {
+            return Ok(ReadyRows(open.read()));
+        }
+        let started = std::time::Instant::now();
+        *open.write() = Summary::Building(Vec::new());
         let mut built = Rows::default();
+        let scanned = self.scan_open_tasks(&mut built);
+        let mut summary = open.write();
+        match (scanned, std::mem::take(&mut *summary)) {
+            (Ok(()), Summary::Building(written)) => {
+                for task in &written {
+                    built.put(task);
+                }
+                tracing::info!(
+                    open_tasks = built.rows.len(),
+                    written_meanwhile = written.len(),
+                    secs = started.elapsed().as_secs_f64(),
+                    "worklist summary built"
+                );
+                *summary = Summary::Ready(built);
+            }
+            (Err(e), _) => return Err(e),
+            // Only this thread, holding `building`, leaves the Building state.
+            (Ok(()), other) => *summary = other,
+        }
+        drop(summary);
+        Ok(ReadyRows(open.read()))
+    }
+
+    /// Every open task in the store into `rows`.
+    fn scan_open_tasks(&self, rows: &mut Rows) -> Result<()> {
         let mut after = None;
         loop {
             let page = self.store.list_tasks(&TaskQuery {
@@ -431,17 +511,13 @@ impl Service {
                 ..TaskQuery::default()
             })?;
             for task in &page.tasks {
-                built.put(task);
+                rows.put(task);
             }
             match page.next {
                 Some(next) => after = Some(next),
-                None => break,
+                None => return Ok(()),
             }
         }
-        tracing::info!(open_tasks = built.rows.len(), "worklist summary built");
-        *self.open_tasks.0.write().unwrap_or_else(|p| p.into_inner()) = Some(built);
-        drop(index);
-        Ok(self.open_tasks.0.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The open tasks just before and just after `id` in the queue (oldest first), whether
@@ -452,7 +528,7 @@ impl Service {
     pub fn open_neighbours(&self, id: TaskId) -> Result<(Option<TaskId>, Option<TaskId>)> {
         use std::ops::Bound::{Excluded, Unbounded};
         let guard = self.open_tasks()?;
-        let Some(open) = guard.as_ref() else {
+        let Some(open) = guard.rows() else {
             return Ok((None, None));
         };
         let prev = open.rows.range(..id).next_back().map(|(k, _)| *k);
@@ -476,7 +552,7 @@ impl Service {
         }
         .effective_page_size();
         let guard = self.open_tasks()?;
-        let Some(open) = guard.as_ref() else {
+        let Some(open) = guard.rows() else {
             return Ok(Worklist::default());
         };
         let mut by_age = [0u64; 4];
