@@ -54,6 +54,9 @@
 //!   mapping, `serve(listener, service, shutdown)` with health (kept honest about disk,
 //!   trail and store) and reflection, and `check_request`, the decoding and validation
 //!   path alone for fuzzing.
+//! - [`console`]: the registrar console, an HTTP door: server-rendered pages for the
+//!   review queue, persons and search, sessions exchanged for a registrar's token, CSRF
+//!   tokens, strict headers; each page or action one call into [`app`].
 #![warn(missing_docs)]
 
 pub mod app;
@@ -62,6 +65,7 @@ pub mod batch;
 pub mod blocking;
 mod census;
 pub mod compare;
+pub mod console;
 pub mod error;
 pub mod eval;
 pub mod fhir;

@@ -50,7 +50,7 @@ pub enum Decision {
 }
 
 /// Why a verdict went to review rather than linking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReviewReason {
     /// The evidence against a stranger lies between the thresholds.

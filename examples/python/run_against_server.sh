@@ -38,22 +38,9 @@ if [ ! -x "$bin" ]; then
     exit 2
 fi
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/empi-pyexample.XXXXXX")
-server_pid=""
-cleanup() {
-    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        # Graceful shutdown first; SIGKILL if it takes more than 10 s.
-        for _ in $(seq 100); do
-            kill -0 "$server_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=../../tests/lib/server.sh
+. "$root/tests/lib/server.sh"
+with_workdir empi-pyexample
 trap 'exit 130' INT TERM
 
 # Port 0: the server binds a free loopback port and prints `listening on ADDR` on stdout.

@@ -26,12 +26,15 @@
 //! line ([`Caller::peer`]), converts its request into the domain request, calls the one
 //! method of [`App`] for the operation, and converts the answer back. Refusals that happen
 //! at the door, before a request reaches this layer (no valid credentials, an undecodable
-//! or oversized message), are audited through [`App::refused`].
+//! or oversized message), are audited through [`App::refused`]. Reads that a registrar's screens
+//! need in one call (the worklist, a task with its records, a search, a merge preview) are
+//! in `registrar.rs`.
 
 mod call;
 mod feed;
 mod metrics;
 mod ops;
+mod registrar;
 mod requests;
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 //! | `RemoveRecord`                                         | –        | –              | –         | yes   |
 //! | `GetStats`                                             | –        | –              | –         | yes   |
 //! | `WatchChanges`                                         | yes      | –              | –         | yes   |
+//! | `SearchPersons` (the registrar console's search)       | –        | –              | yes       | yes   |
 //!
 //! A consumer is a downstream system following the change feed: it sees record keys and
 //! EUIDs only, and reads nothing else (a consumer that needs a person's data gets a
@@ -176,7 +177,8 @@ impl FromStr for Role {
     }
 }
 
-/// The RPCs of `empi.v1.Empi`, as the permission table and the audit trail name them.
+/// The RPCs of `empi.v1.Empi` and the console's own operations ([`Operation::CONSOLE`]), as the
+/// permission table and the audit trail name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[allow(missing_docs)] // the variants are the RPC names
 pub enum Operation {
@@ -194,6 +196,9 @@ pub enum Operation {
     GetReviewTask,
     ResolveReviewTask,
     GetStats,
+    /// Find persons like a few demographics, through the matcher (the registrar console's
+    /// search; no RPC of its own).
+    SearchPersons,
     WatchChanges,
 }
 
@@ -217,6 +222,10 @@ impl Operation {
         Operation::WatchChanges,
     ];
 
+    /// Operations of the registrar console with no RPC: outside [`Operation::ALL`], so
+    /// [`Operation::from_path`] never names one.
+    pub const CONSOLE: [Operation; 1] = [Operation::SearchPersons];
+
     /// The RPC method name, e.g. `MatchOrCreate`.
     pub fn name(self) -> &'static str {
         match self {
@@ -234,6 +243,7 @@ impl Operation {
             Operation::GetReviewTask => "GetReviewTask",
             Operation::ResolveReviewTask => "ResolveReviewTask",
             Operation::GetStats => "GetStats",
+            Operation::SearchPersons => "SearchPersons",
             Operation::WatchChanges => "WatchChanges",
         }
     }
@@ -326,6 +336,10 @@ mod tests {
             assert!(!registrar.contains(&op), "{op}");
         }
         assert_eq!(allowed(Role::Admin).len(), O::ALL.len());
+        // The console's search shows persons' demographics: registrars and admins only.
+        let search = |r: Role| r.allows(O::SearchPersons);
+        assert_eq!(Role::ALL.map(search), [false, false, true, true]);
+        assert_eq!(Operation::from_path("/empi.v1.Empi/SearchPersons"), None);
     }
 
     #[test]

@@ -372,6 +372,18 @@ impl Credentials {
         self.lookup(|a| a.by_cert.get(&h).cloned())
     }
 
+    /// The identity of the active credential named `name`, `None` once it is revoked: a
+    /// console session made from a token ends when the token is revoked.
+    pub fn active_named(&self, name: &str) -> Option<Identity> {
+        self.lookup(|a| {
+            a.by_token
+                .values()
+                .chain(a.by_cert.values())
+                .find(|i| i.name == name)
+                .cloned()
+        })
+    }
+
     /// Number of active (not revoked) credentials.
     pub fn active_count(&self) -> usize {
         self.counted(|a| a.by_token.len() + a.by_cert.len())
@@ -418,8 +430,13 @@ mod tests {
         assert_ne!(admin, token);
         assert_eq!(creds.active_count(), 2);
 
+        assert_eq!(
+            creds.active_named("adt").map(|i| i.role),
+            Some(Role::Submitter)
+        );
         revoke(dir.path(), "adt").unwrap();
         assert_eq!(creds.authenticate_token(&token), None);
+        assert_eq!(creds.active_named("adt"), None);
         assert_eq!((creds.active_count(), creds.listed_count()), (1, 2));
         assert!(creds.authenticate_token(&admin).is_some());
         assert!(matches!(revoke(dir.path(), "adt"), Err(Error::Conflict(_))));

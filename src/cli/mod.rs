@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod backup;
 pub mod check;
+pub mod console;
 pub mod data;
 pub mod dedup;
 pub mod eval;

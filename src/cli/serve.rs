@@ -1,5 +1,6 @@
-//! `empi serve`: opens (or creates) the store, rebuilds the index, serves gRPC until Ctrl-C
-//! or SIGTERM, then finishes the requests in flight.
+//! `empi serve`: opens (or creates) the store, rebuilds the index, serves gRPC (and the
+//! registrar console with `--console`) until Ctrl-C or SIGTERM, then finishes the requests
+//! in flight.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +28,10 @@ pub struct ServeArgs {
     /// TLS, authentication and request limits.
     #[command(flatten)]
     pub security: super::security::SecurityArgs,
+    /// Also serve the registrar console (HTML) on this address, with the same TLS and
+    /// credentials as gRPC (off unless given; port 0 picks a free port, printed on stdout).
+    #[arg(long)]
+    pub console: Option<SocketAddr>,
     /// Operations listener serving Prometheus metrics at `/metrics`, e.g. 127.0.0.1:9090
     /// (port 0 picks a free port; `metrics on ADDR` is printed on stdout). Plaintext and
     /// unauthenticated, like health checks: bind it where only monitoring reaches.
@@ -82,7 +87,19 @@ async fn run(args: &ServeArgs) -> Result<()> {
     let addr = listener.local_addr()?;
     println!("listening on {addr}");
     let ops = super::ops::Operations::start(args, &app, store).await?;
-    empi::grpc::serve_app(listener, Arc::clone(&app), security, shutdown_signal()).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let console = match args.console {
+        Some(at) => Some(super::console::start(args, at, &app, &security, stopped).await?),
+        None => None,
+    };
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    };
+    empi::grpc::serve_app(listener, Arc::clone(&app), security, shutdown).await?;
+    if let Some(console) = console {
+        console.await??;
+    }
     ops.stop().await;
     drop(app);
     // Every acknowledged write is durable already; this covers anything applied but not

@@ -76,6 +76,8 @@ pub mod snapshot;
 pub mod stamp;
 mod startup;
 mod types;
+mod views;
+mod worklist;
 
 pub use matching::MAX_MATCH_CANDIDATES;
 pub use rss::resident_bytes;
@@ -83,6 +85,10 @@ pub use startup::IndexStats;
 pub use types::{
     CandidateView, ComparisonView, GoldenView, MatchPreview, MatchResult, Merged, Pending,
     PersonView, ServiceCheck, ServiceStats, Split, TaskView,
+};
+pub use views::{CandidateDetail, MergePreview, PersonHit, TaskDetail, MAX_SEARCH_HITS};
+pub use worklist::{
+    AgeBand, TaskReason, Worklist, WorklistQuery, WorklistRow, WorklistSort, WorklistStatus,
 };
 
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -179,6 +185,8 @@ pub struct Service {
     /// Rules out hopeless candidates before full scoring ([`Linker::decide_bounded`]);
     /// `None` when it failed its self-check on the stored records at start.
     bound: Option<WeightBound>,
+    /// The open review tasks summarised for the worklist, kept in step with the store.
+    open_tasks: worklist::OpenTasks,
 }
 
 /// Stored records (with up to 20 candidates each) the weight bound checks itself on at
@@ -221,6 +229,7 @@ impl Service {
             last_ticket: Mutex::new(Ticket::default()),
             index_stats,
             training,
+            open_tasks: worklist::OpenTasks::default(),
         })
     }
 
@@ -289,6 +298,7 @@ impl Service {
         let mut index = self.write_index()?;
         let ticket = self.store.apply(changes)?;
         index.apply(changes, fresh, |r| self.prepare(r));
+        self.open_tasks.apply(changes.ops());
         drop(index);
         let mut last = self.last_ticket.lock().unwrap_or_else(|p| p.into_inner());
         *last = (*last).max(ticket);

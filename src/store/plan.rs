@@ -248,12 +248,20 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
             .task(id)?
             .cloned()
             .ok_or_else(|| Error::not_found("review task", id))?;
-        if !task.is_open() {
-            return Err(Error::Conflict(format!(
-                "review task {id} is already resolved"
-            )));
+        match &task.status {
+            TaskStatus::Open => Ok(task),
+            // Who and when, so the second of two registrars on one task knows what happened
+            // (an actor is a credential's name, never patient data).
+            TaskStatus::Resolved(r) => Err(Error::Conflict(format!(
+                "review task {id} is already resolved by {} at {}",
+                if r.action == ResolutionAction::Superseded {
+                    "the system (its record changed)"
+                } else {
+                    r.actor.as_str()
+                },
+                crate::time::format_rfc3339(r.at.0)
+            ))),
         }
-        Ok(task)
     }
 
     fn existing_record(&mut self, key: &RecordKey) -> Result<StoredRecord> {

@@ -2,6 +2,7 @@
 
 mod batch;
 mod cli;
+mod console;
 mod crash;
 mod exports;
 mod faults;

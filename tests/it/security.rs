@@ -274,6 +274,8 @@ async fn call(c: &mut Client, op: Operation, euid: &str) -> Code {
             .map(drop),
         ),
         Operation::GetStats => code(c.get_stats(pb::GetStatsRequest {}).await.map(drop)),
+        // The console's own operation has no RPC (Operation::ALL leaves it out).
+        Operation::SearchPersons => Code::Unimplemented,
         // Answered once the stream is open; dropping it closes the call.
         Operation::WatchChanges => code(
             c.watch_changes(pb::WatchChangesRequest { after_sequence: 0 })
@@ -633,6 +635,8 @@ async fn a_full_flow_at_trace_level_logs_no_patient_data() {
             "store",
             "--listen",
             "127.0.0.1:0",
+            "--console",
+            "127.0.0.1:0",
             "--log-format",
             "json",
             "--metrics",
@@ -648,22 +652,24 @@ async fn a_full_flow_at_trace_level_logs_no_patient_data() {
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .expect("spawns empi serve");
-    let mut line = String::new();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    stdout.read_line(&mut line).unwrap();
-    let mut metrics_line = String::new();
-    stdout.read_line(&mut metrics_line).unwrap();
-    let metrics_at = metrics_line
-        .trim()
-        .strip_prefix("metrics on ")
-        .unwrap_or_else(|| panic!("unexpected second line {metrics_line:?}"))
-        .to_string();
-    let port: u16 = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let mut after = |want: &str| -> String {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        line.trim()
+            .strip_prefix(want)
+            .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+            .to_string()
+    };
+    let port_in = |at: String| -> u16 {
+        at.rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {at:?}"))
+    };
+    let port = port_in(after("listening on "));
+    let metrics_at = after("metrics on ");
+    let console_port = port_in(after("console on https://"));
 
     let mut sub = connect(&pki, port, Some(submitter), false).await;
     let mut reg = connect(&pki, port, Some(registrar), false).await;
@@ -735,6 +741,7 @@ async fn a_full_flow_at_trace_level_logs_no_patient_data() {
         .await
         .unwrap();
     let _ = ops.get_stats(pb::GetStatsRequest {}).await.unwrap();
+    let console_urls = console_flow(console_port, &pki.ca, registrar, &euids).await;
     // The change feed: keys and EUIDs only.
     let mut feed = ops
         .watch_changes(pb::WatchChangesRequest { after_sequence: 0 })
@@ -792,12 +799,77 @@ async fn a_full_flow_at_trace_level_logs_no_patient_data() {
     for token in [submitter, registrar, admin] {
         assert!(!log.contains(&token[5..]), "a token appears in the log");
     }
+    for url in &console_urls {
+        let url = url.to_lowercase();
+        for phi in PHI {
+            assert!(
+                !mentions(&url, phi),
+                "{phi} appears in console address {url}"
+            );
+        }
+    }
     let audit = empi_cli(&["audit", "--data", "store"], dir.path());
     assert!(audit.lines().count() >= 10, "{audit}");
     let lower = audit.to_lowercase();
     for phi in PHI {
         assert!(!mentions(&lower, phi), "{phi} appears in the audit");
     }
+}
+
+/// The registrar console over TLS, as a registrar: sign in, the worklist, every task and
+/// person page, a search posting patient values, a resolution; the addresses requested.
+async fn console_flow(port: u16, ca: &str, token: &str, euids: &[String]) -> Vec<String> {
+    let mut b = crate::console::Browser::tls(port, ca);
+    let signed_in = b.sign_in(token).await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    assert!(
+        b.set_cookies
+            .iter()
+            .any(|c| c.starts_with("empi_session=") && c.ends_with("Secure")),
+        "the session cookie is Secure under TLS: {:?}",
+        b.set_cookies
+    );
+    let list = b.get("/worklist").await;
+    assert_eq!(list.status, 200);
+    let mut tasks: Vec<String> = list
+        .body
+        .match_indices("href=\"/tasks/")
+        .map(|(at, _)| list.body[at + 13..at + 22].to_string())
+        .collect();
+    tasks.dedup();
+    assert!(!tasks.is_empty(), "the flow opened a review task");
+    for t in &tasks {
+        assert_eq!(b.get(&format!("/tasks/{t}")).await.status, 200);
+    }
+    for e in euids {
+        assert_eq!(b.get(&format!("/persons/{e}")).await.status, 200);
+    }
+    let csrf = list.csrf();
+    let found = b
+        .post(
+            "/search",
+            &[
+                ("csrf", &csrf),
+                ("given_name", "Zephyrina"),
+                ("family_name", "Quilfeather"),
+                ("birth_date", "1958-03-17"),
+                ("phone", "413-555-0177"),
+            ],
+        )
+        .await;
+    assert_eq!(found.status, 200);
+    let bad = b
+        .post("/search", &[("csrf", &csrf), ("birth_date", "1958-13-45")])
+        .await;
+    assert_eq!(bad.status, 400);
+    let resolved = b
+        .post(
+            &format!("/tasks/{}/resolve", tasks[0]),
+            &[("csrf", &csrf), ("action", "keep_separate")],
+        )
+        .await;
+    assert_eq!(resolved.status, 303);
+    b.visited
 }
 
 #[tokio::test]
