@@ -53,6 +53,12 @@ usage: cargo bench --bench loadgen -- (--addr HOST:PORT | --spawn-server DATA_DI
                           assigning authority is the record's source) and count the
                           acknowledgements (AA; AE/AR are errors) instead of decisions
   --hl7-addr HOST:PORT    the HL7 listener of the server given by --addr, with --mllp
+  --server-arg ARG        one more argument to the spawned `empi serve` (repeatable), e.g.
+                          --server-arg=--metrics --server-arg=127.0.0.1:0
+  --follow-feed           one more client follows the change feed (WatchChanges from the
+                          feed's start: replays it, then follows) during warmup and
+                          measurement, as a downstream consumer does; reports the events
+                          it received
   --input FILE            records CSV (`empi synth` output) [synthetic-data/small/records.csv]
   --columns MAPPING       column mapping, as for `empi dedup` (default: headers named like
                           our fields)
@@ -76,6 +82,8 @@ struct Args {
     empi_bin: Option<PathBuf>,
     mllp: bool,
     hl7_addr: Option<String>,
+    server_args: Vec<String>,
+    follow_feed: bool,
     input: PathBuf,
     columns: Option<String>,
     clients: usize,
@@ -96,6 +104,8 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>> {
         empi_bin: None,
         mllp: false,
         hl7_addr: None,
+        server_args: Vec::new(),
+        follow_feed: false,
         input: Path::new(env!("CARGO_MANIFEST_DIR")).join("synthetic-data/small/records.csv"),
         columns: None,
         clients: 8,
@@ -132,6 +142,8 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>> {
             "--empi-bin" => args.empi_bin = Some(PathBuf::from(value()?)),
             "--mllp" => args.mllp = true,
             "--hl7-addr" => args.hl7_addr = Some(value()?),
+            "--server-arg" => args.server_args.push(value()?),
+            "--follow-feed" => args.follow_feed = true,
             "--input" => args.input = PathBuf::from(value()?),
             "--columns" => args.columns = Some(value()?),
             "--clients" => args.clients = num(value()?, &flag)?,
@@ -243,6 +255,7 @@ fn spawn_server(args: &Args, data: &Path) -> Result<(ServerGuard, String, Option
         } else {
             &[]
         })
+        .args(&args.server_args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log_file)
@@ -285,6 +298,39 @@ fn spawn_server(args: &Args, data: &Path) -> Result<(ServerGuard, String, Option
         started.elapsed().as_secs_f64()
     );
     Ok((guard, addr, hl7))
+}
+
+/// Starts a consumer that follows the change feed after sequence `after`; the count of events it
+/// has received, and its task.
+async fn follow_feed(
+    endpoint: &Endpoint,
+    after: u64,
+) -> Result<(
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let mut c = EmpiClient::new(
+        endpoint
+            .clone()
+            .timeout(Duration::from_secs(86_400))
+            .connect()
+            .await?,
+    );
+    let mut stream = c
+        .watch_changes(pb::WatchChangesRequest {
+            after_sequence: after,
+        })
+        .await
+        .context("WatchChanges")?
+        .into_inner();
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = std::sync::Arc::clone(&received);
+    let task = tokio::spawn(async move {
+        while let Ok(Some(m)) = stream.message().await {
+            count.fetch_add(m.events.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    Ok((received, task))
 }
 
 /// Connects and calls GetStats until it answers, within `limit`.
@@ -816,6 +862,11 @@ fn run(args: &Args) -> Result<bool> {
             Load::Grpc(_) => connect(args.clients).await?,
             Load::Mllp { .. } => Vec::new(),
         };
+        let follower = if args.follow_feed {
+            Some(follow_feed(&endpoint, 0).await?)
+        } else {
+            None
+        };
         let mut ok = true;
         if !preload.is_empty() {
             let k = args.preload_clients.unwrap_or(2 * args.clients);
@@ -855,6 +906,15 @@ fn run(args: &Args) -> Result<bool> {
         let mut stats = EmpiClient::new(endpoint.connect().await?);
         let after = stats.get_stats(pb::GetStatsRequest {}).await?.into_inner();
         print_stats("after", &after);
+        if let Some((received, task)) = follower {
+            // Lets the consumer catch up with the last writes, then stops it.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            task.abort();
+            println!(
+                "feed      {} events received by the following consumer",
+                received.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
         anyhow::Ok(ok)
     })?;
     // Close the connections first: the server's graceful stop waits for them, and on the

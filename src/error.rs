@@ -52,6 +52,16 @@ pub enum Error {
     /// The storage engine failed; retrying may help.
     #[error("storage: {0}")]
     Storage(String),
+    /// A change feed consumer asked to resume where the feed cannot continue: the events
+    /// after its position were pruned by retention, or it is ahead of the store (which was
+    /// restored from an earlier backup). It must take a fresh copy, then watch from the
+    /// feed's head.
+    #[error("resynchronise: {0}")]
+    Resync(String),
+    /// The store's format is not this build's: an operator upgrades an older one (the
+    /// message names the command) or uses a newer empi for a newer one.
+    #[error("{0}")]
+    Incompatible(String),
     /// Stored data violates an invariant; an operator must look.
     #[error("corrupt store: {0}")]
     Corrupt(String),
@@ -165,6 +175,8 @@ impl Error {
     /// | `Denied`         | `PERMISSION_DENIED`   | use a credential that may       |
     /// | `NoSpace`        | `RESOURCE_EXHAUSTED`  | retry once space is freed       |
     /// | `Storage`        | `UNAVAILABLE`         | retry later                     |
+    /// | `Resync`         | `OUT_OF_RANGE`        | take a fresh copy, watch anew   |
+    /// | `Incompatible`   | `FAILED_PRECONDITION` | upgrade the store, or empi      |
     /// | `Corrupt`        | `DATA_LOSS`           | call an operator                |
     /// | `Io`, `Model`, `Internal` | `INTERNAL`   | call an operator                |
     pub fn code(&self) -> Code {
@@ -176,6 +188,8 @@ impl Error {
             Error::Denied(_) => Code::PermissionDenied,
             Error::NoSpace(_) => Code::ResourceExhausted,
             Error::Storage(_) => Code::Unavailable,
+            Error::Resync(_) => Code::OutOfRange,
+            Error::Incompatible(_) => Code::FailedPrecondition,
             Error::Corrupt(_) => Code::DataLoss,
             Error::Io { .. } | Error::Model(_) | Error::Internal(_) => Code::Internal,
         }
@@ -254,6 +268,11 @@ mod tests {
             Code::ResourceExhausted
         );
         assert_eq!(Error::Storage("disk".into()).code(), Code::Unavailable);
+        assert_eq!(Error::Resync("pruned".into()).code(), Code::OutOfRange);
+        assert_eq!(
+            Error::Incompatible("format".into()).code(),
+            Code::FailedPrecondition
+        );
         assert_eq!(Error::Corrupt("bad".into()).code(), Code::DataLoss);
         assert_eq!(Error::Internal("bug".into()).code(), Code::Internal);
         for (n, code) in Code::ALL.into_iter().enumerate() {

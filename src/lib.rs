@@ -13,6 +13,7 @@
 //! - [`record`]: the domain types (a source record, its key, partial dates).
 //! - [`time`]: UTC timestamps and civil dates without a date-time dependency.
 //! - [`progress`]: progress bars of long runs on stderr, the one place they are drawn.
+//! - [`metrics`]: counters and latency histograms as atomics, and their Prometheus text.
 //! - `census` (crate-private): the shipped census name-frequency lists and their parser,
 //!   read by the default model's term frequencies and by the generator.
 //! - [`compare`]: comparators: string, phonetic, nickname, date, identifier.
@@ -36,7 +37,8 @@
 //! - [`synth`]: the deterministic synthetic population generator.
 //! - [`eval`]: quality measures against ground truth.
 //! - [`store`]: persistence behind a trait (sled, in-memory): records, persons, review
-//!   tasks, history; atomic change sets, group-committed durability.
+//!   tasks, history, the change feed; atomic change sets, group-committed durability;
+//!   online backups, restores and format upgrades.
 //! - [`batch`]: bulk runs on the same core: file dedup, two-file linking, store re-scan,
 //!   the threshold sweep of an evaluation, and results joined back to the input for
 //!   people to read.
@@ -54,6 +56,9 @@
 //!   mapping, `serve(listener, service, shutdown)` with health (kept honest about disk,
 //!   trail and store) and reflection, and `check_request`, the decoding and validation
 //!   path alone for fuzzing.
+//! - [`console`]: the registrar console, an HTTP door: server-rendered pages for the
+//!   review queue, persons and search, sessions exchanged for a registrar's token, CSRF
+//!   tokens, strict headers; each page or action one call into [`app`].
 #![warn(missing_docs)]
 
 pub mod app;
@@ -62,6 +67,7 @@ pub mod batch;
 pub mod blocking;
 mod census;
 pub mod compare;
+pub mod console;
 pub mod error;
 pub mod eval;
 pub mod fhir;
@@ -69,6 +75,7 @@ pub mod grpc;
 pub mod hl7;
 pub mod input;
 pub mod linker;
+pub mod metrics;
 pub mod normalize;
 pub mod prepare;
 pub mod progress;

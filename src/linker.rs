@@ -50,7 +50,7 @@ pub enum Decision {
 }
 
 /// Why a verdict went to review rather than linking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReviewReason {
     /// The evidence against a stranger lies between the thresholds.
@@ -166,6 +166,16 @@ pub struct ScoredPair {
 }
 
 impl ScoredPair {
+    /// A pair at `weight` that no rival holds down.
+    pub fn new(a: u32, b: u32, weight: f32) -> Self {
+        ScoredPair {
+            a,
+            b,
+            weight,
+            rival: None,
+        }
+    }
+
     /// The pair's score.
     pub fn score(&self) -> PairScore {
         PairScore {
@@ -536,17 +546,11 @@ impl Linker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::PartialDate;
 
     fn rec(given: &str, family: &str, dob: (u16, u8, u8), phone: &str) -> Record {
         Record {
-            source: "s".into(),
-            local_id: "1".into(),
-            given_name: Some(given.into()),
-            family_name: Some(family.into()),
-            birth_date: PartialDate::full(dob.0, dob.1, dob.2).ok(),
             phones: vec![phone.into()],
-            ..Default::default()
+            ..Record::for_tests(given, family, dob)
         }
     }
 

@@ -13,6 +13,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "empi", version, about = "Enterprise master patient index")]
 struct Cli {
+    /// Log lines as text for people, or as JSON objects (one a line) for log shippers.
+    #[arg(long, global = true, value_enum, default_value_t = cli::ops::LogFormat::Text)]
+    log_format: cli::ops::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,17 +45,17 @@ enum Command {
     Token(cli::token::TokenArgs),
     /// Export the audit trail as JSON lines: `empi audit --data DIR [--since T] [--actor A]`.
     Audit(cli::audit::AuditArgs),
+    /// Back up a data directory to a file, from its running server or with none running.
+    Backup(cli::backup::BackupArgs),
+    /// Restore a backup file into a new data directory.
+    Restore(cli::backup::RestoreArgs),
+    /// Upgrade a stopped server's store to this empi's format (back it up first).
+    Upgrade(cli::backup::UpgradeArgs),
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    cli::ops::init_logs(cli.log_format);
     let result: anyhow::Result<()> = match cli.command {
         Command::Eval(a) => cli::eval::eval(&a),
         Command::Dedup(a) => cli::dedup::dedup(&a),
@@ -65,6 +68,9 @@ fn main() -> ExitCode {
         Command::Model(a) => cli::model::model_command(&a),
         Command::Token(a) => cli::token::token(&a),
         Command::Audit(a) => cli::audit::audit(&a),
+        Command::Backup(a) => cli::backup::backup_command(&a),
+        Command::Restore(a) => cli::backup::restore_command(&a),
+        Command::Upgrade(a) => cli::backup::upgrade_command(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

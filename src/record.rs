@@ -324,6 +324,20 @@ pub struct Record {
 }
 
 impl Record {
+    /// A record of source `s`, id `1`, with a given and family name and a full birth date:
+    /// the fixture unit tests build their cases from.
+    #[cfg(test)]
+    pub(crate) fn for_tests(given: &str, family: &str, dob: (u16, u8, u8)) -> Record {
+        Record {
+            source: "s".into(),
+            local_id: "1".into(),
+            given_name: Some(given.into()),
+            family_name: Some(family.into()),
+            birth_date: PartialDate::full(dob.0, dob.1, dob.2).ok(),
+            ..Default::default()
+        }
+    }
+
     /// The record's `(source, local_id)` key.
     pub fn key(&self) -> RecordKey {
         RecordKey::new(self.source.clone(), self.local_id.clone())

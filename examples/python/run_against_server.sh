@@ -38,26 +38,13 @@ if [ ! -x "$bin" ]; then
     exit 2
 fi
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/empi-pyexample.XXXXXX")
-server_pid=""
-cleanup() {
-    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        # Graceful shutdown first; SIGKILL if it takes more than 10 s.
-        for _ in $(seq 100); do
-            kill -0 "$server_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=../../tests/lib/server.sh
+. "$root/tests/lib/server.sh"
+with_workdir empi-pyexample
 trap 'exit 130' INT TERM
 
 # Port 0: the server binds a free loopback port and prints `listening on ADDR` on stdout.
-"$bin" serve --data "$work/store" --listen 127.0.0.1:0 >"$work/server.out" 2>"$work/server.log" &
+"$bin" serve --data "$work/store" --listen 127.0.0.1:0 --metrics 127.0.0.1:0 >"$work/server.out" 2>"$work/server.log" &
 server_pid=$!
 echo "started empi serve (pid $server_pid)"
 
@@ -93,6 +80,10 @@ echo "empi serve listening on $addr"
 
 status=0
 "$venv/bin/python" "$here/empi_client.py" "$addr" --wait 10 || status=$?
+if [ "$status" -eq 0 ]; then
+    metrics=$(sed -n 's/^metrics on \(.*\)$/\1/p' "$work/server.out" | head -n 1)
+    "$venv/bin/python" "$here/check_metrics.py" "$metrics" || status=$?
+fi
 if [ "$status" -ne 0 ]; then
     show_log
 fi

@@ -58,9 +58,10 @@ impl Call<'_> {
         self.entry.euids.push(euid.to_string());
     }
 
-    /// Says in the audit line what the call did beyond its keys (never patient data).
-    pub(super) fn detail(&mut self, what: &str) {
-        self.entry.detail = Some(what.to_string());
+    /// Says in the audit entry what the call did or asked for beyond keys and EUIDs (never
+    /// patient data), e.g. where a change feed starts, or that a message was a replay.
+    pub(super) fn note(&mut self, detail: String) {
+        self.entry.detail = Some(detail);
     }
 
     /// Names the keys an unreadable request carried; its error.
@@ -152,8 +153,8 @@ impl Call<'_> {
 }
 
 impl App {
-    /// Starts a call of `op` by `caller`: the role checked (a refusal audited), the audit
-    /// entry begun.
+    /// Starts a call of `op` by `caller`: the role checked (a refusal audited and counted),
+    /// the audit entry begun.
     async fn begin<'a>(&'a self, caller: &'a Caller, op: Operation) -> Result<Call<'a>> {
         self.admit(caller, op).await?;
         let who = &caller.identity;
@@ -195,8 +196,11 @@ impl App {
         request: Incoming<R>,
         body: impl AsyncFnOnce(&mut Call<'_>, R) -> Result<T>,
     ) -> Result<T> {
+        let started = std::time::Instant::now();
         let (call, result) = self.enter(caller, op, request, body).await?;
-        call.finish(result).await
+        let answer = call.finish(result).await;
+        self.metrics.finished(op, &answer, started);
+        answer
     }
 
     /// [`App::run`] for a write whose body returns once its change is applied but
@@ -208,7 +212,10 @@ impl App {
         request: Incoming<R>,
         body: impl AsyncFnOnce(&mut Call<'_>, R) -> Result<(T, Pending)>,
     ) -> Result<T> {
+        let started = std::time::Instant::now();
         let (call, applied) = self.enter(caller, op, request, body).await?;
-        call.finish_durable(applied).await
+        let answer = call.finish_durable(applied).await;
+        self.metrics.finished(op, &answer, started);
+        answer
     }
 }

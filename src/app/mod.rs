@@ -26,16 +26,23 @@
 //! line ([`Caller::peer`]), converts its request into the domain request, calls the one
 //! method of [`App`] for the operation, and converts the answer back. Refusals that happen
 //! at the door, before a request reaches this layer (no valid credentials, an undecodable
-//! or oversized message), are audited through [`App::refused`].
+//! or oversized message), are audited through [`App::refused`]. Reads that a registrar's screens
+//! need in one call (the worklist, a task with its records, a search, a merge preview) are
+//! in `registrar.rs`.
 
 mod call;
+mod feed;
+mod metrics;
 mod ops;
+mod registrar;
 mod requests;
 mod standards;
 
 #[cfg(test)]
 mod tests;
 
+pub use feed::{ChangeFeed, FEED_BATCH};
+pub use metrics::AppMetrics;
 pub use ops::Incoming;
 pub use requests::{
     Attribution, CrossReference, FindPersons, LinkRecord, MarkNotDuplicate, MatchQuery,
@@ -97,6 +104,7 @@ pub struct App {
     space: Option<Arc<Space>>,
     /// Messages that may be sent again, one identity at a time.
     replays: standards::Replays,
+    metrics: AppMetrics,
 }
 
 impl App {
@@ -113,12 +121,18 @@ impl App {
             trail,
             space,
             replays: standards::Replays::default(),
+            metrics: AppMetrics::default(),
         }
     }
 
     /// The service behind the layer.
     pub fn service(&self) -> &Arc<Service> {
         &self.service
+    }
+
+    /// The audit trail every call is audited in, if any.
+    pub fn trail(&self) -> Option<&Arc<AuditLog>> {
+        self.trail.as_ref()
     }
 
     /// Refuses a caller whose role may not call `op`, auditing the refusal, for a door
@@ -159,6 +173,7 @@ impl App {
         peer: Option<String>,
         code: Code,
     ) -> Result<()> {
+        self.metrics.call(operation, code, None);
         let outcome = match code {
             Code::Unauthenticated => AuditOutcome::Unauthenticated,
             Code::PermissionDenied => AuditOutcome::Denied,

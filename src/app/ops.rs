@@ -45,6 +45,7 @@ impl App {
                     .match_or_create_applied(r.record, call.actor(&r.actor))
                     .await?;
                 call.name_euid(&result.euid);
+                self.metrics.decided(&result);
                 if call.who().minimum_necessary() {
                     result.explanation.clear();
                     trim_candidates(call.who(), &mut result.candidates);

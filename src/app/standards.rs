@@ -102,7 +102,7 @@ impl Call<'_> {
         };
         match kept.body.split_at_checked(once.digest.len()) {
             Some((digest, answer)) if digest == once.digest => {
-                self.detail("a replay: answered as before, nothing applied");
+                self.note("a replay: answered as before, nothing applied".into());
                 Ok(Some(answer.to_vec()))
             }
             _ => Err(Error::invalid(

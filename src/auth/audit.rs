@@ -217,6 +217,19 @@ struct Queued {
     hook: Option<Hook>,
     intent: Option<Intent>,
     ack: Ack,
+    /// When it was handed to the writer (for [`WriterLag`]).
+    queued: Instant,
+}
+
+/// How far the writer lags its callers: how long each entry waited from being handed over
+/// to being answered (written and durable, or failed), and how many wait now. For the
+/// operations listener.
+#[derive(Debug, Default)]
+pub struct WriterLag {
+    /// Time from hand-over to answer, per entry.
+    pub wait: crate::metrics::Histogram,
+    /// Entries handed over and not answered yet.
+    pub waiting: std::sync::atomic::AtomicU64,
 }
 
 /// How often a staged trail syncs its file and drops what the store kept for it (see the
@@ -240,6 +253,7 @@ pub struct AuditLog {
     intents: Option<Intents>,
     /// Cleared when a cycle fails, set again when one succeeds (see [`AuditLog::healthy`]).
     healthy: Arc<std::sync::atomic::AtomicBool>,
+    lag: Arc<WriterLag>,
     /// Tests: cycles whose write to the file fails (a full disk).
     #[cfg(test)]
     fail_writes: Arc<std::sync::atomic::AtomicU64>,
@@ -642,10 +656,12 @@ impl AuditLog {
         let (tx, rx) = mpsc::channel::<Queued>();
         let thread_path = path.clone();
         let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let lag = Arc::new(WriterLag::default());
         #[cfg(test)]
         let fail_writes = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let state = WriterState {
             healthy: Arc::clone(&healthy),
+            lag: Arc::clone(&lag),
             #[cfg(test)]
             fail_writes: Arc::clone(&fail_writes),
         };
@@ -659,9 +675,15 @@ impl AuditLog {
             path,
             intents,
             healthy,
+            lag,
             #[cfg(test)]
             fail_writes,
         })
+    }
+
+    /// How far the writer lags its callers.
+    pub fn lag(&self) -> &WriterLag {
+        &self.lag
     }
 
     /// The file written.
@@ -777,8 +799,12 @@ impl AuditLog {
                 hook,
                 intent,
                 ack,
+                queued: Instant::now(),
             })
             .map_err(|_| Error::Storage("audit writer stopped".into()))?;
+        self.lag
+            .waiting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(done)
     }
 
@@ -804,11 +830,21 @@ fn acked(
 /// What the writer shares with the log.
 struct WriterState {
     healthy: Arc<std::sync::atomic::AtomicBool>,
+    lag: Arc<WriterLag>,
     #[cfg(test)]
     fail_writes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl WriterState {
+    /// Answers one entry and counts its wait.
+    fn answer(&self, p: Queued, answer: Acked) {
+        self.lag.wait.observe(p.queued.elapsed());
+        self.lag
+            .waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = p.ack.send(answer);
+    }
+
     fn injected_failure(&self) -> bool {
         #[cfg(test)]
         return self
@@ -914,7 +950,7 @@ fn writer(
                     .healthy
                     .store(true, std::sync::atomic::Ordering::Release);
                 for (p, hooked) in batch.into_iter().zip(hooked) {
-                    let _ = p.ack.send(Ok(hooked));
+                    state.answer(p, Ok(hooked));
                 }
             }
             Err(e) => {
@@ -933,7 +969,7 @@ fn writer(
                     if orphans.len() < MAX_ORPHANS {
                         orphans.extend(p.intent.take());
                     }
-                    let _ = p.ack.send(Err(e.clone()));
+                    state.answer(p, Err(e.clone()));
                 }
             }
         }

@@ -8,21 +8,26 @@
 //! [`Role::allows`] is the whole table; anything not listed is denied (`PERMISSION_DENIED`),
 //! and a call without valid credentials is rejected (`UNAUTHENTICATED`).
 //!
-//! | RPC                                                    | submitter      | registrar | admin |
-//! |--------------------------------------------------------|----------------|-----------|-------|
-//! | `MatchOrCreate`                                        | own source(s)  | –         | yes   |
-//! | `Match`                                                | yes (trimmed)  | yes       | yes   |
-//! | `GetRecord`                                            | own source(s)  | yes       | yes   |
-//! | `GetPerson`                                            | –              | yes       | yes   |
-//! | `ListReviewTasks`, `GetReviewTask`, `ResolveReviewTask` | –             | yes       | yes   |
-//! | `Link`, `Unlink`, `MergePersons`, `SplitPerson`        | –              | yes       | yes   |
-//! | `MarkNotDuplicate`                                     | –              | yes       | yes   |
-//! | `RemoveRecord`                                         | –              | –         | yes   |
-//! | `GetStats`                                             | –              | –         | yes   |
-//! | `MergeRecords` (HL7 v2 ADT^A40)                        | own source     | –         | yes   |
-//! | `CrossReference` (PIX, PIXm)                           | own source(s)  | yes       | yes   |
-//! | `FindPersons` (PDQ, FHIR `$match`)                     | yes (trimmed)  | yes       | yes   |
+//! | RPC                                                    | consumer | submitter      | registrar | admin |
+//! |--------------------------------------------------------|----------|----------------|-----------|-------|
+//! | `MatchOrCreate`                                        | –        | own source(s)  | –         | yes   |
+//! | `Match`                                                | –        | yes (trimmed)  | yes       | yes   |
+//! | `GetRecord`                                            | –        | own source(s)  | yes       | yes   |
+//! | `GetPerson`                                            | –        | –              | yes       | yes   |
+//! | `ListReviewTasks`, `GetReviewTask`, `ResolveReviewTask` | –       | –              | yes       | yes   |
+//! | `Link`, `Unlink`, `MergePersons`, `SplitPerson`        | –        | –              | yes       | yes   |
+//! | `MarkNotDuplicate`                                     | –        | –              | yes       | yes   |
+//! | `RemoveRecord`                                         | –        | –              | –         | yes   |
+//! | `GetStats`                                             | –        | –              | –         | yes   |
+//! | `WatchChanges`                                         | yes      | –              | –         | yes   |
+//! | `SearchPersons` (the registrar console's search)       | –        | –              | yes       | yes   |
+//! | `MergeRecords` (HL7 v2 ADT^A40)                        | –        | own source     | –         | yes   |
+//! | `CrossReference` (PIX, PIXm)                           | –        | own source(s)  | yes       | yes   |
+//! | `FindPersons` (PDQ, FHIR `$match`)                     | –        | yes (trimmed)  | yes       | yes   |
 //!
+//! A consumer is a downstream system following the change feed: it sees record keys and
+//! EUIDs only, and reads nothing else (a consumer that needs a person's data gets a
+//! registrar credential of its own for that).
 //! A submitter (an interface engine) carries the source system(s) it speaks for; it may
 //! submit and read records of those sources only, and its `MatchOrCreate` / `Match` answers
 //! are trimmed to the minimum necessary (EUIDs, decisions, scores; no per-field explanation
@@ -153,6 +158,9 @@ impl fmt::Debug for Security {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// A downstream system following the change feed (`WatchChanges`): keys and EUIDs
+    /// only.
+    Consumer,
     /// An interface engine: submits and reads records of its own source(s).
     Submitter,
     /// A person resolving duplicates: review queue, person views, registrar actions.
@@ -163,11 +171,17 @@ pub enum Role {
 
 impl Role {
     /// All roles, least privileged first.
-    pub const ALL: [Role; 3] = [Role::Submitter, Role::Registrar, Role::Admin];
+    pub const ALL: [Role; 4] = [
+        Role::Consumer,
+        Role::Submitter,
+        Role::Registrar,
+        Role::Admin,
+    ];
 
-    /// The lowercase name (`submitter`, `registrar`, `admin`).
+    /// The lowercase name (`consumer`, `submitter`, `registrar`, `admin`).
     pub fn name(self) -> &'static str {
         match self {
+            Role::Consumer => "consumer",
             Role::Submitter => "submitter",
             Role::Registrar => "registrar",
             Role::Admin => "admin",
@@ -180,9 +194,14 @@ impl Role {
         use Operation as O;
         match self {
             Role::Admin => true,
+            Role::Consumer => op == O::WatchChanges,
             Role::Registrar => !matches!(
                 op,
-                O::MatchOrCreate | O::RemoveRecord | O::GetStats | O::MergeRecords
+                O::MatchOrCreate
+                    | O::RemoveRecord
+                    | O::GetStats
+                    | O::WatchChanges
+                    | O::MergeRecords
             ),
             Role::Submitter => matches!(
                 op,
@@ -210,13 +229,15 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| Error::invalid("role", "expected submitter, registrar or admin"))
+            .ok_or_else(|| {
+                Error::invalid("role", "expected consumer, submitter, registrar or admin")
+            })
     }
 }
 
 /// The operations of the application layer, as the permission table and the audit trail
-/// name them: the RPCs of `empi.v1.Empi`, and those only the standards doors call
-/// (`MergeRecords`, `CrossReference`, `FindPersons`).
+/// name them: the RPCs of `empi.v1.Empi` ([`Operation::ALL`]), those only the standards
+/// doors call ([`Operation::STANDARDS`]) and the console's own ([`Operation::CONSOLE`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[allow(missing_docs)] // the variants are the RPC and operation names
 pub enum Operation {
@@ -237,11 +258,15 @@ pub enum Operation {
     MergeRecords,
     CrossReference,
     FindPersons,
+    /// Find persons like a few demographics, through the matcher (the registrar console's
+    /// search; no RPC of its own).
+    SearchPersons,
+    WatchChanges,
 }
 
 impl Operation {
     /// Every RPC of `empi.v1.Empi`.
-    pub const ALL: [Operation; 14] = [
+    pub const ALL: [Operation; 15] = [
         Operation::MatchOrCreate,
         Operation::Match,
         Operation::GetPerson,
@@ -256,6 +281,7 @@ impl Operation {
         Operation::GetReviewTask,
         Operation::ResolveReviewTask,
         Operation::GetStats,
+        Operation::WatchChanges,
     ];
 
     /// The operations only the standards doors call, not RPCs of `empi.v1.Empi`.
@@ -264,6 +290,10 @@ impl Operation {
         Operation::CrossReference,
         Operation::FindPersons,
     ];
+
+    /// Operations of the registrar console with no RPC: outside [`Operation::ALL`], so
+    /// [`Operation::from_path`] never names one.
+    pub const CONSOLE: [Operation; 1] = [Operation::SearchPersons];
 
     /// The RPC method name, e.g. `MatchOrCreate`.
     pub fn name(self) -> &'static str {
@@ -285,6 +315,8 @@ impl Operation {
             Operation::MergeRecords => "MergeRecords",
             Operation::CrossReference => "CrossReference",
             Operation::FindPersons => "FindPersons",
+            Operation::SearchPersons => "SearchPersons",
+            Operation::WatchChanges => "WatchChanges",
         }
     }
 
@@ -375,6 +407,7 @@ mod tests {
                 O::FindPersons
             ]
         );
+        assert_eq!(allowed(Role::Consumer), vec![O::WatchChanges]);
         let registrar = allowed(Role::Registrar);
         assert_eq!(registrar.len(), 13);
         for op in [
@@ -382,6 +415,7 @@ mod tests {
             O::RemoveRecord,
             O::GetStats,
             O::MergeRecords,
+            O::WatchChanges,
         ] {
             assert!(!registrar.contains(&op), "{op}");
         }
@@ -389,6 +423,10 @@ mod tests {
             allowed(Role::Admin).len(),
             O::ALL.len() + O::STANDARDS.len()
         );
+        // The console's search shows persons' demographics: registrars and admins only.
+        let search = |r: Role| r.allows(O::SearchPersons);
+        assert_eq!(Role::ALL.map(search), [false, false, true, true]);
+        assert_eq!(Operation::from_path("/empi.v1.Empi/SearchPersons"), None);
     }
 
     #[test]

@@ -372,9 +372,10 @@ impl Credentials {
         self.lookup(|a| a.by_cert.get(&h).cloned())
     }
 
-    /// The identity of the active credential named `name` (any kind): for a listener bound
-    /// by configuration to one credential, so revoking it takes effect at once.
-    pub fn identity_named(&self, name: &str) -> Option<Identity> {
+    /// The identity of the active credential named `name` (any kind), `None` once it is
+    /// revoked: a console session made from a token, or a listener bound by configuration
+    /// to one credential, ends when the credential is revoked.
+    pub fn active_named(&self, name: &str) -> Option<Identity> {
         self.lookup(|a| {
             a.by_token
                 .values()
@@ -430,8 +431,13 @@ mod tests {
         assert_ne!(admin, token);
         assert_eq!(creds.active_count(), 2);
 
+        assert_eq!(
+            creds.active_named("adt").map(|i| i.role),
+            Some(Role::Submitter)
+        );
         revoke(dir.path(), "adt").unwrap();
         assert_eq!(creds.authenticate_token(&token), None);
+        assert_eq!(creds.active_named("adt"), None);
         assert_eq!((creds.active_count(), creds.listed_count()), (1, 2));
         assert!(creds.authenticate_token(&admin).is_some());
         assert!(matches!(revoke(dir.path(), "adt"), Err(Error::Conflict(_))));

@@ -420,17 +420,12 @@ pub fn write_review(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{PartialDate, Record};
+    use crate::record::Record;
 
     fn rec(given: &str, family: &str, dob: (u16, u8, u8), order: Option<u8>) -> Record {
         Record {
-            source: "s".into(),
-            local_id: "1".into(),
-            given_name: Some(given.into()),
-            family_name: Some(family.into()),
-            birth_date: PartialDate::full(dob.0, dob.1, dob.2).ok(),
             multiple_birth_order: order,
-            ..Default::default()
+            ..Record::for_tests(given, family, dob)
         }
     }
 

@@ -316,12 +316,7 @@ mod tests {
     use super::*;
 
     fn p(a: u32, b: u32, weight: f32) -> ScoredPair {
-        ScoredPair {
-            a,
-            b,
-            weight,
-            rival: None,
-        }
+        ScoredPair::new(a, b, weight)
     }
 
     #[test]

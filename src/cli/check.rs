@@ -44,6 +44,7 @@ pub fn check(args: &CheckArgs) -> Result<()> {
     println!("review tasks       {} ({} open)", s.tasks, s.open_tasks);
     println!("not-duplicate pairs {}", s.not_duplicate_pairs);
     println!("history entries    {}", s.history_entries);
+    println!("change events      {}", s.feed_events);
     println!("indexed records    {}", report.indexed_records);
     for p in &s.problems {
         println!("store: {p}");

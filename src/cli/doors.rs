@@ -15,7 +15,6 @@ use empi::fhir::http::{FhirServerConfig, BASE_PATH};
 use empi::fhir::SourceSystem;
 use empi::hl7::listener::Hl7Config;
 use empi::hl7::Hd;
-use empi::service::Service;
 
 /// Options of the standards doors.
 #[derive(Args, Debug, Default)]
@@ -82,7 +81,7 @@ fn check_plaintext(what: &str, addr: SocketAddr, tls: bool, insecure: bool) -> R
 pub async fn start(
     args: &DoorArgs,
     security_args: &super::security::SecurityArgs,
-    service: &Arc<Service>,
+    app: &Arc<App>,
     security: &Security,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<Doors> {
@@ -90,11 +89,6 @@ pub async fn start(
     if args.hl7.is_none() && args.fhir.is_none() {
         return Ok(Doors { tasks });
     }
-    let app = Arc::new(App::new(
-        Arc::clone(service),
-        security.audit.clone(),
-        security.space.clone(),
-    ));
     let tls = |alpn: &[&[u8]]| -> Result<Option<Arc<rustls::ServerConfig>>> {
         match (&security_args.tls_cert, &security_args.tls_key) {
             (Some(cert), Some(key)) => Ok(Some(
@@ -131,7 +125,7 @@ pub async fn start(
         };
         let listener = bind(addr).await?;
         println!("hl7 listening on {}", listener.local_addr()?);
-        let (app, stop) = (Arc::clone(&app), stopped(stop));
+        let (app, stop) = (Arc::clone(app), stopped(stop));
         tasks.push((
             "hl7",
             tokio::spawn(empi::hl7::listener::serve(listener, app, config, stop)),
@@ -166,7 +160,12 @@ pub async fn start(
         let stop = stopped(stop);
         tasks.push((
             "fhir",
-            tokio::spawn(empi::fhir::http::serve(listener, app, config, stop)),
+            tokio::spawn(empi::fhir::http::serve(
+                listener,
+                Arc::clone(app),
+                config,
+                stop,
+            )),
         ));
     }
     Ok(Doors { tasks })

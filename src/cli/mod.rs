@@ -2,7 +2,9 @@
 //! prints results. No matching logic lives here.
 
 pub mod audit;
+pub mod backup;
 pub mod check;
+pub mod console;
 pub mod data;
 pub mod dedup;
 pub mod doors;
@@ -11,6 +13,7 @@ pub mod input;
 pub mod link;
 pub mod load;
 pub mod model;
+pub mod ops;
 pub mod security;
 pub mod serve;
 pub mod synth;

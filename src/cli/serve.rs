@@ -1,6 +1,7 @@
-//! `empi serve`: opens (or creates) the store, rebuilds the index, serves gRPC (and the HL7 v2
-//! and FHIR doors when asked, [`super::doors`]) until Ctrl-C or SIGTERM, then finishes the
-//! requests in flight.
+//! `empi serve`: opens (or creates) the store, rebuilds the index, serves gRPC (and the
+//! registrar console with `--console`, the HL7 v2 and FHIR doors when asked,
+//! [`super::doors`], and the operations listener with `--metrics`) until Ctrl-C or SIGTERM,
+//! then finishes the requests in flight.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +32,19 @@ pub struct ServeArgs {
     /// The standards doors: HL7 v2 (MLLP) and FHIR R4.
     #[command(flatten)]
     pub doors: super::doors::DoorArgs,
+    /// Also serve the registrar console (HTML) on this address, with the same TLS and
+    /// credentials as gRPC (off unless given; port 0 picks a free port, printed on stdout).
+    #[arg(long)]
+    pub console: Option<SocketAddr>,
+    /// Operations listener serving Prometheus metrics at `/metrics`, e.g. 127.0.0.1:9090
+    /// (port 0 picks a free port; `metrics on ADDR` is printed on stdout). Plaintext and
+    /// unauthenticated, like health checks: bind it where only monitoring reaches.
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
+    /// Days the change feed keeps its events (0 keeps them for ever); a consumer asking
+    /// for an older one is told to resynchronise.
+    #[arg(long, default_value_t = 30)]
+    pub feed_retention_days: u64,
 }
 
 /// Runs `empi serve`.
@@ -63,23 +77,39 @@ async fn run(args: &ServeArgs) -> Result<()> {
         "model in use"
     );
     let service = Arc::new(service);
+    let staging = Arc::clone(&store) as Arc<dyn empi::store::Staging>;
     let security =
-        super::security::security(&args.security, &args.data, args.listen, Some(store)).await?;
+        super::security::security(&args.security, &args.data, args.listen, Some(staging)).await?;
+    let app = Arc::new(empi::app::App::new(
+        Arc::clone(&service),
+        security.audit.clone(),
+        security.space.clone(),
+    ));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     println!("listening on {addr}");
+    let ops = super::ops::Operations::start(args, &app, store).await?;
     // One signal stops every listener.
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let doors = super::doors::start(&args.doors, &args.security, &service, &security, &stopping);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let console = match args.console {
+        Some(at) => Some(super::console::start(args, at, &app, &security, stopped.clone()).await?),
+        None => None,
+    };
+    let doors = super::doors::start(&args.doors, &args.security, &app, &security, &stopped);
     let doors = doors.await?;
-    let signal = async move {
+    let shutdown = async move {
         shutdown_signal().await;
         let _ = stop.send(true);
     };
-    empi::grpc::serve_secure(listener, Arc::clone(&service), security, signal).await?;
+    empi::grpc::serve_app(listener, Arc::clone(&app), security, shutdown).await?;
+    if let Some(console) = console {
+        console.await??;
+    }
     doors.finish().await;
+    ops.stop().await;
+    drop(app);
     // Every acknowledged write is durable already; this covers anything applied but not
     // yet acknowledged when the last connection closed. Failing (a full disk) loses
     // nothing acknowledged, so the stop stays clean.

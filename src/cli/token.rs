@@ -29,7 +29,7 @@ enum TokenCommand {
         /// Create the store when --data holds none.
         #[arg(long)]
         create: bool,
-        /// submitter, registrar or admin.
+        /// consumer (the change feed), submitter, registrar or admin.
         #[arg(long)]
         role: Role,
         /// Unique name, recorded as the actor in history and audit.

@@ -16,8 +16,8 @@ use crate::service::{
     TaskView,
 };
 use crate::store::{
-    Euid, HistoryAction, HistoryEntry, LinkMethod, Person, PersonStatus, ResolutionAction,
-    StoredRecord, TaskId, TaskQuery, TaskStatus, UnixMillis,
+    Change, ChangeEvent, Euid, HistoryAction, HistoryEntry, LinkMethod, Person, PersonStatus,
+    ResolutionAction, StoredRecord, TaskId, TaskQuery, TaskStatus, UnixMillis,
 };
 
 use super::pb;
@@ -417,22 +417,111 @@ pub(crate) fn person_view_out(v: PersonView) -> pb::GetPersonResponse {
     }
 }
 
+/// A resolution's action and the candidate it chose (for link and merge).
+fn resolution_out(a: &ResolutionAction) -> (pb::ResolutionAction, Option<String>) {
+    match a {
+        ResolutionAction::Link { euid } => (pb::ResolutionAction::Link, Some(euid.to_string())),
+        ResolutionAction::KeepSeparate => (pb::ResolutionAction::KeepSeparate, None),
+        ResolutionAction::Merge { into } => (pb::ResolutionAction::Merge, Some(into.to_string())),
+        ResolutionAction::Superseded => (pb::ResolutionAction::Superseded, None),
+    }
+}
+
+/// A change feed event: keys and EUIDs only.
+pub(crate) fn change_event_out(e: &ChangeEvent) -> pb::ChangeEvent {
+    use pb::change_event::Change as Out;
+    let euid = |e: &Euid| e.to_string();
+    let of_person = |record: &RecordKey, e: &Euid| pb::RecordOfPerson {
+        record: Some(key_out(record)),
+        euid: e.to_string(),
+    };
+    let pair = |a: &Euid, b: &Euid| pb::PersonPair {
+        euid_a: a.to_string(),
+        euid_b: b.to_string(),
+    };
+    let keys = |ks: &[RecordKey]| ks.iter().map(key_out).collect();
+    let change = match &e.change {
+        Change::PersonCreated { euid: e, records } => Out::PersonCreated(pb::PersonCreated {
+            euid: euid(e),
+            records: keys(records),
+        }),
+        Change::RecordLinked { record, euid: e } => Out::RecordLinked(of_person(record, e)),
+        Change::RecordUpdated { record, euid: e } => Out::RecordUpdated(of_person(record, e)),
+        Change::RecordMoved { record, from, to } => Out::RecordMoved(pb::RecordMoved {
+            record: Some(key_out(record)),
+            from_euid: euid(from),
+            to_euid: euid(to),
+        }),
+        Change::RecordUnlinked { record, from, to } => Out::RecordUnlinked(pb::RecordUnlinked {
+            record: Some(key_out(record)),
+            from_euid: euid(from),
+            new_euid: euid(to),
+        }),
+        Change::RecordRemoved { record, euid: e } => Out::RecordRemoved(of_person(record, e)),
+        Change::PersonRetired { euid: e } => {
+            Out::PersonRetired(pb::PersonRetired { euid: euid(e) })
+        }
+        Change::PersonsMerged {
+            merged,
+            survivor,
+            records,
+        } => Out::PersonsMerged(pb::PersonsMerged {
+            merged_euid: euid(merged),
+            survivor_euid: euid(survivor),
+            records: keys(records),
+        }),
+        Change::PersonSplit {
+            euid: e,
+            new_euid,
+            records,
+        } => Out::PersonSplit(pb::PersonSplit {
+            euid: euid(e),
+            new_euid: euid(new_euid),
+            records: keys(records),
+        }),
+        Change::ReviewOpened {
+            task,
+            record,
+            euid: e,
+            candidates,
+        } => Out::ReviewOpened(pb::ReviewOpened {
+            task_id: task.to_string(),
+            record: Some(key_out(record)),
+            euid: euid(e),
+            candidate_euids: candidates.iter().map(euid).collect(),
+        }),
+        Change::ReviewResolved {
+            task,
+            record,
+            euid: e,
+            resolution,
+        } => {
+            let (action, chosen) = resolution_out(resolution);
+            Out::ReviewResolved(pb::ReviewResolved {
+                task_id: task.to_string(),
+                record: Some(key_out(record)),
+                euid: e.as_ref().map(euid),
+                action: action as i32,
+                chosen_euid: chosen,
+            })
+        }
+        Change::NotDuplicateAsserted { a, b } => Out::NotDuplicateAsserted(pair(a, b)),
+        Change::NotDuplicateRetracted { a, b } => Out::NotDuplicateRetracted(pair(a, b)),
+    };
+    pb::ChangeEvent {
+        sequence: e.seq,
+        at: Some(timestamp(e.at)),
+        change: Some(change),
+    }
+}
+
 /// A review task.
 pub(crate) fn task_out(v: &TaskView) -> pb::ReviewTask {
     let t = &v.task;
     let (status, resolution) = match &t.status {
         TaskStatus::Open => (pb::ReviewTaskStatus::Open, None),
         TaskStatus::Resolved(r) => {
-            let (action, euid) = match &r.action {
-                ResolutionAction::Link { euid } => {
-                    (pb::ResolutionAction::Link, Some(euid.to_string()))
-                }
-                ResolutionAction::KeepSeparate => (pb::ResolutionAction::KeepSeparate, None),
-                ResolutionAction::Merge { into } => {
-                    (pb::ResolutionAction::Merge, Some(into.to_string()))
-                }
-                ResolutionAction::Superseded => (pb::ResolutionAction::Superseded, None),
-            };
+            let (action, euid) = resolution_out(&r.action);
             let res = pb::Resolution {
                 action: action as i32,
                 euid,

@@ -65,9 +65,13 @@ pub fn check_request(op: Operation, bytes: &[u8]) -> Result<(), Status> {
             decoded::<pb::GetStatsRequest>(bytes)?;
             Ok(())
         }
-        // Not RPCs: `Operation::from_path` never names them.
-        O::MergeRecords | O::CrossReference | O::FindPersons => {
+        // The standards doors' and the console's own: `Operation::from_path` never names them.
+        O::MergeRecords | O::CrossReference | O::FindPersons | O::SearchPersons => {
             Err(Error::invalid("method", "not an RPC of empi.v1.Empi"))
+        }
+        O::WatchChanges => {
+            decoded::<pb::WatchChangesRequest>(bytes)?;
+            Ok(())
         }
     };
     checked.map_err(Status::from)

@@ -33,6 +33,11 @@ impl EmpiApi {
 
 type Reply<T> = Result<Response<T>, Status>;
 
+/// The stream of a `WatchChanges` call.
+pub type ChangeStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<pb::WatchChangesResponse, Status>> + Send>,
+>;
+
 /// The caller the guard put in the extensions (taken out of them), marking the call
 /// reached.
 fn caller<T>(request: &mut Request<T>) -> Result<Caller, Status> {
@@ -210,4 +215,43 @@ impl pb::empi_server::Empi for EmpiApi {
         let answer = self.app.get_stats(&who).await;
         reply(answer, convert::stats_out)
     }
+
+    type WatchChangesStream = ChangeStream;
+
+    async fn watch_changes(
+        &self,
+        mut request: Request<pb::WatchChangesRequest>,
+    ) -> Reply<ChangeStream> {
+        let who = caller(&mut request)?;
+        let after = requests::watch(request.get_ref());
+        let feed = self.app.watch_changes(&who, after).await?;
+        Ok(Response::new(stream_of(feed)))
+    }
+}
+
+/// The feed's batches as the call's stream, read by a task of its own: it ends when the
+/// feed does (the server stops), after an error (the client gets it as the stream's
+/// status), or when the client goes away.
+fn stream_of(mut feed: crate::app::ChangeFeed) -> ChangeStream {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        loop {
+            let next = tokio::select! {
+                () = tx.closed() => return,
+                next = feed.next() => next,
+            };
+            let message = match next {
+                None => return,
+                Some(Ok(events)) => Ok(pb::WatchChangesResponse {
+                    events: events.iter().map(convert::change_event_out).collect(),
+                }),
+                Some(Err(e)) => Err(Status::from(e)),
+            };
+            let last = message.is_err();
+            if tx.send(message).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }

@@ -88,6 +88,27 @@ pub async fn serve_secure(
     security: Security,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
+    let app = Arc::new(App::new(
+        service,
+        security.audit.clone(),
+        security.space.clone(),
+    ));
+    serve_app(listener, app, security, shutdown).await
+}
+
+/// [`serve_secure`] over an application layer the caller keeps too (the server's
+/// operations listener reads its counters, its retention task prunes through it): its
+/// trail and free-space reserve are the app's own, `security.audit` and `security.space`
+/// are not read.
+///
+/// # Errors
+/// As [`serve_secure`].
+pub async fn serve_app(
+    listener: TcpListener,
+    app: Arc<App>,
+    security: Security,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
     let addr = listener
         .local_addr()
         .map_err(|e| Error::io("listener", e))?;
@@ -108,7 +129,6 @@ pub async fn serve_secure(
         }
         conn
     });
-    let app = Arc::new(App::new(service, security.audit, security.space));
     let watch = tokio::spawn(watch_health(health.clone(), Arc::clone(&app)));
     let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {

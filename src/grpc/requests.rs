@@ -169,3 +169,8 @@ fn rename(e: Error, list: &'static str) -> Error {
         other => other,
     }
 }
+
+/// `WatchChanges`.
+pub(super) fn watch(r: &pb::WatchChangesRequest) -> Incoming<u64> {
+    Ok(r.after_sequence)
+}

@@ -50,6 +50,7 @@ mod tests {
                 tonic::Code::ResourceExhausted,
             ),
             (Error::Storage("disk".into()), tonic::Code::Unavailable),
+            (Error::Resync("pruned".into()), tonic::Code::OutOfRange),
             (Error::Corrupt("bad".into()), tonic::Code::DataLoss),
             (Error::Model("bad".into()), tonic::Code::Internal),
             (Error::Internal("bug".into()), tonic::Code::Internal),

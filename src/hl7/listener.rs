@@ -392,7 +392,7 @@ impl Door {
         }
         match &self.config.bound {
             Some(name) => creds
-                .identity_named(name)
+                .active_named(name)
                 .ok_or("the credential this listener is bound to is not active"),
             None => Err("credentials required: a registered client certificate"),
         }

@@ -187,7 +187,11 @@ impl Model {
     /// [`Error::Io`] or [`Error::Model`].
     pub fn load(path: &std::path::Path) -> Result<Model> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Model::from_json(&text).map_err(|e| Error::Model(format!("{}: {e}", path.display())))
+        Model::from_json(&text).map_err(|e| match e {
+            // The message already says "model: "; name the file once, not the word twice.
+            Error::Model(reason) => Error::Model(format!("{}: {reason}", path.display())),
+            other => other,
+        })
     }
 
     /// The typed summary of the training metadata; `None` when the model was not trained

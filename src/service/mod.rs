@@ -77,14 +77,21 @@ pub mod snapshot;
 pub mod stamp;
 mod startup;
 mod types;
+mod views;
+mod worklist;
 
 pub use golden::golden_view;
 pub use lookups::{FoundPersons, MatchGrade, PersonMatch, RECEIPT_WINDOW_MS};
 pub use matching::MAX_MATCH_CANDIDATES;
+pub use rss::resident_bytes;
 pub use startup::IndexStats;
 pub use types::{
     CandidateView, ComparisonView, GoldenView, MatchPreview, MatchResult, Merged, Pending,
     PersonView, ServiceCheck, ServiceStats, Split, TaskView,
+};
+pub use views::{CandidateDetail, MergePreview, PersonHit, TaskDetail, MAX_SEARCH_HITS};
+pub use worklist::{
+    AgeBand, TaskReason, Worklist, WorklistQuery, WorklistRow, WorklistSort, WorklistStatus,
 };
 
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -181,6 +188,8 @@ pub struct Service {
     /// Rules out hopeless candidates before full scoring ([`Linker::decide_bounded`]);
     /// `None` when it failed its self-check on the stored records at start.
     bound: Option<WeightBound>,
+    /// The open review tasks summarised for the worklist, kept in step with the store.
+    open_tasks: worklist::OpenTasks,
 }
 
 /// Stored records (with up to 20 candidates each) the weight bound checks itself on at
@@ -223,6 +232,7 @@ impl Service {
             last_ticket: Mutex::new(Ticket::default()),
             index_stats,
             training,
+            open_tasks: worklist::OpenTasks::default(),
         })
     }
 
@@ -261,6 +271,11 @@ impl Service {
         self.index_stats
     }
 
+    /// Records in the live index now (0 if an earlier panic poisoned it).
+    pub fn indexed_records(&self) -> usize {
+        self.read_index().map_or(0, |i| i.len())
+    }
+
     /// The model's id, reported as the model version.
     pub fn model_version(&self) -> &str {
         &self.linker.scorer().model().id
@@ -286,6 +301,7 @@ impl Service {
         let mut index = self.write_index()?;
         let ticket = self.store.apply(changes)?;
         index.apply(changes, fresh, |r| self.prepare(r));
+        self.open_tasks.apply(changes.ops());
         drop(index);
         let mut last = self.last_ticket.lock().unwrap_or_else(|p| p.into_inner());
         *last = (*last).max(ticket);

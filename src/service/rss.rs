@@ -3,7 +3,7 @@
 
 /// Resident set size of this process, from `/proc/self/status` (Linux); `None` elsewhere
 /// or when it cannot be read.
-pub(crate) fn resident_bytes() -> Option<u64> {
+pub fn resident_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     vm_rss(&status)
 }

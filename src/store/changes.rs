@@ -3,6 +3,7 @@
 
 use crate::record::RecordKey;
 
+use super::feed::ChangeEvent;
 use super::types::{Euid, HistoryEntry, NotDuplicate, Person, Receipt, ReviewTask, StoredRecord};
 
 /// One write inside a [`ChangeSet`].
@@ -42,6 +43,15 @@ pub enum Op {
     AppendHistory(HistoryEntry),
     /// Records the matching model version in use.
     SetModelVersion(String),
+    /// Appends an event to the change feed; the store assigns its `seq`
+    /// ([`crate::store::feed`]).
+    Publish(ChangeEvent),
+    /// Drops the change feed's events up to `through` (retention), oldest first: the
+    /// feed then starts at `through + 1`. Never beyond the head.
+    PruneChanges {
+        /// The last event dropped.
+        through: u64,
+    },
     /// Keeps a front door's receipt for the message this change set applies, so that a
     /// replay of the message is answered from it instead of being applied again
     /// ([`crate::store::Store::receipt`]).

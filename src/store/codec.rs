@@ -20,12 +20,13 @@ pub enum TreeId {
     NotDuplicate = 5,
     History = 6,
     Meta = 7,
-    Receipts = 8,
+    Changes = 8,
+    Receipts = 9,
 }
 
 impl TreeId {
     /// Every tree, indexed by `as usize`.
-    pub(crate) const ALL: [TreeId; 9] = [
+    pub(crate) const ALL: [TreeId; 10] = [
         TreeId::Records,
         TreeId::Persons,
         TreeId::Tasks,
@@ -34,6 +35,7 @@ impl TreeId {
         TreeId::NotDuplicate,
         TreeId::History,
         TreeId::Meta,
+        TreeId::Changes,
         TreeId::Receipts,
     ];
 
@@ -48,6 +50,7 @@ impl TreeId {
             TreeId::NotDuplicate => "not_duplicate",
             TreeId::History => "history",
             TreeId::Meta => "meta",
+            TreeId::Changes => "changes",
             TreeId::Receipts => "receipts",
         }
     }
@@ -64,10 +67,15 @@ pub(crate) mod meta {
     pub(crate) const OPEN_TASKS: &[u8] = b"count_open_tasks";
     pub(crate) const MODEL_VERSION: &[u8] = b"model_version";
     pub(crate) const RECORDS_GENERATION: &[u8] = b"records_generation";
+    /// The change feed's last sequence number (format 2 on).
+    pub(crate) const FEED_SEQ: &[u8] = b"feed_seq";
+    /// The change feed's first retained sequence number, once pruned (format 2 on).
+    pub(crate) const FEED_FIRST: &[u8] = b"feed_first";
 }
 
-/// The on-disk format this code writes and reads.
-pub(crate) const FORMAT_VERSION: u64 = 1;
+/// The on-disk format this code writes and reads. Format 1 had no change feed (no
+/// `changes` tree, no `feed_*` counters); [`super::upgrade`] brings it to 2.
+pub(crate) const FORMAT_VERSION: u64 = 2;
 
 const SEP: u8 = 0;
 
@@ -215,6 +223,19 @@ pub(crate) fn decode_history_key(k: &[u8]) -> Result<(Euid, u64)> {
     let euid = decode_euid_key(&k[..k.len() - 9])?;
     let seq: [u8; 8] = k[k.len() - 8..].try_into().map_err(|_| bad())?;
     Ok((euid, u64::from_be_bytes(seq)))
+}
+
+/// A change feed event's sequence number, 8 big-endian bytes: the feed in order.
+pub(crate) fn change_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+/// Inverse of [`change_key`].
+pub(crate) fn decode_change_key(k: &[u8]) -> Result<u64> {
+    let b: [u8; 8] = k
+        .try_into()
+        .map_err(|_| Error::Corrupt("change feed key is not 8 bytes".into()))?;
+    Ok(u64::from_be_bytes(b))
 }
 
 /// Splits a [`pair_key`] into its two persons.

@@ -14,6 +14,7 @@ use crate::record::RecordKey;
 
 use super::changes::{ChangeSet, Op};
 use super::codec::{self, meta, TreeId};
+use super::feed::{ChangeEvent, FeedBounds, FeedHead};
 use super::group_commit::{Flusher, GroupCommit};
 use super::types::{
     CheckReport, Euid, HistoryEntry, NotDuplicate, Person, PersonStatus, Receipt, ReviewTask,
@@ -101,6 +102,10 @@ pub trait Kv: Send + Sync {
     fn accepts_writes(&self) -> bool {
         true
     }
+    /// Bytes on disk; `None` in memory.
+    fn size_on_disk(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Where a scan starts: at `prefix`, or just after `after` when that is later.
@@ -151,21 +156,20 @@ struct Deltas {
 pub struct KvStore<K> {
     pub(crate) kv: K,
     gc: GroupCommit,
+    feed: std::sync::Arc<FeedHead>,
+    flush_latency: std::sync::Arc<crate::metrics::Histogram>,
 }
 
 impl<K: Kv> KvStore<K> {
-    /// Wraps a backend, initialising or checking the on-disk format version.
+    /// Wraps a backend, initialising or checking the on-disk format version (an older
+    /// format is refused, naming the command that upgrades it: [`super::upgrade`]).
+    ///
+    /// Everything the backend holds must be durable already (sled's opening flushes):
+    /// the change feed's head is published as it stands, and every later flush publishes
+    /// what was applied before it began ([`crate::store::feed`]).
     pub(crate) fn over(kv: K, flusher: Flusher) -> Result<Self> {
         match kv.get(TreeId::Meta, meta::FORMAT_VERSION)? {
-            Some(v) => {
-                let found = codec::decode_u64(Some(&v))?;
-                if found != codec::FORMAT_VERSION {
-                    return Err(Error::Corrupt(format!(
-                        "store format version {found}, this build reads version {}",
-                        codec::FORMAT_VERSION
-                    )));
-                }
-            }
+            Some(v) => super::upgrade::check_format(codec::decode_u64(Some(&v))?)?,
             None => kv.transact(&|tx| {
                 tx.insert(
                     TreeId::Meta,
@@ -174,9 +178,24 @@ impl<K: Kv> KvStore<K> {
                 )
             })?,
         }
+        let head = codec::decode_u64(kv.get(TreeId::Meta, meta::FEED_SEQ)?.as_deref())?;
+        let feed = std::sync::Arc::new(FeedHead::new(head));
+        let flush_latency = std::sync::Arc::new(crate::metrics::Histogram::new());
+        let (publish, timed) = (std::sync::Arc::clone(&feed), flush_latency.clone());
+        // What was applied before the flush began is durable once it succeeds.
+        let flusher: Flusher = std::sync::Arc::new(move || {
+            let applied = publish.applied_head();
+            let started = std::time::Instant::now();
+            flusher()?;
+            timed.observe(started.elapsed());
+            publish.durable(applied);
+            Ok(())
+        });
         Ok(KvStore {
             kv,
             gc: GroupCommit::new(flusher),
+            feed,
+            flush_latency,
         })
     }
 
@@ -225,7 +244,11 @@ impl<K: Kv> Store for KvStore<K> {
             return Ok(Ticket(0));
         }
         precheck(changes)?;
-        self.kv.transact(&|tx| apply_ops(tx, changes.ops()))?;
+        let published = self.kv.transact(&|tx| apply_ops(tx, changes.ops()))?;
+        // Before the ticket: a flush that covers the ticket covers these events.
+        if let Some(seq) = published {
+            self.feed.applied(seq);
+        }
         Ok(self.gc.written())
     }
 
@@ -243,6 +266,14 @@ impl<K: Kv> Store for KvStore<K> {
 
     fn flush_count(&self) -> u64 {
         self.gc.flushes()
+    }
+
+    fn flush_latency(&self) -> &crate::metrics::Histogram {
+        &self.flush_latency
+    }
+
+    fn size_on_disk(&self) -> Option<u64> {
+        self.kv.size_on_disk()
     }
 
     fn writable(&self) -> bool {
@@ -461,6 +492,51 @@ impl<K: Kv> Store for KvStore<K> {
             })?;
         }
         Ok(old.len())
+    }
+
+    fn changes_after(&self, after: u64, max: usize) -> Result<Vec<ChangeEvent>> {
+        let head = self.feed.durable_head();
+        let from = codec::change_key(after);
+        let mut out = Vec::new();
+        for item in self.kv.scan(TreeId::Changes, &[], Some(&from)) {
+            let (k, v) = item?;
+            if out.len() >= max || codec::decode_change_key(&k)? > head {
+                break;
+            }
+            out.push(codec::decode::<ChangeEvent>("change event", &v)?);
+        }
+        Ok(out)
+    }
+
+    fn feed_bounds(&self) -> Result<FeedBounds> {
+        let head = self.feed.durable_head();
+        let first = self.counter(meta::FEED_FIRST)?.max(1);
+        Ok(FeedBounds {
+            first: first.min(head + 1),
+            head,
+        })
+    }
+
+    fn watch_feed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.feed.subscribe()
+    }
+
+    fn prune_changes(&self, before: UnixMillis, max: usize) -> Result<u64> {
+        let mut through = None;
+        for item in self.kv.scan(TreeId::Changes, &[], None).take(max) {
+            let (_, v) = item?;
+            let event: ChangeEvent = codec::decode("change event", &v)?;
+            if event.at >= before || event.seq > self.feed.durable_head() {
+                break;
+            }
+            through = Some(event.seq);
+        }
+        let Some(through) = through else {
+            return Ok(0);
+        };
+        let first = self.counter(meta::FEED_FIRST)?.max(1);
+        self.apply(&ChangeSet::from(vec![Op::PruneChanges { through }]))?;
+        Ok(through + 1 - first)
     }
 
     fn verify_readable(&self) -> Result<u64> {
@@ -716,6 +792,33 @@ impl<K: Kv> Store for KvStore<K> {
             }
         }
 
+        // change feed: every number from the first kept to the head, each once
+        let feed_head = self.counter(meta::FEED_SEQ)?;
+        let mut expect = self.counter(meta::FEED_FIRST)?.max(1);
+        for item in self.kv.scan(TreeId::Changes, &[], None) {
+            let (k, v) = item?;
+            rep.feed_events += 1;
+            let Ok(seq) = codec::decode_change_key(&k) else {
+                rep.problem("malformed key in change feed");
+                continue;
+            };
+            match codec::decode::<ChangeEvent>("change event", &v) {
+                Ok(e) if e.seq == seq => {}
+                Ok(_) => rep.problem(format!("change event {seq}: value under another number")),
+                Err(e) => rep.problem(format!("change event {seq}: {}", why(e))),
+            }
+            if seq != expect {
+                rep.problem(format!("change feed: event {seq} where {expect} was due"));
+            }
+            expect = seq + 1;
+        }
+        if expect <= feed_head {
+            rep.problem(format!(
+                "change feed ends at {} below its head ({feed_head})",
+                expect - 1
+            ));
+        }
+
         // counters
         let stats = self.stats()?;
         let counts = [
@@ -783,15 +886,18 @@ fn precheck(changes: &ChangeSet) -> Result<()> {
             | Op::DeleteNotDuplicate { .. }
             | Op::AppendHistory(_)
             | Op::SetModelVersion(_)
-            | Op::PutReceipt(_) => {}
+            | Op::PutReceipt(_)
+            | Op::Publish(_)
+            | Op::PruneChanges { .. } => {}
         }
     }
     Ok(())
 }
 
 /// The transaction body: writes, counters, indexes, then invariant checks on what was
-/// touched. Pure function of the store state (sled may run it more than once).
-fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<()> {
+/// touched. Pure function of the store state (sled may run it more than once). Returns the
+/// number of the last change feed event it published, if any.
+fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<Option<u64>> {
     let mut d = Deltas::default();
     let mut verify_persons: BTreeSet<Euid> = BTreeSet::new();
     // Persons written, with the members they had before (none for a new person).
@@ -799,6 +905,7 @@ fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<()> {
     let mut verify_tasks: Vec<&ReviewTask> = Vec::new();
     let mut must_exist: BTreeSet<&Euid> = BTreeSet::new();
     let mut history_seq: Option<u64> = None;
+    let mut feed_seq: Option<u64> = None;
     // What this change set leaves in the records and persons it writes, so that the checks
     // need not decode them back from the overlay.
     let mut written = Written::default();
@@ -937,7 +1044,28 @@ fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<()> {
                 let k = codec::receipt_key(codec::receipt_day(r.at.0), &r.id);
                 tx.insert(TreeId::Receipts, &k, codec::encode_receipt(r.at.0, &r.body))?;
             }
+            Op::Publish(e) => {
+                let seq = match feed_seq {
+                    Some(s) => s + 1,
+                    None => {
+                        codec::decode_u64(tx.get(TreeId::Meta, meta::FEED_SEQ)?.as_deref())? + 1
+                    }
+                };
+                feed_seq = Some(seq);
+                // Like history: numbers come from the counter, advanced by change sets only,
+                // one at a time, so no event is under this number yet.
+                let event = ChangeEvent { seq, ..e.clone() };
+                tx.insert(
+                    TreeId::Changes,
+                    &codec::change_key(seq),
+                    codec::encode(&event)?,
+                )?;
+            }
+            Op::PruneChanges { through } => prune(tx, *through)?,
         }
+    }
+    if let Some(seq) = feed_seq {
+        tx.insert(TreeId::Meta, meta::FEED_SEQ, codec::encode_u64(seq))?;
     }
 
     if let Some(seq) = history_seq {
@@ -976,7 +1104,31 @@ fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<()> {
         &members_before,
         &verify_tasks,
         &must_exist,
-    )
+    )?;
+    Ok(feed_seq)
+}
+
+/// Drops the change feed's events from its first kept one through `through`, and makes
+/// the feed start after it. The numbers are dense, so no scan is needed.
+fn prune(tx: &dyn KvTx, through: u64) -> TxResult<()> {
+    let head = codec::decode_u64(tx.get(TreeId::Meta, meta::FEED_SEQ)?.as_deref())?;
+    if through > head {
+        return Err(rejected(format!(
+            "pruning the change feed through {through}, beyond its head {head}"
+        )));
+    }
+    let first = codec::decode_u64(tx.get(TreeId::Meta, meta::FEED_FIRST)?.as_deref())?.max(1);
+    for seq in first..=through {
+        tx.remove(TreeId::Changes, &codec::change_key(seq))?;
+    }
+    if through >= first {
+        tx.insert(
+            TreeId::Meta,
+            meta::FEED_FIRST,
+            codec::encode_u64(through + 1),
+        )?;
+    }
+    Ok(())
 }
 
 /// The final state of the records and persons a change set writes: a record's person

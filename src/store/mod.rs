@@ -45,7 +45,8 @@
 //! | `tasks_by_record` | `source 0x00 local_id 0x00 task_id`   | empty (open tasks per record)  |
 //! | `not_duplicate`   | `euid_a 0x00 euid_b` (both directions) | [`NotDuplicate`] (JSON)       |
 //! | `history`         | `euid 0x00 seq` (u64, big-endian)     | [`HistoryEntry`] (JSON)        |
-//! | `meta`            | `format_version`, `next_euid`, `next_task`, `history_seq`, `count_records`, `count_persons`, `count_open_tasks`, `records_generation` | u64, big-endian |
+//! | `changes`         | `seq` (u64, big-endian)               | [`ChangeEvent`] (JSON): the change feed ([`feed`]) |
+//! | `meta`            | `format_version`, `next_euid`, `next_task`, `history_seq`, `count_records`, `count_persons`, `count_open_tasks`, `records_generation`, `feed_seq`, `feed_first` | u64, big-endian |
 //! | `meta`            | `model_version`                       | UTF-8 text                     |
 //! | `receipts`        | day (u32, big-endian) `id`            | time (i64, big-endian) and a door's body ([`Receipt`]) |
 //! | `journal` (sled)  | eight zero bytes (one key)            | the last change set's writes, until a clean close (see [`SledStore`]) |
@@ -68,14 +69,18 @@ use std::pin::Pin;
 use crate::error::{Error, Result};
 use crate::record::RecordKey;
 
+pub mod backup;
 mod changes;
 mod codec;
 mod engine;
+pub mod feed;
 mod group_commit;
 mod plan;
 mod types;
+pub mod upgrade;
 
 pub use changes::{ChangeSet, Op};
+pub use feed::{Change, ChangeEvent, FeedBounds};
 pub use plan::{Moved, Plan, Removed, Stamp};
 pub use types::{
     CheckReport, Euid, HistoryAction, HistoryEntry, LinkInfo, LinkMethod, NotDuplicate, OpaqueJson,
@@ -142,6 +147,13 @@ pub trait Store: Send + Sync {
 
     /// Number of flushes performed (shared and synchronous) since opening.
     fn flush_count(&self) -> u64;
+
+    /// How long flushes took since opening (the durability cycle: sled's flush and the
+    /// `fdatasync`), for the operations listener.
+    fn flush_latency(&self) -> &crate::metrics::Histogram;
+
+    /// Bytes the store occupies on disk; `None` for a store kept in memory.
+    fn size_on_disk(&self) -> Option<u64>;
 
     /// False while the store cannot take writes: its latest flush failed (until one
     /// succeeds), or a write failed midway (until it is reopened). For the health check.
@@ -271,6 +283,33 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// Storage errors.
     fn prune_receipts(&self, before: UnixMillis, max: usize) -> Result<usize>;
+
+    // ---- the change feed ----
+
+    /// Up to `max` change feed events after number `after`, in order, durable ones only
+    /// ([`feed`]). Fewer than asked when the feed ends; the first is not `after + 1` when
+    /// retention pruned it (see [`Store::feed_bounds`]).
+    ///
+    /// # Errors
+    /// Storage errors; [`Error::Corrupt`] for an undecodable event.
+    fn changes_after(&self, after: u64, max: usize) -> Result<Vec<ChangeEvent>>;
+
+    /// The oldest kept and the newest durable event numbers.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn feed_bounds(&self) -> Result<FeedBounds>;
+
+    /// A receiver of the durable head: it changes when a flush makes new events durable.
+    fn watch_feed(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// Retention: drops the oldest durable events made before `before`, at most `max` of
+    /// them in one change set. Returns how many were dropped (call again while it is
+    /// `max`).
+    ///
+    /// # Errors
+    /// As [`Store::apply`].
+    fn prune_changes(&self, before: UnixMillis, max: usize) -> Result<u64>;
 
     /// Reads every entry of every tree and returns how many it read: proof that the store
     /// can be read through (sled checks each page it reads against its checksum), for a

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::record::{Record, RecordKey};
 
 use super::changes::{ChangeSet, Op};
+use super::feed::{Change, ChangeEvent};
 use super::types::{
     Euid, HistoryAction, HistoryEntry, LinkInfo, LinkMethod, NotDuplicate, Person, PersonStatus,
     Resolution, ResolutionAction, ReviewTask, StoredRecord, TaskCandidate, TaskId, TaskStatus,
@@ -123,7 +124,7 @@ pub struct Plan<'s, S: Store + ?Sized> {
     records: BTreeMap<RecordKey, Tracked<StoredRecord>>,
     persons: BTreeMap<Euid, Tracked<Person>>,
     tasks: BTreeMap<TaskId, Tracked<ReviewTask>>,
-    /// Assertions, history and model version, in order.
+    /// Assertions, history, change feed events and model version, in order.
     extra: Vec<Op>,
 }
 
@@ -247,12 +248,20 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
             .task(id)?
             .cloned()
             .ok_or_else(|| Error::not_found("review task", id))?;
-        if !task.is_open() {
-            return Err(Error::Conflict(format!(
-                "review task {id} is already resolved"
-            )));
+        match &task.status {
+            TaskStatus::Open => Ok(task),
+            // Who and when, so the second of two registrars on one task knows what happened
+            // (an actor is a credential's name, never patient data).
+            TaskStatus::Resolved(r) => Err(Error::Conflict(format!(
+                "review task {id} is already resolved by {} at {}",
+                if r.action == ResolutionAction::Superseded {
+                    "the system (its record changed)"
+                } else {
+                    r.actor.as_str()
+                },
+                crate::time::format_rfc3339(r.at.0)
+            ))),
         }
-        Ok(task)
     }
 
     fn existing_record(&mut self, key: &RecordKey) -> Result<StoredRecord> {
@@ -337,6 +346,15 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
         }));
     }
 
+    /// Publishes `change` on the change feed with this change set.
+    fn publish(&mut self, change: Change) {
+        self.extra.push(Op::Publish(ChangeEvent {
+            seq: 0,
+            at: self.stamp.at,
+            change,
+        }));
+    }
+
     fn link(&self, method: LinkMethod) -> LinkInfo {
         LinkInfo {
             method,
@@ -364,6 +382,7 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
         self.put_person(p)?;
         if retired {
             self.history(euid, HistoryAction::Retired, vec![], vec![], None);
+            self.publish(Change::PersonRetired { euid: euid.clone() });
         }
         Ok(retired)
     }
@@ -399,7 +418,17 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
             answer: None,
             version: 0,
         })?;
-        self.history(&euid, HistoryAction::PersonCreated, vec![key], vec![], None);
+        self.history(
+            &euid,
+            HistoryAction::PersonCreated,
+            vec![key.clone()],
+            vec![],
+            None,
+        );
+        self.publish(Change::PersonCreated {
+            euid: euid.clone(),
+            records: vec![key],
+        });
         Ok(euid)
     }
 
@@ -425,7 +454,17 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
             answer: None,
             version: 0,
         })?;
-        self.history(&euid, HistoryAction::RecordLinked, vec![key], vec![], None);
+        self.history(
+            &euid,
+            HistoryAction::RecordLinked,
+            vec![key.clone()],
+            vec![],
+            None,
+        );
+        self.publish(Change::RecordLinked {
+            record: key,
+            euid: euid.clone(),
+        });
         Ok(euid)
     }
 
@@ -453,7 +492,17 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
         stored.answer = None;
         let euid = stored.euid.clone();
         self.put_record(stored)?;
-        self.history(&euid, HistoryAction::RecordUpdated, vec![key], vec![], None);
+        self.history(
+            &euid,
+            HistoryAction::RecordUpdated,
+            vec![key.clone()],
+            vec![],
+            None,
+        );
+        self.publish(Change::RecordUpdated {
+            record: key,
+            euid: euid.clone(),
+        });
         Ok(euid)
     }
 
@@ -464,6 +513,18 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
     /// [`Error::NotFound`] for an unknown record or person; [`Error::Conflict`] when the
     /// target is retired.
     pub fn move_record(&mut self, key: &RecordKey, to: &Euid, method: LinkMethod) -> Result<Moved> {
+        self.move_record_as(key, to, method, false)
+    }
+
+    /// [`Plan::move_record`]; `unlinked`: `to` is a new person made for the record, and the
+    /// change feed says so.
+    fn move_record_as(
+        &mut self,
+        key: &RecordKey,
+        to: &Euid,
+        method: LinkMethod,
+        unlinked: bool,
+    ) -> Result<Moved> {
         let mut stored = self.existing_record(key)?;
         let to = self.active_person(to)?;
         let from = stored.euid.clone();
@@ -496,6 +557,20 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
             vec![from.clone()],
             None,
         );
+        let (record, from_euid, to_euid) = (key.clone(), from.clone(), to.clone());
+        self.publish(if unlinked {
+            Change::RecordUnlinked {
+                record,
+                from: from_euid,
+                to: to_euid,
+            }
+        } else {
+            Change::RecordMoved {
+                record,
+                from: from_euid,
+                to: to_euid,
+            }
+        });
         Ok(Moved {
             from,
             to,
@@ -523,8 +598,8 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
             vec![stored.euid.clone()],
             None,
         );
-        // The new person is empty only inside the plan; move_record fills it.
-        self.move_record(key, &new, LinkMethod::Registrar)
+        // The new person is empty only inside the plan; moving the record fills it.
+        self.move_record_as(key, &new, LinkMethod::Registrar, true)
     }
 
     /// Deletes a record, retiring its person if left empty and superseding its open review
@@ -545,6 +620,10 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
             vec![],
             None,
         );
+        self.publish(Change::RecordRemoved {
+            record: key.clone(),
+            euid: stored.euid.clone(),
+        });
         let retired = self.detach(&stored.euid, key)?;
         Ok(Removed {
             euid: stored.euid,
@@ -614,9 +693,14 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
             &into,
             HistoryAction::MergeAbsorbed,
             moved.clone(),
-            vec![from],
+            vec![from.clone()],
             None,
         );
+        self.publish(Change::PersonsMerged {
+            merged: from,
+            survivor: into,
+            records: moved.clone(),
+        });
         Ok(moved)
     }
 
@@ -668,9 +752,14 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
             &new,
             HistoryAction::PersonCreated,
             keys.to_vec(),
-            vec![euid],
+            vec![euid.clone()],
             None,
         );
+        self.publish(Change::PersonSplit {
+            euid,
+            new_euid: new.clone(),
+            records: keys.to_vec(),
+        });
         Ok(new)
     }
 
@@ -703,9 +792,10 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
             &b,
             HistoryAction::NotDuplicateAsserted,
             vec![],
-            vec![a],
+            vec![a.clone()],
             None,
         );
+        self.publish(Change::NotDuplicateAsserted { a, b });
         Ok(())
     }
 
@@ -734,9 +824,10 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
             &b,
             HistoryAction::NotDuplicateRetracted,
             vec![],
-            vec![a],
+            vec![a.clone()],
             None,
         );
+        self.publish(Change::NotDuplicateRetracted { a, b });
         Ok(true)
     }
 
@@ -755,7 +846,7 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
             self.existing_person(&c.euid)?;
         }
         let id = self.store.allocate_task_id()?;
-        let euids = candidates.iter().map(|c| c.euid.clone()).collect();
+        let euids: Vec<Euid> = candidates.iter().map(|c| c.euid.clone()).collect();
         self.put_task(ReviewTask {
             id,
             status: TaskStatus::Open,
@@ -769,9 +860,15 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
             &euid,
             HistoryAction::ReviewOpened,
             vec![record.clone()],
-            euids,
+            euids.clone(),
             Some(id),
         );
+        self.publish(Change::ReviewOpened {
+            task: id,
+            record: record.clone(),
+            euid,
+            candidates: euids,
+        });
         Ok(id)
     }
 
@@ -782,6 +879,7 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
     /// [`Error::NotFound`]; [`Error::Conflict`] when the task is already resolved.
     pub fn resolve_task(&mut self, id: TaskId, action: ResolutionAction) -> Result<()> {
         let mut task = self.task_to_resolve(id)?;
+        let resolution = action.clone();
         task.status = TaskStatus::Resolved(Resolution {
             action,
             at: self.stamp.at,
@@ -790,16 +888,22 @@ impl<'s, S: Store + ?Sized> Plan<'s, S> {
         });
         let key = task.record.clone();
         self.put_task(task)?;
-        if let Some(r) = self.record(&key)? {
-            let euid = r.euid.clone();
+        let euid = self.record(&key)?.map(|r| r.euid.clone());
+        if let Some(euid) = &euid {
             self.history(
-                &euid,
+                euid,
                 HistoryAction::ReviewResolved,
-                vec![key],
+                vec![key.clone()],
                 vec![],
                 Some(id),
             );
         }
+        self.publish(Change::ReviewResolved {
+            task: id,
+            record: key,
+            euid,
+            resolution,
+        });
         Ok(())
     }
 

@@ -186,6 +186,53 @@ impl MetaCache {
     }
 }
 
+/// A write to a tree outside the [`TreeId`] set or outside change sets, as the backup's
+/// capture records it: tree name, key, value (`None`: deleted).
+type Captured = BTreeMap<(&'static str, Vec<u8>), Option<Vec<u8>>>;
+
+/// The writes made while a backup is being taken ([`super::backup`]), last value per key.
+/// Change sets record theirs under the writer lock; writes outside change sets (id
+/// counters, the audit trail's staging and intents) hold `gate` shared around recording
+/// and writing, so switching the capture on or off (which takes it exclusively, with the
+/// writer lock) never splits a write from its record.
+#[derive(Default)]
+struct Capture {
+    on: AtomicBool,
+    gate: std::sync::RwLock<()>,
+    writes: Mutex<Captured>,
+}
+
+impl Capture {
+    fn writes(&self) -> std::sync::MutexGuard<'_, Captured> {
+        // Inserts into a map; a panic cannot leave it half-updated.
+        self.writes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `write`, recording it first when capturing.
+    fn around(
+        &self,
+        tree: &'static str,
+        key: &[u8],
+        value: Option<&[u8]>,
+        write: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        if self.on.load(Ordering::Acquire) {
+            self.writes()
+                .insert((tree, key.to_vec()), value.map(<[u8]>::to_vec));
+        }
+        write()
+    }
+
+    /// Switches capturing on or off; returns what was captured. The caller holds the
+    /// writer lock, so no change set is between its record and its writes.
+    fn switch(&self, on: bool) -> Captured {
+        let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        self.on.store(on, Ordering::Release);
+        std::mem::take(&mut *self.writes())
+    }
+}
+
 /// The sled backend of [`SledStore`].
 pub struct SledKv {
     db: sled::Db,
@@ -200,6 +247,8 @@ pub struct SledKv {
     staging: sled::Tree,
     /// Its intents, outside change sets too.
     intents: sled::Tree,
+    /// Writes recorded while a backup is taken.
+    capture: Capture,
 }
 
 impl SledKv {
@@ -257,6 +306,123 @@ impl SledKv {
     }
 }
 
+/// The trees a backup copies: every [`TreeId`], the audit trail's staging and intents.
+/// Not the journal: a consistent copy has nothing to replay.
+fn backup_tree_names() -> Vec<&'static str> {
+    TreeId::ALL
+        .iter()
+        .map(|t| t.name())
+        .chain([STAGING_TREE, INTENTS_TREE])
+        .collect()
+}
+
+/// A file as the backup copies it at its moment: whole (content read now), or append-only
+/// (its length now; the content up to there is read after the moment).
+fn at_moment(f: &super::backup::BackupFile) -> Result<(String, Vec<u8>, Option<u64>)> {
+    let missing = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    if f.append_only {
+        let len = match std::fs::metadata(&f.path) {
+            Ok(m) => m.len(),
+            Err(e) if missing(&e) => 0,
+            Err(e) => return Err(Error::io(&f.path, e)),
+        };
+        Ok((f.name.clone(), Vec::new(), Some(len)))
+    } else {
+        let content = match std::fs::read(&f.path) {
+            Ok(c) => c,
+            Err(e) if missing(&e) => return Ok((f.name.clone(), Vec::new(), None)),
+            Err(e) => return Err(Error::io(&f.path, e)),
+        };
+        Ok((f.name.clone(), content, None))
+    }
+}
+
+/// Where the file `name` of a backup lives in the data directory `dir`.
+fn files_path(dir: &Path, name: &str) -> Result<PathBuf> {
+    super::backup::file_path(dir, name)
+}
+
+/// An append-only file's first `len` bytes, cut after its last whole line (a line being
+/// written at the moment is not the moment's).
+fn append_only_prefix(path: PathBuf, len: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut content = Vec::new();
+    match std::fs::File::open(&path) {
+        Ok(f) => {
+            f.take(len)
+                .read_to_end(&mut content)
+                .map_err(|e| Error::io(&path, e))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(&path, e)),
+    }
+    let whole = content
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    content.truncate(whole);
+    Ok(content)
+}
+
+impl SledKv {
+    /// The trees a backup copies, by name.
+    fn backup_trees(&self) -> Vec<(&'static str, &sled::Tree)> {
+        TreeId::ALL
+            .iter()
+            .map(|t| (t.name(), self.tree(*t)))
+            .chain([(STAGING_TREE, &self.staging), (INTENTS_TREE, &self.intents)])
+            .collect()
+    }
+
+    /// The backend over an opened database: refuses a store of a newer format before
+    /// touching it (`upgrading`: an older one too, unless it is being upgraded), then
+    /// replays the journal of a store that was not closed cleanly and loads the counters.
+    fn over_db(db: sled::Db, path: PathBuf, upgrading: bool) -> Result<(SledKv, Arc<Journal>)> {
+        let trees = TreeId::ALL
+            .iter()
+            .map(|t| db.open_tree(t.name()))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(sled_err)?;
+        let found = trees[TreeId::Meta as usize]
+            .get(codec::meta::FORMAT_VERSION)
+            .map_err(sled_err)?;
+        if let Some(v) = found {
+            let found = codec::decode_u64(Some(&v))?;
+            if !(upgrading && found < super::upgrade::CURRENT) {
+                super::upgrade::check_format(found)?;
+            }
+        }
+        let journal = Arc::new(Journal {
+            tree: db.open_tree(JOURNAL_TREE).map_err(sled_err)?,
+            writer: Mutex::new(()),
+            log_file: std::fs::File::open(path.join(LOG_FILE)).map_err(|e| {
+                Error::Storage(format!("opening the store's log file for syncing: {e}"))
+            })?,
+            broken: AtomicBool::new(false),
+            #[cfg(test)]
+            fail_after_writes: AtomicU64::new(u64::MAX),
+        });
+        let kv = SledKv {
+            db: db.clone(),
+            path,
+            trees,
+            journal: Arc::clone(&journal),
+            meta: MetaCache {
+                values: Mutex::new(BTreeMap::new()),
+            },
+            staging: db.open_tree(STAGING_TREE).map_err(sled_err)?,
+            intents: db.open_tree(INTENTS_TREE).map_err(sled_err)?,
+            capture: Capture::default(),
+        };
+        let replayed = kv.replay_journal()?;
+        kv.load_meta()?;
+        if replayed {
+            tracing::info!("store journal replayed (the store was not closed cleanly)");
+        }
+        Ok((kv, journal))
+    }
+}
+
 impl Drop for SledKv {
     /// A clean close leaves an empty journal: a store that was closed cleanly replays
     /// nothing when it is opened again.
@@ -281,6 +447,10 @@ impl Drop for SledKv {
 impl Kv for SledKv {
     fn accepts_writes(&self) -> bool {
         !self.journal.broken.load(Ordering::Acquire)
+    }
+
+    fn size_on_disk(&self) -> Option<u64> {
+        self.db.size_on_disk().ok()
     }
 
     fn get(&self, tree: TreeId, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -312,6 +482,8 @@ impl Kv for SledKv {
     }
 
     fn increment(&self, key: &'static [u8]) -> Result<u64> {
+        // The meta lock, then the capture's gate (briefly, shared): the backup never holds
+        // the gate while it waits for the meta lock.
         let mut meta = self.meta.lock();
         // A malformed id counter is an error, never reset: that could reuse ids.
         let old = codec::decode_u64(meta.get(key).map(Vec::as_slice)).map_err(|_| {
@@ -324,9 +496,13 @@ impl Kv for SledKv {
             .checked_add(1)
             .ok_or_else(|| Error::Corrupt("id counter overflow".into()))?;
         let value = codec::encode_u64(new);
-        self.tree(TreeId::Meta)
-            .insert(key, value.as_slice())
-            .map_err(sled_err)?;
+        self.capture
+            .around(TreeId::Meta.name(), key, Some(&value), || {
+                self.tree(TreeId::Meta)
+                    .insert(key, value.as_slice())
+                    .map(drop)
+                    .map_err(sled_err)
+            })?;
         meta.insert(key.to_vec(), value);
         Ok(new)
     }
@@ -349,6 +525,12 @@ impl Kv for SledKv {
         let writes = tx.into_writes();
         if writes.is_empty() {
             return Ok(result);
+        }
+        if self.capture.on.load(Ordering::Acquire) {
+            let mut captured = self.capture.writes();
+            for ((tree, key), value) in &writes {
+                captured.insert((tree.name(), key.clone()), value.clone());
+            }
         }
         journal
             .tree
@@ -451,41 +633,44 @@ impl KvStore<SledKv> {
         path.as_ref().join(LOG_FILE).is_file()
     }
 
-    /// The store over an opened database: trees, journal replay, counters.
+    /// The store over an opened database: format check, trees, journal replay, counters.
     fn over_db(db: sled::Db, path: PathBuf) -> Result<Self> {
-        let trees = TreeId::ALL
-            .iter()
-            .map(|t| db.open_tree(t.name()))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(sled_err)?;
-        let journal = Arc::new(Journal {
-            tree: db.open_tree(JOURNAL_TREE).map_err(sled_err)?,
-            writer: Mutex::new(()),
-            log_file: std::fs::File::open(path.join(LOG_FILE)).map_err(|e| {
-                Error::Storage(format!("opening the store's log file for syncing: {e}"))
-            })?,
-            broken: AtomicBool::new(false),
-            #[cfg(test)]
-            fail_after_writes: AtomicU64::new(u64::MAX),
-        });
-        let kv = SledKv {
-            db: db.clone(),
-            path,
-            trees,
-            journal: Arc::clone(&journal),
-            meta: MetaCache {
-                values: Mutex::new(BTreeMap::new()),
-            },
-            staging: db.open_tree(STAGING_TREE).map_err(sled_err)?,
-            intents: db.open_tree(INTENTS_TREE).map_err(sled_err)?,
-        };
-        let replayed = kv.replay_journal()?;
-        kv.load_meta()?;
-        if replayed {
-            tracing::info!("store journal replayed (the store was not closed cleanly)");
-        }
+        let (kv, journal) = SledKv::over_db(db.clone(), path, false)?;
+        // Everything the store holds is durable before the change feed's head is
+        // published (a process killed before its last flush left the rest in the page
+        // cache only).
+        journal.flush(&db)?;
         let flusher = Arc::new(move || journal.flush(&db));
         KvStore::over(kv, flusher)
+    }
+
+    /// Upgrades the closed store in `path` to this build's format ([`super::upgrade`]):
+    /// replays the journal of a crashed store, then runs each step. A store of this
+    /// format is left as it is.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the directory holds no store or another process holds it;
+    /// [`Error::Incompatible`] for a format this build cannot upgrade (a newer one).
+    pub fn upgrade(path: impl AsRef<Path>) -> Result<super::upgrade::Upgraded> {
+        let path = path.as_ref().to_path_buf();
+        if !Self::exists(&path) {
+            return Err(Error::Storage(format!(
+                "{}: not an empi store (no `db` file)",
+                path.display()
+            )));
+        }
+        let db = open_db(&path)?;
+        super::private::make_private(&path)?;
+        let (kv, journal) = SledKv::over_db(db.clone(), path, true)?;
+        let current = super::upgrade::CURRENT;
+        let from = super::upgrade::format_of(&kv)?.unwrap_or(current);
+        let done = if from == current {
+            super::upgrade::Upgraded { from, to: from }
+        } else {
+            super::upgrade::migrate(&kv, from)?
+        };
+        journal.flush(&db)?;
+        Ok(done)
     }
 
     /// Opens the closed store in `path` once and closes it again, so that the next open is
@@ -506,6 +691,157 @@ impl KvStore<SledKv> {
         // file, made owner-only like the rest).
         open_db(path.as_ref()).map(drop)?;
         super::private::make_private(path.as_ref())
+    }
+
+    /// Writes a consistent copy of the store, and of `files` as they were at the same
+    /// moment, to `out` as a backup body ([`super::backup`]), while writers go on: they
+    /// wait only while capturing is switched on and off. Returns the change feed's head
+    /// at the backup's moment.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when reading the store or writing `out` fails; [`Error::Io`]
+    /// for a file that cannot be read.
+    pub fn backup<W: std::io::Write>(
+        &self,
+        out: W,
+        files: &[super::backup::BackupFile],
+    ) -> Result<u64> {
+        let kv = &self.kv;
+        let writer_lock = || kv.journal.writer.lock().unwrap_or_else(|p| p.into_inner());
+        drop(kv.capture.switch(true));
+        drop(writer_lock());
+        let mut body = super::backup::BodyWriter::new(out);
+        let copied: Result<()> = (|| {
+            for (name, tree) in kv.backup_trees() {
+                for item in tree.iter() {
+                    let (k, v) = item.map_err(sled_err)?;
+                    body.entry(name, &k, Some(&v))?;
+                }
+            }
+            Ok(())
+        })();
+        // The moment: between two change sets, with no write outside them in flight.
+        let moment = {
+            let _writer = writer_lock();
+            let captured = kv.capture.switch(false);
+            let head =
+                codec::decode_u64(kv.meta.lock().get(codec::meta::FEED_SEQ).map(Vec::as_slice));
+            let files: Result<Vec<_>> = files.iter().map(at_moment).collect();
+            let at = super::UnixMillis::now();
+            head.and_then(|head| Ok((captured, head, at, files?)))
+        };
+        let rest: Result<(u64, super::UnixMillis)> = (|| {
+            copied?;
+            let (captured, head, at, files) = moment?;
+            for ((tree, key), value) in &captured {
+                body.entry(tree, key, value.as_deref())?;
+            }
+            for (name, content, upto) in files {
+                let content = match upto {
+                    None => content,
+                    Some(len) => append_only_prefix(files_path(&self.kv.path, &name)?, len)?,
+                };
+                body.file(&name, &content)?;
+            }
+            Ok((head, at))
+        })();
+        match rest {
+            Ok((head, at)) => body.end(head, at.0).map(|_| head),
+            Err(e) => {
+                // The reader is told; the reason names no data (store and file errors).
+                let _ = body.fail(&e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Restores the backup file `from` into `data`, which must not hold anything yet:
+    /// checks the whole file first (header, formats, checksum), then writes the trees and
+    /// files, upgrades a copy of an older store format, and makes everything owner-only.
+    /// On failure `data` is left as it was found (what was written is removed).
+    ///
+    /// # Errors
+    /// [`Error::Incompatible`] for a file that is not an empi backup, or of a format this
+    /// build does not read; [`Error::Corrupt`] for a damaged one; [`Error::Storage`] when
+    /// `data` is not empty; I/O and storage errors while writing.
+    pub fn restore(from: &Path, data: &Path) -> Result<super::backup::BackupInfo> {
+        let info = super::backup::verify(from)?;
+        let existed = data.exists();
+        if existed {
+            let mut entries = std::fs::read_dir(data).map_err(|e| Error::io(data, e))?;
+            if entries.next().is_some() {
+                return Err(Error::Storage(format!(
+                    "{}: not empty; restore into a new directory",
+                    data.display()
+                )));
+            }
+        }
+        let written = Self::restore_into(from, data, &info);
+        if written.is_err() {
+            // The directory was new or empty: everything in it is ours.
+            let _ = if existed {
+                std::fs::read_dir(data).map(|entries| {
+                    for e in entries.flatten() {
+                        let p = e.path();
+                        let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
+                    }
+                })
+            } else {
+                std::fs::remove_dir_all(data)
+            };
+        }
+        written.map(|()| info)
+    }
+
+    fn restore_into(from: &Path, data: &Path, info: &super::backup::BackupInfo) -> Result<()> {
+        use super::backup::Item;
+        super::private::make_private(data)?;
+        {
+            let db = open_db(data)?;
+            let mut trees: BTreeMap<String, sled::Tree> = BTreeMap::new();
+            let mut body = super::backup::body_of(from)?;
+            loop {
+                match body.next_item()? {
+                    Item::Entry { tree, key, value } => {
+                        if !backup_tree_names().contains(&tree.as_str()) {
+                            return Err(Error::Corrupt(
+                                "backup is damaged: an unknown tree".into(),
+                            ));
+                        }
+                        let t = match trees.entry(tree) {
+                            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                            std::collections::btree_map::Entry::Vacant(v) => {
+                                let t = db.open_tree(v.key()).map_err(sled_err)?;
+                                v.insert(t)
+                            }
+                        };
+                        match value {
+                            Some(v) => t.insert(key, v).map(drop),
+                            None => t.remove(key).map(drop),
+                        }
+                        .map_err(sled_err)?;
+                    }
+                    Item::File { name, content } => {
+                        let path = super::backup::file_path(data, &name)?;
+                        if let Some(dir) = path.parent() {
+                            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                        }
+                        std::fs::write(&path, content).map_err(|e| Error::io(&path, e))?;
+                    }
+                    Item::End { feed_head, .. } if feed_head == info.feed_head => break,
+                    Item::End { .. } => {
+                        return Err(Error::Corrupt(
+                            "backup is damaged: its end does not match its header".into(),
+                        ))
+                    }
+                }
+            }
+            db.flush().map_err(sled_err)?;
+        }
+        if info.store_format < super::upgrade::CURRENT {
+            Self::upgrade(data)?;
+        }
+        super::private::make_private(data)
     }
 
     /// The directory the store lives in.
@@ -529,10 +865,16 @@ impl super::Staging for KvStore<SledKv> {
         if seq == 0 {
             return Err(Error::Storage("staged entries are numbered from 1".into()));
         }
+        let key = seq.to_be_bytes();
         self.kv
-            .staging
-            .insert(seq.to_be_bytes(), bytes)
-            .map_err(sled_err)?;
+            .capture
+            .around(STAGING_TREE, &key, Some(bytes), || {
+                self.kv
+                    .staging
+                    .insert(key, bytes)
+                    .map(drop)
+                    .map_err(sled_err)
+            })?;
         Ok(self.written())
     }
 
@@ -541,32 +883,43 @@ impl super::Staging for KvStore<SledKv> {
     }
 
     fn stage_intent(&self, id: u64, bytes: &[u8]) -> Result<()> {
-        self.kv
-            .intents
-            .insert(id.to_be_bytes(), bytes)
-            .map(drop)
-            .map_err(sled_err)
+        let key = id.to_be_bytes();
+        self.kv.capture.around(INTENTS_TREE, &key, Some(bytes), || {
+            self.kv
+                .intents
+                .insert(key, bytes)
+                .map(drop)
+                .map_err(sled_err)
+        })
     }
 
     fn drop_intents(&self, ids: &[u64]) -> Result<()> {
         for id in ids {
-            self.kv.intents.remove(id.to_be_bytes()).map_err(sled_err)?;
+            let key = id.to_be_bytes();
+            self.kv.capture.around(INTENTS_TREE, &key, None, || {
+                self.kv.intents.remove(key).map(drop).map_err(sled_err)
+            })?;
         }
         Ok(())
     }
 
     fn settle_staged(&self, mark: &[u8], through: u64) -> Result<()> {
         let tree = &self.kv.staging;
+        let capture = &self.kv.capture;
         // The mark first: sled recovers a prefix of its log, so no removal below survives
         // a crash without it.
-        tree.insert(STAGING_MARK, mark).map_err(sled_err)?;
+        capture.around(STAGING_TREE, &STAGING_MARK, Some(mark), || {
+            tree.insert(STAGING_MARK, mark).map(drop).map_err(sled_err)
+        })?;
         let upto = through.to_be_bytes();
         let mut keys = Vec::new();
         for item in tree.range(1u64.to_be_bytes()..=upto) {
             keys.push(item.map_err(sled_err)?.0);
         }
         for key in keys {
-            tree.remove(key).map_err(sled_err)?;
+            capture.around(STAGING_TREE, &key, None, || {
+                tree.remove(&key).map(drop).map_err(sled_err)
+            })?;
         }
         Ok(())
     }
@@ -810,6 +1163,84 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(&*stored, b"xyz");
+    }
+
+    /// Rewrites the closed store in `path` as format 1 wrote it: no change feed tree, no
+    /// feed counters, version 1 (everything else is laid out the same in both).
+    fn as_format_1(path: &Path) {
+        let db = open_db(path).unwrap();
+        db.drop_tree(TreeId::Changes.name()).unwrap();
+        let meta = db.open_tree(TreeId::Meta.name()).unwrap();
+        meta.remove(codec::meta::FEED_SEQ).unwrap();
+        meta.remove(codec::meta::FEED_FIRST).unwrap();
+        meta.insert(codec::meta::FORMAT_VERSION, codec::encode_u64(1))
+            .unwrap();
+        db.flush().unwrap();
+    }
+
+    /// A store of the previous format is refused, naming the command that upgrades it;
+    /// `upgrade` keeps every record, person and history entry, the change feed starts
+    /// empty and numbers from 1, and a second upgrade changes nothing.
+    #[test]
+    fn a_store_of_the_previous_format_is_refused_then_upgraded() {
+        use crate::store::upgrade::Upgraded;
+        let dir = tempfile::tempdir().unwrap();
+        let euids: Vec<_> = {
+            let s = SledStore::open(dir.path()).unwrap();
+            (0..3).map(|i| create(&s, &i.to_string())).collect()
+        };
+        as_format_1(dir.path());
+        let err = SledStore::open(dir.path()).unwrap_err();
+        assert!(matches!(err, Error::Incompatible(_)), "{err}");
+        assert!(err.to_string().contains("empi upgrade --data"), "{err}");
+
+        let done = SledStore::upgrade(dir.path()).unwrap();
+        assert_eq!(done, Upgraded { from: 1, to: 2 });
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            let report = s.check().unwrap();
+            assert!(report.is_ok(), "{:?}", report.problems);
+            assert_eq!((report.records, report.history_entries), (3, 3));
+            for (i, euid) in euids.iter().enumerate() {
+                let r = s.get_record(&rec(&i.to_string()).key()).unwrap().unwrap();
+                assert_eq!(&r.euid, euid);
+            }
+            assert_eq!(s.feed_bounds().unwrap().head, 0);
+            create(&s, "9");
+            let events = s.changes_after(0, 10).unwrap();
+            assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1]);
+        }
+        let again = SledStore::upgrade(dir.path()).unwrap();
+        assert_eq!(again, Upgraded { from: 2, to: 2 });
+    }
+
+    /// A store of a newer format is refused by opening and by upgrading, and left as it
+    /// is: never read with this build's layout.
+    #[test]
+    fn a_store_of_a_newer_format_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SledStore::open(dir.path()).unwrap());
+        let version = |v: Option<u64>| {
+            let db = open_db(dir.path()).unwrap();
+            let meta = db.open_tree(TreeId::Meta.name()).unwrap();
+            if let Some(v) = v {
+                meta.insert(codec::meta::FORMAT_VERSION, codec::encode_u64(v))
+                    .unwrap();
+                db.flush().unwrap();
+            }
+            codec::decode_u64(meta.get(codec::meta::FORMAT_VERSION).unwrap().as_deref()).unwrap()
+        };
+        version(Some(3));
+        let err = SledStore::open(dir.path()).unwrap_err();
+        assert!(
+            err.to_string().contains("newer than this empi reads"),
+            "{err}"
+        );
+        assert!(matches!(
+            SledStore::upgrade(dir.path()),
+            Err(Error::Incompatible(_))
+        ));
+        assert_eq!(version(None), 3);
     }
 
     #[test]

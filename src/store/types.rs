@@ -593,6 +593,8 @@ pub struct CheckReport {
     pub not_duplicate_pairs: u64,
     /// History entries seen.
     pub history_entries: u64,
+    /// Change feed events kept.
+    pub feed_events: u64,
     /// Invariant violations found, by record key / EUID / task id (never patient data);
     /// at most [`CheckReport::MAX_PROBLEMS`] are kept.
     pub problems: Vec<String>,

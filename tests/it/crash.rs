@@ -31,6 +31,8 @@ const KILL_AFTER_ACKS: usize = 200;
 pub(crate) struct Server {
     pub(crate) child: Child,
     pub(crate) addr: String,
+    /// The operations listener's address, when started with `--metrics`.
+    pub(crate) metrics: Option<String>,
     log: PathBuf,
 }
 
@@ -59,22 +61,29 @@ impl Server {
         // Keeps draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.trim().strip_prefix("listening on ") {
-                    let _ = tx.send(addr.to_string());
+                for what in ["listening on ", "metrics on "] {
+                    if let Some(addr) = line.trim().strip_prefix(what) {
+                        let _ = tx.send((what, addr.to_string()));
+                    }
                 }
             }
         });
         let mut server = Server {
             child,
             addr: String::new(),
+            metrics: None,
             log,
         };
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => server.addr = addr,
-            Err(_) => panic!(
-                "empi serve printed no 'listening on ADDR' within 30 s:\n{}",
-                server.log_tail()
-            ),
+        let wanted = 1 + usize::from(args.contains(&"--metrics"));
+        for _ in 0..wanted {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(("listening on ", addr)) => server.addr = addr,
+                Ok((_, addr)) => server.metrics = Some(addr),
+                Err(_) => panic!(
+                    "empi serve printed no 'listening on ADDR' within 30 s:\n{}",
+                    server.log_tail()
+                ),
+            }
         }
         server
     }
@@ -453,15 +462,17 @@ pub(crate) fn export(data: &Path) -> Vec<audit::AuditEntry> {
         .collect()
 }
 
-/// Copies a directory tree (files and folders).
+/// Copies a directory tree (files and folders; not the control socket a killed server
+/// left, which `tar` and `rsync` skip too and the next server replaces).
 pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("creating the copy");
     for entry in std::fs::read_dir(from).expect("listing") {
         let entry = entry.expect("an entry");
         let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
+        let kind = entry.file_type().expect("file type");
+        if kind.is_dir() {
             copy_dir(&entry.path(), &target);
-        } else {
+        } else if kind.is_file() {
             std::fs::copy(entry.path(), &target).expect("copying a file");
         }
     }

@@ -2,12 +2,15 @@
 
 mod batch;
 mod cli;
+mod console;
 mod crash;
 mod doors;
 mod exports;
 mod faults;
+mod feed;
 mod fuzzing;
 mod grpc;
+mod operations;
 mod quality;
 mod security;
 mod service;

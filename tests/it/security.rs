@@ -274,9 +274,18 @@ async fn call(c: &mut Client, op: Operation, euid: &str) -> Code {
             .map(drop),
         ),
         Operation::GetStats => code(c.get_stats(pb::GetStatsRequest {}).await.map(drop)),
-        Operation::MergeRecords | Operation::CrossReference | Operation::FindPersons => {
+        Operation::MergeRecords
+        | Operation::CrossReference
+        | Operation::FindPersons
+        | Operation::SearchPersons => {
             unreachable!("{op} is not an RPC: Operation::ALL lists RPCs only")
         }
+        // Answered once the stream is open; dropping it closes the call.
+        Operation::WatchChanges => code(
+            c.watch_changes(pb::WatchChangesRequest { after_sequence: 0 })
+                .await
+                .map(drop),
+        ),
     }
 }
 
@@ -294,7 +303,12 @@ async fn each_role_gets_exactly_its_calls_and_every_call_is_audited() {
     let server = TlsServer::start(&pki, data).await;
 
     // One stored record and its EUID, so the allowed calls have something to act on.
-    let mut admin = connect(&pki, server.port, Some(&tokens_by_role[2].1), false).await;
+    let admin_token = &tokens_by_role
+        .iter()
+        .find(|(r, _)| *r == Role::Admin)
+        .unwrap()
+        .1;
+    let mut admin = connect(&pki, server.port, Some(admin_token), false).await;
     let created = admin
         .match_or_create(pb::MatchOrCreateRequest {
             record: Some(rec("st-marys-adt", "MRN1")),
@@ -625,6 +639,12 @@ async fn a_full_flow_at_trace_level_logs_no_patient_data() {
             "store",
             "--listen",
             "127.0.0.1:0",
+            "--console",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--metrics",
+            "127.0.0.1:0",
             "--tls-cert",
         ])
         .arg(&tls.cert)
@@ -636,16 +656,24 @@ async fn a_full_flow_at_trace_level_logs_no_patient_data() {
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .expect("spawns empi serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut after = |want: &str| -> String {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        line.trim()
+            .strip_prefix(want)
+            .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+            .to_string()
+    };
+    let port_in = |at: String| -> u16 {
+        at.rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {at:?}"))
+    };
+    let port = port_in(after("listening on "));
+    let metrics_at = after("metrics on ");
+    let console_port = port_in(after("console on https://"));
 
     let mut sub = connect(&pki, port, Some(submitter), false).await;
     let mut reg = connect(&pki, port, Some(registrar), false).await;
@@ -717,6 +745,28 @@ async fn a_full_flow_at_trace_level_logs_no_patient_data() {
         .await
         .unwrap();
     let _ = ops.get_stats(pb::GetStatsRequest {}).await.unwrap();
+    let console_urls = console_flow(console_port, &pki.ca, registrar, &euids).await;
+    // The change feed: keys and EUIDs only.
+    let mut feed = ops
+        .watch_changes(pb::WatchChangesRequest { after_sequence: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let events = format!("{:?}", feed.message().await.unwrap().unwrap()).to_lowercase();
+    drop(feed);
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&metrics_at).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    };
+    assert!(metrics.contains("empi_calls_total"), "{metrics}");
 
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -736,12 +786,31 @@ async fn a_full_flow_at_trace_level_logs_no_patient_data() {
         "the server logged at TRACE ({} bytes)",
         log.len()
     );
+    assert!(
+        log.lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "every log line is a JSON object"
+    );
     let lower = log.to_lowercase();
     for phi in PHI {
         assert!(!mentions(&lower, phi), "{phi} appears in the log");
+        assert!(!mentions(&events, phi), "{phi} appears in the change feed");
+        assert!(
+            !mentions(&metrics.to_lowercase(), phi),
+            "{phi} appears in the metrics"
+        );
     }
     for token in [submitter, registrar, admin] {
         assert!(!log.contains(&token[5..]), "a token appears in the log");
+    }
+    for url in &console_urls {
+        let url = url.to_lowercase();
+        for phi in PHI {
+            assert!(
+                !mentions(&url, phi),
+                "{phi} appears in console address {url}"
+            );
+        }
     }
     let audit = empi_cli(&["audit", "--data", "store"], dir.path());
     assert!(audit.lines().count() >= 10, "{audit}");
@@ -749,6 +818,62 @@ async fn a_full_flow_at_trace_level_logs_no_patient_data() {
     for phi in PHI {
         assert!(!mentions(&lower, phi), "{phi} appears in the audit");
     }
+}
+
+/// The registrar console over TLS, as a registrar: sign in, the worklist, every task and
+/// person page, a search posting patient values, a resolution; the addresses requested.
+async fn console_flow(port: u16, ca: &str, token: &str, euids: &[String]) -> Vec<String> {
+    let mut b = crate::console::Browser::tls(port, ca);
+    let signed_in = b.sign_in(token).await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    assert!(
+        b.set_cookies
+            .iter()
+            .any(|c| c.starts_with("empi_session=") && c.ends_with("Secure")),
+        "the session cookie is Secure under TLS: {:?}",
+        b.set_cookies
+    );
+    let list = b.get("/worklist").await;
+    assert_eq!(list.status, 200);
+    let mut tasks: Vec<String> = list
+        .body
+        .match_indices("href=\"/tasks/")
+        .map(|(at, _)| list.body[at + 13..at + 22].to_string())
+        .collect();
+    tasks.dedup();
+    assert!(!tasks.is_empty(), "the flow opened a review task");
+    for t in &tasks {
+        assert_eq!(b.get(&format!("/tasks/{t}")).await.status, 200);
+    }
+    for e in euids {
+        assert_eq!(b.get(&format!("/persons/{e}")).await.status, 200);
+    }
+    let csrf = list.csrf();
+    let found = b
+        .post(
+            "/search",
+            &[
+                ("csrf", &csrf),
+                ("given_name", "Zephyrina"),
+                ("family_name", "Quilfeather"),
+                ("birth_date", "1958-03-17"),
+                ("phone", "413-555-0177"),
+            ],
+        )
+        .await;
+    assert_eq!(found.status, 200);
+    let bad = b
+        .post("/search", &[("csrf", &csrf), ("birth_date", "1958-13-45")])
+        .await;
+    assert_eq!(bad.status, 400);
+    let resolved = b
+        .post(
+            &format!("/tasks/{}/resolve", tasks[0]),
+            &[("csrf", &csrf), ("action", "keep_separate")],
+        )
+        .await;
+    assert_eq!(resolved.status, 303);
+    b.visited
 }
 
 #[tokio::test]

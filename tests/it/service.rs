@@ -469,3 +469,87 @@ async fn match_or_create_lists_only_plausible_candidates_after_the_best() {
     assert!(linked.candidates[1..].iter().all(|c| c.score >= lower));
     assert!(s.match_only(&margaret("3"), 0).unwrap().candidates.len() > linked.candidates.len());
 }
+
+/// Margaret and her twin in household `i` (a birth date, phone and address of its own).
+fn household(i: usize) -> (Record, Record) {
+    let born = format!("{}-{:02}-{:02}", 1930 + i % 70, 1 + i / 70 % 12, 1 + i % 28);
+    let at = |r: Record| Record {
+        birth_date: Some(born.parse().unwrap()),
+        phones: vec![format!("{:03}-555-{:04}", 200 + i, (i * 7919) % 10_000)],
+        address: Address {
+            lines: vec![format!("{} Elm St", 10 + i * 13)],
+            postal_code: Some(format!("{:05}", 1000 + i * 37)),
+            ..Default::default()
+        },
+        ..r
+    };
+    (at(margaret(&format!("m{i}"))), at(twin(&format!("t{i}"))))
+}
+
+/// The worklist's summary of open tasks is built from a store scan while review tasks are
+/// opened and resolved: writes are not held up, and the summary it ends with is the store's
+/// open tasks exactly, neither missing a task written during the scan nor keeping one
+/// resolved during it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worklist_built_while_tasks_are_written_matches_the_store() {
+    use empi::service::WorklistQuery;
+    use empi::store::{TaskQuery, UnixMillis};
+    let s = Arc::new(service());
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let (m, t) = household(i);
+        s.match_or_create(m, "feed").await.unwrap();
+        let r = s.match_or_create(t, "feed").await.unwrap();
+        tasks.extend(r.review_task);
+    }
+    // Most households are reviewed (a few twins meet another household's look-alike).
+    assert!(tasks.len() >= 250, "{} review tasks", tasks.len());
+    let build = {
+        let s = Arc::clone(&s);
+        tokio::task::spawn_blocking(move || s.warm_worklist())
+    };
+    // Meanwhile: new tasks opened, old ones resolved.
+    for i in 300..400 {
+        let (m, t) = household(i);
+        s.match_or_create(m, "feed").await.unwrap();
+        s.match_or_create(t, "feed").await.unwrap();
+        let old = tasks[i - 300];
+        s.resolve_task(old, &ResolutionAction::KeepSeparate, "reg", "twins")
+            .await
+            .unwrap();
+    }
+    build.await.unwrap().unwrap();
+
+    let mut open = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, next) = s
+            .list_tasks(&TaskQuery {
+                open: Some(true),
+                page_size: 1000,
+                after,
+                ..TaskQuery::default()
+            })
+            .unwrap();
+        open.extend(page.into_iter().map(|t| t.task.id));
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let list = s
+        .worklist(
+            &WorklistQuery {
+                page_size: 1000,
+                ..WorklistQuery::default()
+            },
+            UnixMillis::now(),
+        )
+        .unwrap();
+    assert_eq!(list.open, open.len() as u64);
+    let listed: Vec<_> = list.rows.iter().map(|r| r.id).collect();
+    open.sort();
+    let mut sorted = listed.clone();
+    sorted.sort();
+    assert_eq!(sorted, open);
+}

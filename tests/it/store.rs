@@ -59,7 +59,16 @@ on_both_stores!(
     euids_and_task_ids_are_never_reused,
     concurrent_commits_share_flushes,
     receipts_are_kept_with_their_change_and_pruned_by_day,
+    every_operation_publishes_its_events_in_order,
+    events_are_shown_once_durable,
+    retention_drops_the_oldest_events,
 );
+
+// The change feed's store-level tests (in `feed`), on both backends too.
+use crate::feed::{
+    events_are_shown_once_durable, every_operation_publishes_its_events_in_order,
+    retention_drops_the_oldest_events,
+};
 
 // ---- helpers --------------------------------------------------------------------------
 
