@@ -1,10 +1,13 @@
 //! Load generator: drives `empi serve` over loopback with N concurrent gRPC clients sending
 //! `MatchOrCreate` for records of an `empi synth` CSV, and reports throughput, latency
-//! percentiles (p50/p90/p99/max), decision counts and errors.
+//! percentiles (p50/p90/p99/max), decision counts and errors. With `--mllp` the same
+//! records go as HL7 v2.5 ADT^A04 messages over MLLP to the server's HL7 listener instead,
+//! one connection per client, each message answered (durably) before the next is sent.
 //!
 //! ```sh
 //! cargo bench --bench loadgen -- --addr 127.0.0.1:50051 --input FILE --clients 8 --requests 50000
 //! cargo bench --bench loadgen -- --spawn-server /tmp/empi-bench --input FILE --preload 1000000
+//! cargo bench --bench loadgen -- --spawn-server /tmp/empi-bench --mllp --input FILE --skip 1000000
 //! ```
 //!
 //! Records are taken in file order: the first `--skip` ones are not sent (already stored, e.g.
@@ -25,26 +28,37 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use empi::grpc::pb::{self, empi_client::EmpiClient};
+use empi::hl7::mllp::{self, MllpDecoder};
+use empi::hl7::{escape, Delimiters};
 use empi::input::{read_csv, ColumnMapping, ReadOptions};
+use empi::record::{Record, Sex};
 use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::{Channel, Endpoint};
 
 const USAGE: &str = "\
-empi load generator: MatchOrCreate over gRPC with N concurrent clients
+empi load generator: MatchOrCreate over gRPC (or ADT^A04 over MLLP) with N concurrent
+clients
 
 usage: cargo bench --bench loadgen -- (--addr HOST:PORT | --spawn-server DATA_DIR) [options]
 
   --addr HOST:PORT        a running `empi serve` (loopback only)
-  --spawn-server DIR      start `empi serve --data DIR --listen 127.0.0.1:0`, report its
+  --spawn-server DIR      start `empi serve --data DIR --listen 127.0.0.1:0` (with --mllp
+                          also `--hl7 127.0.0.1:0`), report its
                           start time, stop it at the end (binary: --empi-bin, else
                           $EMPI_BIN, else the bench-profile build of `empi` that cargo
                           makes beside this bench, target/release/empi)
   --empi-bin PATH         the empi binary for --spawn-server
+  --mllp                  send each record as an HL7 v2.5 ADT^A04 over MLLP (PID-3's
+                          assigning authority is the record's source) and count the
+                          acknowledgements (AA; AE/AR are errors) instead of decisions
+  --hl7-addr HOST:PORT    the HL7 listener of the server given by --addr, with --mllp
   --server-arg ARG        one more argument to the spawned `empi serve` (repeatable), e.g.
                           --server-arg=--metrics --server-arg=127.0.0.1:0
   --follow-feed           one more client follows the change feed (WatchChanges from the
-                          feed's start: replays it, then follows) during warmup and measurement, as a downstream consumer
-                          does; reports the events it received
+                          feed's start: replays it, then follows) during warmup and
+                          measurement, as a downstream consumer does; reports the events
+                          it received
   --input FILE            records CSV (`empi synth` output) [synthetic-data/small/records.csv]
   --columns MAPPING       column mapping, as for `empi dedup` (default: headers named like
                           our fields)
@@ -66,6 +80,8 @@ struct Args {
     addr: Option<String>,
     spawn_server: Option<PathBuf>,
     empi_bin: Option<PathBuf>,
+    mllp: bool,
+    hl7_addr: Option<String>,
     server_args: Vec<String>,
     follow_feed: bool,
     input: PathBuf,
@@ -86,6 +102,8 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>> {
         addr: None,
         spawn_server: None,
         empi_bin: None,
+        mllp: false,
+        hl7_addr: None,
         server_args: Vec::new(),
         follow_feed: false,
         input: Path::new(env!("CARGO_MANIFEST_DIR")).join("synthetic-data/small/records.csv"),
@@ -122,6 +140,8 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>> {
             "--addr" => args.addr = Some(value()?),
             "--spawn-server" => args.spawn_server = Some(PathBuf::from(value()?)),
             "--empi-bin" => args.empi_bin = Some(PathBuf::from(value()?)),
+            "--mllp" => args.mllp = true,
+            "--hl7-addr" => args.hl7_addr = Some(value()?),
             "--server-arg" => args.server_args.push(value()?),
             "--follow-feed" => args.follow_feed = true,
             "--input" => args.input = PathBuf::from(value()?),
@@ -144,6 +164,9 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>> {
     }
     if args.addr.is_some() && args.spawn_server.is_some() {
         bail!("give --addr or --spawn-server, not both");
+    }
+    if args.mllp && args.addr.is_some() && args.hl7_addr.is_none() {
+        bail!("--mllp with --addr needs --hl7-addr");
     }
     if args.clients == 0 || args.threads == 0 {
         bail!("--clients and --threads must be at least 1");
@@ -203,9 +226,10 @@ impl Drop for ServerGuard {
     }
 }
 
-/// Starts `empi serve --listen 127.0.0.1:0` and waits (up to 10 min: a large store's index is
-/// rebuilt before it listens) for the `listening on ADDR` line it prints on stdout.
-fn spawn_server(args: &Args, data: &Path) -> Result<(ServerGuard, String)> {
+/// Starts `empi serve --listen 127.0.0.1:0` (and `--hl7 127.0.0.1:0` with `--mllp`) and
+/// waits (up to 10 min: a large store's index is rebuilt before it listens) for the
+/// `listening on ADDR` lines it prints on stdout: the gRPC address, and the HL7 one.
+fn spawn_server(args: &Args, data: &Path) -> Result<(ServerGuard, String, Option<String>)> {
     let bin = args
         .empi_bin
         .clone()
@@ -226,6 +250,11 @@ fn spawn_server(args: &Args, data: &Path) -> Result<(ServerGuard, String)> {
         .arg(data)
         .arg("--listen")
         .arg("127.0.0.1:0")
+        .args(if args.mllp {
+            &["--hl7", "127.0.0.1:0"][..]
+        } else {
+            &[]
+        })
         .args(&args.server_args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -244,22 +273,31 @@ fn spawn_server(args: &Args, data: &Path) -> Result<(ServerGuard, String)> {
     // Keeps draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.trim().strip_prefix("listening on ") {
-                let _ = tx.send(addr.to_string());
+            if let Some((what, addr)) = line.trim().split_once("listening on ") {
+                let _ = tx.send((what.trim().to_string(), addr.to_string()));
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(600)).with_context(|| {
-        format!(
-            "empi serve did not print 'listening on ADDR'; see {}",
-            guard.log.display()
-        )
-    })?;
+    let (mut addr, mut hl7) = (None, None);
+    while addr.is_none() || (args.mllp && hl7.is_none()) {
+        let (what, at) = rx.recv_timeout(Duration::from_secs(600)).with_context(|| {
+            format!(
+                "empi serve did not print 'listening on ADDR'; see {}",
+                guard.log.display()
+            )
+        })?;
+        match what.as_str() {
+            "" => addr = Some(at),
+            "hl7" => hl7 = Some(at),
+            _ => {}
+        }
+    }
+    let addr = addr.context("the gRPC address")?;
     println!(
         "server    listening on {addr} after {:.2} s (store opened, index loaded or rebuilt)",
         started.elapsed().as_secs_f64()
     );
-    Ok((guard, addr))
+    Ok((guard, addr, hl7))
 }
 
 /// Starts a consumer that follows the change feed after sequence `after`; the count of events it
@@ -377,6 +415,193 @@ fn decision_name(d: pb::Decision) -> &'static str {
         pb::Decision::Review => "review",
         pb::Decision::Unspecified => "unspecified",
     }
+}
+
+/// What the clients send: gRPC `MatchOrCreate` requests, or framed ADT^A04 messages to
+/// the HL7 listener at `addr`.
+enum Load {
+    Grpc(Arc<Vec<pb::PatientRecord>>),
+    Mllp {
+        addr: String,
+        frames: Arc<Vec<Vec<u8>>>,
+        timeout: Duration,
+    },
+}
+
+impl Load {
+    /// Sends `range` with `clients` (gRPC) or `k` fresh MLLP connections.
+    async fn drive(
+        &self,
+        clients: &[EmpiClient<Channel>],
+        k: usize,
+        range: Range<usize>,
+    ) -> Result<PhaseResult> {
+        match self {
+            Load::Grpc(records) => drive(clients, records, range).await,
+            Load::Mllp {
+                addr,
+                frames,
+                timeout,
+            } => drive_mllp(addr, k, frames, range, *timeout).await,
+        }
+    }
+}
+
+/// An HL7 v2.5 ADT^A04 (register a patient, IHE ITI-8) carrying `r`: PID-3 the local id
+/// under the source as assigning authority, PID-5 names (the earlier family name as a
+/// maiden name), PID-7 the birth date as precise as it is, PID-8, PID-11, PID-13 phones and
+/// e-mail, PID-19 the national id, PID-24/25 the birth order.
+fn a04(r: &Record, control_id: &str) -> String {
+    let d = &Delimiters::STANDARD;
+    let e = |v: &str| escape(v, d);
+    let o = |v: &Option<String>| v.as_deref().map(e).unwrap_or_default();
+    let mut names = vec![format!(
+        "{}^{}^{}^^^^L",
+        o(&r.family_name),
+        o(&r.given_name),
+        o(&r.middle_name)
+    )];
+    names.extend(
+        r.previous_family_names
+            .iter()
+            .map(|f| format!("{}^^^^^^M", e(f))),
+    );
+    let birth = r.birth_date.map_or(String::new(), |b| {
+        let mut s = format!("{:04}", b.year);
+        if let Some(m) = b.month {
+            s += &format!("{m:02}");
+            if let Some(day) = b.day {
+                s += &format!("{day:02}");
+            }
+        }
+        s
+    });
+    let sex = match r.sex {
+        Sex::Female => "F",
+        Sex::Male => "M",
+        Sex::Other => "O",
+        _ => "U",
+    };
+    let a = &r.address;
+    let address = format!(
+        "{}^{}^{}^{}^{}^{}",
+        a.lines.first().map(|l| e(l)).unwrap_or_default(),
+        a.lines.get(1).map(|l| e(l)).unwrap_or_default(),
+        o(&a.city),
+        o(&a.state),
+        o(&a.postal_code),
+        o(&a.country)
+    );
+    let mut telecom: Vec<String> = r
+        .phones
+        .iter()
+        .map(|p| format!("{}^PRN^PH", e(p)))
+        .collect();
+    telecom.extend(r.email.iter().map(|m| format!("^NET^Internet^{}", e(m))));
+    let (twin, order) = match r.multiple_birth_order {
+        Some(n) => ("Y", n.to_string()),
+        None => ("", String::new()),
+    };
+    format!(
+        "MSH|^~\\&|LOADGEN|BENCH|EMPI|EMPI|20260111080000||ADT^A04^ADT_A01|{control_id}|P|2.5\r\
+         EVN||20260111080000\r\
+         PID|1||{}^^^{}^MR||{}||{birth}|{sex}|||{address}||{}||||||{}|||||{twin}|{order}\r\
+         PV1|1|O\r",
+        e(&r.local_id),
+        e(&r.source),
+        names.join("~"),
+        telecom.join("~"),
+        r.national_id().map(e).unwrap_or_default(),
+    )
+}
+
+/// MSA-1 of an answer, and its first ERR segment.
+fn acknowledgement(answer: &[u8]) -> (String, Option<String>) {
+    let text = String::from_utf8_lossy(answer);
+    let field = |id: &str| {
+        text.split('\r')
+            .find(|s| s.starts_with(id))
+            .map(str::to_string)
+    };
+    let msa = field("MSA|")
+        .and_then(|m| m.split('|').nth(1).map(str::to_string))
+        .unwrap_or_default();
+    (msa, field("ERR|"))
+}
+
+/// Sends `frames[range]` over `k` MLLP connections to `addr`, one task each taking the next
+/// unsent message, each waiting for the answer before sending again.
+async fn drive_mllp(
+    addr: &str,
+    k: usize,
+    frames: &Arc<Vec<Vec<u8>>>,
+    range: Range<usize>,
+    timeout: Duration,
+) -> Result<PhaseResult> {
+    let mut streams = Vec::with_capacity(k);
+    for _ in 0..k {
+        let s = tokio::net::TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to the HL7 listener {addr}"))?;
+        s.set_nodelay(true)?;
+        streams.push(s);
+    }
+    let next = Arc::new(AtomicUsize::new(range.start));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(k);
+    for mut stream in streams {
+        let (frames, next, end) = (Arc::clone(frames), Arc::clone(&next), range.end);
+        tasks.push(tokio::spawn(async move {
+            let mut res = PhaseResult::new()?;
+            let mut decoder = MllpDecoder::default();
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= end {
+                    break;
+                }
+                let t = Instant::now();
+                let answered = tokio::time::timeout(timeout, async {
+                    stream.write_all(&frames[i]).await?;
+                    loop {
+                        let n = stream.read(&mut buf).await?;
+                        if n == 0 {
+                            bail!("the listener closed the connection");
+                        }
+                        if let Some(frame) = decoder.push(&buf[..n]).into_iter().next() {
+                            return Ok(frame?);
+                        }
+                    }
+                })
+                .await
+                .context("no answer within --timeout-secs")
+                .and_then(|r| r);
+                let us = t.elapsed().as_micros().min(u64::MAX as u128) as u64;
+                res.sent += 1;
+                let answer = answered?;
+                match acknowledgement(&answer) {
+                    (msa, _) if msa == "AA" => {
+                        res.latency_us.saturating_record(us.max(1));
+                        *res.decisions.entry("AA").or_default() += 1;
+                    }
+                    (msa, err) => {
+                        *res.errors.entry(format!("MSA-1 {msa}")).or_default() += 1;
+                        if res.first_error.is_none() {
+                            // ERR names the field and why, never a value.
+                            res.first_error = Some(format!("record #{i}: {}", err.unwrap_or(msa)));
+                        }
+                    }
+                }
+            }
+            anyhow::Ok(res)
+        }));
+    }
+    let mut total = PhaseResult::new()?;
+    for t in tasks {
+        total.merge(t.await??)?;
+    }
+    total.elapsed = start.elapsed();
+    Ok(total)
 }
 
 /// Sends `records[range]` with one task per client, each taking the next unsent record.
@@ -499,7 +724,7 @@ fn report_phase(name: &str, r: &PhaseResult, with_latency: bool) {
             h.mean() / 1000.0
         );
     }
-    let decisions: Vec<String> = ["created", "linked", "review", "unspecified"]
+    let decisions: Vec<String> = ["created", "linked", "review", "unspecified", "AA"]
         .iter()
         .filter_map(|d| r.decisions.get(d).map(|n| format!("{d} {n}")))
         .collect();
@@ -540,17 +765,21 @@ fn run(args: &Args) -> Result<bool> {
         .transpose()?;
     let (records, summary) = read_csv(&args.input, mapping.as_ref(), &ReadOptions::default())
         .with_context(|| format!("reading {}", args.input.display()))?;
-    let records: Arc<Vec<pb::PatientRecord>> =
-        Arc::new(records.iter().map(pb::PatientRecord::from).collect());
+    let count = records.len();
+    let grpc_records: Arc<Vec<pb::PatientRecord>> = Arc::new(if args.mllp {
+        Vec::new()
+    } else {
+        records.iter().map(pb::PatientRecord::from).collect()
+    });
     eprintln!(
         "loadgen: {} records from {} in {:.1} s ({} rows skipped)",
-        records.len(),
+        count,
         args.input.display(),
         t.elapsed().as_secs_f64(),
         summary.skipped_rows
     );
 
-    let n = records.len();
+    let n = count;
     let first = args.skip.min(n);
     let preload = first..(first + args.preload).min(n);
     let warmup = preload.end..(preload.end + args.warmup).min(n);
@@ -563,15 +792,38 @@ fn run(args: &Args) -> Result<bool> {
         bail!("no record left to measure: skip + preload + warmup take all {n} records");
     }
 
+    // Only the records to be sent become messages; a run's own control ids, so a second run
+    // over the same store is not answered as a replay of the first.
+    let run_id = format!("{}{}", std::process::id(), t.elapsed().subsec_nanos());
+    let frames: Arc<Vec<Vec<u8>>> = Arc::new(if args.mllp {
+        let mut frames = vec![Vec::new(); first];
+        for (i, r) in records[first..measured_end].iter().enumerate() {
+            let control_id = format!("LG{run_id}.{}", first + i);
+            frames.push(mllp::encode(a04(r, &control_id).as_bytes())?);
+        }
+        frames
+    } else {
+        Vec::new()
+    });
+    drop(records);
+
     let mut server = None;
-    let addr = match (&args.addr, &args.spawn_server) {
-        (Some(a), _) => a.clone(),
+    let (addr, hl7) = match (&args.addr, &args.spawn_server) {
+        (Some(a), _) => (a.clone(), args.hl7_addr.clone()),
         (None, Some(dir)) => {
-            let (guard, addr) = spawn_server(args, dir)?;
+            let (guard, addr, hl7) = spawn_server(args, dir)?;
             server = Some(guard);
-            addr
+            (addr, hl7)
         }
         (None, None) => bail!("give --addr or --spawn-server"),
+    };
+    let load = match hl7 {
+        Some(hl7) if args.mllp => Load::Mllp {
+            addr: hl7,
+            frames,
+            timeout: args.timeout,
+        },
+        _ => Load::Grpc(grpc_records),
     };
 
     // One thread by default: every client task then runs on the thread that drives them,
@@ -605,7 +857,11 @@ fn run(args: &Args) -> Result<bool> {
                 anyhow::Ok(v)
             }
         };
-        let clients = connect(args.clients).await?;
+        // The MLLP clients connect per phase; gRPC ones are made once.
+        let clients = match &load {
+            Load::Grpc(_) => connect(args.clients).await?,
+            Load::Mllp { .. } => Vec::new(),
+        };
         let follower = if args.follow_feed {
             Some(follow_feed(&endpoint, 0).await?)
         } else {
@@ -613,24 +869,35 @@ fn run(args: &Args) -> Result<bool> {
         };
         let mut ok = true;
         if !preload.is_empty() {
-            let pc = connect(args.preload_clients.unwrap_or(2 * args.clients)).await?;
-            let r = drive(&pc, &records, preload.clone()).await?;
+            let k = args.preload_clients.unwrap_or(2 * args.clients);
+            let pc = match &load {
+                Load::Grpc(_) => connect(k).await?,
+                Load::Mllp { .. } => Vec::new(),
+            };
+            let r = load.drive(&pc, k, preload.clone()).await?;
             report_phase("preload", &r, false);
             ok &= r.error_count() == 0;
             drop(pc);
         }
         if !warmup.is_empty() {
-            let r = drive(&clients, &records, warmup.clone()).await?;
+            let r = load.drive(&clients, args.clients, warmup.clone()).await?;
             report_phase("warmup", &r, false);
             ok &= r.error_count() == 0;
         }
         let server_pid = server.as_ref().map(|g| g.child.id());
         let cpu_before = (cpu_ticks(None), server_pid.and_then(|p| cpu_ticks(Some(p))));
-        let r = drive(&clients, &records, measured.clone()).await?;
+        let r = load.drive(&clients, args.clients, measured.clone()).await?;
         let cpu_after = (cpu_ticks(None), server_pid.and_then(|p| cpu_ticks(Some(p))));
         println!(
-            "measured  {} clients, records #{}..#{} of {}",
-            args.clients, measured.start, measured.end, n
+            "measured  {} {} clients, records #{}..#{} of {}",
+            args.clients,
+            match load {
+                Load::Grpc(_) => "gRPC",
+                Load::Mllp { .. } => "MLLP",
+            },
+            measured.start,
+            measured.end,
+            n
         );
         report_phase("", &r, true);
         report_cpu("client", cpu_before.0, cpu_after.0, r.sent);

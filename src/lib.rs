@@ -29,9 +29,11 @@
 //!   detection, and the service's own record rules ([`record::Record::validate`]).
 //! - [`hl7`]: HL7 v2 codecs (no I/O): MLLP framing, message parsing with any delimiters and
 //!   the MSH-18 character sets, the identity feed and PIX/PDQ queries as domain requests,
-//!   ACK and RSP answers, and replay detection.
+//!   ACK and RSP answers, and replay detection; and the door that uses them, the MLLP
+//!   [`hl7::listener`] over [`app`] (it sits with the doors, above everything here).
 //! - [`fhir`]: FHIR R4 JSON codecs (no I/O): Patient, Parameters, searchset Bundle with
-//!   match grades, OperationOutcome and CapabilityStatement, and Patient ↔ record.
+//!   match grades, OperationOutcome and CapabilityStatement, and Patient ↔ record; and the
+//!   HTTP door over [`app`], [`fhir::http`].
 //! - [`synth`]: the deterministic synthetic population generator.
 //! - [`eval`]: quality measures against ground truth.
 //! - [`store`]: persistence behind a trait (sled, in-memory): records, persons, review

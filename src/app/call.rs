@@ -58,8 +58,8 @@ impl Call<'_> {
         self.entry.euids.push(euid.to_string());
     }
 
-    /// Says in the audit entry what the call asked for beyond keys and EUIDs (never
-    /// patient data), e.g. where a change feed starts.
+    /// Says in the audit entry what the call did or asked for beyond keys and EUIDs (never
+    /// patient data), e.g. where a change feed starts, or that a message was a replay.
     pub(super) fn note(&mut self, detail: String) {
         self.entry.detail = Some(detail);
     }

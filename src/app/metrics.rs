@@ -25,7 +25,7 @@ struct OpCounts {
 /// The application layer's counters.
 #[derive(Debug)]
 pub struct AppMetrics {
-    /// One per [`Operation::ALL`] entry, then one for calls to an unknown method.
+    /// One per [`counted`] operation, then one for calls to an unknown method.
     ops: Vec<OpCounts>,
     /// Match-or-create answers: linked, review, created, unchanged.
     decisions: [AtomicU64; 4],
@@ -34,7 +34,7 @@ pub struct AppMetrics {
 impl Default for AppMetrics {
     fn default() -> Self {
         AppMetrics {
-            ops: (0..=Operation::ALL.len())
+            ops: (0..=counted().count())
                 .map(|_| OpCounts::default())
                 .collect(),
             decisions: Default::default(),
@@ -42,13 +42,20 @@ impl Default for AppMetrics {
     }
 }
 
+/// Every operation counted, in order: the RPCs, the standards doors' and the console's own.
+fn counted() -> impl Iterator<Item = Operation> + Clone {
+    Operation::ALL
+        .into_iter()
+        .chain(Operation::STANDARDS)
+        .chain(Operation::CONSOLE)
+}
+
 const DECISIONS: [&str; 4] = ["linked", "review", "created", "unchanged"];
 
 fn op_index(name: &str) -> usize {
-    Operation::ALL
-        .iter()
+    counted()
         .position(|o| o.name() == name)
-        .unwrap_or(Operation::ALL.len())
+        .unwrap_or_else(|| counted().count())
 }
 
 impl AppMetrics {
@@ -106,8 +113,7 @@ impl App {
             "Calls answered, by operation and status code.",
             Kind::Counter,
         );
-        let names = Operation::ALL
-            .iter()
+        let names = counted()
             .map(|o| o.name())
             .chain(std::iter::once("unknown"));
         for (name, counts) in names.clone().zip(&m.ops) {

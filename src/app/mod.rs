@@ -36,6 +36,7 @@ mod metrics;
 mod ops;
 mod registrar;
 mod requests;
+mod standards;
 
 #[cfg(test)]
 mod tests;
@@ -44,9 +45,13 @@ pub use feed::{ChangeFeed, FEED_BATCH};
 pub use metrics::AppMetrics;
 pub use ops::Incoming;
 pub use requests::{
-    Attribution, LinkRecord, MarkNotDuplicate, MatchQuery, MergePersons, RemoveRecord,
-    ResolveReviewTask, SplitPerson, Submit, UnlinkRecord, Unreadable,
+    Attribution, CrossReference, FindPersons, LinkRecord, MarkNotDuplicate, MatchQuery,
+    MergePersons, MergeRecords, Once, RemoveRecord, ResolveReviewTask, SplitPerson, Submit,
+    UnlinkRecord, Unreadable,
 };
+pub use standards::{Identifiers, Receipted};
+
+use ops::trim_candidates;
 
 use std::sync::Arc;
 
@@ -97,6 +102,8 @@ pub struct App {
     service: Arc<Service>,
     trail: Option<Arc<AuditLog>>,
     space: Option<Arc<Space>>,
+    /// Messages that may be sent again, one identity at a time.
+    replays: standards::Replays,
     metrics: AppMetrics,
 }
 
@@ -113,6 +120,7 @@ impl App {
             service,
             trail,
             space,
+            replays: standards::Replays::default(),
             metrics: AppMetrics::default(),
         }
     }
@@ -180,6 +188,20 @@ impl App {
         let mut entry = AuditEntry::new(who, operation, outcome);
         entry.code = Some(code.name().to_string());
         entry.peer = peer;
+        match &self.trail {
+            Some(trail) => trail.append(&entry).await.map_err(trail_failed),
+            None => Ok(()),
+        }
+    }
+
+    /// Audits a message a door handled on its own, touching no patient data (an HL7 v2
+    /// cancel of the door's own paging state): one `ok` line naming `operation`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the line could not be written.
+    pub async fn noted(&self, caller: &Caller, operation: &str) -> Result<()> {
+        let mut entry = AuditEntry::new(Some(&caller.identity), operation, AuditOutcome::Ok);
+        entry.peer.clone_from(&caller.peer);
         match &self.trail {
             Some(trail) => trail.append(&entry).await.map_err(trail_failed),
             None => Ok(()),

@@ -335,7 +335,7 @@ impl App {
 
 /// Trims candidates to what a submitter needs: EUIDs and scores; a best record key only of
 /// the submitter's own sources; no per-field explanation of other patients.
-fn trim_candidates(who: &Identity, candidates: &mut [CandidateView]) {
+pub(super) fn trim_candidates(who: &Identity, candidates: &mut [CandidateView]) {
     for c in candidates {
         c.explanation.clear();
         if c.best_record

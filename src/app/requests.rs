@@ -136,3 +136,47 @@ pub struct ResolveReviewTask {
     /// Who asks, and why.
     pub by: Attribution,
 }
+
+/// A source's declaration that two of its records are one patient (HL7 v2 ADT^A40).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeRecords {
+    /// The record that stays.
+    pub survivor: RecordKey,
+    /// The record declared the same patient; its person is merged into the survivor's.
+    pub retired: RecordKey,
+}
+
+/// The identifiers of the person holding a record (PIX, PIXm).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrossReference {
+    /// The record asked about.
+    pub key: RecordKey,
+    /// The sources (identifier domains) wanted; empty for all.
+    pub domains: Vec<String>,
+}
+
+/// The persons a set of demographics may be (PDQ, FHIR `$match`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindPersons {
+    /// The demographics, as a record without a key.
+    pub criteria: Record,
+    /// Candidates to skip (the pages before).
+    pub offset: usize,
+    /// Candidates wanted at most.
+    pub limit: usize,
+    /// Only candidates graded certain.
+    pub only_certain: bool,
+}
+
+/// A door's identity of a message it may be sent again (HL7 v2: the sender and MSH-10),
+/// with what it answers when the message is applied: see [`crate::app::App::match_or_create_once`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Once {
+    /// The message's identity.
+    pub id: Vec<u8>,
+    /// A digest of the message's content: the same identity with another digest is a
+    /// sender reusing an identity for another message.
+    pub digest: [u8; 32],
+    /// The answer to send when the message is applied, and again for each replay.
+    pub answer: Vec<u8>,
+}

@@ -21,6 +21,9 @@
 //! | `GetStats`                                             | –        | –              | –         | yes   |
 //! | `WatchChanges`                                         | yes      | –              | –         | yes   |
 //! | `SearchPersons` (the registrar console's search)       | –        | –              | yes       | yes   |
+//! | `MergeRecords` (HL7 v2 ADT^A40)                        | –        | own source     | –         | yes   |
+//! | `CrossReference` (PIX, PIXm)                           | –        | own source(s)  | yes       | yes   |
+//! | `FindPersons` (PDQ, FHIR `$match`)                     | –        | yes (trimmed)  | yes       | yes   |
 //!
 //! A consumer is a downstream system following the change feed: it sees record keys and
 //! EUIDs only, and reads nothing else (a consumer that needs a person's data gets a
@@ -31,6 +34,11 @@
 //! of other patients). Registrars see the side-by-side views they need to decide. Admin is
 //! the operator's role and may call everything; hand people registrar tokens for daily work.
 //! Tokens themselves are managed offline with `empi token` (see [`tokens`]).
+//!
+//! The last three are the standards doors' (HL7 v2, FHIR), not RPCs of `empi.v1.Empi`: a
+//! source merging two of its own records, the identifiers of the person holding a record
+//! (a submitter sees those of its own sources), and a demographic search (a submitter sees
+//! what its own sources' records say of each candidate).
 //!
 //! Health checking and reflection are served without credentials: they carry no patient
 //! data, and load balancers must be able to probe.
@@ -61,6 +69,44 @@ pub enum AuthMode {
     Disabled,
     /// Every `empi.v1.Empi` call needs an active credential.
     Required(std::sync::Arc<Credentials>),
+}
+
+impl AuthMode {
+    /// Authenticates a caller the way every door does: by a bearer token when it presents
+    /// one (`authorization`, the header's value; an invalid token is never excused by a
+    /// certificate), else by its TLS client certificate (DER) when registered.
+    ///
+    /// # Errors
+    /// Why the caller is not authenticated, in words for the answer (no secret echoed).
+    pub fn authenticate(
+        &self,
+        authorization: Option<&[u8]>,
+        cert: Option<&[u8]>,
+    ) -> std::result::Result<Identity, &'static str> {
+        let creds = match self {
+            AuthMode::Disabled => return Ok(Identity::local_dev()),
+            AuthMode::Required(c) => c,
+        };
+        if let Some(value) = authorization {
+            let token = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
+                .map(str::trim)
+                .ok_or("authorization: expected `Bearer TOKEN`")?;
+            return creds
+                .authenticate_token(token)
+                .ok_or("unknown or revoked token");
+        }
+        match cert {
+            Some(leaf) => creds
+                .authenticate_cert(leaf)
+                .ok_or("client certificate not registered or revoked"),
+            None => Err("credentials required: a bearer token or a registered client certificate"),
+        }
+    }
 }
 
 /// How the gRPC listener protects itself: transport, authentication, audit, limits.
@@ -151,9 +197,21 @@ impl Role {
             Role::Consumer => op == O::WatchChanges,
             Role::Registrar => !matches!(
                 op,
-                O::MatchOrCreate | O::RemoveRecord | O::GetStats | O::WatchChanges
+                O::MatchOrCreate
+                    | O::RemoveRecord
+                    | O::GetStats
+                    | O::WatchChanges
+                    | O::MergeRecords
             ),
-            Role::Submitter => matches!(op, O::MatchOrCreate | O::Match | O::GetRecord),
+            Role::Submitter => matches!(
+                op,
+                O::MatchOrCreate
+                    | O::Match
+                    | O::GetRecord
+                    | O::MergeRecords
+                    | O::CrossReference
+                    | O::FindPersons
+            ),
         }
     }
 }
@@ -177,10 +235,11 @@ impl FromStr for Role {
     }
 }
 
-/// The RPCs of `empi.v1.Empi` and the console's own operations ([`Operation::CONSOLE`]), as the
-/// permission table and the audit trail name them.
+/// The operations of the application layer, as the permission table and the audit trail
+/// name them: the RPCs of `empi.v1.Empi` ([`Operation::ALL`]), those only the standards
+/// doors call ([`Operation::STANDARDS`]) and the console's own ([`Operation::CONSOLE`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[allow(missing_docs)] // the variants are the RPC names
+#[allow(missing_docs)] // the variants are the RPC and operation names
 pub enum Operation {
     MatchOrCreate,
     Match,
@@ -196,6 +255,9 @@ pub enum Operation {
     GetReviewTask,
     ResolveReviewTask,
     GetStats,
+    MergeRecords,
+    CrossReference,
+    FindPersons,
     /// Find persons like a few demographics, through the matcher (the registrar console's
     /// search; no RPC of its own).
     SearchPersons,
@@ -203,7 +265,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// Every operation.
+    /// Every RPC of `empi.v1.Empi`.
     pub const ALL: [Operation; 15] = [
         Operation::MatchOrCreate,
         Operation::Match,
@@ -220,6 +282,13 @@ impl Operation {
         Operation::ResolveReviewTask,
         Operation::GetStats,
         Operation::WatchChanges,
+    ];
+
+    /// The operations only the standards doors call, not RPCs of `empi.v1.Empi`.
+    pub const STANDARDS: [Operation; 3] = [
+        Operation::MergeRecords,
+        Operation::CrossReference,
+        Operation::FindPersons,
     ];
 
     /// Operations of the registrar console with no RPC: outside [`Operation::ALL`], so
@@ -243,13 +312,16 @@ impl Operation {
             Operation::GetReviewTask => "GetReviewTask",
             Operation::ResolveReviewTask => "ResolveReviewTask",
             Operation::GetStats => "GetStats",
+            Operation::MergeRecords => "MergeRecords",
+            Operation::CrossReference => "CrossReference",
+            Operation::FindPersons => "FindPersons",
             Operation::SearchPersons => "SearchPersons",
             Operation::WatchChanges => "WatchChanges",
         }
     }
 
     /// The operation of a gRPC path such as `/empi.v1.Empi/Match`; `None` for other
-    /// services and unknown methods.
+    /// services and unknown methods (the standards doors' operations are not RPCs).
     pub fn from_path(path: &str) -> Option<Self> {
         let method = path.strip_prefix("/empi.v1.Empi/")?;
         Operation::ALL.into_iter().find(|op| op.name() == method)
@@ -318,24 +390,39 @@ mod tests {
     fn permission_table() {
         use Operation as O;
         let allowed = |role: Role| -> Vec<Operation> {
-            O::ALL.into_iter().filter(|op| role.allows(*op)).collect()
+            O::ALL
+                .into_iter()
+                .chain(O::STANDARDS)
+                .filter(|op| role.allows(*op))
+                .collect()
         };
         assert_eq!(
             allowed(Role::Submitter),
-            vec![O::MatchOrCreate, O::Match, O::GetRecord]
+            vec![
+                O::MatchOrCreate,
+                O::Match,
+                O::GetRecord,
+                O::MergeRecords,
+                O::CrossReference,
+                O::FindPersons
+            ]
         );
         assert_eq!(allowed(Role::Consumer), vec![O::WatchChanges]);
         let registrar = allowed(Role::Registrar);
-        assert_eq!(registrar.len(), 11);
+        assert_eq!(registrar.len(), 13);
         for op in [
             O::MatchOrCreate,
             O::RemoveRecord,
             O::GetStats,
+            O::MergeRecords,
             O::WatchChanges,
         ] {
             assert!(!registrar.contains(&op), "{op}");
         }
-        assert_eq!(allowed(Role::Admin).len(), O::ALL.len());
+        assert_eq!(
+            allowed(Role::Admin).len(),
+            O::ALL.len() + O::STANDARDS.len()
+        );
         // The console's search shows persons' demographics: registrars and admins only.
         let search = |r: Role| r.allows(O::SearchPersons);
         assert_eq!(Role::ALL.map(search), [false, false, true, true]);
@@ -349,6 +436,9 @@ mod tests {
                 Operation::from_path(&format!("/empi.v1.Empi/{op}")),
                 Some(op)
             );
+        }
+        for op in Operation::STANDARDS {
+            assert_eq!(Operation::from_path(&format!("/empi.v1.Empi/{op}")), None);
         }
         assert_eq!(Operation::from_path("/empi.v1.Empi/Nope"), None);
         assert_eq!(Operation::from_path("/grpc.health.v1.Health/Check"), None);

@@ -1,7 +1,12 @@
-//! TLS for the gRPC listener (rustls through tonic): the server certificate and key, and
-//! optionally a CA whose client certificates the server accepts (mutual TLS).
+//! TLS for the listeners: the server certificate and key, and optionally a CA whose client
+//! certificates the server accepts (mutual TLS). The gRPC listener gets them as tonic's
+//! configuration, the MLLP and FHIR listeners as a rustls one built from the same files.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use tonic::transport::{Certificate, Identity as TlsIdentity, ServerTlsConfig};
 
@@ -55,5 +60,68 @@ impl TlsFiles {
             None => {}
         }
         Ok(config)
+    }
+
+    /// The rustls server configuration of these files (ring provider), for the listeners
+    /// tonic does not serve (MLLP, FHIR); `alpn` lists the protocols offered, e.g.
+    /// `http/1.1`. A client certificate is verified against the client CA and optional
+    /// unless required, as for gRPC.
+    ///
+    /// # Errors
+    /// As [`TlsFiles::server_config`]; [`Error::InvalidInput`] for a certificate or key
+    /// rustls cannot use.
+    pub fn rustls_config(&self, alpn: &[&[u8]]) -> Result<Arc<rustls::ServerConfig>> {
+        let unusable = |field: &'static str| {
+            move |e: &dyn std::fmt::Display| Error::invalid(field, format!("unusable: {e}"))
+        };
+        let certs = CertificateDer::pem_file_iter(&self.cert)
+            .and_then(|i| i.collect::<std::result::Result<Vec<_>, _>>())
+            .map_err(|e| unusable("tls_cert")(&e))?;
+        if certs.is_empty() {
+            return Err(Error::invalid("tls_cert", "no PEM certificate in the file"));
+        }
+        let key = PrivateKeyDer::from_pem_file(&self.key).map_err(|e| unusable("tls_key")(&e))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| unusable("tls")(&e))?;
+        let builder = match &self.client_ca {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in
+                    CertificateDer::pem_file_iter(ca).map_err(|e| unusable("tls_client_ca")(&e))?
+                {
+                    roots
+                        .add(c.map_err(|e| unusable("tls_client_ca")(&e))?)
+                        .map_err(|e| unusable("tls_client_ca")(&e))?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                );
+                let verifier = if self.require_client_cert {
+                    verifier
+                } else {
+                    verifier.allow_unauthenticated()
+                };
+                builder.with_client_cert_verifier(
+                    verifier
+                        .build()
+                        .map_err(|e| unusable("tls_client_ca")(&e))?,
+                )
+            }
+            None if self.require_client_cert => {
+                return Err(Error::invalid(
+                    "require_client_cert",
+                    "needs a client CA (--tls-client-ca)",
+                ))
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder
+            .with_single_cert(certs, key)
+            .map_err(|e| unusable("tls_key")(&e))?;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(config))
     }
 }

@@ -372,8 +372,9 @@ impl Credentials {
         self.lookup(|a| a.by_cert.get(&h).cloned())
     }
 
-    /// The identity of the active credential named `name`, `None` once it is revoked: a
-    /// console session made from a token ends when the token is revoked.
+    /// The identity of the active credential named `name` (any kind), `None` once it is
+    /// revoked: a console session made from a token, or a listener bound by configuration
+    /// to one credential, ends when the credential is revoked.
     pub fn active_named(&self, name: &str) -> Option<Identity> {
         self.lookup(|a| {
             a.by_token

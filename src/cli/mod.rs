@@ -7,6 +7,7 @@ pub mod check;
 pub mod console;
 pub mod data;
 pub mod dedup;
+pub mod doors;
 pub mod eval;
 pub mod input;
 pub mod link;

@@ -1,6 +1,7 @@
 //! `empi serve`: opens (or creates) the store, rebuilds the index, serves gRPC (and the
-//! registrar console with `--console`) until Ctrl-C or SIGTERM, then finishes the requests
-//! in flight.
+//! registrar console with `--console`, the HL7 v2 and FHIR doors when asked,
+//! [`super::doors`], and the operations listener with `--metrics`) until Ctrl-C or SIGTERM,
+//! then finishes the requests in flight.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +29,9 @@ pub struct ServeArgs {
     /// TLS, authentication and request limits.
     #[command(flatten)]
     pub security: super::security::SecurityArgs,
+    /// The standards doors: HL7 v2 (MLLP) and FHIR R4.
+    #[command(flatten)]
+    pub doors: super::doors::DoorArgs,
     /// Also serve the registrar console (HTML) on this address, with the same TLS and
     /// credentials as gRPC (off unless given; port 0 picks a free port, printed on stdout).
     #[arg(long)]
@@ -87,11 +91,14 @@ async fn run(args: &ServeArgs) -> Result<()> {
     let addr = listener.local_addr()?;
     println!("listening on {addr}");
     let ops = super::ops::Operations::start(args, &app, store).await?;
+    // One signal stops every listener.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let console = match args.console {
-        Some(at) => Some(super::console::start(args, at, &app, &security, stopped).await?),
+        Some(at) => Some(super::console::start(args, at, &app, &security, stopped.clone()).await?),
         None => None,
     };
+    let doors = super::doors::start(&args.doors, &args.security, &app, &security, &stopped);
+    let doors = doors.await?;
     let shutdown = async move {
         shutdown_signal().await;
         let _ = stop.send(true);
@@ -100,6 +107,7 @@ async fn run(args: &ServeArgs) -> Result<()> {
     if let Some(console) = console {
         console.await??;
     }
+    doors.finish().await;
     ops.stop().await;
     drop(app);
     // Every acknowledged write is durable already; this covers anything applied but not

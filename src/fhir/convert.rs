@@ -668,9 +668,9 @@ pub fn pixm_unknown_target_system() -> Outcome {
 
 /// The answer to an error of the library: invalid input 400 (`structure` for JSON that
 /// does not parse, else `invalid`, with the element as the expression: a FHIRPath the door
-/// named, or the Patient element of a record field), not found 404, conflict 409, storage
-/// 503 (`transient`), anything else 500 with diagnostics that reveal nothing of the
-/// server's internals.
+/// named, or the Patient element of a record field), denied 403 (`forbidden`), not found
+/// 404, conflict 409, storage 503 (`transient`), anything else 500 with diagnostics that
+/// reveal nothing of the server's internals.
 pub fn outcome_of(e: &Error) -> Outcome {
     match e {
         Error::InvalidInput { field, reason, .. } => {
@@ -693,7 +693,10 @@ pub fn outcome_of(e: &Error) -> Outcome {
         Error::NotFound { what, .. } => {
             outcome(404, "not-found", &format!("{what} not found"), None)
         }
-        Error::Conflict(_) => outcome(409, "conflict", "conflicts with the current state", None),
+        Error::Conflict(_) | Error::Stale(_) => {
+            outcome(409, "conflict", "conflicts with the current state", None)
+        }
+        Error::Denied(_) => outcome(403, "forbidden", "not permitted for this caller", None),
         Error::Storage(_) => outcome(503, "transient", "storage unavailable; retry later", None),
         _ => outcome(
             500,

@@ -1,6 +1,7 @@
-//! FHIR R4 (JSON) codecs for the FHIR front door: the resources `Patient/$match`,
-//! `Patient/$ihe-pix` (IHE PIXm), `GET Patient/[euid]`, errors and `metadata` need, and
-//! their conversion to and from the domain. Conversion only: no HTTP, no policy.
+//! The FHIR R4 (JSON) front door: its HTTP listener ([`http`]), and the codecs it uses: the
+//! resources `Patient/$match`, `Patient/$ihe-pix` (IHE PIXm), `GET Patient/[euid]`, errors
+//! and `metadata` need, and their conversion to and from the domain. The codecs are
+//! conversion only: no HTTP, no policy.
 //!
 //! The resources are written by hand with serde ([`resources`]), a few hundred lines for
 //! the five resources and their elements that empi uses. The maintained FHIR crates did not
@@ -21,6 +22,7 @@
 //!   [`capability_statement`].
 
 mod convert;
+pub mod http;
 pub mod read;
 pub mod resources;
 

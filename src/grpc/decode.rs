@@ -65,8 +65,10 @@ pub fn check_request(op: Operation, bytes: &[u8]) -> Result<(), Status> {
             decoded::<pb::GetStatsRequest>(bytes)?;
             Ok(())
         }
-        // The console's own operation: no gRPC request to check.
-        O::SearchPersons => Err(Error::invalid("method", "not a gRPC method")),
+        // The standards doors' and the console's own: `Operation::from_path` never names them.
+        O::MergeRecords | O::CrossReference | O::FindPersons | O::SearchPersons => {
+            Err(Error::invalid("method", "not an RPC of empi.v1.Empi"))
+        }
         O::WatchChanges => {
             decoded::<pb::WatchChangesRequest>(bytes)?;
             Ok(())

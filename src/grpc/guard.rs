@@ -132,39 +132,20 @@ pub fn peer_addr<B>(req: &http::Request<B>) -> Option<SocketAddr> {
         })
 }
 
-/// Authenticates a request: a bearer token when one is presented (an invalid one is never
-/// excused by a certificate), else the TLS client certificate.
+/// Authenticates a request ([`AuthMode::authenticate`]): its `authorization` header, else
+/// its TLS client certificate.
 fn authenticate<B>(mode: &AuthMode, req: &http::Request<B>) -> Result<Identity, Status> {
-    let creds = match mode {
-        AuthMode::Disabled => return Ok(Identity::local_dev()),
-        AuthMode::Required(c) => c,
-    };
-    if let Some(value) = req.headers().get(http::header::AUTHORIZATION) {
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or_else(|| Status::unauthenticated("authorization: expected `Bearer TOKEN`"))?;
-        return creds
-            .authenticate_token(token)
-            .ok_or_else(|| Status::unauthenticated("unknown or revoked token"));
-    }
+    let authorization = req.headers().get(http::header::AUTHORIZATION);
     let certs = req
         .extensions()
         .get::<TlsConnectInfo<TcpConnectInfo>>()
         .and_then(TlsConnectInfo::peer_certs);
-    match certs.as_deref().and_then(|c| c.first()) {
-        Some(leaf) => creds
-            .authenticate_cert(leaf.as_ref())
-            .ok_or_else(|| Status::unauthenticated("client certificate not registered or revoked")),
-        None => Err(Status::unauthenticated(
-            "credentials required: a bearer token or a registered client certificate",
-        )),
-    }
+    let leaf = certs.as_deref().and_then(|c| c.first());
+    mode.authenticate(
+        authorization.map(http::HeaderValue::as_bytes),
+        leaf.map(AsRef::as_ref),
+    )
+    .map_err(Status::unauthenticated)
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;

@@ -36,6 +36,24 @@ impl ReplayKey {
             control_id: h.control_id.clone(),
         }
     }
+
+    /// The key as bytes, one field after another each ended by NUL (which no HL7 text
+    /// holds): the identity under which the application keeps the message's receipt.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = b"hl7v2\0".to_vec();
+        for part in self.sender.iter().chain([&self.control_id]) {
+            out.extend_from_slice(part.as_bytes());
+            out.push(0);
+        }
+        out
+    }
+
+    /// [`ReplayKey::to_bytes`] without the control id: the sender alone.
+    pub fn sender_bytes(&self) -> Vec<u8> {
+        let mut out = self.to_bytes();
+        out.truncate(out.len() - self.control_id.len() - 1);
+        out
+    }
 }
 
 /// What the cache knows of a message.

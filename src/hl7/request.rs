@@ -65,6 +65,15 @@ pub enum Request {
     PixQuery(PixQuery),
     /// QBP^Q22: candidates for demographics.
     PdqQuery(PdqQuery),
+    /// QCN^J01: the sender is done with a PDQ query's further pages (QID-1, its tag).
+    Cancel(Cancel),
+}
+
+/// QCN^J01 (IHE ITI-21): cancel a query's continuation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancel {
+    /// QID-1: the query tag of the query to cancel.
+    pub query_tag: String,
 }
 
 /// ADT^A40: merge two records of one source.
@@ -184,6 +193,17 @@ fn map(msg: &Message, h: &Header, opts: &MappingOptions, today: i64) -> Result<R
         ("ADT", "A40") => merge(msg, opts).map(Request::Merge),
         ("QBP", "Q23") => pix_query(msg).map(Request::PixQuery),
         ("QBP", "Q22") => pdq_query(msg, today).map(Request::PdqQuery),
+        ("QCN", "J01") => {
+            let qid = required(msg, "QID")?;
+            let query_tag =
+                clean(&qid.first(1)).ok_or_else(|| Hl7Error::missing(Location::field("QID", 1)))?;
+            Ok(Request::Cancel(Cancel { query_tag }))
+        }
+        ("QCN", _) => Err(Hl7Error::new(
+            event(),
+            ErrorCode::UnsupportedEventCode,
+            "not a supported cancel (J01)",
+        )),
         ("ADT", _) => Err(Hl7Error::new(
             event(),
             ErrorCode::UnsupportedEventCode,
@@ -197,7 +217,7 @@ fn map(msg: &Message, h: &Header, opts: &MappingOptions, today: i64) -> Result<R
         _ => Err(Hl7Error::new(
             Location::field("MSH", 9).component(1),
             ErrorCode::UnsupportedMessageType,
-            "not a supported message type (ADT, QBP)",
+            "not a supported message type (ADT, QBP, QCN)",
         )),
     }
 }
@@ -1033,6 +1053,19 @@ mod tests {
                 "a query's refusal is answered as a query"
             );
         }
+    }
+
+    #[test]
+    fn query_cancels() {
+        let q = |qid: &str| format!("MSH|^~\\&|A|B|C|D|1||QCN^J01^QCN_J01|M1|P|2.5\r{qid}\r");
+        let Request::Cancel(c) = read(&q("QID|T9|IHE PDQ Query")).unwrap().request else {
+            panic!()
+        };
+        assert_eq!(c.query_tag, "T9");
+        let e = read(&q("QID||IHE PDQ Query")).unwrap_err().error;
+        assert_eq!(e.location.to_string(), "QID-1");
+        let e = read("MSH|^~\\&|A|B|C|D|1||QCN^J02|M1|P|2.5\rQID|T9").unwrap_err();
+        assert_eq!(e.error.code, ErrorCode::UnsupportedEventCode);
     }
 
     #[test]

@@ -43,7 +43,7 @@ fn present(v: &Option<String>) -> Option<&String> {
 }
 
 /// Assembles the golden view of a person from its records (see the module docs).
-pub(crate) fn golden_view(records: &[StoredRecord]) -> GoldenView {
+pub fn golden_view(records: &[StoredRecord]) -> GoldenView {
     let mut order: Vec<&StoredRecord> = records.iter().collect();
     order.sort_by_key(|s| {
         (

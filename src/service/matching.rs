@@ -12,7 +12,8 @@ use crate::prepare::Prepared;
 use crate::record::{today_days, Record, RecordKey};
 use crate::scoring::{weight_to_prob, PairScore, Sig, Thresholds};
 use crate::store::{
-    Euid, LinkMethod, OpaqueJson, Plan, Stamp, Store, StoredRecord, TaskCandidate, TaskId, Ticket,
+    Euid, LinkMethod, Op, OpaqueJson, Plan, Receipt, Stamp, Store, StoredRecord, TaskCandidate,
+    TaskId, Ticket,
 };
 
 use super::index::key_text;
@@ -297,11 +298,26 @@ impl Service {
     /// As [`Service::match_or_create`], except durability.
     // The machine clients' hot path: its span is debug-level, so with the default `info`
     // filter no span is built per call (nothing inside logs at info or above).
-    #[tracing::instrument(level = "debug", skip_all, fields(record = %record.key()))]
     pub async fn match_or_create_applied(
         &self,
         record: Record,
         actor: &str,
+    ) -> Result<(MatchResult, Pending)> {
+        self.match_or_create_receipted(record, actor, None).await
+    }
+
+    /// [`Service::match_or_create_applied`] keeping a door's `receipt` in the same change
+    /// set as the record (written even when the record is an identical resubmission, so a
+    /// later replay of the same message finds it).
+    ///
+    /// # Errors
+    /// As [`Service::match_or_create`], except durability.
+    #[tracing::instrument(level = "debug", skip_all, fields(record = %record.key()))]
+    pub async fn match_or_create_receipted(
+        &self,
+        record: Record,
+        actor: &str,
+        receipt: Option<Receipt>,
     ) -> Result<(MatchResult, Pending)> {
         let key = record.key();
         record
@@ -321,7 +337,7 @@ impl Service {
             .await;
         let mut tries = 0;
         let (result, ticket) = loop {
-            match self.decide_and_apply(&record, &prepared, &actor) {
+            match self.decide_and_apply(&record, &prepared, &actor, receipt.as_ref()) {
                 Ok(Tried::Done(done)) => break done,
                 Ok(Tried::DecideAgain) | Err(Error::Stale(_)) if tries < RETRIES => {
                     tries += 1;
@@ -353,12 +369,17 @@ impl Service {
         record: &Record,
         prepared: &Prepared,
         actor: &str,
+        receipt: Option<&Receipt>,
     ) -> Result<Tried<(MatchResult, Ticket)>> {
         let key = record.key();
         let stored = self.store.get_record(&key)?;
         if let Some(s) = stored.as_ref().filter(|s| &s.record == record) {
-            // What it reports may still await its flush (a concurrent identical request).
-            return Ok(Tried::Done((repeat_answer(s), self.latest_ticket())));
+            let ticket = match receipt {
+                Some(r) => self.apply(&vec![Op::PutReceipt(r.clone())].into(), None)?,
+                // What it reports may still await its flush (a concurrent identical request).
+                None => self.latest_ticket(),
+            };
+            return Ok(Tried::Done((repeat_answer(s), ticket)));
         }
         let own_key = key_text(&key);
         let excluded = match &stored {
@@ -402,7 +423,10 @@ impl Service {
             model_version: self.model_version().to_string(),
         };
         plan.set_answer(&key, OpaqueJson::encode(&StoredAnswer::of(&result))?)?;
-        let changes = plan.finish();
+        let mut changes = plan.finish();
+        if let Some(r) = receipt {
+            changes.push(Op::PutReceipt(r.clone()));
+        }
         let ticket = self.apply(&changes, Some((&own_key, prepared.clone())))?;
         Ok(Tried::Done((result, ticket)))
     }

@@ -66,6 +66,7 @@
 mod golden;
 mod index;
 mod locks;
+mod lookups;
 mod matching;
 mod reads;
 mod rebuild;
@@ -79,6 +80,8 @@ mod types;
 mod views;
 mod worklist;
 
+pub use golden::golden_view;
+pub use lookups::{FoundPersons, MatchGrade, PersonMatch, RECEIPT_WINDOW_MS};
 pub use matching::MAX_MATCH_CANDIDATES;
 pub use rss::resident_bytes;
 pub use startup::IndexStats;
@@ -99,7 +102,7 @@ use crate::linker::Linker;
 use crate::prepare::{NameCache, Prepared};
 use crate::record::Record;
 use crate::scoring::{TrainingSummary, WeightBound};
-use crate::store::{ChangeSet, Plan, Stamp, Store, Ticket};
+use crate::store::{ChangeSet, Op, Plan, Stamp, Store, Ticket};
 
 use index::LiveIndex;
 use locks::Stripes;
@@ -336,6 +339,12 @@ impl Service {
         }
     }
 
+    /// Everything applied so far, as a change to make durable before acknowledging what
+    /// was read (a replayed message answered from its receipt).
+    pub(crate) fn pending_now(&self) -> Pending {
+        Pending(self.latest_ticket())
+    }
+
     /// The latest ticket applied by this service.
     fn latest_ticket(&self) -> Ticket {
         *self.last_ticket.lock().unwrap_or_else(|p| p.into_inner())
@@ -347,13 +356,24 @@ impl Service {
     async fn write<T>(
         &self,
         stamp: Stamp,
+        build: impl FnMut(&mut Plan<'_, dyn Store>) -> Result<T>,
+    ) -> Result<T> {
+        self.write_with(stamp, None, build).await
+    }
+
+    /// [`Service::write`] with one more op (a door's receipt) in the same change set.
+    async fn write_with<T>(
+        &self,
+        stamp: Stamp,
+        extra: Option<Op>,
         mut build: impl FnMut(&mut Plan<'_, dyn Store>) -> Result<T>,
     ) -> Result<T> {
         let mut tries = 0;
         loop {
             let mut plan = Plan::new(&*self.store, stamp.clone());
             let value = build(&mut plan)?;
-            let changes = plan.finish();
+            let mut changes = plan.finish();
+            changes.extend(extra.iter().cloned().collect());
             match self.apply(&changes, None) {
                 Ok(ticket) => {
                     self.durable(ticket).await?;

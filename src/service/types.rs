@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::linker::Decision;
-use crate::record::{Address, Identifier, PartialDate, RecordKey, Sex};
+use crate::record::{Address, Identifier, PartialDate, Record, RecordKey, Sex};
 use crate::scoring::{Explanation, TrainingSummary};
 use crate::store::{Euid, HistoryEntry, Person, ReviewTask, StoredRecord, TaskId, Ticket};
 
@@ -123,6 +123,27 @@ pub struct GoldenView {
     pub identifiers: Vec<Identifier>,
     /// Birth order for twins and multiples.
     pub multiple_birth_order: Option<u8>,
+}
+
+impl GoldenView {
+    /// The golden view as a record without a key, for doors that show demographics the way
+    /// they read a record (an HL7 v2 PID, a FHIR Patient).
+    pub fn to_record(&self) -> Record {
+        Record {
+            given_name: self.given_name.clone(),
+            middle_name: self.middle_name.clone(),
+            family_name: self.family_name.clone(),
+            previous_family_names: self.previous_family_names.clone(),
+            birth_date: self.birth_date,
+            sex: self.sex,
+            address: self.address.clone(),
+            phones: self.phones.clone(),
+            email: self.email.clone(),
+            identifiers: self.identifiers.clone(),
+            multiple_birth_order: self.multiple_birth_order,
+            ..Record::default()
+        }
+    }
 }
 
 /// A person as [`crate::service::Service::get_person`] shows it.

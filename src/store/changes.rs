@@ -4,7 +4,7 @@
 use crate::record::RecordKey;
 
 use super::feed::ChangeEvent;
-use super::types::{Euid, HistoryEntry, NotDuplicate, Person, ReviewTask, StoredRecord};
+use super::types::{Euid, HistoryEntry, NotDuplicate, Person, Receipt, ReviewTask, StoredRecord};
 
 /// One write inside a [`ChangeSet`].
 ///
@@ -52,6 +52,10 @@ pub enum Op {
         /// The last event dropped.
         through: u64,
     },
+    /// Keeps a front door's receipt for the message this change set applies, so that a
+    /// replay of the message is answered from it instead of being applied again
+    /// ([`crate::store::Store::receipt`]).
+    PutReceipt(Receipt),
 }
 
 /// Writes applied atomically: all or nothing, in one transaction across every tree they

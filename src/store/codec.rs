@@ -21,11 +21,12 @@ pub enum TreeId {
     History = 6,
     Meta = 7,
     Changes = 8,
+    Receipts = 9,
 }
 
 impl TreeId {
     /// Every tree, indexed by `as usize`.
-    pub(crate) const ALL: [TreeId; 9] = [
+    pub(crate) const ALL: [TreeId; 10] = [
         TreeId::Records,
         TreeId::Persons,
         TreeId::Tasks,
@@ -35,6 +36,7 @@ impl TreeId {
         TreeId::History,
         TreeId::Meta,
         TreeId::Changes,
+        TreeId::Receipts,
     ];
 
     /// The on-disk tree name.
@@ -49,6 +51,7 @@ impl TreeId {
             TreeId::History => "history",
             TreeId::Meta => "meta",
             TreeId::Changes => "changes",
+            TreeId::Receipts => "receipts",
         }
     }
 }
@@ -149,6 +152,45 @@ pub(crate) fn task_by_record_prefix(key: &RecordKey) -> Vec<u8> {
     let mut k = record_key(key);
     k.push(SEP);
     k
+}
+
+/// The day (since 1970-01-01, UTC) of a time, as receipts are filed.
+pub(crate) fn receipt_day(at_ms: i64) -> u32 {
+    u32::try_from(at_ms.div_euclid(86_400_000)).unwrap_or(0)
+}
+
+/// `day(4, big-endian) id`: a day's receipts are contiguous and older days sort first, so
+/// pruning reads from the front.
+pub(crate) fn receipt_key(day: u32, id: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + id.len());
+    k.extend_from_slice(&day.to_be_bytes());
+    k.extend_from_slice(id);
+    k
+}
+
+/// The day a receipt key was filed under.
+pub(crate) fn receipt_key_day(k: &[u8]) -> Result<u32> {
+    k.get(..4)
+        .and_then(|d| d.try_into().ok())
+        .map(u32::from_be_bytes)
+        .ok_or_else(|| Error::Corrupt("receipt key shorter than its day".into()))
+}
+
+/// A receipt's value: the time kept (8 bytes, big-endian milliseconds), then the body.
+pub(crate) fn encode_receipt(at_ms: i64, body: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + body.len());
+    v.extend_from_slice(&at_ms.to_be_bytes());
+    v.extend_from_slice(body);
+    v
+}
+
+/// Inverse of [`encode_receipt`].
+pub(crate) fn decode_receipt(v: &[u8]) -> Result<(i64, Vec<u8>)> {
+    let at: [u8; 8] = v
+        .get(..8)
+        .and_then(|a| a.try_into().ok())
+        .ok_or_else(|| Error::Corrupt("receipt value shorter than its time".into()))?;
+    Ok((i64::from_be_bytes(at), v[8..].to_vec()))
 }
 
 /// `euid_a 0x00 euid_b`.

@@ -17,8 +17,8 @@ use super::codec::{self, meta, TreeId};
 use super::feed::{ChangeEvent, FeedBounds, FeedHead};
 use super::group_commit::{Flusher, GroupCommit};
 use super::types::{
-    CheckReport, Euid, HistoryEntry, NotDuplicate, Person, PersonStatus, ReviewTask, Stats,
-    StoredRecord, Survivor, TaskId, TaskPage, TaskQuery, Ticket, UnixMillis,
+    CheckReport, Euid, HistoryEntry, NotDuplicate, Person, PersonStatus, Receipt, ReviewTask,
+    Stats, StoredRecord, Survivor, TaskId, TaskPage, TaskQuery, Ticket, UnixMillis,
 };
 use super::{BoxFuture, Store};
 
@@ -438,6 +438,62 @@ impl<K: Kv> Store for KvStore<K> {
         })
     }
 
+    fn has_source(&self, source: &str) -> Result<bool> {
+        let mut prefix = source.as_bytes().to_vec();
+        prefix.push(0);
+        Ok(self
+            .kv
+            .scan(TreeId::Records, &prefix, None)
+            .next()
+            .transpose()?
+            .is_some())
+    }
+
+    fn receipt(&self, id: &[u8], since: UnixMillis) -> Result<Option<Receipt>> {
+        let (first, last) = (
+            codec::receipt_day(since.0),
+            codec::receipt_day(UnixMillis::now().0),
+        );
+        for day in (first..=last.max(first)).rev() {
+            let Some(v) = self
+                .kv
+                .get(TreeId::Receipts, &codec::receipt_key(day, id))?
+            else {
+                continue;
+            };
+            let (at, body) = codec::decode_receipt(&v)?;
+            if at >= since.0 {
+                return Ok(Some(Receipt {
+                    id: id.to_vec(),
+                    at: UnixMillis(at),
+                    body,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    fn prune_receipts(&self, before: UnixMillis, max: usize) -> Result<usize> {
+        let cutoff = codec::receipt_day(before.0);
+        let mut old = Vec::new();
+        for item in self.kv.scan(TreeId::Receipts, &[], None) {
+            let (k, _) = item?;
+            if old.len() >= max || codec::receipt_key_day(&k)? >= cutoff {
+                break;
+            }
+            old.push(k);
+        }
+        if !old.is_empty() {
+            self.kv.transact(&|tx| {
+                for k in &old {
+                    tx.remove(TreeId::Receipts, k)?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(old.len())
+    }
+
     fn changes_after(&self, after: u64, max: usize) -> Result<Vec<ChangeEvent>> {
         let head = self.feed.durable_head();
         let from = codec::change_key(after);
@@ -830,6 +886,7 @@ fn precheck(changes: &ChangeSet) -> Result<()> {
             | Op::DeleteNotDuplicate { .. }
             | Op::AppendHistory(_)
             | Op::SetModelVersion(_)
+            | Op::PutReceipt(_)
             | Op::Publish(_)
             | Op::PruneChanges { .. } => {}
         }
@@ -982,6 +1039,10 @@ fn apply_ops(tx: &dyn KvTx, ops: &[Op]) -> TxResult<Option<u64>> {
             }
             Op::SetModelVersion(v) => {
                 tx.insert(TreeId::Meta, meta::MODEL_VERSION, v.as_bytes().to_vec())?;
+            }
+            Op::PutReceipt(r) => {
+                let k = codec::receipt_key(codec::receipt_day(r.at.0), &r.id);
+                tx.insert(TreeId::Receipts, &k, codec::encode_receipt(r.at.0, &r.body))?;
             }
             Op::Publish(e) => {
                 let seq = match feed_seq {

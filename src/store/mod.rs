@@ -48,6 +48,7 @@
 //! | `changes`         | `seq` (u64, big-endian)               | [`ChangeEvent`] (JSON): the change feed ([`feed`]) |
 //! | `meta`            | `format_version`, `next_euid`, `next_task`, `history_seq`, `count_records`, `count_persons`, `count_open_tasks`, `records_generation`, `feed_seq`, `feed_first` | u64, big-endian |
 //! | `meta`            | `model_version`                       | UTF-8 text                     |
+//! | `receipts`        | day (u32, big-endian) `id`            | time (i64, big-endian) and a door's body ([`Receipt`]) |
 //! | `journal` (sled)  | eight zero bytes (one key)            | the last change set's writes, until a clean close (see [`SledStore`]) |
 //! | `staging` (sled)  | eight zero bytes                      | the staging caller's mark ([`Staging`]) |
 //! | `staging` (sled)  | entry number (u64, big-endian, ≥ 1)   | a staged entry (a cycle of the audit trail's lines) |
@@ -83,7 +84,7 @@ pub use feed::{Change, ChangeEvent, FeedBounds};
 pub use plan::{Moved, Plan, Removed, Stamp};
 pub use types::{
     CheckReport, Euid, HistoryAction, HistoryEntry, LinkInfo, LinkMethod, NotDuplicate, OpaqueJson,
-    Person, PersonStatus, RecordEntry, Resolution, ResolutionAction, ReviewTask, Stats,
+    Person, PersonStatus, Receipt, RecordEntry, Resolution, ResolutionAction, ReviewTask, Stats,
     StoredRecord, Survivor, TaskCandidate, TaskId, TaskPage, TaskQuery, TaskStatus, Ticket,
     UnixMillis,
 };
@@ -260,6 +261,28 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// Storage errors while reading.
     fn check(&self) -> Result<CheckReport>;
+
+    /// Whether any record of `source` is stored (one prefix read): whether a source is a
+    /// domain the store knows.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn has_source(&self, source: &str) -> Result<bool>;
+
+    /// The receipt kept under `id` at or after `since`, if any ([`Receipt`]): looked up in
+    /// the day of every time from `since` to now, newest first.
+    ///
+    /// # Errors
+    /// Storage errors; [`Error::Corrupt`] for a malformed receipt.
+    fn receipt(&self, id: &[u8], since: UnixMillis) -> Result<Option<Receipt>>;
+
+    /// Drops receipts filed on days before the day of `before`, at most `max` of them in
+    /// one atomic write, and returns how many it dropped (fewer than `max`: none is left
+    /// before that day). Not flushed: a crash may keep some, which only costs space.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn prune_receipts(&self, before: UnixMillis, max: usize) -> Result<usize>;
 
     // ---- the change feed ----
 

@@ -27,6 +27,21 @@ impl UnixMillis {
     }
 }
 
+/// A front door's note that it applied a message, kept in the same change set as the
+/// message's change: a replay of the message, even after a restart, finds it and is answered
+/// as before instead of being applied twice. Filed by day and kept at least a day
+/// ([`crate::store::Store::prune_receipts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The message's identity as its door knows it (HL7 v2: the sender and MSH-10).
+    pub id: Vec<u8>,
+    /// When it was kept.
+    pub at: UnixMillis,
+    /// What the door needs to answer a replay (its digest of the message and what it
+    /// answered); opaque to the store, never patient data.
+    pub body: Vec<u8>,
+}
+
 /// An enterprise person id: opaque to clients, never reused, never re-pointed silently.
 ///
 /// Format: `E` followed by the allocation sequence number in base 36 (`0-9A-Z`), zero-padded

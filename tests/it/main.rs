@@ -4,6 +4,7 @@ mod batch;
 mod cli;
 mod console;
 mod crash;
+mod doors;
 mod exports;
 mod faults;
 mod feed;

@@ -176,6 +176,10 @@ fn hl7_conformance_cases() {
                         );
                         hl7::rsp_k22(&inbound.header, q, &page, &r)
                     }
+                    Request::Cancel(c) => {
+                        assert_eq!(c.query_tag, case["cancel"].as_str().unwrap(), "{name}");
+                        hl7::ack(&inbound.header, &[], &r)
+                    }
                 }
             }
             Err(rejection) => {

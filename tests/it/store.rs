@@ -6,7 +6,7 @@ use std::sync::Arc;
 use empi::record::{Record, RecordKey};
 use empi::store::{
     ChangeSet, Euid, HistoryAction, LinkInfo, LinkMethod, MemoryStore, Op, Person, PersonStatus,
-    Plan, ResolutionAction, SledStore, Stamp, Store, StoredRecord, TaskCandidate, TaskId,
+    Plan, Receipt, ResolutionAction, SledStore, Stamp, Store, StoredRecord, TaskCandidate, TaskId,
     TaskQuery, UnixMillis,
 };
 use empi::Error;
@@ -58,6 +58,7 @@ on_both_stores!(
     identical_resubmission_is_detected,
     euids_and_task_ids_are_never_reused,
     concurrent_commits_share_flushes,
+    receipts_are_kept_with_their_change_and_pruned_by_day,
     every_operation_publishes_its_events_in_order,
     events_are_shown_once_durable,
     retention_drops_the_oldest_events,
@@ -1002,6 +1003,73 @@ fn concurrent_commits_share_flushes(s: Dyn) {
         }
     }
     assert_consistent(&*s);
+}
+
+/// A receipt is written by the change set that carries it, found by id within its window,
+/// and dropped by day; `has_source` knows a source by its records.
+fn receipts_are_kept_with_their_change_and_pruned_by_day(s: Dyn) {
+    let s = &*s;
+    let day = 86_400_000;
+    let now = UnixMillis::now().0;
+    let receipt = |id: &str, at: i64| Receipt {
+        id: id.as_bytes().to_vec(),
+        at: UnixMillis(at),
+        body: format!("answer to {id}").into_bytes(),
+    };
+    assert!(!s.has_source("adt").unwrap());
+    let mut plan = Plan::new(s, stamp(1));
+    plan.create_person(rec("adt", "1", "Garcia"), LinkMethod::Created)
+        .unwrap();
+    let mut changes = plan.finish();
+    changes.push(Op::PutReceipt(receipt("m1", now)));
+    s.commit_sync(&changes).unwrap();
+    assert!(s.has_source("adt").unwrap());
+    assert!(
+        !s.has_source("ad").unwrap(),
+        "a prefix of a source is not one"
+    );
+    let since = UnixMillis(now - day);
+    let found = s.receipt(b"m1", since).unwrap().unwrap();
+    assert_eq!(found, receipt("m1", now));
+    assert_eq!(s.receipt(b"m2", since).unwrap(), None);
+
+    // A change set that fails (here: stale, another wrote the record first) writes its
+    // receipt no more than its change.
+    let planned = |at| {
+        let mut plan = Plan::new(s, stamp(at));
+        plan.create_person(rec("adt", "2", "Garcia"), LinkMethod::Created)
+            .unwrap();
+        plan.finish()
+    };
+    let (first, mut second) = (planned(2), planned(3));
+    second.push(Op::PutReceipt(receipt("m2", now)));
+    s.commit_sync(&first).unwrap();
+    assert!(is_stale(s.commit_sync(&second)));
+    assert_eq!(s.receipt(b"m2", since).unwrap(), None);
+
+    // Older receipts: outside the window they are not found; pruning drops whole days.
+    let old = [receipt("o1", now - 3 * day), receipt("o2", now - 3 * day)];
+    let two_days = receipt("o3", now - 2 * day);
+    let changes: ChangeSet = old
+        .iter()
+        .chain([&two_days])
+        .map(|r| Op::PutReceipt(r.clone()))
+        .collect();
+    s.commit_sync(&changes).unwrap();
+    assert_eq!(s.receipt(b"o1", since).unwrap(), None);
+    assert!(s
+        .receipt(b"o1", UnixMillis(now - 4 * day))
+        .unwrap()
+        .is_some());
+    let cutoff = UnixMillis(now - 2 * day);
+    assert_eq!(s.prune_receipts(cutoff, 1).unwrap(), 1);
+    assert_eq!(s.prune_receipts(cutoff, 10).unwrap(), 1);
+    assert_eq!(s.prune_receipts(cutoff, 10).unwrap(), 0);
+    let all = UnixMillis(0);
+    assert_eq!(s.receipt(b"o1", all).unwrap(), None);
+    assert_eq!(s.receipt(b"o3", all).unwrap(), Some(two_days));
+    assert_eq!(s.receipt(b"m1", all).unwrap(), Some(receipt("m1", now)));
+    assert_consistent(s);
 }
 
 // ---- sled only ----------------------------------------------------------------------------

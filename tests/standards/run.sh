@@ -11,9 +11,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 venv=${EMPI_STANDARDS_VENV:-$root/target/standards-venv}
 
-if [ ! -x "$venv/bin/python" ]; then
-    echo "creating virtualenv $venv"
-    "${PYTHON:-python3}" -m venv "$venv"
-fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+# shellcheck source=venv.sh
+. "$here/venv.sh"
 exec "$venv/bin/python" "$here/validate.py" "$root/tests/fixtures"

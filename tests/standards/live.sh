@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Runs tests/standards/live.py (the PyPI hl7 MLLP client, and FHIR answers validated with
+# fhir.resources R4) against a live `empi serve --hl7 --fhir` on a temporary store; what CI
+# runs after run.sh, in the same virtualenv.
+#
+# Environment:
+#   EMPI_BIN             the empi binary (default: target/debug/empi, built with cargo if
+#                        missing or stale; a given EMPI_BIN is used as is)
+#   EMPI_STANDARDS_VENV  the virtualenv to create or reuse (default: target/standards-venv)
+#   PYTHON               the interpreter that creates it (default: python3; 3.11 is tested)
+#   READY_SECS           how long to wait for the listeners (default: 60)
+#
+# The server gets a fresh temporary data dir and free loopback ports, and is always stopped
+# (and the dir removed) on exit, whatever happened.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+venv=${EMPI_STANDARDS_VENV:-$root/target/standards-venv}
+ready_secs=${READY_SECS:-60}
+
+# shellcheck source=venv.sh
+. "$here/venv.sh"
+
+if [ -n "${EMPI_BIN:-}" ]; then
+    bin=$EMPI_BIN
+else
+    bin="$root/target/debug/empi"
+    (cd "$root" && cargo build --quiet --bin empi)
+fi
+if [ ! -x "$bin" ]; then
+    echo "error: empi binary $bin not found or not executable" >&2
+    exit 2
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/empi-standards.XXXXXX")
+server_pid=""
+cleanup() {
+    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -TERM "$server_pid" 2>/dev/null || true
+        for _ in $(seq 100); do
+            kill -0 "$server_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Port 0 everywhere: the server prints `hl7 listening on ADDR` and `fhir listening on ADDR`.
+"$bin" serve --data "$work/store" --listen 127.0.0.1:0 --hl7 127.0.0.1:0 --fhir 127.0.0.1:0 \
+    >"$work/server.out" 2>"$work/server.log" &
+server_pid=$!
+
+show_log() {
+    echo "--- server log (last 40 lines) ---" >&2
+    tail -n 40 "$work/server.log" >&2 || true
+}
+
+listening() { sed -n "s/^$1 listening on \(.*\)$/\1/p" "$work/server.out" | head -n 1; }
+accepts() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+
+deadline=$((SECONDS + ready_secs))
+while :; do
+    hl7=$(listening hl7)
+    fhir=$(listening fhir)
+    if [ -n "$hl7" ] && [ -n "$fhir" ] && accepts "$hl7" && accepts "$fhir"; then
+        break
+    fi
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        echo "error: empi serve exited before listening" >&2
+        show_log
+        exit 1
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+        echo "error: empi serve not listening after ${ready_secs}s" >&2
+        show_log
+        exit 1
+    fi
+    sleep 0.2
+done
+echo "empi serve: hl7 on $hl7, fhir on $fhir"
+
+status=0
+"$venv/bin/python" "$here/live.py" "$hl7" "$fhir" || status=$?
+if [ "$status" -ne 0 ]; then
+    show_log
+fi
+exit "$status"
