@@ -48,34 +48,10 @@ trap 'exit 130' INT TERM
 server_pid=$!
 echo "started empi serve (pid $server_pid)"
 
-show_log() {
-    echo "--- server log (last 40 lines) ---" >&2
-    tail -n 40 "$work/server.log" >&2 || true
-}
-
 # Ready when it has printed its address and that port accepts connections; bounded, and fails
 # fast if the server exits.
-deadline=$((SECONDS + ready_secs))
-addr=""
-while :; do
-    if [ -z "$addr" ]; then
-        addr=$(sed -n 's/^listening on \(.*\)$/\1/p' "$work/server.out" | head -n 1)
-    fi
-    if [ -n "$addr" ] && (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
-        break
-    fi
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        echo "error: empi serve exited before listening" >&2
-        show_log
-        exit 1
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-        echo "error: empi serve not listening after ${ready_secs}s" >&2
-        show_log
-        exit 1
-    fi
-    sleep 0.2
-done
+wait_listening "$ready_secs" -
+addr=${listening_at[-]}
 echo "empi serve listening on $addr"
 
 status=0

@@ -22,3 +22,49 @@ with_workdir() {
     server_pid=""
     trap 'stop_server "$server_pid"; rm -rf "$work"' EXIT
 }
+
+# show_log: the last 40 lines of the server's log, $work/server.log, on stderr.
+show_log() {
+    echo "--- server log (last 40 lines) ---" >&2
+    tail -n 40 "$work/server.log" >&2 || true
+}
+
+# wait_listening SECS NAME...: waits until the server ($server_pid, its stdout in
+# $work/server.out) has printed `NAME listening on ADDR` for every NAME (`-` names the gRPC
+# listener's plain `listening on ADDR`) and every such port accepts connections, and sets
+# listening_at[NAME]=ADDR. Bounded: exits 1 with the log's tail when the server exits first
+# or SECS pass.
+declare -A listening_at
+wait_listening() {
+    local secs=$1 name prefix addr ready
+    shift
+    local deadline=$((SECONDS + secs))
+    while :; do
+        ready=1
+        for name in "$@"; do
+            if [ "$name" = - ]; then prefix=""; else prefix="$name "; fi
+            # The server may not have opened its stdout file yet.
+            addr=$(sed -n "s/^${prefix}listening on \(.*\)$/\1/p" "$work/server.out" 2>/dev/null |
+                head -n 1 || true)
+            if [ -n "$addr" ] && (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
+                listening_at[$name]=$addr
+            else
+                ready=0
+            fi
+        done
+        if [ "$ready" = 1 ]; then
+            return 0
+        fi
+        if ! kill -0 "$server_pid" 2>/dev/null; then
+            echo "error: empi serve exited before listening" >&2
+            show_log
+            exit 1
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            echo "error: empi serve not listening after ${secs}s" >&2
+            show_log
+            exit 1
+        fi
+        sleep 0.2
+    done
+}

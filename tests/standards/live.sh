@@ -33,21 +33,9 @@ if [ ! -x "$bin" ]; then
     exit 2
 fi
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/empi-standards.XXXXXX")
-server_pid=""
-cleanup() {
-    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        for _ in $(seq 100); do
-            kill -0 "$server_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=../lib/server.sh
+. "$root/tests/lib/server.sh"
+with_workdir empi-standards
 trap 'exit 130' INT TERM
 
 # Port 0 everywhere: the server prints `hl7 listening on ADDR` and `fhir listening on ADDR`.
@@ -55,33 +43,9 @@ trap 'exit 130' INT TERM
     >"$work/server.out" 2>"$work/server.log" &
 server_pid=$!
 
-show_log() {
-    echo "--- server log (last 40 lines) ---" >&2
-    tail -n 40 "$work/server.log" >&2 || true
-}
-
-listening() { sed -n "s/^$1 listening on \(.*\)$/\1/p" "$work/server.out" | head -n 1; }
-accepts() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
-
-deadline=$((SECONDS + ready_secs))
-while :; do
-    hl7=$(listening hl7)
-    fhir=$(listening fhir)
-    if [ -n "$hl7" ] && [ -n "$fhir" ] && accepts "$hl7" && accepts "$fhir"; then
-        break
-    fi
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        echo "error: empi serve exited before listening" >&2
-        show_log
-        exit 1
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-        echo "error: empi serve not listening after ${ready_secs}s" >&2
-        show_log
-        exit 1
-    fi
-    sleep 0.2
-done
+wait_listening "$ready_secs" hl7 fhir
+hl7=${listening_at[hl7]}
+fhir=${listening_at[fhir]}
 echo "empi serve: hl7 on $hl7, fhir on $fhir"
 
 status=0
