@@ -125,3 +125,40 @@ impl TlsFiles {
         Ok(Arc::new(config))
     }
 }
+
+/// How long a client of the console, MLLP or FHIR door gets to complete its TLS handshake.
+pub const HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Completes the TLS handshake of a connection the door named `door` accepted from `peer`,
+/// within [`HANDSHAKE`]: the stream, and the client's certificate (DER) when it gave one. A
+/// failed or slow handshake is logged (the peer's address, never what it sent) and gives
+/// `None`.
+pub async fn handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    door: &str,
+) -> Option<(
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    Option<Vec<u8>>,
+)> {
+    match tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => {
+            let cert = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.as_ref().to_vec());
+            Some((stream, cert))
+        }
+        Ok(Err(e)) => {
+            tracing::info!(%peer, "{door} TLS handshake failed: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::info!(%peer, "{door} TLS handshake timed out");
+            None
+        }
+    }
+}

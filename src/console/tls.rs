@@ -15,7 +15,7 @@ use tokio_rustls::rustls::{crypto, RootCertStore, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::auth::tls::TlsFiles;
+use crate::auth::tls::{handshake, TlsFiles};
 use crate::error::{Error, Result};
 
 /// The rustls configuration of `files` for the console: HTTP/1.1, and client certificates
@@ -63,9 +63,6 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>> {
     Ok(Arc::new(config))
 }
 
-/// How long a client gets to complete its TLS handshake.
-const HANDSHAKE: Duration = Duration::from_secs(10);
-
 /// A TCP listener whose connections come out with their TLS handshake done.
 pub struct TlsListener {
     ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
@@ -94,12 +91,8 @@ impl TlsListener {
                 let _ = tcp.set_nodelay(true);
                 let (tls, tx) = (tls.clone(), tx.clone());
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE, tls.accept(tcp)).await {
-                        Ok(Ok(stream)) => {
-                            let _ = tx.send((stream, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(error = %e, "console TLS handshake failed"),
-                        Err(_) => tracing::debug!("console TLS handshake timed out"),
+                    if let Some((stream, _)) = handshake(&tls, tcp, peer, "console").await {
+                        let _ = tx.send((stream, peer)).await;
                     }
                 });
             }

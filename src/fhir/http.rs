@@ -33,6 +33,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
 use crate::app::{App, Caller, CrossReference, FindPersons, Incoming, Unreadable};
+use crate::auth::tls::handshake;
 use crate::auth::{AuthMode, Operation};
 use crate::error::{Code, Error, Result};
 use crate::record::today_days;
@@ -174,19 +175,9 @@ pub async fn serve(
                     .await
                 }
                 Some(acceptor) => {
-                    let handshake = tokio::time::timeout(HANDSHAKE, acceptor.accept(stream));
-                    match handshake.await {
-                        Ok(Ok(s)) => {
-                            let cert = s
-                                .get_ref()
-                                .1
-                                .peer_certificates()
-                                .and_then(|c| c.first())
-                                .map(|c| Arc::new(c.as_ref().to_vec()));
-                            connection(s, Peer { addr: peer, cert }, router, stopped).await;
-                        }
-                        Ok(Err(e)) => tracing::info!(%peer, "fhir TLS handshake failed: {e}"),
-                        Err(_) => tracing::info!(%peer, "fhir TLS handshake timed out"),
+                    if let Some((s, cert)) = handshake(&acceptor, stream, peer, "fhir").await {
+                        let cert = cert.map(Arc::new);
+                        connection(s, Peer { addr: peer, cert }, router, stopped).await;
                     }
                 }
             }
@@ -198,9 +189,6 @@ pub async fn serve(
     while connections.join_next().await.is_some() {}
     Ok(())
 }
-
-/// How long a TLS handshake may take.
-const HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// Serves one HTTP/1.1 connection until it closes, or the listener stops (after the request
 /// in hand).

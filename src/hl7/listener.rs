@@ -46,6 +46,7 @@ use crate::app::{
     App, Caller, CrossReference, FindPersons, Identifiers, MergeRecords, Once, Receipted, Submit,
     Unreadable,
 };
+use crate::auth::tls::handshake;
 use crate::auth::{AuthMode, Identity};
 use crate::error::{Code, Error, Result};
 use crate::record::{today_days, RecordKey};
@@ -240,19 +241,8 @@ pub async fn serve(
             match tls {
                 None => door.connection(stream, peer, None, stopped).await,
                 Some(acceptor) => {
-                    let handshake = tokio::time::timeout(HANDSHAKE, acceptor.accept(stream));
-                    match handshake.await {
-                        Ok(Ok(s)) => {
-                            let cert = s
-                                .get_ref()
-                                .1
-                                .peer_certificates()
-                                .and_then(|c| c.first())
-                                .map(|c| c.as_ref().to_vec());
-                            door.connection(s, peer, cert, stopped).await;
-                        }
-                        Ok(Err(e)) => tracing::info!(%peer, "hl7 TLS handshake failed: {e}"),
-                        Err(_) => tracing::info!(%peer, "hl7 TLS handshake timed out"),
+                    if let Some((s, cert)) = handshake(&acceptor, stream, peer, "hl7").await {
+                        door.connection(s, peer, cert, stopped).await;
                     }
                 }
             }
@@ -265,9 +255,6 @@ pub async fn serve(
     while connections.join_next().await.is_some() {}
     Ok(())
 }
-
-/// How long a TLS handshake may take.
-const HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// Drops old receipts now and then until `stopped` (on a blocking thread: it writes).
 async fn prune_receipts(app: Arc<App>, mut stopped: tokio::sync::watch::Receiver<bool>) {
