@@ -10,6 +10,7 @@ use crate::service::{
 };
 use crate::store::{Euid, Moved, Removed, StoredRecord, TaskId, TaskQuery};
 
+use super::call::Call;
 use super::{
     App, Caller, LinkRecord, MarkNotDuplicate, MatchQuery, MergePersons, RemoveRecord,
     ResolveReviewTask, SplitPerson, Submit, UnlinkRecord, Unreadable,
@@ -40,20 +41,27 @@ impl App {
                 call.name_record(&r.record.key());
                 call.own_source(&r.record.source)?;
                 call.intend()?;
-                let (mut result, pending) = self
+                let (result, pending) = self
                     .service
                     .match_or_create_applied(r.record, call.actor(&r.actor))
                     .await?;
-                call.name_euid(&result.euid);
-                self.metrics.decided(&result);
-                if call.who().minimum_necessary() {
-                    result.explanation.clear();
-                    trim_candidates(call.who(), &mut result.candidates);
-                }
-                Ok((result, pending))
+                Ok((self.answered(call, result), pending))
             },
         )
         .await
+    }
+
+    /// What every match-or-create does with its result, whichever door it came through:
+    /// names the EUID in the audit entry, counts the decision, and trims a submitter's
+    /// answer to the minimum necessary.
+    pub(super) fn answered(&self, call: &mut Call<'_>, mut result: MatchResult) -> MatchResult {
+        call.name_euid(&result.euid);
+        self.metrics.decided(&result);
+        if call.who().minimum_necessary() {
+            result.explanation.clear();
+            trim_candidates(call.who(), &mut result.candidates);
+        }
+        result
     }
 
     /// Scores a record against the index without writing (match). A submitter's answer

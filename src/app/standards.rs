@@ -141,7 +141,7 @@ impl App {
                     return Ok((Receipted::Replay(answer), self.service.pending_now()));
                 }
                 call.intend()?;
-                let (mut result, pending) = self
+                let (result, pending) = self
                     .service
                     .match_or_create_receipted(
                         r.record,
@@ -149,12 +149,7 @@ impl App {
                         Some(receipt_of(&once)),
                     )
                     .await?;
-                call.name_euid(&result.euid);
-                if call.who().minimum_necessary() {
-                    result.explanation.clear();
-                    trim_candidates(call.who(), &mut result.candidates);
-                }
-                Ok((Receipted::Applied(result), pending))
+                Ok((Receipted::Applied(self.answered(call, result)), pending))
             },
         )
         .await

@@ -328,6 +328,13 @@ async fn a_replayed_message_is_answered_as_before_and_applied_once() {
     let mut kinds = [a.unwrap(), b.unwrap()].map(|r| matches!(r, Receipted::Applied(_)));
     kinds.sort();
     assert_eq!(kinds, [false, true]);
+    // Decisions are counted as for gRPC: the message applied (adt/7, the same person as
+    // adt/1), not the replays.
+    let metrics = app.metrics_text().unwrap();
+    assert!(
+        metrics.contains("empi_decisions_total{decision=\"linked\"} 1\n"),
+        "{metrics}"
+    );
     drop(app);
 
     let entries = lines(dir.path());
