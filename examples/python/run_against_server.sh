@@ -19,27 +19,15 @@ root=$(cd "$here/../.." && pwd)
 venv=${EMPI_PY_VENV:-$root/target/py-venv}
 ready_secs=${READY_SECS:-60}
 
-if [ ! -x "$venv/bin/python" ]; then
-    echo "creating virtualenv $venv"
-    "${PYTHON:-python3}" -m venv "$venv"
-fi
+# shellcheck source=../../tests/lib/venv.sh
+. "$root/tests/lib/venv.sh"
+make_venv
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
 PYTHON="$venv/bin/python" bash "$here/gen_stubs.sh"
 
-if [ -n "${EMPI_BIN:-}" ]; then
-    bin=$EMPI_BIN
-else
-    bin="$root/target/debug/empi"
-    # Incremental: a no-op when the binary is up to date.
-    (cd "$root" && cargo build --quiet --bin empi)
-fi
-if [ ! -x "$bin" ]; then
-    echo "error: empi binary $bin not found or not executable" >&2
-    exit 2
-fi
-
 # shellcheck source=../../tests/lib/server.sh
 . "$root/tests/lib/server.sh"
+empi_binary
 with_workdir empi-pyexample
 trap 'exit 130' INT TERM
 

@@ -27,20 +27,14 @@ if [ ! -x /usr/bin/chromium ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-fi
+# shellcheck source=../lib/venv.sh
+. "$root/tests/lib/venv.sh"
+make_venv
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
-
-if [ -n "${EMPI_BIN:-}" ]; then
-    bin=$EMPI_BIN
-else
-    bin="$root/target/debug/empi"
-    (cd "$root" && cargo build --quiet --bin empi)
-fi
 
 # shellcheck source=../lib/server.sh
 . "$root/tests/lib/server.sh"
+empi_binary
 with_workdir empi-browser
 
 # Synthetic data only: the committed small set's first 2,000 records (a dozen review tasks).

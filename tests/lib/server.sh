@@ -1,5 +1,20 @@
 # Shell helpers for scripts that run `empi serve` in the background (sourced, not run).
 
+# empi_binary: sets $bin to $EMPI_BIN as given, or else to $root/target/debug/empi, built
+# with cargo (incremental: a no-op when it is up to date); exits 2 when it is not executable.
+empi_binary() {
+    if [ -n "${EMPI_BIN:-}" ]; then
+        bin=$EMPI_BIN
+    else
+        bin="$root/target/debug/empi"
+        (cd "$root" && cargo build --quiet --bin empi)
+    fi
+    if [ ! -x "$bin" ]; then
+        echo "error: empi binary $bin not found or not executable" >&2
+        exit 2
+    fi
+}
+
 # stop_server PID: asks the server to stop (SIGTERM: in-flight requests finish), waits up to
 # 10 s, then kills it.
 stop_server() {

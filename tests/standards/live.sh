@@ -22,19 +22,9 @@ ready_secs=${READY_SECS:-60}
 # shellcheck source=venv.sh
 . "$here/venv.sh"
 
-if [ -n "${EMPI_BIN:-}" ]; then
-    bin=$EMPI_BIN
-else
-    bin="$root/target/debug/empi"
-    (cd "$root" && cargo build --quiet --bin empi)
-fi
-if [ ! -x "$bin" ]; then
-    echo "error: empi binary $bin not found or not executable" >&2
-    exit 2
-fi
-
 # shellcheck source=../lib/server.sh
 . "$root/tests/lib/server.sh"
+empi_binary
 with_workdir empi-standards
 trap 'exit 130' INT TERM
 
