@@ -8,59 +8,21 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::server::WebPkiClientVerifier;
-use tokio_rustls::rustls::{crypto, RootCertStore, ServerConfig};
+use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::tls::{handshake, TlsFiles};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
-/// The rustls configuration of `files` for the console: HTTP/1.1, and client certificates
-/// verified against the client CA when there is one (required when `require_client_cert`,
-/// as for gRPC; the console still signs registrars in with a token).
+/// The rustls configuration of `files` for the console: the doors' own
+/// ([`TlsFiles::rustls_config`]), offering HTTP/1.1; client certificates are verified
+/// against the client CA as for gRPC (the console still signs registrars in with a token).
 ///
 /// # Errors
-/// [`Error::InvalidInput`] naming `tls_cert`, `tls_key` or `tls_client_ca` for a file
-/// without usable PEM.
+/// As [`TlsFiles::rustls_config`].
 pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .and_then(|it| it.collect::<std::result::Result<_, _>>())
-        .map_err(|_| Error::invalid("tls_cert", "no readable PEM certificate in the file"))?;
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|_| Error::invalid("tls_key", "no readable PEM private key in the file"))?;
-    let provider = Arc::new(crypto::ring::default_provider());
-    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::invalid("tls", e.to_string()))?;
-    let builder = match &files.client_ca {
-        Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            let bad = || Error::invalid("tls_client_ca", "no readable PEM certificate in the file");
-            for cert in CertificateDer::pem_file_iter(ca).map_err(|_| bad())? {
-                roots.add(cert.map_err(|_| bad())?).map_err(|_| bad())?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-            let verifier = if files.require_client_cert {
-                verifier
-            } else {
-                verifier.allow_unauthenticated()
-            };
-            builder.with_client_cert_verifier(
-                verifier
-                    .build()
-                    .map_err(|e| Error::invalid("tls_client_ca", e.to_string()))?,
-            )
-        }
-        None => builder.with_no_client_auth(),
-    };
-    let mut config = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| Error::invalid("tls_key", format!("does not match the certificate: {e}")))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    files.rustls_config(&[b"http/1.1"])
 }
 
 /// A TCP listener whose connections come out with their TLS handshake done.
