@@ -27,17 +27,7 @@ import hl7
 from hl7.client import MLLPClient
 from fhir.resources import get_fhir_model_class
 
-FAILURES = []
-PASSED = [0]
-
-
-def check(ok, what):
-    if ok:
-        PASSED[0] += 1
-    else:
-        FAILURES.append(what)
-        print("FAIL:", what)
-
+from checks import FAILURES, PASSED, check, field, segments
 
 def hostport(addr):
     host, port = addr.rsplit(":", 1)
@@ -87,17 +77,6 @@ def adt(event, structure, control_id, pid, *more):
         pid,
         *more,
     )
-
-
-def field(msg, seg, *pos):
-    try:
-        return str(msg.extract_field(seg, 1, *pos))
-    except (KeyError, IndexError):
-        return ""
-
-
-def segments(msg, name):
-    return [s for s in msg if str(s[0]) == name]
 
 
 def answered(sent, answer, what, msa, kind=None):

@@ -29,17 +29,7 @@ import sys
 import hl7
 from fhir.resources import get_fhir_model_class
 
-FAILURES = []
-PASSED = [0]
-
-
-def check(ok, what):
-    if ok:
-        PASSED[0] += 1
-    else:
-        FAILURES.append(what)
-        print("FAIL:", what)
-
+from checks import FAILURES, PASSED, check, field, segments
 
 def read_hl7(path):
     """The message in a fixture file (LF segment ends there, CR on the wire), decoded in
@@ -47,17 +37,6 @@ def read_hl7(path):
     raw = path.read_bytes()
     charset = "latin-1" if b"|8859/1" in raw.split(b"\n", 1)[0] else "utf-8"
     return raw.decode(charset).replace("\r\n", "\r").replace("\n", "\r").strip("\r")
-
-
-def field(msg, seg, *pos):
-    try:
-        return str(msg.extract_field(seg, 1, *pos))
-    except (KeyError, IndexError):
-        return ""
-
-
-def segments(msg, name):
-    return [s for s in msg if str(s[0]) == name]
 
 
 def check_hl7_case(root, case):
