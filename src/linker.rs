@@ -16,6 +16,10 @@
 //!   threshold), with a given name on exactly one side;
 //! - no record of that person contradicts the query or is held back by a twin or
 //!   relative ([`PersonScore::contradicted`]);
+//! - the person is not known to be one child of a multiple birth unless the query says
+//!   it is the same child: when one side gives a multiple-birth order and the other
+//!   gives none (or another), the nameless record could be the co-twin, whom the
+//!   records may simply not name yet ([`one_child_of_the_birth`]);
 //! - no other candidate person is plausible: every other person scores below the lower
 //!   threshold or is contradicted (an opposite-sex twin, differing on sex, is no rival; a
 //!   same-sex twin is, and the record goes to review). For a query without a given name,
@@ -90,6 +94,9 @@ pub struct PersonScore<P> {
     pub contradicted: bool,
     /// Some candidate record of this person has a given name.
     pub named: bool,
+    /// The multiple-birth order some candidate record of this person gives: the person is
+    /// known to be one child of a multiple birth.
+    pub birth_order: Option<u8>,
 }
 
 /// Which ranked persons an [`Verdict`] lists (the decision looks at every person either way).
@@ -205,6 +212,16 @@ pub fn pair_decision(score: &PairScore, t: Thresholds) -> Decision {
     }
 }
 
+/// Whether a record without a given name and the named person it would join can only be
+/// one child, as far as multiple births go: neither side says it is one of a multiple
+/// birth, or both give the same order. When one side gives an order and the other does
+/// not, the person is known to have a co-twin of the same household and birth date, and
+/// the nameless record could be that child (the sole-candidate rule, module docs; batch
+/// runs ask the same of a whole group, [`crate::batch::attach`]).
+pub fn one_child_of_the_birth(a: Option<u8>, b: Option<u8>) -> bool {
+    a == b
+}
+
 /// Candidate persons as their records are scored, in any order.
 struct Persons<P> {
     by_person: AHashMap<P, PersonScore<P>>,
@@ -226,7 +243,8 @@ impl<P: Clone + Eq + Hash> Persons<P> {
     /// `person`. A person's score is its best record's, the earliest one among equals, so
     /// the order records are added in does not matter; a differing multiple-birth order
     /// among its records stays.
-    fn add(&mut self, person: P, i: usize, s: PairScore, named: bool) {
+    fn add(&mut self, person: P, i: usize, s: PairScore, rec: &Prepared) {
+        let named = rec.given.is_some();
         let contradicted =
             s.contradicts(self.lower) || matches!(s.rival, Some(Rival::Twin | Rival::Relative));
         match self.by_person.get_mut(&person) {
@@ -239,6 +257,7 @@ impl<P: Clone + Eq + Hash> Persons<P> {
                         best_record: i,
                         contradicted,
                         named,
+                        birth_order: rec.multiple_birth_order,
                     },
                 );
             }
@@ -255,6 +274,7 @@ impl<P: Clone + Eq + Hash> Persons<P> {
                 }
                 ps.contradicted |= contradicted;
                 ps.named |= named;
+                ps.birth_order = ps.birth_order.or(rec.multiple_birth_order);
             }
         }
     }
@@ -359,9 +379,8 @@ impl Linker {
         let mut persons = Persons::new(self.thresholds().lower);
         let mut record_named = Vec::new();
         for (i, (person, rec)) in candidates.into_iter().enumerate() {
-            let named = rec.given.is_some();
-            record_named.push(named);
-            persons.add(person, i, self.scorer.score(query, rec), named);
+            record_named.push(rec.given.is_some());
+            persons.add(person, i, self.scorer.score(query, rec), rec);
         }
         let scored = record_named.len();
         self.conclude(query, persons, scored, &record_named, ranking)
@@ -414,12 +433,13 @@ impl Linker {
             }
             let (person, rec, _) = &candidates[i];
             let s = self.scorer.score(query, rec);
-            persons.add(person.clone(), i, s, record_named[i]);
+            persons.add(person.clone(), i, s, rec);
         }
         for &i in &order[stop..] {
             let (person, rec, _) = &candidates[i];
             if let Some(ps) = persons.by_person.get_mut(person) {
                 ps.named |= record_named[i];
+                ps.birth_order = ps.birth_order.or(rec.multiple_birth_order);
                 if Scorer::birth_orders_differ(query, rec) {
                     ps.score.rival = Some(Rival::BirthOrderDiffers);
                     ps.contradicted = true;
@@ -460,8 +480,8 @@ impl Linker {
                 .then(a.best_record.cmp(&b.best_record))
         });
         let (mut decision, mut review_reason) = self.classify(&ranked);
-        let sole_candidate = decision == Decision::Review
-            && self.sole_candidate(query.given.is_some(), &ranked, record_named);
+        let sole_candidate =
+            decision == Decision::Review && self.sole_candidate(query, &ranked, record_named);
         if sole_candidate {
             (decision, review_reason) = (Decision::Link, None);
         }
@@ -485,7 +505,7 @@ impl Linker {
     /// contradicts the query, and no other person is a plausible rival.
     fn sole_candidate<P>(
         &self,
-        query_named: bool,
+        query: &Prepared,
         ranked: &[PersonScore<P>],
         record_named: &[bool],
     ) -> bool {
@@ -493,6 +513,10 @@ impl Linker {
         let Some(best) = ranked.first() else {
             return false;
         };
+        let query_named = query.given.is_some();
+        if !one_child_of_the_birth(query.multiple_birth_order, best.birth_order) {
+            return false;
+        }
         let one_side_named = query_named != record_named[best.best_record];
         let rival = |p: &PersonScore<P>| {
             p.score.weight >= t.lower && !p.contradicted && (query_named || p.named)
@@ -673,6 +697,31 @@ mod tests {
         let out = l.decide(&oliver, p.drain(..), 10);
         assert_ne!(out.decision, Decision::Link);
         assert!(!out.sole_candidate);
+    }
+
+    #[test]
+    fn a_person_known_to_be_a_twin_keeps_a_placeholder_in_review() {
+        use crate::record::Sex;
+        let l = Linker::with_default_model();
+        let q = l.prepare(&baby(Sex::Male));
+        let john = l.prepare(&child("John", Sex::Male));
+        let mut second = child("John", Sex::Male);
+        second.multiple_birth_order = Some(2);
+        let second = l.prepare(&second);
+        // John's other record says he is the second of a multiple birth: the placeholder
+        // could be his co-twin, whom no record names yet.
+        let out = l.decide(&q, [(1u32, &john), (1, &second)], 10);
+        assert_eq!(out.decision, Decision::Review);
+        assert!(!out.sole_candidate);
+        // A placeholder that says it is the second child is John.
+        let mut baby2 = baby(Sex::Male);
+        baby2.multiple_birth_order = Some(2);
+        let baby2 = l.prepare(&baby2);
+        let out = l.decide(&baby2, [(1u32, &john), (1, &second)], 10);
+        assert_eq!(out.decision, Decision::Link);
+        // A placeholder that says it is one of a birth, beside a person who never does.
+        let out = l.decide(&baby2, [(1u32, &john)], 10);
+        assert_eq!(out.decision, Decision::Review);
     }
 
     #[test]

@@ -16,7 +16,12 @@
 //!   or above the lower threshold against the group (an opposite-sex twin, far below it,
 //!   is not; a same-sex twin is, and the records stay apart for review);
 //! - no pair across the group and `T` contradicts (checked with the caller's rule, which
-//!   in dedup scores every cross pair).
+//!   in dedup scores every cross pair);
+//! - the group and `T` are one child as far as multiple births go: no record of either
+//!   gives a multiple-birth order, or all give the same one. A named person whose records
+//!   say "second of twins" has a co-twin of that household and birth date whom the file
+//!   may hold only as this nameless record
+//!   ([`crate::linker::one_child_of_the_birth`]).
 //!
 //! Records of other nameless groups are not rivals: two "Baby Boy" records of one newborn
 //! from two sources are common, and each joins the named person on its own.
@@ -25,16 +30,55 @@ use ahash::{AHashMap, AHashSet};
 
 use super::cluster::{number, UnionFind};
 use super::ScoredPair;
+use crate::linker::one_child_of_the_birth;
+use crate::prepare::Prepared;
 use crate::scoring::{Rival, Thresholds};
 
+/// What attaching reads of one record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// The record has a given name.
+    pub named: bool,
+    /// The multiple-birth order the record gives.
+    pub birth_order: Option<u8>,
+}
+
+impl Identity {
+    /// The identity of each prepared record, in order.
+    pub fn of_all(prepared: &[Prepared]) -> Vec<Identity> {
+        prepared
+            .iter()
+            .map(|p| Identity {
+                named: p.given.is_some(),
+                birth_order: p.multiple_birth_order,
+            })
+            .collect()
+    }
+}
+
+/// The one multiple-birth order the records give: `Ok(None)` when none gives one,
+/// `Err(())` when they give several.
+fn birth_order_of(records: &[u32], who: &[Identity]) -> Result<Option<u8>, ()> {
+    let mut order = None;
+    for &r in records {
+        match (order, who[r as usize].birth_order) {
+            (_, None) => {}
+            (None, o) => order = o,
+            (Some(a), Some(b)) if a != b => return Err(()),
+            _ => {}
+        }
+    }
+    Ok(order)
+}
+
 /// Re-clusters `ids` (numbered from 1) by attaching nameless groups to their sole named
-/// candidate. `named[i]` says whether record `i` has a given name; `contradicts(x, y)` is
+/// candidate. `who[i]` is what record `i` says of itself ([`Identity`]); `contradicts(x, y)` is
 /// the caller's cross-pair rule. Returns the new ids (numbered from 1 in order of first
 /// appearance) and how many groups were attached.
 pub fn attach_nameless<C>(
     ids: &[u32],
     pairs: &[ScoredPair],
-    named: &[bool],
+    who: &[Identity],
     t: Thresholds,
     contradicts: C,
 ) -> (Vec<u32>, u64)
@@ -44,7 +88,7 @@ where
     let n_clusters = ids.iter().copied().max().unwrap_or(0) as usize + 1;
     let mut has_named = vec![false; n_clusters];
     for (i, &c) in ids.iter().enumerate() {
-        has_named[c as usize] |= named[i];
+        has_named[c as usize] |= who[i].named;
     }
     // Per nameless cluster: the named clusters its strong held-back pairs reach, and every
     // named cluster that is a plausible rival.
@@ -65,7 +109,7 @@ where
             }
             let r = reach.entry(cx).or_default();
             r.plausible.insert(cy);
-            if p.rival == Some(Rival::TwinNoGivenName) && named[y as usize] {
+            if p.rival == Some(Rival::TwinNoGivenName) && who[y as usize].named {
                 r.strong.insert(cy);
             }
         }
@@ -90,9 +134,17 @@ where
         .collect();
     sole.sort_unstable();
     for (from, into) in sole {
-        let ok = members[&from]
-            .iter()
-            .all(|&x| members[&into].iter().all(|&y| !contradicts(x, y)));
+        let one_child = match (
+            birth_order_of(&members[&from], who),
+            birth_order_of(&members[&into], who),
+        ) {
+            (Ok(a), Ok(b)) => one_child_of_the_birth(a, b),
+            _ => false,
+        };
+        let ok = one_child
+            && members[&from]
+                .iter()
+                .all(|&x| members[&into].iter().all(|&y| !contradicts(x, y)));
         if ok {
             uf.union(from, into);
             attached += 1;
@@ -130,6 +182,17 @@ mod tests {
         }
     }
 
+    /// Identities from given-name flags, no birth orders.
+    fn names(named: &[bool]) -> Vec<Identity> {
+        named
+            .iter()
+            .map(|&named| Identity {
+                named,
+                birth_order: None,
+            })
+            .collect()
+    }
+
     fn same(ids: &[u32], a: usize, b: usize) -> bool {
         ids[a] == ids[b]
     }
@@ -138,7 +201,7 @@ mod tests {
     fn a_placeholder_joins_its_only_named_candidate() {
         // 0: "Baby Boy", 1 and 2: the named child (already one cluster).
         let ids = [1, 2, 2];
-        let named = [false, true, true];
+        let named = names(&[false, true, true]);
         let pairs = [nameless(0, 1, 6.0), nameless(0, 2, 4.0)];
         let (ids, n) = attach_nameless(&ids, &pairs, &named, T, |_, _| false);
         assert_eq!(n, 1);
@@ -149,7 +212,7 @@ mod tests {
     fn a_same_sex_twin_keeps_the_placeholder_apart() {
         // 0: "Baby Boy", 1: John, 2: James (twins, separate clusters).
         let ids = [1, 2, 3];
-        let named = [false, true, true];
+        let named = names(&[false, true, true]);
         let pairs = [nameless(0, 1, 6.0), nameless(0, 2, 6.0)];
         let (ids, n) = attach_nameless(&ids, &pairs, &named, T, |_, _| false);
         assert_eq!(n, 0);
@@ -159,7 +222,7 @@ mod tests {
     #[test]
     fn a_weaker_uncontradicted_rival_also_keeps_it_apart() {
         let ids = [1, 2, 3];
-        let named = [false, true, true];
+        let named = names(&[false, true, true]);
         let pairs = [nameless(0, 1, 6.0), nameless(0, 2, 3.0)];
         let (_, n) = attach_nameless(&ids, &pairs, &named, T, |_, _| false);
         assert_eq!(n, 0);
@@ -168,7 +231,7 @@ mod tests {
     #[test]
     fn an_opposite_sex_twin_is_no_rival() {
         let ids = [1, 2, 3];
-        let named = [false, true, true];
+        let named = names(&[false, true, true]);
         let mut sex = nameless(0, 2, -3.0);
         sex.rival = Some(Rival::Twin);
         let pairs = [nameless(0, 1, 6.0), sex];
@@ -180,7 +243,7 @@ mod tests {
     #[test]
     fn a_cross_contradiction_refuses_the_attachment() {
         let ids = [1, 2, 2];
-        let named = [false, true, true];
+        let named = names(&[false, true, true]);
         let pairs = [nameless(0, 1, 6.0)];
         let (ids, n) = attach_nameless(&ids, &pairs, &named, T, |x, y| (x, y) == (0, 2));
         assert_eq!(n, 0);
@@ -192,7 +255,7 @@ mod tests {
         // 0, 1: "Baby Boy" from two sources; 2: the named child; 3, 4: named records whose
         // pair is held back the same way.
         let ids = [1, 2, 3, 4, 5];
-        let named = [false, false, true, true, true];
+        let named = names(&[false, false, true, true, true]);
         let mut other = nameless(3, 4, 7.0);
         other.rival = Some(Rival::TwinNoGivenName);
         let pairs = [
@@ -205,5 +268,42 @@ mod tests {
         assert_eq!(n, 2);
         assert!(same(&ids, 0, 2) && same(&ids, 1, 2));
         assert!(!same(&ids, 3, 4));
+    }
+}
+
+#[cfg(test)]
+mod birth_order_tests {
+    use super::*;
+
+    const T: Thresholds = Thresholds {
+        upper: 8.0,
+        lower: 0.0,
+    };
+
+    fn who(named: bool, birth_order: Option<u8>) -> Identity {
+        Identity { named, birth_order }
+    }
+
+    #[test]
+    fn a_named_child_known_to_be_a_twin_keeps_the_placeholder_apart() {
+        // 0: "Baby Boy"; 1, 2: Arthur, whose second record says "second of twins". The
+        // other twin may be in the file only as record 0.
+        let ids = [1, 2, 2];
+        let pair = ScoredPair {
+            a: 0,
+            b: 1,
+            weight: 6.0,
+            rival: Some(Rival::TwinNoGivenName),
+        };
+        let plain = [who(false, None), who(true, None), who(true, None)];
+        assert_eq!(attach_nameless(&ids, &[pair], &plain, T, |_, _| false).1, 1);
+        let twin = [who(false, None), who(true, None), who(true, Some(2))];
+        assert_eq!(attach_nameless(&ids, &[pair], &twin, T, |_, _| false).1, 0);
+        // The placeholder says it is the second child too: the same child.
+        let same = [who(false, Some(2)), who(true, None), who(true, Some(2))];
+        assert_eq!(attach_nameless(&ids, &[pair], &same, T, |_, _| false).1, 1);
+        // A placeholder that says it is one of a birth, beside a person who never does.
+        let only = [who(false, Some(1)), who(true, None), who(true, None)];
+        assert_eq!(attach_nameless(&ids, &[pair], &only, T, |_, _| false).1, 0);
     }
 }

@@ -271,9 +271,9 @@ pub fn dedup(linker: &Linker, data: Dataset, opts: &DedupOptions) -> Result<Dedu
     });
     // A nameless record joins its sole named candidate unless anything across contradicts
     // (every contradiction guard counts here: this relaxes a guard, so it is strict).
-    let named: Vec<bool> = prepared.iter().map(|p| p.given.is_some()).collect();
+    let who = super::Identity::of_all(prepared);
     let mut clustering = clustering;
-    let (ids, attached) = attach_nameless(&clustering.ids, &run.pairs, &named, t, |x, y| {
+    let (ids, attached) = attach_nameless(&clustering.ids, &run.pairs, &who, t, |x, y| {
         contradicts(
             &linker,
             &prepared[x as usize],

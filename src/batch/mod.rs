@@ -15,6 +15,7 @@
 //!   clusters against ground truth ([`crate::eval`]).
 
 pub mod attach;
+pub use attach::Identity;
 pub mod cluster;
 pub mod dataset;
 pub mod dedup;

@@ -4,28 +4,28 @@
 use crate::eval::{quality, relatives_linked, Quality, Relations};
 use crate::scoring::Thresholds;
 
-use super::attach::attach_nameless;
+use super::attach::{attach_nameless, Identity};
 use super::{cluster, ScoredPair};
 
 /// Quality at each upper threshold (lower fixed). Records are clustered by their links,
 /// then nameless records join their sole named candidate
-/// ([`attach_nameless`]); `named[i]` says whether
-/// record `i` has a given name (an empty slice: every record does).
+/// ([`attach_nameless`]); `who[i]` is what record `i` says of itself (an empty slice:
+/// every record has a given name).
 pub fn sweep(
     labels: &[u32],
     pairs: &[ScoredPair],
-    named: &[bool],
+    who: &[Identity],
     uppers: &[f64],
     lower: f64,
 ) -> Vec<Quality> {
-    sweep_with_relations(labels, pairs, named, uppers, lower, None)
+    sweep_with_relations(labels, pairs, who, uppers, lower, None)
 }
 
 /// [`sweep`], counting the relatives each row's links merged when `relations` is given.
 pub fn sweep_with_relations(
     labels: &[u32],
     pairs: &[ScoredPair],
-    named: &[bool],
+    who: &[Identity],
     uppers: &[f64],
     lower: f64,
     relations: Option<&Relations>,
@@ -34,9 +34,9 @@ pub fn sweep_with_relations(
         .iter()
         .map(|&upper| {
             let mut ids = cluster(labels.len(), pairs, upper);
-            if !named.is_empty() {
+            if !who.is_empty() {
                 let t = Thresholds { upper, lower };
-                ids = attach_nameless(&ids, pairs, named, t, |_, _| false).0;
+                ids = attach_nameless(&ids, pairs, who, t, |_, _| false).0;
             }
             let mut q = quality(&ids, labels, pairs, upper, lower);
             if let Some(r) = relations {

@@ -106,7 +106,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         uppers.sort_by(f64::total_cmp);
     }
     let tp = true_pairs(&labels);
-    let named: Vec<bool> = run.prepared.iter().map(|p| p.given.is_some()).collect();
+    let who = empi::batch::Identity::of_all(&run.prepared);
     let report = EvalReport {
         records: records.len() as u64,
         true_pairs: tp,
@@ -122,7 +122,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         table: sweep_with_relations(
             &labels,
             &run.pairs,
-            &named,
+            &who,
             &uppers,
             t.lower,
             relations.as_ref(),

@@ -251,10 +251,10 @@ fn report(args: &ReportArgs) -> Result<()> {
                 .sum(),
             true_pairs: labels.as_deref().map(true_pairs),
         });
-        let named: Vec<bool> = run.prepared.iter().map(|p| p.given.is_some()).collect();
+        let who = empi::batch::Identity::of_all(&run.prepared);
         report.table = threshold_rows(
             &run.pairs,
-            &named,
+            &who,
             &report_uppers(t),
             t.lower,
             labels.as_deref(),

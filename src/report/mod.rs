@@ -81,17 +81,17 @@ pub struct ThresholdRow {
 }
 
 /// The model's expected quality at each upper threshold, and the measured quality when
-/// `labels` (true person per record) are given; `named` as in [`sweep()`].
+/// `labels` (true person per record) are given; `who` as in [`sweep()`].
 pub fn threshold_rows(
     pairs: &[ScoredPair],
-    named: &[bool],
+    who: &[crate::batch::Identity],
     uppers: &[f64],
     lower: f64,
     labels: Option<&[u32]>,
 ) -> Vec<ThresholdRow> {
     let total: f64 = pairs.iter().map(|p| weight_to_prob(p.weight as f64)).sum();
     let measured: Vec<Option<Quality>> = match labels {
-        Some(l) => sweep(l, pairs, named, uppers, lower)
+        Some(l) => sweep(l, pairs, who, uppers, lower)
             .into_iter()
             .map(Some)
             .collect(),

@@ -67,11 +67,11 @@ fn measure(model: Model, set: &Set) -> Quality {
         progress: false,
     };
     let (_, run) = score_records(&linker, &set.records, Some(&set.labels), &opts).unwrap();
-    let named: Vec<bool> = run.prepared.iter().map(|p| p.given.is_some()).collect();
+    let who = empi::batch::Identity::of_all(&run.prepared);
     sweep_with_relations(
         &set.labels,
         &run.pairs,
-        &named,
+        &who,
         &[t.upper],
         t.lower,
         Some(&set.relations),

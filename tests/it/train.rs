@@ -105,8 +105,8 @@ fn trained_model_is_sound_and_matches_well() {
         progress: false,
     };
     let (_, run) = score_records(&linker, &records, Some(&labels), &so).expect("score");
-    let named: Vec<bool> = run.prepared.iter().map(|p| p.given.is_some()).collect();
-    let q = sweep(&labels, &run.pairs, &named, &[th.upper], th.lower).remove(0);
+    let who = empi::batch::Identity::of_all(&run.prepared);
+    let q = sweep(&labels, &run.pairs, &who, &[th.upper], th.lower).remove(0);
     eprintln!("trained model on the committed set: {q:?}");
     // Floors on the committed 10k set (deterministic: seeded data and training). Twins with
     // alike names cost recall here: a typo'd given name in a twin's household stays a
@@ -119,7 +119,7 @@ fn trained_model_is_sound_and_matches_well() {
     let mut report = ModelReport::new(model);
     report.table = threshold_rows(
         &run.pairs,
-        &named,
+        &who,
         &report_uppers(th),
         th.lower,
         Some(&labels),
