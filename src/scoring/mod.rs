@@ -582,7 +582,11 @@ impl Scorer {
     fn weights_of(&self, a: &Prepared, b: &Prepared, pattern: &Pattern, w: &[f64]) -> Weights {
         let mut out = Weights {
             stranger: self.prior_weight,
-            twin: self.rivals[TWIN].prior,
+            twin: if a.multiple_birth_order.is_some() != b.multiple_birth_order.is_some() {
+                rivals::KNOWN_TWIN_PRIOR
+            } else {
+                self.rivals[TWIN].prior
+            },
             relative: self.rivals[RELATIVE].prior,
         };
         for c in Comparison::ALL {

@@ -140,6 +140,12 @@ pub struct Rivals {
     pub spelling: Spelling,
 }
 
+/// `log2(λ_M / λ_T)` when one record of the pair gives a multiple-birth order and the other
+/// does not: that person surely has a co-twin in the household, whose records are about as
+/// many as the person's own (twins are by far the most common multiple birth), so the twin
+/// is as likely a priori as the same person: ratio 1, not the population's share.
+pub(super) const KNOWN_TWIN_PRIOR: f64 = 0.0;
+
 /// Comparisons a household shares whoever its members are.
 const HOUSEHOLD_SHARED: [Comparison; 4] = [
     Comparison::FamilyName,
