@@ -222,7 +222,12 @@ impl WeightBound {
         prepared: &[Prepared],
         pairs: &[(u32, u32)],
     ) -> Option<WeightBound> {
-        let weights = scorer.weights;
+        let mut weights = scorer.weights;
+        // A differing postcode may weigh as part of a move (with the street's disagreement):
+        // bound it by the larger of the two.
+        let pc = Comparison::Postcode;
+        let last = &mut weights[pc.index()][pc.levels().len() - 1];
+        *last = last.max(scorer.moved_postcode());
         // Only a comparison's own levels: the table is padded to MAX_LEVELS with zeros.
         let best_of = |c: Comparison, set: u16| {
             (0..c.levels().len())

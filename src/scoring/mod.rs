@@ -415,6 +415,27 @@ pub struct Scorer {
     spelling: (f64, f64),
     /// A given name's term frequency at or below this is a rare spelling (0: never).
     rare_given: f32,
+    /// Weight of a differing postcode beside a differing street ([`moved_postcode_weight`]).
+    moved_postcode: f64,
+}
+
+/// The weight of a postcode that differs beside a street that differs too: a move changes
+/// both at once, so counting the two disagreements as independent would charge one move
+/// twice. For the same person, a differing postcode almost always comes with a differing
+/// street (a move; a postcode typo alone is rarer), so
+/// `P(postcode else | street else, same) ≈ m_pc(else) / m_st(else)`, and for strangers
+/// likewise `u_pc(else) / u_st(else)` (both near 1); each capped at 1.
+fn moved_postcode_weight(model: &Model) -> f64 {
+    let last = |c: Comparison| {
+        let p = model.params(c);
+        let l = p.levels.last().expect("every comparison has levels");
+        (l.m, l.u)
+    };
+    let (m_st, u_st) = last(Comparison::Street);
+    let (m_pc, u_pc) = last(Comparison::Postcode);
+    let m = (m_pc / m_st).min(1.0);
+    let u = (u_pc / u_st).min(1.0);
+    (m / u).log2()
 }
 
 /// The given-name levels where a twin's alike name and a typo meet (Jaro–Winkler,
@@ -466,6 +487,7 @@ impl Scorer {
         });
         Ok(Scorer {
             spelling: rivals::spelling_weights(&model.rivals.spelling),
+            moved_postcode: moved_postcode_weight(&model),
             model,
             weights,
             prior_weight,
@@ -637,6 +659,25 @@ impl Scorer {
         PairScore { weight, rival }
     }
 
+    /// A differing postcode beside a differing street weighs as one move
+    /// ([`moved_postcode_weight`]); true when it applied.
+    #[inline]
+    fn count_a_move_once(&self, pattern: &Pattern, w: &mut [f64; N_COMPARISONS]) -> bool {
+        let (st, pc) = (Comparison::Street, Comparison::Postcode);
+        let moved = pattern[st.index()] as usize == st.levels().len() - 1
+            && pattern[pc.index()] as usize == pc.levels().len() - 1;
+        if moved {
+            w[pc.index()] = self.moved_postcode;
+        }
+        moved
+    }
+
+    /// The weight of a differing postcode beside a differing street (an upper bound on the
+    /// postcode's weight at `else` for [`WeightBound`]).
+    pub(crate) fn moved_postcode(&self) -> f64 {
+        self.moved_postcode
+    }
+
     /// Both records give a multiple-birth order and they differ: the pair's rival is
     /// [`Rival::BirthOrderDiffers`], whatever else it scores.
     pub fn birth_orders_differ(a: &Prepared, b: &Prepared) -> bool {
@@ -651,6 +692,7 @@ impl Scorer {
         for c in Comparison::ALL {
             w[c.index()] = self.level_weight(c, pattern[c.index()], a).0;
         }
+        self.count_a_move_once(&pattern, &mut w);
         let weights = self.weights_of(a, b, &pattern, &w);
         self.decide_weight(a, b, &weights)
     }
@@ -692,7 +734,12 @@ impl Scorer {
                     tf_adjustment,
                 }
             })
-            .collect();
+            .collect::<Vec<ComparisonOutcome>>();
+        let mut comparisons = comparisons;
+        if self.count_a_move_once(&pattern, &mut w) {
+            let pc = Comparison::Postcode.index();
+            comparisons[pc].weight = w[pc];
+        }
         let weights = self.weights_of(a, b, &pattern, &w);
         let score = self.decide_weight(a, b, &weights);
         Explanation {
