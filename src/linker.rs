@@ -222,6 +222,34 @@ pub fn one_child_of_the_birth(a: Option<u8>, b: Option<u8>) -> bool {
     a == b
 }
 
+/// The candidate persons known to be one child of a multiple birth: some record of theirs
+/// gives a birth order. A query that gives none is weighed against such a person's every
+/// record as against a known twin ([`Scorer::score_with`]; batch runs do the same per
+/// cluster, [`crate::batch::twins`]). Empty (no lookups) when no candidate gives an order
+/// or the query gives one itself (its own order already decides the prior).
+struct KnownTwins<P>(AHashMap<P, ()>);
+
+impl<P: Clone + Eq + Hash> KnownTwins<P> {
+    fn of<'a>(query: &Prepared, candidates: impl Iterator<Item = (&'a P, &'a Prepared)>) -> Self
+    where
+        P: 'a,
+    {
+        let mut map = AHashMap::new();
+        if query.multiple_birth_order.is_none() {
+            for (p, r) in candidates {
+                if r.multiple_birth_order.is_some() {
+                    map.insert(p.clone(), ());
+                }
+            }
+        }
+        KnownTwins(map)
+    }
+
+    fn known(&self, person: &P) -> bool {
+        !self.0.is_empty() && self.0.contains_key(person)
+    }
+}
+
 /// Candidate persons as their records are scored, in any order.
 struct Persons<P> {
     by_person: AHashMap<P, PersonScore<P>>,
@@ -376,11 +404,14 @@ impl Linker {
         ranking: impl Into<Ranking>,
     ) -> Verdict<P> {
         let ranking = ranking.into();
+        let candidates: Vec<(P, &Prepared)> = candidates.into_iter().collect();
+        let twins = KnownTwins::of(query, candidates.iter().map(|(p, r)| (p, *r)));
         let mut persons = Persons::new(self.thresholds().lower);
         let mut record_named = Vec::new();
         for (i, (person, rec)) in candidates.into_iter().enumerate() {
             record_named.push(rec.given.is_some());
-            persons.add(person, i, self.scorer.score(query, rec), rec);
+            let s = self.scorer.score_with(query, rec, twins.known(&person));
+            persons.add(person, i, s, rec);
         }
         let scored = record_named.len();
         self.conclude(query, persons, scored, &record_named, ranking)
@@ -420,6 +451,7 @@ impl Linker {
         let mut order: Vec<usize> = (0..candidates.len()).collect();
         order.sort_by(|&a, &b| bounds[b].total_cmp(&bounds[a]).then(a.cmp(&b)));
         let record_named: Vec<bool> = candidates.iter().map(|(_, _, sig)| sig.named()).collect();
+        let twins = KnownTwins::of(query, candidates.iter().map(|(p, r, _)| (p, *r)));
         let keep = ranking.exact_below_lower();
         let mut persons = Persons::new(t.lower);
         // Candidates are scored in `order` up to `stop`; those after it are skipped.
@@ -432,7 +464,7 @@ impl Linker {
                 break;
             }
             let (person, rec, _) = &candidates[i];
-            let s = self.scorer.score(query, rec);
+            let s = self.scorer.score_with(query, rec, twins.known(person));
             persons.add(person.clone(), i, s, rec);
         }
         for &i in &order[stop..] {
@@ -697,6 +729,29 @@ mod tests {
         let out = l.decide(&oliver, p.drain(..), 10);
         assert_ne!(out.decision, Decision::Link);
         assert!(!out.sole_candidate);
+    }
+
+    #[test]
+    fn a_person_known_to_be_a_twin_is_weighed_against_the_co_twin() {
+        use crate::record::Sex;
+        let l = Linker::with_default_model();
+        let larry = l.prepare(&child("Larry", Sex::Male));
+        let lawrence = l.prepare(&child("Lawrence", Sex::Male));
+        // Larry for Lawrence: a nickname, everything else of the household agrees.
+        let out = l.decide(&larry, [(1u32, &lawrence)], 10);
+        assert_eq!(out.decision, Decision::Link, "{:?}", out.ranked[0].score);
+        // Lawrence's other record says he is the second of a multiple birth: Larry may be
+        // his co-twin, and the pair is weighed so, even against the record without order.
+        let mut second = child("Lawrence", Sex::Male);
+        second.multiple_birth_order = Some(2);
+        let second = l.prepare(&second);
+        let out = l.decide(&larry, [(1u32, &lawrence), (1, &second)], 10);
+        assert_ne!(out.decision, Decision::Link, "{:?}", out.ranked[0].score);
+        assert_eq!(out.ranked[0].score.rival, Some(Rival::Twin));
+        // An exact given name still links a known twin's record.
+        let again = l.prepare(&child("Lawrence", Sex::Male));
+        let out = l.decide(&again, [(1u32, &lawrence), (1, &second)], 10);
+        assert_eq!(out.decision, Decision::Link, "{:?}", out.ranked[0].score);
     }
 
     #[test]

@@ -252,7 +252,7 @@ pub fn dedup(linker: &Linker, data: Dataset, opts: &DedupOptions) -> Result<Dedu
         tf_from_data: opts.tf_from_data,
         progress: opts.progress,
     };
-    let (linker, run) = score_prepared(linker, data.prepared, None, None, &score_opts)?;
+    let (linker, mut run) = score_prepared(linker, data.prepared, None, None, &score_opts)?;
     let c = Instant::now();
     let guarded = GuardedOptions {
         upper: t.upper,
@@ -260,19 +260,32 @@ pub fn dedup(linker: &Linker, data: Dataset, opts: &DedupOptions) -> Result<Dedu
     };
     let prepared = &run.prepared;
     let rule = opts.chain_rule;
-    let clustering = cluster_guarded(prepared.len(), &run.pairs, guarded, |x, y| {
-        (!rule.compared_only || run.blocks.shares_block(x, y))
+    let blocks = &run.blocks;
+    let guard = |x: u32, y: u32| {
+        (!rule.compared_only || blocks.shares_block(x, y))
             && contradicts(
                 &linker,
                 &prepared[x as usize],
                 &prepared[y as usize],
                 rule.guards,
             )
-    });
+    };
+    let mut clustering = cluster_guarded(prepared.len(), &run.pairs, guarded, guard);
+    // Links between the records of a person known to be a twin are weighed again
+    // (super::twins); the clusters are made again without the links that fall.
+    let who = super::Identity::of_all(prepared);
+    let known = super::twins::known_twin_weights(linker.scorer(), prepared, &run.pairs);
+    let cut =
+        super::twins::cut_known_twin_links(&clustering.ids, &run.pairs, &who, &known, t.upper);
+    if let Some(cut) = &cut {
+        clustering = cluster_guarded(prepared.len(), cut, guarded, guard);
+    }
     // A nameless record joins its sole named candidate unless anything across contradicts
     // (every contradiction guard counts here: this relaxes a guard, so it is strict).
-    let who = super::Identity::of_all(prepared);
-    let mut clustering = clustering;
+    if let Some(cut) = cut {
+        run.pairs = cut;
+    }
+    let prepared = &run.prepared;
     let (ids, attached) = attach_nameless(&clustering.ids, &run.pairs, &who, t, |x, y| {
         contradicts(
             &linker,

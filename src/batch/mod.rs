@@ -24,6 +24,7 @@ pub mod readable;
 pub mod rescan;
 pub mod score;
 pub mod sweep;
+pub mod twins;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

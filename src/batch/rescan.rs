@@ -161,6 +161,12 @@ pub fn rescan<S: Store + ?Sized>(
     summary.pair_visits = run.stats.pair_visits;
     summary.pairs_scored = run.stats.pairs_scored_in_full;
 
+    // Persons known to be one child of a multiple birth: a pair with one of them is weighed
+    // as against a known twin, as the service weighs a query (super::twins).
+    let mut known_twin = vec![false; euids.len()];
+    for (i, &p) in person_of.iter().enumerate() {
+        known_twin[p as usize] |= run.prepared[i].multiple_birth_order.is_some();
+    }
     // Best record pair per pair of different persons.
     let mut best: AHashMap<(u32, u32), ScoredPair> = AHashMap::new();
     for p in &run.pairs {
@@ -168,6 +174,11 @@ pub fn rescan<S: Store + ?Sized>(
         if pa == pb {
             continue;
         }
+        let p = &if known_twin[pa as usize] || known_twin[pb as usize] {
+            super::twins::as_known_twin(linker.scorer(), &run.prepared, p)
+        } else {
+            *p
+        };
         let k = (pa.min(pb), pa.max(pb));
         let e = best.entry(k).or_insert(*p);
         if p.weight > e.weight {

@@ -179,6 +179,11 @@ pub fn model_with_data_rivals(model: &Model, prepared: &[Prepared]) -> Model {
     if let Some(f) = rivals::fit(&pairs.patterns, &m, &u, &model.rivals, 200, 1e-7) {
         out.rivals.twin.ratio = f.twin_ratio;
         out.rivals.relative.ratio = f.relative_ratio;
+        tracing::debug!(
+            twin = f.twin_ratio,
+            relative = f.relative_ratio,
+            "rival shares counted from the input (per same-person pair)"
+        );
     }
     out
 }

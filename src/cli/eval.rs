@@ -107,6 +107,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     }
     let tp = true_pairs(&labels);
     let who = empi::batch::Identity::of_all(&run.prepared);
+    let known = empi::batch::twins::known_twin_weights(used.scorer(), &run.prepared, &run.pairs);
     let report = EvalReport {
         records: records.len() as u64,
         true_pairs: tp,
@@ -123,6 +124,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             &labels,
             &run.pairs,
             &who,
+            &known,
             &uppers,
             t.lower,
             relations.as_ref(),

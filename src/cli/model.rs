@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
+use empi::batch::twins::known_twin_weights;
 use empi::batch::{score_records, ScoreOptions};
 use empi::eval::{read_truth, true_pairs};
 use empi::input::read_csv;
@@ -240,7 +241,7 @@ fn report(args: &ReportArgs) -> Result<()> {
             tf_from_data: !args.model_tf,
             progress: true,
         };
-        let (_, run) = score_records(&linker, &records, labels.as_deref(), &opts)?;
+        let (used, run) = score_records(&linker, &records, labels.as_deref(), &opts)?;
         report.input = Some(InputSummary {
             records: records.len() as u64,
             candidate_pairs: run.stats.pairs_compared,
@@ -252,9 +253,11 @@ fn report(args: &ReportArgs) -> Result<()> {
             true_pairs: labels.as_deref().map(true_pairs),
         });
         let who = empi::batch::Identity::of_all(&run.prepared);
+        let known = known_twin_weights(used.scorer(), &run.prepared, &run.pairs);
         report.table = threshold_rows(
             &run.pairs,
             &who,
+            &known,
             &report_uppers(t),
             t.lower,
             labels.as_deref(),

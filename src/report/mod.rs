@@ -81,17 +81,18 @@ pub struct ThresholdRow {
 }
 
 /// The model's expected quality at each upper threshold, and the measured quality when
-/// `labels` (true person per record) are given; `who` as in [`sweep()`].
+/// `labels` (true person per record) are given; `who` and `known_twin` as in [`sweep()`].
 pub fn threshold_rows(
     pairs: &[ScoredPair],
     who: &[crate::batch::Identity],
+    known_twin: &[f32],
     uppers: &[f64],
     lower: f64,
     labels: Option<&[u32]>,
 ) -> Vec<ThresholdRow> {
     let total: f64 = pairs.iter().map(|p| weight_to_prob(p.weight as f64)).sum();
     let measured: Vec<Option<Quality>> = match labels {
-        Some(l) => sweep(l, pairs, who, uppers, lower)
+        Some(l) => sweep(l, pairs, who, known_twin, uppers, lower)
             .into_iter()
             .map(Some)
             .collect(),
@@ -334,7 +335,14 @@ mod tests {
         // Weights 0 (p = 0.5) and 10 (p ≈ 0.999): at upper 5 one link, expected false
         // ≈ 0.001, expected missed 0.5.
         let pairs = [p(0, 1, 10.0), p(2, 3, 0.0)];
-        let rows = threshold_rows(&pairs, &[], &[-1.0, 5.0, 20.0], -1.0, Some(&[0, 0, 1, 2]));
+        let rows = threshold_rows(
+            &pairs,
+            &[],
+            &[],
+            &[-1.0, 5.0, 20.0],
+            -1.0,
+            Some(&[0, 0, 1, 2]),
+        );
         assert_eq!(rows[1].links, 1);
         assert!((rows[1].expected_false_links - (1.0 - weight_to_prob(10.0))).abs() < 1e-9);
         assert!((rows[1].expected_missed - 0.5).abs() < 1e-9);

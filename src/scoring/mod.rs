@@ -601,10 +601,19 @@ impl Scorer {
     /// The weights against each hypothesis, from the pattern and the per-comparison weights
     /// against a stranger.
     #[inline]
-    fn weights_of(&self, a: &Prepared, b: &Prepared, pattern: &Pattern, w: &[f64]) -> Weights {
+    fn weights_of(
+        &self,
+        a: &Prepared,
+        b: &Prepared,
+        pattern: &Pattern,
+        w: &[f64],
+        known_twin: bool,
+    ) -> Weights {
         let mut out = Weights {
             stranger: self.prior_weight,
-            twin: if a.multiple_birth_order.is_some() != b.multiple_birth_order.is_some() {
+            twin: if known_twin
+                || a.multiple_birth_order.is_some() != b.multiple_birth_order.is_some()
+            {
                 rivals::KNOWN_TWIN_PRIOR
             } else {
                 self.rivals[TWIN].prior
@@ -687,13 +696,22 @@ impl Scorer {
     /// Scores a pair (the hot path: no allocation).
     #[inline]
     pub fn score(&self, a: &Prepared, b: &Prepared) -> PairScore {
+        self.score_with(a, b, false)
+    }
+
+    /// Scores a pair, with `known_twin` saying that the person of one record is known to
+    /// be one child of a multiple birth (another of its records gives a birth order): the
+    /// twin is then as likely a priori as the same person, as when one record of the pair
+    /// gives the order itself ([`rivals`]).
+    #[inline]
+    pub fn score_with(&self, a: &Prepared, b: &Prepared, known_twin: bool) -> PairScore {
         let pattern = self.pattern(a, b);
         let mut w = [0.0; N_COMPARISONS];
         for c in Comparison::ALL {
             w[c.index()] = self.level_weight(c, pattern[c.index()], a).0;
         }
         self.count_a_move_once(&pattern, &mut w);
-        let weights = self.weights_of(a, b, &pattern, &w);
+        let weights = self.weights_of(a, b, &pattern, &w, known_twin);
         self.decide_weight(a, b, &weights)
     }
 
@@ -740,7 +758,7 @@ impl Scorer {
             let pc = Comparison::Postcode.index();
             comparisons[pc].weight = w[pc];
         }
-        let weights = self.weights_of(a, b, &pattern, &w);
+        let weights = self.weights_of(a, b, &pattern, &w, false);
         let score = self.decide_weight(a, b, &weights);
         Explanation {
             prior_weight: self.prior_weight,

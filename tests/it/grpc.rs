@@ -989,3 +989,32 @@ async fn hard_cases_decide_as_a_registrar_would() {
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_person_known_to_be_a_twin_is_not_linked_to_an_alike_named_record() {
+    let server = TestServer::memory().await;
+    let mut c = server.client().await;
+    let man = |mrn: &str, given: &str| pb::PatientRecord {
+        sex: pb::Sex::Male as i32,
+        ..rec(mrn, given, "Kellogg", "1995-12-24")
+    };
+    // Lawrence, then Lawrence again from a record that says he is the second of a
+    // multiple birth: one person, known to have a co-twin.
+    let first = submit(&mut c, man("MRN101", "Lawrence")).await;
+    assert_eq!(first.decision, pb::Decision::Created as i32);
+    let second = submit(
+        &mut c,
+        pb::PatientRecord {
+            multiple_birth_order: Some(2),
+            ..man("MRN102", "Lawrence")
+        },
+    )
+    .await;
+    assert_eq!(second.decision, pb::Decision::Linked as i32, "{second:?}");
+    // Larry, with no birth order: a nickname of Lawrence, or his co-twin.
+    let larry = submit(&mut c, man("MRN103", "Larry")).await;
+    assert_ne!(larry.decision, pb::Decision::Linked as i32, "{larry:?}");
+    let reason = &larry.candidates.first().expect("a candidate").reason;
+    assert!(reason.contains("twin"), "{reason}");
+    server.stop().await;
+}

@@ -66,12 +66,14 @@ fn measure(model: Model, set: &Set) -> Quality {
         tf_from_data: true,
         progress: false,
     };
-    let (_, run) = score_records(&linker, &set.records, Some(&set.labels), &opts).unwrap();
+    let (used, run) = score_records(&linker, &set.records, Some(&set.labels), &opts).unwrap();
     let who = empi::batch::Identity::of_all(&run.prepared);
+    let known = empi::batch::twins::known_twin_weights(used.scorer(), &run.prepared, &run.pairs);
     sweep_with_relations(
         &set.labels,
         &run.pairs,
         &who,
+        &known,
         &[t.upper],
         t.lower,
         Some(&set.relations),
