@@ -17,6 +17,11 @@
 //!   random pairs `u_exact = Σtf²`, and using the table's own `Σtf²` keeps the adjustment
 //!   neutral on average even where a model's `u_exact` was set for candidate pairs rather
 //!   than random ones (docs/DESIGN.md, section 4).
+//! - one dependence is modelled: a move changes the street and the postcode together, so a
+//!   postcode that differs beside a street that differs weighs
+//!   `log2((m_pc / m_st) / (u_pc / u_st))` (the chance it differs given that the street
+//!   does, each ratio capped at 1) instead of `log2(m_pc / u_pc)`: one move is charged once,
+//!   not twice (about 3 bits with the default model).
 //!
 //! The decision weight is not `S` alone: a pair is also weighed against the relatives who
 //! share a household (a twin; a sibling, parent, child or spouse), whose records agree on
