@@ -269,3 +269,97 @@ proptest! {
         prop_assert!((s.score(&a, &b).weight - s.score(&b, &a).weight).abs() < 1e-9);
     }
 }
+
+#[test]
+fn a_move_is_charged_once() {
+    let s = scorer();
+    let a = s.prepare(&person());
+    let mut moved = person();
+    moved.address = Address {
+        lines: vec!["9 Harbor Road".into()],
+        city: Some("Worcester".into()),
+        postal_code: Some("01608".into()),
+        ..Default::default()
+    };
+    let b = s.prepare(&moved);
+    let e = s.explain(&a, &b);
+    let level = |name: &str| {
+        e.comparisons
+            .iter()
+            .find(|c| c.comparison == name)
+            .expect("compared")
+    };
+    assert_eq!(level("street").level, "else");
+    assert_eq!(level("postcode").level, "else");
+    // The postcode weighs as the chance it differs given that the street does.
+    let m = s.model();
+    let last = |c: Comparison| {
+        let l = m.params(c).levels.last().unwrap().clone();
+        (l.m, l.u)
+    };
+    let ((m_st, u_st), (m_pc, u_pc)) = (last(Comparison::Street), last(Comparison::Postcode));
+    let moved_weight = ((m_pc / m_st).min(1.0) / (u_pc / u_st).min(1.0)).log2();
+    assert!(
+        (level("postcode").weight - moved_weight).abs() < 1e-9,
+        "{e:?}"
+    );
+    let independent = m
+        .params(Comparison::Postcode)
+        .levels
+        .last()
+        .unwrap()
+        .weight();
+    assert!(level("postcode").weight > independent + 1.0, "{e:?}");
+    // The explanation still adds up to the score.
+    assert!((s.score(&a, &b).weight - e.weight).abs() < 1e-9);
+    // A postcode that differs on the same street weighs as before.
+    let mut typo = person();
+    typo.address.postal_code = Some("01608".into());
+    let e = s.explain(&a, &s.prepare(&typo));
+    let pc = e
+        .comparisons
+        .iter()
+        .find(|c| c.comparison == "postcode")
+        .unwrap();
+    assert!((pc.weight - independent).abs() < 1e-9, "{e:?}");
+}
+
+#[test]
+fn a_birth_order_on_one_side_makes_the_twin_as_likely_as_the_same_person() {
+    let s = scorer();
+    let mut t1 = person();
+    t1.identifiers.clear();
+    t1.email = None;
+    t1.middle_name = None;
+    let mut t2 = t1.clone();
+    t2.given_name = Some("Margarita".into());
+    let plain = s.explain(&s.prepare(&t1), &s.prepare(&t2));
+    t1.multiple_birth_order = Some(1);
+    let known = s.explain(&s.prepare(&t1), &s.prepare(&t2));
+    // The twin's prior moves from log2(1 / 0.03) to 0; nothing else changes.
+    let shift = plain.twin_weight - known.twin_weight;
+    let expected = -Model::default_model().rivals.twin.ratio.log2() - rivals::KNOWN_TWIN_PRIOR;
+    assert!((shift - expected).abs() < 1e-9, "{plain:?} {known:?}");
+    assert!(known.weight < plain.weight);
+    assert_eq!(known.rival, Some(Rival::Twin));
+    // The same, from the person's other records: score_with says the person is a twin.
+    t1.multiple_birth_order = None;
+    let (a, b) = (s.prepare(&t1), s.prepare(&t2));
+    assert_eq!(
+        s.score_with(&a, &b, true).weight,
+        s.score(
+            &s.prepare(&{
+                let mut x = t1.clone();
+                x.multiple_birth_order = Some(1);
+                x
+            }),
+            &b
+        )
+        .weight
+    );
+    // Both records giving the same order say they are one child: the population's share.
+    t1.multiple_birth_order = Some(2);
+    t2.multiple_birth_order = Some(2);
+    let same = s.explain(&s.prepare(&t1), &s.prepare(&t2));
+    assert!((same.twin_weight - plain.twin_weight).abs() < 1e-9);
+}
