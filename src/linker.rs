@@ -32,7 +32,7 @@
 
 use std::hash::Hash;
 
-use ahash::AHashMap;
+use ahash::{AHashMap, AHashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::blocking::BlockingConfig;
@@ -227,26 +227,26 @@ pub fn one_child_of_the_birth(a: Option<u8>, b: Option<u8>) -> bool {
 /// record as against a known twin ([`Scorer::score_with`]; batch runs do the same per
 /// cluster, [`crate::batch::twins`]). Empty (no lookups) when no candidate gives an order
 /// or the query gives one itself (its own order already decides the prior).
-struct KnownTwins<P>(AHashMap<P, ()>);
+struct KnownTwins<P>(AHashSet<P>);
 
 impl<P: Clone + Eq + Hash> KnownTwins<P> {
     fn of<'a>(query: &Prepared, candidates: impl Iterator<Item = (&'a P, &'a Prepared)>) -> Self
     where
         P: 'a,
     {
-        let mut map = AHashMap::new();
+        let mut set = AHashSet::new();
         if query.multiple_birth_order.is_none() {
             for (p, r) in candidates {
                 if r.multiple_birth_order.is_some() {
-                    map.insert(p.clone(), ());
+                    set.insert(p.clone());
                 }
             }
         }
-        KnownTwins(map)
+        KnownTwins(set)
     }
 
     fn known(&self, person: &P) -> bool {
-        !self.0.is_empty() && self.0.contains_key(person)
+        !self.0.is_empty() && self.0.contains(person)
     }
 }
 

@@ -269,16 +269,6 @@ mod tests {
         assert!(same(&ids, 0, 2) && same(&ids, 1, 2));
         assert!(!same(&ids, 3, 4));
     }
-}
-
-#[cfg(test)]
-mod birth_order_tests {
-    use super::*;
-
-    const T: Thresholds = Thresholds {
-        upper: 8.0,
-        lower: 0.0,
-    };
 
     fn who(named: bool, birth_order: Option<u8>) -> Identity {
         Identity { named, birth_order }
