@@ -273,10 +273,11 @@ pub fn dedup(linker: &Linker, data: Dataset, opts: &DedupOptions) -> Result<Dedu
     let mut clustering = cluster_guarded(prepared.len(), &run.pairs, guarded, guard);
     // Links between the records of a person known to be a twin are weighed again
     // (super::twins); the clusters are made again without the links that fall.
-    let who = super::Identity::of_all(prepared);
-    let known = super::twins::known_twin_weights(linker.scorer(), prepared, &run.pairs);
-    let cut =
-        super::twins::cut_known_twin_links(&clustering.ids, &run.pairs, &who, &known, t.upper);
+    let cut = super::twins::KnownTwins::new(linker.scorer(), prepared).cut_links(
+        &clustering.ids,
+        &run.pairs,
+        t.upper,
+    );
     if let Some(cut) = &cut {
         clustering = cluster_guarded(prepared.len(), cut, guarded, guard);
     }
@@ -286,6 +287,7 @@ pub fn dedup(linker: &Linker, data: Dataset, opts: &DedupOptions) -> Result<Dedu
         run.pairs = cut;
     }
     let prepared = &run.prepared;
+    let who = super::Identity::of_all(prepared);
     let (ids, attached) = attach_nameless(&clustering.ids, &run.pairs, &who, t, |x, y| {
         contradicts(
             &linker,

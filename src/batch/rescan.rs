@@ -163,6 +163,7 @@ pub fn rescan<S: Store + ?Sized>(
 
     // Persons known to be one child of a multiple birth: a pair with one of them is weighed
     // as against a known twin, as the service weighs a query (super::twins).
+    let twins = super::twins::KnownTwins::new(linker.scorer(), &run.prepared);
     let mut known_twin = vec![false; euids.len()];
     for (i, &p) in person_of.iter().enumerate() {
         known_twin[p as usize] |= run.prepared[i].multiple_birth_order.is_some();
@@ -175,7 +176,7 @@ pub fn rescan<S: Store + ?Sized>(
             continue;
         }
         let p = &if known_twin[pa as usize] || known_twin[pb as usize] {
-            super::twins::as_known_twin(linker.scorer(), &run.prepared, p)
+            twins.weigh(p)
         } else {
             *p
         };

@@ -5,24 +5,23 @@ use crate::eval::{quality, relatives_linked, Quality, Relations};
 use crate::scoring::Thresholds;
 
 use super::attach::{attach_nameless, Identity};
-use super::twins::cut_known_twin_links;
+use super::twins::KnownTwins;
 use super::{cluster, ScoredPair};
 
 /// Quality at each upper threshold (lower fixed). Records are clustered by their links,
-/// links a known twin's weight no longer carries are cut
-/// ([`super::twins::cut_known_twin_links`], with `known_twin` from
-/// [`super::twins::known_twin_weights`]; empty: not applied), then nameless records join
+/// links a known twin's weight no longer carries are cut ([`KnownTwins::cut_links`];
+/// `None`: not applied), then nameless records join
 /// their sole named candidate ([`attach_nameless`]); `who[i]` is what record `i` says of
 /// itself (an empty slice: every record has a given name).
 pub fn sweep(
     labels: &[u32],
     pairs: &[ScoredPair],
     who: &[Identity],
-    known_twin: &[f32],
+    twins: Option<&KnownTwins>,
     uppers: &[f64],
     lower: f64,
 ) -> Vec<Quality> {
-    sweep_with_relations(labels, pairs, who, known_twin, uppers, lower, None)
+    sweep_with_relations(labels, pairs, who, twins, uppers, lower, None)
 }
 
 /// [`sweep`], counting the relatives each row's links merged when `relations` is given.
@@ -30,7 +29,7 @@ pub fn sweep_with_relations(
     labels: &[u32],
     pairs: &[ScoredPair],
     who: &[Identity],
-    known_twin: &[f32],
+    twins: Option<&KnownTwins>,
     uppers: &[f64],
     lower: f64,
     relations: Option<&Relations>,
@@ -39,7 +38,7 @@ pub fn sweep_with_relations(
         .iter()
         .map(|&upper| {
             let mut ids = cluster(labels.len(), pairs, upper);
-            let cut = cut_known_twin_links(&ids, pairs, who, known_twin, upper);
+            let cut = twins.and_then(|t| t.cut_links(&ids, pairs, upper));
             if let Some(cut) = &cut {
                 ids = cluster(labels.len(), cut, upper);
             }
@@ -69,7 +68,7 @@ mod tests {
     fn sweep_is_monotone_in_cluster_count() {
         let labels = [0, 0, 1, 1];
         let pairs = [p(0, 1, 12.0), p(2, 3, 6.0), p(1, 2, 3.0)];
-        let rows = sweep(&labels, &pairs, &[], &[], &[2.0, 5.0, 10.0, 15.0], 0.0);
+        let rows = sweep(&labels, &pairs, &[], None, &[2.0, 5.0, 10.0, 15.0], 0.0);
         let clusters: Vec<u64> = rows.iter().map(|q| q.clusters).collect();
         assert_eq!(clusters, vec![1, 2, 3, 4]);
         assert_eq!(rows[1].precision, 1.0);

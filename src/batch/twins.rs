@@ -11,127 +11,124 @@
 //! ([`crate::linker::Linker::decide`]), and a link that no longer reaches the upper
 //! threshold is cut and left for review with the twin as its reason.
 
-use rayon::prelude::*;
-
-use super::attach::Identity;
 use super::ScoredPair;
 use crate::prepare::Prepared;
-use crate::scoring::{Rival, Scorer};
+use crate::scoring::Scorer;
 
-/// The weight of each pair were one of its persons known to be a twin
-/// ([`Scorer::score_with`]); for a pair where a record gives a birth order, its weight.
-pub fn known_twin_weights(
-    scorer: &Scorer,
-    prepared: &[Prepared],
-    pairs: &[ScoredPair],
-) -> Vec<f32> {
-    pairs
-        .par_iter()
-        .with_min_len(4096)
-        .map(|p| {
-            let (a, b) = (&prepared[p.a as usize], &prepared[p.b as usize]);
-            if a.multiple_birth_order.is_some() || b.multiple_birth_order.is_some() {
-                p.weight
-            } else {
-                scorer.score_with(a, b, true).weight as f32
+/// The records of a scored run and the scorer that weighs them again as a known twin's.
+#[derive(Clone, Copy)]
+pub struct KnownTwins<'a> {
+    scorer: &'a Scorer,
+    prepared: &'a [Prepared],
+}
+
+impl<'a> KnownTwins<'a> {
+    /// Over `prepared`, the records `pairs` index, scored by `scorer`.
+    pub fn new(scorer: &'a Scorer, prepared: &'a [Prepared]) -> Self {
+        KnownTwins { scorer, prepared }
+    }
+
+    /// `p` weighed as a pair with a person known to be a twin ([`Scorer::score_with`]);
+    /// unchanged when a record of the pair gives a birth order (it was weighed so).
+    pub fn weigh(&self, p: &ScoredPair) -> ScoredPair {
+        let (a, b) = (&self.prepared[p.a as usize], &self.prepared[p.b as usize]);
+        if a.multiple_birth_order.is_some() || b.multiple_birth_order.is_some() {
+            return *p;
+        }
+        let s = self.scorer.score_with(a, b, true);
+        ScoredPair {
+            weight: s.weight as f32,
+            rival: s.rival,
+            ..*p
+        }
+    }
+
+    /// The pairs with every link inside a cluster (of `ids`) holding a record with a birth
+    /// order weighed again ([`KnownTwins::weigh`]); a link that falls below `upper` keeps
+    /// its new weight and rival. `None` when nothing falls. Only such links are scored
+    /// again: clusters with a birth order are few.
+    pub fn cut_links(
+        &self,
+        ids: &[u32],
+        pairs: &[ScoredPair],
+        upper: f64,
+    ) -> Option<Vec<ScoredPair>> {
+        let n_clusters = ids.iter().copied().max().unwrap_or(0) as usize + 1;
+        let mut multiple = vec![false; n_clusters];
+        for (p, &c) in self.prepared.iter().zip(ids) {
+            multiple[c as usize] |= p.multiple_birth_order.is_some();
+        }
+        let mut out: Option<Vec<ScoredPair>> = None;
+        for (i, p) in pairs.iter().enumerate() {
+            let c = ids[p.a as usize];
+            if !(p.links(upper) && c == ids[p.b as usize] && multiple[c as usize]) {
+                continue;
             }
-        })
-        .collect()
-}
-
-/// `p` weighed as a pair with a person known to be a twin, for a pair where neither record
-/// gives a birth order (rescan: a stored person whose other record gives one).
-pub fn as_known_twin(scorer: &Scorer, prepared: &[Prepared], p: &ScoredPair) -> ScoredPair {
-    let (a, b) = (&prepared[p.a as usize], &prepared[p.b as usize]);
-    if a.multiple_birth_order.is_some() || b.multiple_birth_order.is_some() {
-        return *p;
+            let again = self.weigh(p);
+            if f64::from(again.weight) < upper {
+                out.get_or_insert_with(|| pairs.to_vec())[i] = again;
+            }
+        }
+        out
     }
-    let s = scorer.score_with(a, b, true);
-    ScoredPair {
-        weight: s.weight as f32,
-        rival: s.rival,
-        ..*p
-    }
-}
-
-/// The pairs with every link cut that joins two records without a birth order in a
-/// cluster (of `ids`) holding a record with one, when its known-twin weight
-/// (`known_twin`, aligned with `pairs`) falls below `upper`: the cut pair keeps that
-/// weight and the twin as its rival. `None` when nothing is cut (or `known_twin` is
-/// empty).
-pub fn cut_known_twin_links(
-    ids: &[u32],
-    pairs: &[ScoredPair],
-    who: &[Identity],
-    known_twin: &[f32],
-    upper: f64,
-) -> Option<Vec<ScoredPair>> {
-    if known_twin.is_empty() || who.is_empty() {
-        return None;
-    }
-    let n_clusters = ids.iter().copied().max().unwrap_or(0) as usize + 1;
-    let mut multiple = vec![false; n_clusters];
-    for (i, &c) in ids.iter().enumerate() {
-        multiple[c as usize] |= who[i].birth_order.is_some();
-    }
-    let cut = |i: usize, p: &ScoredPair| {
-        p.links(upper)
-            && ids[p.a as usize] == ids[p.b as usize]
-            && multiple[ids[p.a as usize] as usize]
-            && f64::from(known_twin[i]) < upper
-    };
-    if !pairs.iter().enumerate().any(|(i, p)| cut(i, p)) {
-        return None;
-    }
-    Some(
-        pairs
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                if cut(i, p) {
-                    ScoredPair {
-                        weight: known_twin[i],
-                        rival: Some(Rival::Twin),
-                        ..*p
-                    }
-                } else {
-                    *p
-                }
-            })
-            .collect(),
-    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::linker::Linker;
+    use crate::record::{Record, Sex};
+    use crate::scoring::Rival;
 
-    fn who(birth_order: Option<u8>) -> Identity {
-        Identity {
-            named: true,
-            birth_order,
+    fn man(given: &str, birth_order: Option<u8>) -> Record {
+        Record {
+            phones: vec!["555-201-3344".into()],
+            sex: Sex::Male,
+            multiple_birth_order: birth_order,
+            ..Record::for_tests(given, "Kellogg", (1995, 12, 24))
         }
     }
 
     #[test]
     fn a_link_in_a_cluster_known_to_hold_a_twin_is_weighed_again() {
-        // 0 ~ 1 link at 9 (Larry ~ Lawrence), 1 ~ 2 at 12 (Larry ~ Larry, "second of
-        // triplets"); as a known twin's, 0 ~ 1 weighs 4, 1 ~ 2 is unchanged.
+        // 0 ~ 1: Larry ~ Lawrence, a nickname that links; 1 ~ 2: Lawrence ~ Lawrence,
+        // where record 2 may say "second of triplets".
+        let l = Linker::with_default_model();
+        let upper = l.thresholds().upper;
+        let run = |order: Option<u8>| {
+            let prepared = vec![
+                l.prepare(&man("Larry", None)),
+                l.prepare(&man("Lawrence", None)),
+                l.prepare(&man("Lawrence", order)),
+            ];
+            let pair = |a: u32, b: u32| {
+                let s = l
+                    .scorer()
+                    .score(&prepared[a as usize], &prepared[b as usize]);
+                ScoredPair {
+                    a,
+                    b,
+                    weight: s.weight as f32,
+                    rival: s.rival,
+                }
+            };
+            let pairs = vec![pair(0, 1), pair(1, 2)];
+            assert!(pairs.iter().all(|p| p.links(upper)), "{pairs:?}");
+            (prepared, pairs)
+        };
         let ids = [1, 1, 1];
-        let pairs = [ScoredPair::new(0, 1, 9.0), ScoredPair::new(1, 2, 12.0)];
-        let known = [4.0, 12.0];
-        let plain = [who(None), who(None), who(None)];
-        assert!(cut_known_twin_links(&ids, &pairs, &plain, &known, 8.0).is_none());
-        let twin = [who(None), who(None), who(Some(2))];
-        let cut = cut_known_twin_links(&ids, &pairs, &twin, &known, 8.0).expect("cut");
-        assert_eq!(cut[0].weight, 4.0);
+        let (plain, pairs) = run(None);
+        let twins = KnownTwins::new(l.scorer(), &plain);
+        assert!(twins.cut_links(&ids, &pairs, upper).is_none());
+        let (known, pairs) = run(Some(2));
+        let twins = KnownTwins::new(l.scorer(), &known);
+        let cut = twins.cut_links(&ids, &pairs, upper).expect("cut");
+        assert!(f64::from(cut[0].weight) < upper, "{cut:?}");
         assert_eq!(cut[0].rival, Some(Rival::Twin));
-        assert_eq!(cut[1], pairs[1]);
         // A link that still reaches the threshold as a known twin's stays.
-        let strong = [8.5, 12.0];
-        assert!(cut_known_twin_links(&ids, &pairs, &twin, &strong, 8.0).is_none());
+        assert_eq!(cut[1], pairs[1]);
         // Links across clusters are not this rule's.
         let apart = [1, 2, 2];
-        assert!(cut_known_twin_links(&apart, &pairs, &twin, &known, 8.0).is_none());
+        assert!(twins.cut_links(&apart, &pairs, upper).is_none());
     }
 }

@@ -107,7 +107,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     }
     let tp = true_pairs(&labels);
     let who = empi::batch::Identity::of_all(&run.prepared);
-    let known = empi::batch::twins::known_twin_weights(used.scorer(), &run.prepared, &run.pairs);
+    let twins = empi::batch::twins::KnownTwins::new(used.scorer(), &run.prepared);
     let report = EvalReport {
         records: records.len() as u64,
         true_pairs: tp,
@@ -124,7 +124,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             &labels,
             &run.pairs,
             &who,
-            &known,
+            Some(&twins),
             &uppers,
             t.lower,
             relations.as_ref(),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
-use empi::batch::twins::known_twin_weights;
+use empi::batch::twins::KnownTwins;
 use empi::batch::{score_records, ScoreOptions};
 use empi::eval::{read_truth, true_pairs};
 use empi::input::read_csv;
@@ -253,11 +253,11 @@ fn report(args: &ReportArgs) -> Result<()> {
             true_pairs: labels.as_deref().map(true_pairs),
         });
         let who = empi::batch::Identity::of_all(&run.prepared);
-        let known = known_twin_weights(used.scorer(), &run.prepared, &run.pairs);
+        let twins = KnownTwins::new(used.scorer(), &run.prepared);
         report.table = threshold_rows(
             &run.pairs,
             &who,
-            &known,
+            Some(&twins),
             &report_uppers(t),
             t.lower,
             labels.as_deref(),

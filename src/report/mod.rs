@@ -81,18 +81,18 @@ pub struct ThresholdRow {
 }
 
 /// The model's expected quality at each upper threshold, and the measured quality when
-/// `labels` (true person per record) are given; `who` and `known_twin` as in [`sweep()`].
+/// `labels` (true person per record) are given; `who` and `twins` as in [`sweep()`].
 pub fn threshold_rows(
     pairs: &[ScoredPair],
     who: &[crate::batch::Identity],
-    known_twin: &[f32],
+    twins: Option<&crate::batch::twins::KnownTwins>,
     uppers: &[f64],
     lower: f64,
     labels: Option<&[u32]>,
 ) -> Vec<ThresholdRow> {
     let total: f64 = pairs.iter().map(|p| weight_to_prob(p.weight as f64)).sum();
     let measured: Vec<Option<Quality>> = match labels {
-        Some(l) => sweep(l, pairs, who, known_twin, uppers, lower)
+        Some(l) => sweep(l, pairs, who, twins, uppers, lower)
             .into_iter()
             .map(Some)
             .collect(),
@@ -338,7 +338,7 @@ mod tests {
         let rows = threshold_rows(
             &pairs,
             &[],
-            &[],
+            None,
             &[-1.0, 5.0, 20.0],
             -1.0,
             Some(&[0, 0, 1, 2]),

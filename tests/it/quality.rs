@@ -68,12 +68,12 @@ fn measure(model: Model, set: &Set) -> Quality {
     };
     let (used, run) = score_records(&linker, &set.records, Some(&set.labels), &opts).unwrap();
     let who = empi::batch::Identity::of_all(&run.prepared);
-    let known = empi::batch::twins::known_twin_weights(used.scorer(), &run.prepared, &run.pairs);
+    let twins = empi::batch::twins::KnownTwins::new(used.scorer(), &run.prepared);
     sweep_with_relations(
         &set.labels,
         &run.pairs,
         &who,
-        &known,
+        Some(&twins),
         &[t.upper],
         t.lower,
         Some(&set.relations),
