@@ -129,6 +129,28 @@ impl TlsFiles {
 /// How long a client of the console, MLLP or FHIR door gets to complete its TLS handshake.
 pub const HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The next connection on a door's listener (`door` names it in the log), with
+/// `TCP_NODELAY` set: small request/reply exchanges would otherwise wait on Nagle's
+/// algorithm. A failed accept (out of file descriptors and the like: the listener itself is
+/// fine) is logged and tried again after 50 ms.
+pub async fn accept(
+    listener: &tokio::net::TcpListener,
+    door: &str,
+) -> (tokio::net::TcpStream, std::net::SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                return (stream, peer);
+            }
+            Err(e) => {
+                tracing::warn!("{door} accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// Completes the TLS handshake of a connection the door named `door` accepted from `peer`,
 /// within [`HANDSHAKE`]: the stream, and the client's certificate (DER) when it gave one. A
 /// failed or slow handshake is logged (the peer's address, never what it sent) and gives

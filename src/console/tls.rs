@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -12,7 +11,7 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::auth::tls::{handshake, TlsFiles};
+use crate::auth::tls::{accept, handshake, TlsFiles};
 use crate::error::Result;
 
 /// The rustls configuration of `files` for the console: the doors' own
@@ -42,15 +41,7 @@ impl TlsListener {
         let tls = TlsAcceptor::from(config);
         let acceptor = tokio::spawn(async move {
             loop {
-                let (tcp, peer) = match listener.accept().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "console accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
+                let (tcp, peer) = accept(&listener, "console").await;
                 let (tls, tx) = (tls.clone(), tx.clone());
                 tokio::spawn(async move {
                     if let Some((stream, _)) = handshake(&tls, tcp, peer, "console").await {

@@ -21,7 +21,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -33,7 +32,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
 use crate::app::{App, Caller, CrossReference, FindPersons, Incoming, Unreadable};
-use crate::auth::tls::handshake;
+use crate::auth::tls::{accept, handshake};
 use crate::auth::{AuthMode, Operation};
 use crate::error::{Code, Error, Result};
 use crate::record::today_days;
@@ -149,16 +148,8 @@ pub async fn serve(
     loop {
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("fhir accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = accept(&listener, "fhir") => accepted,
         };
-        let _ = stream.set_nodelay(true);
         let (router, tls, stopped) = (router.clone(), tls.clone(), stopped.clone());
         connections.spawn(async move {
             match tls {

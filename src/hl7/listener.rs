@@ -46,7 +46,7 @@ use crate::app::{
     App, Caller, CrossReference, FindPersons, Identifiers, MergeRecords, Once, Receipted, Submit,
     Unreadable,
 };
-use crate::auth::tls::handshake;
+use crate::auth::tls::{accept, handshake};
 use crate::auth::{AuthMode, Identity};
 use crate::error::{Code, Error, Result};
 use crate::record::{today_days, RecordKey};
@@ -220,21 +220,12 @@ pub async fn serve(
     loop {
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: the listener itself is fine.
-                    tracing::warn!("hl7 accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = accept(&listener, "hl7") => accepted,
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             tracing::warn!(%peer, "hl7 connection refused: too many connections");
             continue;
         };
-        let _ = stream.set_nodelay(true);
         let (door, tls, stopped) = (Arc::clone(&door), tls.clone(), stopped.clone());
         connections.spawn(async move {
             let _slot = slot;
