@@ -227,9 +227,9 @@ pub fn one_child_of_the_birth(a: Option<u8>, b: Option<u8>) -> bool {
 /// record as against a known twin ([`Scorer::score_with`]; batch runs do the same per
 /// cluster, [`crate::batch::twins`]). Empty (no lookups) when no candidate gives an order
 /// or the query gives one itself (its own order already decides the prior).
-struct KnownTwins<P>(AHashSet<P>);
+struct TwinPersons<P>(AHashSet<P>);
 
-impl<P: Clone + Eq + Hash> KnownTwins<P> {
+impl<P: Clone + Eq + Hash> TwinPersons<P> {
     fn of<'a>(query: &Prepared, candidates: impl Iterator<Item = (&'a P, &'a Prepared)>) -> Self
     where
         P: 'a,
@@ -242,7 +242,7 @@ impl<P: Clone + Eq + Hash> KnownTwins<P> {
                 }
             }
         }
-        KnownTwins(set)
+        TwinPersons(set)
     }
 
     fn known(&self, person: &P) -> bool {
@@ -405,7 +405,7 @@ impl Linker {
     ) -> Verdict<P> {
         let ranking = ranking.into();
         let candidates: Vec<(P, &Prepared)> = candidates.into_iter().collect();
-        let twins = KnownTwins::of(query, candidates.iter().map(|(p, r)| (p, *r)));
+        let twins = TwinPersons::of(query, candidates.iter().map(|(p, r)| (p, *r)));
         let mut persons = Persons::new(self.thresholds().lower);
         let mut record_named = Vec::new();
         for (i, (person, rec)) in candidates.into_iter().enumerate() {
@@ -451,7 +451,7 @@ impl Linker {
         let mut order: Vec<usize> = (0..candidates.len()).collect();
         order.sort_by(|&a, &b| bounds[b].total_cmp(&bounds[a]).then(a.cmp(&b)));
         let record_named: Vec<bool> = candidates.iter().map(|(_, _, sig)| sig.named()).collect();
-        let twins = KnownTwins::of(query, candidates.iter().map(|(p, r, _)| (p, *r)));
+        let twins = TwinPersons::of(query, candidates.iter().map(|(p, r, _)| (p, *r)));
         let keep = ranking.exact_below_lower();
         let mut persons = Persons::new(t.lower);
         // Candidates are scored in `order` up to `stop`; those after it are skipped.
