@@ -152,16 +152,16 @@ pub fn model_with_data_tf(model: &Model, prepared: &[Prepared]) -> Model {
 const RIVAL_FIT_PAIRS: u64 = 300_000;
 
 /// Returns a model whose rival shares (twins and household relatives per same-person
-/// pair) are found in these prepared records, as `empi train` finds them
-/// ([`crate::scoring::estimate::rivals`]): a file without households then pays nothing for
-/// relatives it does not have, and one full of them is weighed against its own share.
+/// pair) and spelling shares are found in these prepared records, as `empi train` finds
+/// them ([`crate::scoring::estimate::rivals`]): a file without households then pays nothing
+/// for relatives it does not have, and one full of them is weighed against its own share.
 /// The model's own shares stay when there are too few pairs sharing a family name.
 pub fn model_with_data_rivals(model: &Model, prepared: &[Prepared]) -> Model {
-    use crate::scoring::estimate::{rivals, rule_pairs, TrainingRule};
+    use crate::scoring::estimate::rivals;
     let mut out = model.clone();
-    let pairs = rule_pairs(
+    let pairs = rivals::family_pairs(
         prepared,
-        TrainingRule::Family,
+        &model.rivals.spelling,
         0x5eed,
         RIVAL_FIT_PAIRS,
         &indicatif::ProgressBar::hidden(),
@@ -176,13 +176,16 @@ pub fn model_with_data_rivals(model: &Model, prepared: &[Prepared]) -> Model {
             u[p.comparison.index()][l] = level.u;
         }
     }
-    if let Some(f) = rivals::fit(&pairs.patterns, &m, &u, &model.rivals, 200, 1e-7) {
-        out.rivals.twin.ratio = f.twin_ratio;
-        out.rivals.relative.ratio = f.relative_ratio;
+    if let Some(f) = rivals::fit(&pairs, &m, &u, &model.rivals, 1000, 1e-6) {
+        f.apply(&mut out.rivals);
         tracing::debug!(
             twin = f.twin_ratio,
             relative = f.relative_ratio,
-            "rival shares counted from the input (per same-person pair)"
+            rare_if_rival = f.rare_if_rival,
+            iterations = f.iterations,
+            pairs = f.pairs,
+            alike = ?f.alike_pairs,
+            "rival and spelling shares counted from the input (per same-person pair)"
         );
     }
     out

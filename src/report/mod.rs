@@ -212,6 +212,11 @@ impl ModelReport {
             -self.rivals.twin.ratio.log2(),
             -self.rivals.relative.ratio.log2(),
         ));
+        let sp = &self.rivals.spelling;
+        s.push_str(&format!(
+            "alike given names: the rarer spelling is rare (seen at most {} times) for {:.3} of same-person and {:.3} of twin and relative pairs\n",
+            sp.rare_below, sp.rare_if_same_person, sp.rare_if_rival,
+        ));
         if let Some(t) = self.training.as_ref().filter(|t| !t.is_null()) {
             // The same reading of the metadata as `GetStats` reports.
             let summary = TrainingSummary::from_json(t);

@@ -457,9 +457,9 @@ pub fn train(prepared: &[Prepared], base: &Model, opts: &TrainOptions) -> Result
     };
     // Pairs sharing a family name: where twins and relatives are found (step 5).
     let pb = bar(0, "family", opts.progress);
-    let family = rule_pairs(
+    let family = rivals::family_pairs(
         prepared,
-        TrainingRule::Family,
+        &start.rivals.spelling,
         opts.seed,
         opts.em_max_pairs,
         &pb,
@@ -477,7 +477,7 @@ pub fn train(prepared: &[Prepared], base: &Model, opts: &TrainOptions) -> Result
     );
     // 5. How common twins and relatives are, among the pairs sharing a family name.
     let rival_fit = rivals::fit(
-        &family.patterns,
+        &family,
         &m,
         &u,
         &start.rivals,
@@ -534,8 +534,7 @@ pub fn train(prepared: &[Prepared], base: &Model, opts: &TrainOptions) -> Result
     }
     model.prior = prior;
     if let Some(f) = &rival_fit {
-        model.rivals.twin.ratio = f.twin_ratio;
-        model.rivals.relative.ratio = f.relative_ratio;
+        f.apply(&mut model.rivals);
     }
     model.id = format!("trained-{:012x}", fingerprint(&model) & 0xffff_ffff_ffff);
     model.description = format!(

@@ -445,7 +445,7 @@ fn moved_postcode_weight(model: &Model) -> f64 {
 
 /// The given-name levels where a twin's alike name and a typo meet (Jaro–Winkler,
 /// phonetic): the spelling evidence applies there.
-const ALIKE_GIVEN_LEVELS: [u8; 3] = [3, 4, 5];
+pub(crate) const ALIKE_GIVEN_LEVELS: [u8; 3] = [3, 4, 5];
 
 /// Index of the twin in [`Scorer::rivals`].
 const TWIN: usize = 0;

@@ -14,16 +14,84 @@
 //!
 //! A site without households (or whose records carry no household fields) finds ratios
 //! near zero, and the rivals then cost its links nothing; [`RATIO_FLOOR`] keeps them finite.
+//!
+//! **Spelling.** Where the given names fall into an alike level, each pair also says
+//! whether the rarer spelling is rare in the data ([`Spell`], as the scorer decides it with
+//! a data term-frequency table: seen at most [`Spelling::rare_below`] times). The shares of
+//! rare spellings among same-person pairs (typos), among twin and relative pairs (names
+//! people have) and among strangers are fitted in the same EM, so a site learns how much a
+//! rare spelling says in its own records rather than taking the shipped guess. A share is
+//! reported only when its class holds at least [`MIN_SPELLING_PAIRS`] expected alike pairs.
 
 use serde::Serialize;
 
 use super::em::Probs;
-use crate::scoring::{Basis, Comparison, Pattern, RivalParams, Rivals, MISSING};
+use super::rules::{counted_pairs, TrainingRule};
+use crate::prepare::Prepared;
+use crate::scoring::{
+    Basis, Comparison, Pattern, RivalParams, Rivals, Spelling, ALIKE_GIVEN_LEVELS, MISSING,
+};
 
 /// Smallest ratio a fit reports: a rival this rare changes no decision.
 pub const RATIO_FLOOR: f64 = 1e-6;
 /// Fewer pairs than this and the fit is not made (the model's ratios stay).
 pub const MIN_PAIRS: u64 = 1_000;
+/// Fewer expected alike pairs in a class than this and its spelling share is not reported.
+pub const MIN_SPELLING_PAIRS: f64 = 300.0;
+/// Bounds of a fitted spelling share (a share of 0 or 1 would make one spelling a proof).
+const SPELLING_BOUNDS: (f64, f64) = (0.02, 0.98);
+
+/// Whether a pair's given names are alike and, if so, whether the rarer spelling is rare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Spell {
+    /// Not at an alike level (or a name missing): the spelling is not weighed.
+    NotWeighed,
+    /// Alike, and the rarer spelling is rare.
+    Rare,
+    /// Alike, and both spellings are common.
+    Common,
+}
+
+/// Pairs sharing a family name counted by agreement pattern and [`Spell`], with the
+/// given names' counts in `prepared` deciding rarity (`spelling.rare_below`).
+pub fn family_pairs(
+    prepared: &[Prepared],
+    spelling: &Spelling,
+    seed: u64,
+    max_pairs: u64,
+    progress: &crate::progress::Bar,
+) -> Vec<((Pattern, Spell), u64)> {
+    let mut counts: ahash::AHashMap<&str, u32> = ahash::AHashMap::new();
+    for g in prepared.iter().filter_map(|p| p.given.as_ref()) {
+        *counts.entry(&*g.text).or_default() += 1;
+    }
+    let count = |p: &Prepared| p.given.as_ref().map_or(0, |g| counts[&*g.text]);
+    let rare_below = spelling.rare_below;
+    counted_pairs(
+        prepared,
+        TrainingRule::Family,
+        seed,
+        max_pairs,
+        progress,
+        |a, b| {
+            let mut pat = [0u8; crate::scoring::N_COMPARISONS];
+            for c in Comparison::ALL {
+                pat[c.index()] = c.level(a, b);
+            }
+            let spell = if ALIKE_GIVEN_LEVELS.contains(&pat[Comparison::GivenName.index()]) {
+                if f64::from(count(a).min(count(b))) <= rare_below {
+                    Spell::Rare
+                } else {
+                    Spell::Common
+                }
+            } else {
+                Spell::NotWeighed
+            };
+            (pat, spell)
+        },
+    )
+    .keys
+}
 
 /// What the fit found.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -38,10 +106,27 @@ pub struct RivalFit {
     pub twin_ratio: f64,
     /// Relative pairs per same-person pair.
     pub relative_ratio: f64,
+    /// Share of rare spellings among twin and relative pairs at an alike level, when
+    /// enough such pairs were seen.
+    pub rare_if_rival: Option<f64>,
+    /// Expected pairs at an alike given-name level among same-person pairs and among
+    /// twin and relative pairs: the support of the two spelling shares.
+    pub alike_pairs: [f64; 2],
     /// EM iterations run.
     pub iterations: u32,
     /// Whether the weights stopped moving before the iteration limit.
     pub converged: bool,
+}
+
+impl RivalFit {
+    /// Puts what was found into `rivals` (what was not found stays).
+    pub fn apply(&self, rivals: &mut Rivals) {
+        rivals.twin.ratio = self.twin_ratio;
+        rivals.relative.ratio = self.relative_ratio;
+        if let Some(x) = self.rare_if_rival {
+            rivals.spelling.rare_if_rival = x;
+        }
+    }
 }
 
 /// `P(level | rival)` of comparison `c` at level `l`.
@@ -53,10 +138,10 @@ fn rival_prob(r: &RivalParams, m: &Probs, u: &Probs, c: Comparison, l: usize) ->
     }
 }
 
-/// Fits the mixing weights over `patterns` (pattern, count) and returns the ratios, or
-/// `None` with too few pairs.
+/// Fits the mixing weights (and the spelling shares) over `patterns` ((pattern, spell),
+/// count) and returns the ratios, or `None` with too few pairs.
 pub fn fit(
-    patterns: &[(Pattern, u64)],
+    patterns: &[((Pattern, Spell), u64)],
     m: &Probs,
     u: &Probs,
     rivals: &Rivals,
@@ -70,7 +155,7 @@ pub fn fit(
     // Likelihood of each pattern under each class, scaled per pattern (only ratios matter).
     let likelihoods: Vec<[f64; 4]> = patterns
         .iter()
-        .map(|(p, _)| {
+        .map(|((p, _), _)| {
             let mut log = [0.0f64; 4];
             for c in Comparison::ALL {
                 let l = p[c.index()];
@@ -93,38 +178,75 @@ pub fn fit(
         })
         .collect();
     let mut shares = [0.25; 4];
+    // Rare-spelling share per class: same person, stranger, and the rivals (one share).
+    let s = &rivals.spelling;
+    let mut rare = [s.rare_if_same_person, 0.5, s.rare_if_rival];
+    let class_of = [0usize, 1, 2, 2];
+    let mut alike = [0.0f64; 3];
     let (mut iterations, mut converged) = (0, false);
     while iterations < max_iterations {
         iterations += 1;
         let mut next = [0.0; 4];
-        for ((_, n), f) in patterns.iter().zip(&likelihoods) {
-            let joint: [f64; 4] = std::array::from_fn(|k| shares[k] * f[k]);
+        let (mut rare_n, mut alike_n) = ([0.0f64; 3], [0.0f64; 3]);
+        for (((_, spell), n), f) in patterns.iter().zip(&likelihoods) {
+            let joint: [f64; 4] = std::array::from_fn(|k| {
+                let r = rare[class_of[k]];
+                shares[k]
+                    * f[k]
+                    * match spell {
+                        Spell::NotWeighed => 1.0,
+                        Spell::Rare => r,
+                        Spell::Common => 1.0 - r,
+                    }
+            });
             let total: f64 = joint.iter().sum();
             if total > 0.0 {
                 for k in 0..4 {
-                    next[k] += *n as f64 * joint[k] / total;
+                    let e = *n as f64 * joint[k] / total;
+                    next[k] += e;
+                    if *spell != Spell::NotWeighed {
+                        alike_n[class_of[k]] += e;
+                        if *spell == Spell::Rare {
+                            rare_n[class_of[k]] += e;
+                        }
+                    }
                 }
             }
         }
         let next = next.map(|x| x / pairs as f64);
+        let next_rare: [f64; 3] = std::array::from_fn(|j| {
+            if alike_n[j] > 0.0 {
+                (rare_n[j] / alike_n[j]).clamp(SPELLING_BOUNDS.0, SPELLING_BOUNDS.1)
+            } else {
+                rare[j]
+            }
+        });
+        // Relative change: a rare class's share (a twin share of 1e-3, say) moves by
+        // little in absolute terms long before it settles.
         let moved = next
             .iter()
             .zip(&shares)
-            .map(|(a, b)| (a - b).abs())
+            .chain(next_rare.iter().zip(&rare))
+            .map(|(a, b)| (a - b).abs() / a.max(*b).max(1e-12))
             .fold(0.0, f64::max);
         shares = next;
+        rare = next_rare;
+        alike = alike_n;
         if moved < tolerance {
             converged = true;
             break;
         }
     }
     let same = shares[0].max(f64::MIN_POSITIVE);
+    let rare_if_rival = (alike[2] >= MIN_SPELLING_PAIRS).then_some(rare[2]);
     Some(RivalFit {
         pairs,
         patterns: patterns.len() as u64,
         shares,
         twin_ratio: (shares[2] / same).max(RATIO_FLOOR),
         relative_ratio: (shares[3] / same).max(RATIO_FLOOR),
+        rare_if_rival,
+        alike_pairs: [alike[0], alike[2]],
         iterations,
         converged,
     })
@@ -147,6 +269,13 @@ mod tests {
             }
         }
         (m, u)
+    }
+
+    /// Patterns without a weighed spelling.
+    fn spelled(p: &[(Pattern, u64)]) -> Vec<((Pattern, Spell), u64)> {
+        p.iter()
+            .map(|&(p, n)| ((p, Spell::NotWeighed), n))
+            .collect()
     }
 
     /// A pattern with every comparison missing but the ones given.
@@ -208,12 +337,51 @@ mod tests {
             (rel, 2000),
             (stranger, 50_000),
         ];
-        let f = fit(&with, &m, &u, &model.rivals, 500, 1e-9).unwrap();
+        let f = fit(&spelled(&with), &m, &u, &model.rivals, 500, 1e-9).unwrap();
         assert!(f.relative_ratio > 1.0 && f.relative_ratio < 3.0, "{f:?}");
         assert!(f.twin_ratio > 0.01 && f.twin_ratio < 0.2, "{f:?}");
         let without = vec![(same, 1000), (stranger, 50_000)];
-        let f = fit(&without, &m, &u, &model.rivals, 500, 1e-9).unwrap();
+        let f = fit(&spelled(&without), &m, &u, &model.rivals, 500, 1e-9).unwrap();
         assert!(f.relative_ratio < 1e-3 && f.twin_ratio < 1e-3, "{f:?}");
-        assert!(fit(&[(same, 10)], &m, &u, &model.rivals, 500, 1e-9).is_none());
+        assert!(fit(&spelled(&[(same, 10)]), &m, &u, &model.rivals, 500, 1e-9).is_none());
+    }
+
+    #[test]
+    fn learns_how_often_a_rivals_alike_name_is_a_rare_spelling() {
+        use Comparison::*;
+        let model = Model::default_model();
+        let (m, u) = probs(&model);
+        // Same person with an alike (Jaro–Winkler .92) given name, and twins (of the other
+        // sex, with another national id) with one: typos are rare spellings 3 times in 4,
+        // twins' names 1 time in 10.
+        let id = |l: u8| (NationalId, l);
+        let same = pattern(&[(GivenName, 0), (BirthDate, 0), id(0), (Street, 0)]);
+        let same_alike = pattern(&[(GivenName, 3), (BirthDate, 0), id(0), (Street, 0)]);
+        let twin_alike = pattern(&[(GivenName, 3), (BirthDate, 0), (Sex, 1), id(3), (Street, 0)]);
+        let twin = pattern(&[(GivenName, 7), (BirthDate, 0), (Sex, 1), id(3), (Street, 0)]);
+        let stranger = pattern(&[(GivenName, 7), (BirthDate, 6), id(3), (Street, 2)]);
+        let with = |twins_alike: u64, twins: u64| {
+            vec![
+                ((same, Spell::NotWeighed), 20_000),
+                ((same_alike, Spell::Rare), 1_500),
+                ((same_alike, Spell::Common), 500),
+                ((twin_alike, Spell::Rare), twins_alike / 10),
+                ((twin_alike, Spell::Common), twins_alike - twins_alike / 10),
+                ((twin, Spell::NotWeighed), twins),
+                ((stranger, Spell::NotWeighed), 100_000),
+            ]
+        };
+        let f = fit(&with(500, 1_000), &m, &u, &model.rivals, 1000, 1e-9).unwrap();
+        let r = f.rare_if_rival.expect("enough alike rival pairs");
+        assert!((r - 0.1).abs() < 0.03, "{f:?}");
+        let mut rivals = model.rivals.clone();
+        f.apply(&mut rivals);
+        assert_eq!(rivals.spelling.rare_if_rival, r);
+        // Too few twins with alike names to say: the model's share stays.
+        let f = fit(&with(20, 300), &m, &u, &model.rivals, 1000, 1e-9).unwrap();
+        assert_eq!(f.rare_if_rival, None, "{f:?}");
+        let mut rivals = model.rivals.clone();
+        f.apply(&mut rivals);
+        assert_eq!(rivals.spelling, model.rivals.spelling);
     }
 }

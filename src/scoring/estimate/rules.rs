@@ -159,6 +159,48 @@ pub fn rule_pairs(
     max_pairs: u64,
     progress: &crate::progress::Bar,
 ) -> RulePairs {
+    let counted = counted_pairs(prepared, rule, seed, max_pairs, progress, pattern_of);
+    RulePairs {
+        candidate_pairs: counted.candidate_pairs,
+        pairs_used: counted.pairs_used,
+        patterns: counted.keys,
+    }
+}
+
+/// The agreement pattern of a pair.
+fn pattern_of(a: &Prepared, b: &Prepared) -> Pattern {
+    let mut pat = [0u8; N_COMPARISONS];
+    for c in Comparison::ALL {
+        pat[c.index()] = c.level(a, b);
+    }
+    pat
+}
+
+/// Pairs of a rule counted by a key of the pair: what [`rule_pairs`] does with the
+/// agreement pattern, and the rival fit with the pattern and the given names' spelling.
+pub struct CountedPairs<K> {
+    /// Candidate pairs the rule selects (before sampling).
+    pub candidate_pairs: u64,
+    /// Pairs compared (after sampling).
+    pub pairs_used: u64,
+    /// Distinct keys with their counts, sorted by key (deterministic order).
+    pub keys: Vec<(K, u64)>,
+}
+
+/// Counts the pairs sharing a key under `rule` by `key(a, b)`, sampled as [`rule_pairs`]
+/// says.
+pub fn counted_pairs<K, F>(
+    prepared: &[Prepared],
+    rule: TrainingRule,
+    seed: u64,
+    max_pairs: u64,
+    progress: &crate::progress::Bar,
+    key: F,
+) -> CountedPairs<K>
+where
+    K: Hash + Eq + Ord + Send,
+    F: Fn(&Prepared, &Prepared) -> K + Sync,
+{
     let mut keyed: Vec<(u64, u32)> = prepared
         .par_iter()
         .enumerate()
@@ -188,7 +230,7 @@ pub fn rule_pairs(
         .par_iter()
         .with_min_len(64)
         .fold(
-            || (AHashMap::<Pattern, u64>::new(), 0u64),
+            || (AHashMap::<K, u64>::new(), 0u64),
             |(mut counts, mut used), g| {
                 for (x, &(_, i)) in g.iter().enumerate() {
                     for &(_, j) in &g[x + 1..] {
@@ -196,12 +238,8 @@ pub fn rule_pairs(
                         if cut != u64::MAX && mix(salt ^ (lo << 32 | hi)) > cut {
                             continue;
                         }
-                        let (a, b) = (&prepared[i as usize], &prepared[j as usize]);
-                        let mut pat = [0u8; N_COMPARISONS];
-                        for c in Comparison::ALL {
-                            pat[c.index()] = c.level(a, b);
-                        }
-                        *counts.entry(pat).or_default() += 1;
+                        let k = key(&prepared[i as usize], &prepared[j as usize]);
+                        *counts.entry(k).or_default() += 1;
                         used += 1;
                     }
                 }
@@ -212,28 +250,20 @@ pub fn rule_pairs(
         .reduce(
             || (AHashMap::new(), 0),
             |(a, na), (b, nb)| {
-                let (big, small) = if a.len() >= b.len() { (a, b) } else { (b, a) };
-                merge(big, small, na + nb)
+                let (mut big, small) = if a.len() >= b.len() { (a, b) } else { (b, a) };
+                for (k, v) in small {
+                    *big.entry(k).or_default() += v;
+                }
+                (big, na + nb)
             },
         );
-    let mut patterns: Vec<(Pattern, u64)> = counts.into_iter().collect();
-    patterns.sort_unstable();
-    RulePairs {
+    let mut keys: Vec<(K, u64)> = counts.into_iter().collect();
+    keys.sort_unstable();
+    CountedPairs {
         candidate_pairs,
         pairs_used: used,
-        patterns,
+        keys,
     }
-}
-
-fn merge(
-    mut into: AHashMap<Pattern, u64>,
-    from: AHashMap<Pattern, u64>,
-    n: u64,
-) -> (AHashMap<Pattern, u64>, u64) {
-    for (k, v) in from {
-        *into.entry(k).or_default() += v;
-    }
-    (into, n)
 }
 
 #[cfg(test)]
