@@ -161,6 +161,7 @@ pub fn model_with_data_rivals(model: &Model, prepared: &[Prepared]) -> Model {
     let mut out = model.clone();
     let pairs = rivals::family_pairs(
         prepared,
+        model.tf.given_name.as_ref(),
         &model.rivals.spelling,
         0x5eed,
         RIVAL_FIT_PAIRS,

@@ -456,9 +456,19 @@ pub fn train(prepared: &[Prepared], base: &Model, opts: &TrainOptions) -> Result
         prior
     };
     // Pairs sharing a family name: where twins and relatives are found (step 5).
+    // The given-name table the trained model will score with decides which spellings are
+    // rare (step 6 keeps it).
+    let t = Instant::now();
+    let given_tf = TfTable::from_values(
+        prepared
+            .iter()
+            .filter_map(|p| p.given.as_ref().map(|g| &*g.text)),
+    );
+    let given_tf_secs = t.elapsed().as_secs_f64();
     let pb = bar(0, "family", opts.progress);
     let family = rivals::family_pairs(
         prepared,
+        Some(&given_tf),
         &start.rivals.spelling,
         opts.seed,
         opts.em_max_pairs,
@@ -511,11 +521,7 @@ pub fn train(prepared: &[Prepared], base: &Model, opts: &TrainOptions) -> Result
     // 6. Term frequencies and the model.
     let t = Instant::now();
     let mut model = start.clone();
-    model.tf.given_name = Some(TfTable::from_values(
-        prepared
-            .iter()
-            .filter_map(|p| p.given.as_ref().map(|g| &*g.text)),
-    ));
+    model.tf.given_name = Some(given_tf);
     model.tf.family_name = Some(TfTable::from_values(
         prepared
             .iter()
@@ -524,7 +530,10 @@ pub fn train(prepared: &[Prepared], base: &Model, opts: &TrainOptions) -> Result
     model.tf.postcode = Some(TfTable::from_values(
         prepared.iter().filter_map(|p| p.postcode.as_deref()),
     ));
-    seconds.insert("term_frequencies", t.elapsed().as_secs_f64());
+    seconds.insert(
+        "term_frequencies",
+        given_tf_secs + t.elapsed().as_secs_f64(),
+    );
     for c in Comparison::ALL {
         let ci = c.index();
         for (l, level) in model.comparisons[ci].levels.iter_mut().enumerate() {

@@ -447,6 +447,12 @@ fn moved_postcode_weight(model: &Model) -> f64 {
 /// phonetic): the spelling evidence applies there.
 pub(crate) const ALIKE_GIVEN_LEVELS: [u8; 3] = [3, 4, 5];
 
+/// The term frequency at or below which a given name in `table` is a rare spelling:
+/// [`Spelling::rare_below`] times the frequency of a value the table has not seen.
+pub(crate) fn rare_spelling_cutoff(table: &TfTable, spelling: &Spelling) -> f32 {
+    (table.unseen as f64 * spelling.rare_below) as f32
+}
+
 /// Index of the twin in [`Scorer::rivals`].
 const TWIN: usize = 0;
 /// Index of the relative in [`Scorer::rivals`].
@@ -487,9 +493,11 @@ impl Scorer {
             RivalTable::new(&model.rivals.twin, &m),
             RivalTable::new(&model.rivals.relative, &m),
         ];
-        let rare_given = model.tf.given_name.as_ref().map_or(0.0, |t| {
-            (t.unseen as f64 * model.rivals.spelling.rare_below) as f32
-        });
+        let rare_given = model
+            .tf
+            .given_name
+            .as_ref()
+            .map_or(0.0, |t| rare_spelling_cutoff(t, &model.rivals.spelling));
         Ok(Scorer {
             spelling: rivals::spelling_weights(&model.rivals.spelling),
             moved_postcode: moved_postcode_weight(&model),

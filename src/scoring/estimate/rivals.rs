@@ -26,10 +26,11 @@
 use serde::Serialize;
 
 use super::em::Probs;
-use super::rules::{counted_pairs, TrainingRule};
+use super::rules::{counted_pairs, pattern_of, TrainingRule};
 use crate::prepare::Prepared;
 use crate::scoring::{
-    Basis, Comparison, Pattern, RivalParams, Rivals, Spelling, ALIKE_GIVEN_LEVELS, MISSING,
+    rare_spelling_cutoff, Basis, Comparison, Pattern, RivalParams, Rivals, Spelling, TfTable,
+    ALIKE_GIVEN_LEVELS, MISSING,
 };
 
 /// Smallest ratio a fit reports: a rival this rare changes no decision.
@@ -52,21 +53,19 @@ pub enum Spell {
     Common,
 }
 
-/// Pairs sharing a family name counted by agreement pattern and [`Spell`], with the
-/// given names' counts in `prepared` deciding rarity (`spelling.rare_below`).
+/// Pairs sharing a family name counted by agreement pattern and [`Spell`]. Rarity is the
+/// scorer's: a spelling is rare when its frequency in `given_tf` (the table the model will
+/// score with) is at most [`rare_spelling_cutoff`]; without a table no spelling is weighed,
+/// as the scorer weighs none.
 pub fn family_pairs(
     prepared: &[Prepared],
+    given_tf: Option<&TfTable>,
     spelling: &Spelling,
     seed: u64,
     max_pairs: u64,
     progress: &crate::progress::Bar,
 ) -> Vec<((Pattern, Spell), u64)> {
-    let mut counts: ahash::AHashMap<&str, u32> = ahash::AHashMap::new();
-    for g in prepared.iter().filter_map(|p| p.given.as_ref()) {
-        *counts.entry(&*g.text).or_default() += 1;
-    }
-    let count = |p: &Prepared| p.given.as_ref().map_or(0, |g| counts[&*g.text]);
-    let rare_below = spelling.rare_below;
+    let cutoff = given_tf.map(|t| (t, rare_spelling_cutoff(t, spelling)));
     counted_pairs(
         prepared,
         TrainingRule::Family,
@@ -74,18 +73,17 @@ pub fn family_pairs(
         max_pairs,
         progress,
         |a, b| {
-            let mut pat = [0u8; crate::scoring::N_COMPARISONS];
-            for c in Comparison::ALL {
-                pat[c.index()] = c.level(a, b);
-            }
-            let spell = if ALIKE_GIVEN_LEVELS.contains(&pat[Comparison::GivenName.index()]) {
-                if f64::from(count(a).min(count(b))) <= rare_below {
-                    Spell::Rare
-                } else {
-                    Spell::Common
+            let pat = pattern_of(a, b);
+            let alike = ALIKE_GIVEN_LEVELS.contains(&pat[Comparison::GivenName.index()]);
+            let spell = match (cutoff, &a.given, &b.given) {
+                (Some((t, cut)), Some(x), Some(y)) if alike => {
+                    if t.get(&x.text).min(t.get(&y.text)) <= cut {
+                        Spell::Rare
+                    } else {
+                        Spell::Common
+                    }
                 }
-            } else {
-                Spell::NotWeighed
+                _ => Spell::NotWeighed,
             };
             (pat, spell)
         },

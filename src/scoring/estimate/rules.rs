@@ -168,7 +168,7 @@ pub fn rule_pairs(
 }
 
 /// The agreement pattern of a pair.
-fn pattern_of(a: &Prepared, b: &Prepared) -> Pattern {
+pub(crate) fn pattern_of(a: &Prepared, b: &Prepared) -> Pattern {
     let mut pat = [0u8; N_COMPARISONS];
     for c in Comparison::ALL {
         pat[c.index()] = c.level(a, b);
