@@ -273,20 +273,16 @@ pub fn dedup(linker: &Linker, data: Dataset, opts: &DedupOptions) -> Result<Dedu
     let mut clustering = cluster_guarded(prepared.len(), &run.pairs, guarded, guard);
     // Links between the records of a person known to be a twin are weighed again
     // (super::twins); the clusters are made again without the links that fall.
-    let cut = super::twins::KnownTwins::new(linker.scorer(), prepared).cut_links(
+    if let Some(cut) = super::twins::KnownTwins::new(linker.scorer(), prepared).cut_links(
         &clustering.ids,
         &run.pairs,
         t.upper,
-    );
-    if let Some(cut) = &cut {
-        clustering = cluster_guarded(prepared.len(), cut, guarded, guard);
+    ) {
+        clustering = cluster_guarded(prepared.len(), &cut, guarded, guard);
+        run.pairs = cut;
     }
     // A nameless record joins its sole named candidate unless anything across contradicts
     // (every contradiction guard counts here: this relaxes a guard, so it is strict).
-    if let Some(cut) = cut {
-        run.pairs = cut;
-    }
-    let prepared = &run.prepared;
     let who = super::Identity::of_all(prepared);
     let (ids, attached) = attach_nameless(&clustering.ids, &run.pairs, &who, t, |x, y| {
         contradicts(
