@@ -164,10 +164,7 @@ pub fn rescan<S: Store + ?Sized>(
     // Persons known to be one child of a multiple birth: a pair with one of them is weighed
     // as against a known twin, as the service weighs a query (super::twins).
     let twins = super::twins::KnownTwins::new(linker.scorer(), &run.prepared);
-    let mut known_twin = vec![false; euids.len()];
-    for (i, &p) in person_of.iter().enumerate() {
-        known_twin[p as usize] |= run.prepared[i].multiple_birth_order.is_some();
-    }
+    let known_twin = twins.known_groups(&person_of);
     // Best record pair per pair of different persons.
     let mut best: AHashMap<(u32, u32), ScoredPair> = AHashMap::new();
     for p in &run.pairs {

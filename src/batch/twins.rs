@@ -43,6 +43,18 @@ impl<'a> KnownTwins<'a> {
         }
     }
 
+    /// Per group of records (`ids[i]` is record `i`'s cluster or person, numbered from 0
+    /// or 1), whether some record of it gives a birth order: the group is known to be one
+    /// child of a multiple birth.
+    pub fn known_groups(&self, ids: &[u32]) -> Vec<bool> {
+        let n_groups = ids.iter().copied().max().unwrap_or(0) as usize + 1;
+        let mut known = vec![false; n_groups];
+        for (p, &g) in self.prepared.iter().zip(ids) {
+            known[g as usize] |= p.multiple_birth_order.is_some();
+        }
+        known
+    }
+
     /// The pairs with every link inside a cluster (of `ids`) holding a record with a birth
     /// order weighed again ([`KnownTwins::weigh`]); a link that falls below `upper` keeps
     /// its new weight and rival. `None` when nothing falls. Only such links are scored
@@ -53,11 +65,7 @@ impl<'a> KnownTwins<'a> {
         pairs: &[ScoredPair],
         upper: f64,
     ) -> Option<Vec<ScoredPair>> {
-        let n_clusters = ids.iter().copied().max().unwrap_or(0) as usize + 1;
-        let mut multiple = vec![false; n_clusters];
-        for (p, &c) in self.prepared.iter().zip(ids) {
-            multiple[c as usize] |= p.multiple_birth_order.is_some();
-        }
+        let multiple = self.known_groups(ids);
         let mut out: Option<Vec<ScoredPair>> = None;
         for (i, p) in pairs.iter().enumerate() {
             let c = ids[p.a as usize];

@@ -748,7 +748,7 @@ impl Scorer {
     pub fn explain(&self, a: &Prepared, b: &Prepared) -> Explanation {
         let pattern = self.pattern(a, b);
         let mut w = [0.0; N_COMPARISONS];
-        let comparisons = Comparison::ALL
+        let mut comparisons: Vec<ComparisonOutcome> = Comparison::ALL
             .iter()
             .map(|&c| {
                 let level = pattern[c.index()];
@@ -765,8 +765,7 @@ impl Scorer {
                     tf_adjustment,
                 }
             })
-            .collect::<Vec<ComparisonOutcome>>();
-        let mut comparisons = comparisons;
+            .collect();
         if self.count_a_move_once(&pattern, &mut w) {
             let pc = Comparison::Postcode.index();
             comparisons[pc].weight = w[pc];
