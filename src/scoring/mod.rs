@@ -449,7 +449,7 @@ pub(crate) const ALIKE_GIVEN_LEVELS: [u8; 3] = [3, 4, 5];
 
 /// The term frequency at or below which a given name in `table` is a rare spelling:
 /// [`Spelling::rare_below`] times the frequency of a value the table has not seen.
-pub(crate) fn rare_spelling_cutoff(table: &TfTable, spelling: &Spelling) -> f32 {
+pub fn rare_spelling_cutoff(table: &TfTable, spelling: &Spelling) -> f32 {
     (table.unseen as f64 * spelling.rare_below) as f32
 }
 
