@@ -232,6 +232,21 @@ impl ModelReport {
                     u.get("settled").map(|v| v.to_string()).unwrap_or_default(),
                 ));
             }
+            if let Some(e) = t
+                .get("rivals")
+                .and_then(|r| r.get("twin_evidence"))
+                .and_then(|v| v.as_f64())
+            {
+                s.push_str(&format!(
+                    "  twins: {} (likelihood-ratio statistic {e:.1}; kept at {:.2} or more)\n",
+                    if e >= crate::scoring::estimate::rivals::TWIN_EVIDENCE {
+                        "evident"
+                    } else {
+                        "not evident"
+                    },
+                    crate::scoring::estimate::rivals::TWIN_EVIDENCE,
+                ));
+            }
             let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
             for r in &summary.runs {
                 s.push_str(&format!(

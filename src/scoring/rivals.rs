@@ -53,7 +53,8 @@
 //! # Defaults
 //! The shipped values come from reasoning, and `empi train` (and every batch run, on its
 //! input) replaces the two ratios, and the share of rare spellings among rivals' alike
-//! names, with what it finds in the site's own records ([`super::estimate::rivals`]):
+//! names, with what it finds in the site's own records ([`super::estimate::rivals`]; a
+//! file in which twins are not evident gets none):
 //! - twins: about 3% of births are twins (US vital statistics, 2019–2023); a twin pair
 //!   gives about four record pairs where a person gives about one, so twin pairs are about
 //!   `0.015 × 4 ≈ 0.06` of same-person pairs in a population with twins among its children;
@@ -71,7 +72,8 @@
 //!   now and then spelled their own way). Measured with the truth on both families, the
 //!   same-person share is 0.77 (standard set and foreign-20k alike); the rivals' share is
 //!   learned where at least [`crate::scoring::estimate::rivals::MIN_SPELLING_PAIRS`]
-//!   alike rival pairs support it (0.073 on the standard set, whose true share is 0.066).
+//!   alike rival pairs support it (0.073–0.080 on standard 100k sets, whose true share is
+//!   0.066).
 //!   The same-person share is not learned: among pairs sharing a family name the fit
 //!   gives 0.93 on foreign-20k, whose true share there is 0.78 (strangers with alike
 //!   common names take the common-spelling matches), and a share that high makes every
@@ -90,10 +92,10 @@
 //!
 //! | data | model | precision | recall | F1 | review | relatives merged |
 //! |---|---|---:|---:|---:|---:|---:|
-//! | foreign-20k | default | 1.00000 | 0.97958 | 0.98969 | 0.84% | – |
+//! | foreign-20k | default | 1.00000 | 0.98900 | 0.99447 | 0.31% | – |
 //! | foreign-20k | trained | 1.00000 | 0.99331 | 0.99664 | 0.08% | – |
-//! | standard 100k | default | 1.00000 | 0.97605 | 0.98788 | 1.99% | none |
-//! | standard 100k | trained | 1.00000 | 0.97860 | 0.98918 | 1.56% | none |
+//! | standard 100k | default | 1.00000 | 0.97908 | 0.98943 | 1.82% | none |
+//! | standard 100k | trained | 1.00000 | 0.97859 | 0.98918 | 1.56% | none |
 //!
 //! Before the known-twin rule, the standard set merged 40 twin record pairs with the
 //! default model (20 trained): newborn placeholders ("Baby Boy") attached to a named twin,

@@ -149,6 +149,11 @@ fn trained_model_is_sound_and_matches_well() {
     assert!(at.measured.is_some());
     let text = report.to_text();
     assert!(text.contains("exp. prec") && text.contains("<- model"));
+    // The committed set has twins, and the report says the fit found them evident.
+    assert!(
+        text.contains("twins: evident (likelihood-ratio statistic"),
+        "{text}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let weights = dir.path().join("weights.svg");
     let scores = dir.path().join("scores.svg");
