@@ -31,7 +31,8 @@
 //! and twins are kept only when they add at least [`TWIN_EVIDENCE`] to twice the
 //! log-likelihood (a likelihood-ratio test at p ≤ 0.001). Measured: 0.0–0.1 on
 //! foreign-20k and 0.0–2.6 on two generated outside-profile sets (no twins); 720 on the
-//! committed 10k standard set and 815–6,200 on standard 100k sets. Without twins the
+//! committed 10k standard set and 815–6,200 on standard 100k sets; a prior worth 10 or
+//! 500 pairs instead of 50 moves none of them across the bound. Without twins the
 //! ratios are fitted with the twin class left out; with them, under the model's levels as
 //! above. With `m` fixed the statistic does not separate the families (34–124 on
 //! foreign-20k, 213–261 on the outside-profile sets against 460–2,700 on the standard
