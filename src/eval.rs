@@ -308,6 +308,9 @@ pub struct EvalReport {
     pub relations: Option<u64>,
     /// Other facts (timings).
     pub notes: BTreeMap<String, f64>,
+    /// What the run found of twins and household relatives in the records, when it
+    /// counted them.
+    pub rivals: Option<crate::scoring::estimate::rivals::RivalFit>,
 }
 
 impl EvalReport {
@@ -322,6 +325,12 @@ impl EvalReport {
             "records {}  true pairs {}  pairs compared {}  blocking recall {:.4}  capped block lookups {}\n",
             self.records, self.true_pairs, self.pairs_compared, self.blocking_recall, self.capped_block_lookups
         );
+        if let Some(r) = &self.rivals {
+            s.push_str(&format!(
+                "rivals counted from the records: {}\n",
+                r.summary()
+            ));
+        }
         s.push_str(&format!(
             "{:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9} {:>10} {:>9}\n",
             "upper",

@@ -69,6 +69,9 @@ pub struct ScoreStats {
     pub by_rule: BTreeMap<&'static str, RuleBlockStats>,
     /// Candidate pairs whose records are the same true person (only with labels).
     pub true_candidate_pairs: u64,
+    /// What the run found of twins and household relatives in its input, when it counted
+    /// them ([`model_with_data_rivals`]; `None`: the model's shares were used).
+    pub rivals: Option<crate::scoring::estimate::rivals::RivalFit>,
     /// Seconds preparing records (when this run prepared them).
     pub prepare_secs: f64,
     /// Seconds building the blocking index.
@@ -158,8 +161,12 @@ const RIVAL_FIT_PAIRS: u64 = 2_000_000;
 /// pair) and spelling shares are found in these prepared records, as `empi train` finds
 /// them ([`crate::scoring::estimate::rivals`]): a file without households then pays nothing
 /// for relatives it does not have, and one full of them is weighed against its own share.
-/// The model's own shares stay when there are too few pairs sharing a family name.
-pub fn model_with_data_rivals(model: &Model, prepared: &[Prepared]) -> Model {
+/// The model's own shares stay when there are too few pairs sharing a family name; what
+/// was found comes back beside the model, for reports.
+pub fn model_with_data_rivals(
+    model: &Model,
+    prepared: &[Prepared],
+) -> (Model, Option<crate::scoring::estimate::rivals::RivalFit>) {
     use crate::scoring::estimate::rivals;
     let mut out = model.clone();
     let pairs = rivals::family_pairs(
@@ -180,7 +187,8 @@ pub fn model_with_data_rivals(model: &Model, prepared: &[Prepared]) -> Model {
             u[p.comparison.index()][l] = level.u;
         }
     }
-    if let Some(f) = rivals::fit(&pairs, &m, &u, &model.rivals, 1000, 1e-6) {
+    let fit = rivals::fit(&pairs, &m, &u, &model.rivals, 1000, 1e-6);
+    if let Some(f) = &fit {
         f.apply(&mut out.rivals);
         tracing::debug!(
             twin = f.twin_ratio,
@@ -193,7 +201,7 @@ pub fn model_with_data_rivals(model: &Model, prepared: &[Prepared]) -> Model {
             "rival and spelling shares counted from the input (per same-person pair)"
         );
     }
-    out
+    (out, fit)
 }
 
 /// Prepares records in parallel through one [`NameCache`] (term frequencies left at 0;
@@ -256,8 +264,9 @@ pub fn score_prepared(
     let t = Instant::now();
     let linker = if opts.tf_from_data {
         let model = model_with_data_tf(linker.scorer().model(), &prepared);
-        Linker::new(model_with_data_rivals(&model, &prepared))?
-            .with_blocking(linker.blocking().clone())
+        let (model, found) = model_with_data_rivals(&model, &prepared);
+        stats.rivals = found;
+        Linker::new(model)?.with_blocking(linker.blocking().clone())
     } else {
         linker.clone()
     };

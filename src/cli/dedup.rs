@@ -269,6 +269,9 @@ fn print_summary(s: &batch::DedupSummary) -> Result<()> {
         s.chaining.refused_links,
         s.chaining.nameless_attached,
     )?;
+    if let Some(r) = &s.scoring.rivals {
+        writeln!(err, "  rivals counted from the input: {}", r.summary())?;
+    }
     if let Some(q) = &s.quality {
         writeln!(
             err,

@@ -130,6 +130,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             relations.as_ref(),
         ),
         relations: relations.as_ref().map(|r| r.len() as u64),
+        rivals: run.stats.rivals.clone(),
         notes: [
             ("prepare_secs".to_string(), run.stats.prepare_secs),
             ("index_secs".to_string(), run.stats.index_secs),

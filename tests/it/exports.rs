@@ -400,3 +400,41 @@ fn a_dry_run_rescan_opens_nothing_and_says_so() {
     );
     assert!(!text.contains("tasks opened"), "{text}");
 }
+
+#[test]
+fn batch_runs_say_what_they_found_of_twins() {
+    // A file of the outside family (no households) and the committed standard set (twins
+    // and relatives): each run says whether twins are evident in its input.
+    let dir = tempfile::tempdir().unwrap();
+    let (code, text) = run(
+        dir.path(),
+        &[
+            "synth",
+            "--profile",
+            "outside",
+            "--persons",
+            "1500",
+            "--seed",
+            "5",
+            "--out",
+            "o",
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = run(
+        dir.path(),
+        &["dedup", "--input", "o/records.csv", "--output", "c.csv"],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("rivals counted from the input: twins not evident"),
+        "{text}"
+    );
+    let standard = Path::new(env!("CARGO_MANIFEST_DIR")).join("synthetic-data/small/records.csv");
+    let (code, text) = run(dir.path(), &["eval", "--input", standard.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("rivals counted from the records: twins evident (likelihood-ratio statistic"),
+        "{text}"
+    );
+}

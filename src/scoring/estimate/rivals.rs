@@ -157,6 +157,27 @@ pub struct RivalFit {
 }
 
 impl RivalFit {
+    /// One line for people: whether twins are evident, and the shares found.
+    pub fn summary(&self) -> String {
+        let spelling = self
+            .rare_if_rival
+            .map(|x| format!("; rivals' alike names a rare spelling {x:.3} of the time"))
+            .unwrap_or_default();
+        if self.twin_evidence < TWIN_EVIDENCE {
+            format!(
+                "twins not evident (likelihood-ratio statistic {:.1}, kept at {TWIN_EVIDENCE}); \
+                 {:.4} relative pairs per same-person pair{spelling}",
+                self.twin_evidence, self.relative_ratio
+            )
+        } else {
+            format!(
+                "twins evident (likelihood-ratio statistic {:.1}): {:.4} twin and {:.4} \
+                 relative pairs per same-person pair{spelling}",
+                self.twin_evidence, self.twin_ratio, self.relative_ratio
+            )
+        }
+    }
+
     /// Puts what was found into `rivals` (what was not found stays).
     pub fn apply(&self, rivals: &mut Rivals) {
         rivals.twin.ratio = self.twin_ratio;
@@ -560,9 +581,16 @@ mod tests {
         };
         let mut with = pairs;
         with.extend([(twin(0), 300), (twin(1), 300)]);
+        let none = f.summary();
+        assert!(none.starts_with("twins not evident"), "{none}");
         let f = fit(&spelled(&with), &m, &u, &model.rivals, 1000, 1e-9).unwrap();
         assert!(f.twin_evidence > 100.0, "{f:?}");
         assert!(f.twin_ratio > 0.02 && f.twin_ratio < 0.05, "{f:?}");
+        let some = f.summary();
+        assert!(
+            some.starts_with("twins evident") && some.contains(" twin and "),
+            "{some}"
+        );
     }
 
     #[test]
