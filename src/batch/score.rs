@@ -177,16 +177,7 @@ pub fn model_with_data_rivals(
         RIVAL_FIT_PAIRS,
         &indicatif::ProgressBar::hidden(),
     );
-    let (mut m, mut u) = (
-        [[0.0; crate::scoring::MAX_LEVELS]; crate::scoring::N_COMPARISONS],
-        [[0.0; crate::scoring::MAX_LEVELS]; crate::scoring::N_COMPARISONS],
-    );
-    for p in &model.comparisons {
-        for (l, level) in p.levels.iter().enumerate() {
-            m[p.comparison.index()][l] = level.m;
-            u[p.comparison.index()][l] = level.u;
-        }
-    }
+    let (m, u) = rivals::model_probs(model);
     let fit = rivals::fit(&pairs, &m, &u, &model.rivals, 1000, 1e-6);
     if let Some(f) = &fit {
         f.apply(&mut out.rivals);

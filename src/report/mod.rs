@@ -232,19 +232,11 @@ impl ModelReport {
                     u.get("settled").map(|v| v.to_string()).unwrap_or_default(),
                 ));
             }
-            if let Some(e) = t
-                .get("rivals")
-                .and_then(|r| r.get("twin_evidence"))
-                .and_then(|v| v.as_f64())
-            {
+            if let Some(e) = summary.twin_evidence {
+                use crate::scoring::estimate::rivals::{twins_evident, TWIN_EVIDENCE};
                 s.push_str(&format!(
-                    "  twins: {} (likelihood-ratio statistic {e:.1}; kept at {:.2} or more)\n",
-                    if e >= crate::scoring::estimate::rivals::TWIN_EVIDENCE {
-                        "evident"
-                    } else {
-                        "not evident"
-                    },
-                    crate::scoring::estimate::rivals::TWIN_EVIDENCE,
+                    "  twins: {} (likelihood-ratio statistic {e:.1}; kept at {TWIN_EVIDENCE:.2} or more)\n",
+                    if twins_evident(e) { "evident" } else { "not evident" },
                 ));
             }
             let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());

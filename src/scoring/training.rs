@@ -22,6 +22,9 @@ pub struct TrainingSummary {
     pub prior: f64,
     /// The EM runs, in the order they were made.
     pub runs: Vec<RunSummary>,
+    /// The rival fit's likelihood-ratio statistic of the twin class, when it was made
+    /// ([`super::estimate::rivals::RivalFit::twin_evidence`]).
+    pub twin_evidence: Option<f64>,
     /// The whole metadata as compact JSON, for what is not typed here.
     pub json: String,
 }
@@ -68,6 +71,10 @@ impl TrainingSummary {
                 .flatten()
                 .map(RunSummary::from_json)
                 .collect(),
+            twin_evidence: v
+                .get("rivals")
+                .and_then(|r| r.get("twin_evidence"))
+                .and_then(Value::as_f64),
             json: v.to_string(),
         }
     }

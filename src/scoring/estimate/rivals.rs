@@ -57,8 +57,8 @@ use super::em::Probs;
 use super::rules::{counted_pairs, pattern_of, TrainingRule};
 use crate::prepare::Prepared;
 use crate::scoring::{
-    rare_spelling_cutoff, Basis, Comparison, Pattern, RivalParams, Rivals, Spelling, TfTable,
-    ALIKE_GIVEN_LEVELS, MAX_LEVELS, MISSING, N_COMPARISONS,
+    rare_spelling_cutoff, Basis, Comparison, Model, Pattern, RivalParams, Rivals, Spelling,
+    TfTable, ALIKE_GIVEN_LEVELS, MAX_LEVELS, MISSING, N_COMPARISONS,
 };
 
 /// Smallest ratio a fit reports: a rival this rare changes no decision.
@@ -76,6 +76,27 @@ pub const SAME_LEVELS_PRIOR: f64 = 50.0;
 /// which the fit keeps twins: the χ² critical value with one degree of freedom at
 /// p = 0.001 (a share tested at its boundary of 0 halves that p).
 pub const TWIN_EVIDENCE: f64 = 10.83;
+/// Whether a likelihood-ratio statistic of the twin class ([`RivalFit::twin_evidence`])
+/// keeps twins: at least [`TWIN_EVIDENCE`].
+pub fn twins_evident(statistic: f64) -> bool {
+    statistic >= TWIN_EVIDENCE
+}
+
+/// A model's `m` and `u` per comparison and level, as the fit takes them.
+pub fn model_probs(model: &Model) -> (Probs, Probs) {
+    let (mut m, mut u) = (
+        [[0.0; MAX_LEVELS]; N_COMPARISONS],
+        [[0.0; MAX_LEVELS]; N_COMPARISONS],
+    );
+    for c in Comparison::ALL {
+        for (l, p) in model.params(c).levels.iter().enumerate() {
+            m[c.index()][l] = p.m;
+            u[c.index()][l] = p.u;
+        }
+    }
+    (m, u)
+}
+
 /// Bounds of a fitted spelling share (a share of 0 or 1 would make one spelling a proof).
 const SPELLING_BOUNDS: (f64, f64) = (0.02, 0.98);
 
@@ -163,7 +184,7 @@ impl RivalFit {
             .rare_if_rival
             .map(|x| format!("; rivals' alike names a rare spelling {x:.3} of the time"))
             .unwrap_or_default();
-        if self.twin_evidence < TWIN_EVIDENCE {
+        if !twins_evident(self.twin_evidence) {
             format!(
                 "twins not evident (likelihood-ratio statistic {:.1}, kept at {TWIN_EVIDENCE}); \
                  {:.4} relative pairs per same-person pair{spelling}",
@@ -226,10 +247,10 @@ pub fn fit(
     // How many, for the scorer: under the model's own levels.
     let scorer = Mixture::new(patterns, m, u, rivals, false);
     let chosen = scorer.em(
-        if twin_evidence < TWIN_EVIDENCE {
-            no_twins
-        } else {
+        if twins_evident(twin_evidence) {
             [0.25; 4]
+        } else {
+            no_twins
         },
         max_iterations,
         tolerance,
@@ -443,21 +464,6 @@ impl<'a> Mixture<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scoring::{Model, MAX_LEVELS, N_COMPARISONS};
-
-    fn probs(model: &Model) -> (Probs, Probs) {
-        let (mut m, mut u) = (
-            [[0.0; MAX_LEVELS]; N_COMPARISONS],
-            [[0.0; MAX_LEVELS]; N_COMPARISONS],
-        );
-        for c in Comparison::ALL {
-            for (l, p) in model.params(c).levels.iter().enumerate() {
-                m[c.index()][l] = p.m;
-                u[c.index()][l] = p.u;
-            }
-        }
-        (m, u)
-    }
 
     /// Patterns without a weighed spelling.
     fn spelled(p: &[(Pattern, u64)]) -> Vec<((Pattern, Spell), u64)> {
@@ -479,7 +485,7 @@ mod tests {
     fn recovers_the_mix_it_is_given_and_finds_no_relatives_where_there_are_none() {
         use Comparison::*;
         let model = Model::default_model();
-        let (m, u) = probs(&model);
+        let (m, u) = model_probs(&model);
         // Same person: all agree. Twins: same household and birth date, other given name
         // and sex half the time. Relatives: same household, other given name and birth
         // date. Strangers: nothing but the surname.
@@ -538,7 +544,7 @@ mod tests {
     fn replacements_the_model_does_not_expect_are_not_read_as_twins() {
         use Comparison::*;
         let model = Model::default_model();
-        let (m, u) = probs(&model);
+        let (m, u) = model_probs(&model);
         // The same person with a replaced given name 15% of the time and a replaced
         // national id 5% of the time, independently (the model expects 6.5% and 3%): both
         // replaced in 0.75% of pairs, which looks like a twin of the same sex. No twins.
@@ -597,7 +603,7 @@ mod tests {
     fn learns_how_often_a_rivals_alike_name_is_a_rare_spelling() {
         use Comparison::*;
         let model = Model::default_model();
-        let (m, u) = probs(&model);
+        let (m, u) = model_probs(&model);
         // Same person with an alike (Jaro–Winkler .92) given name, and twins (of the other
         // sex, with another national id) with one: typos are rare spellings 3 times in 4,
         // twins' names 1 time in 10.
