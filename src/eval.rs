@@ -311,6 +311,8 @@ pub struct EvalReport {
     /// What the run found of twins and household relatives in the records, when it
     /// counted them.
     pub rivals: Option<crate::scoring::estimate::rivals::RivalFit>,
+    /// The prior λ counted from the records and scored with, when it was counted.
+    pub prior: Option<crate::scoring::estimate::PriorCount>,
 }
 
 impl EvalReport {
@@ -325,6 +327,12 @@ impl EvalReport {
             "records {}  true pairs {}  pairs compared {}  blocking recall {:.4}  capped block lookups {}\n",
             self.records, self.true_pairs, self.pairs_compared, self.blocking_recall, self.capped_block_lookups
         );
+        if let Some(p) = &self.prior {
+            s.push_str(&format!(
+                "prior counted from the records: {}\n",
+                p.summary()
+            ));
+        }
         if let Some(r) = &self.rivals {
             s.push_str(&format!(
                 "rivals counted from the records: {}\n",

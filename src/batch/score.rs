@@ -13,6 +13,7 @@ use crate::blocking::{BlockRule, RuleBlockStats, SortedBlocks};
 use crate::linker::Linker;
 use crate::prepare::{NameCache, Prepared};
 use crate::record::Record;
+use crate::scoring::estimate::{estimate_prior, PriorCount, PRIOR_PAIRS};
 use crate::scoring::{Model, TfTable};
 use crate::Result;
 
@@ -72,6 +73,9 @@ pub struct ScoreStats {
     /// What the run found of twins and household relatives in its input, when it counted
     /// them ([`model_with_data_rivals`]; `None`: the model's shares were used).
     pub rivals: Option<crate::scoring::estimate::rivals::RivalFit>,
+    /// The prior λ the run counted from its input and scored with
+    /// ([`estimate_prior`]; `None`: the model's λ was used).
+    pub prior: Option<PriorCount>,
     /// Seconds preparing records (when this run prepared them).
     pub prepare_secs: f64,
     /// Seconds building the blocking index.
@@ -255,8 +259,22 @@ pub fn score_prepared(
     let t = Instant::now();
     let linker = if opts.tf_from_data {
         let model = model_with_data_tf(linker.scorer().model(), &prepared);
-        let (model, found) = model_with_data_rivals(&model, &prepared);
+        let (mut model, found) = model_with_data_rivals(&model, &prepared);
         stats.rivals = found;
+        // Linking two files scores only the pairs across them, whose share of matches a
+        // count over all pairs cannot give (it depends on how each file was
+        // deduplicated): a link keeps the model's λ.
+        if split.is_none() {
+            stats.prior = estimate_prior(&prepared, &model, 0x5eed, PRIOR_PAIRS);
+            if let Some(p) = &stats.prior {
+                tracing::debug!(
+                    prior = p.prior,
+                    model_prior = p.model_prior,
+                    "prior counted from the input"
+                );
+                model.prior = p.prior;
+            }
+        }
         Linker::new(model)?.with_blocking(linker.blocking().clone())
     } else {
         linker.clone()

@@ -30,8 +30,8 @@ use super::input::{check_outputs, check_truth, reading, InputArgs, OutputArgs};
 pub struct DedupArgs {
     #[command(flatten)]
     pub input: InputArgs,
-    /// Use the model's term-frequency tables and rival shares (twins, relatives per
-    /// same-person pair) instead of counting them from the input.
+    /// Use the model's term-frequency tables, rival shares (twins, relatives per
+    /// same-person pair) and prior λ instead of counting them from the input.
     #[arg(long)]
     pub model_tf: bool,
     /// Re-scan this store (a directory `empi serve` uses) for duplicate persons, opening
@@ -269,6 +269,9 @@ fn print_summary(s: &batch::DedupSummary) -> Result<()> {
         s.chaining.refused_links,
         s.chaining.nameless_attached,
     )?;
+    if let Some(p) = &s.scoring.prior {
+        writeln!(err, "  prior counted from the input: {}", p.summary())?;
+    }
     if let Some(r) = &s.scoring.rivals {
         writeln!(err, "  rivals counted from the input: {}", r.summary())?;
     }

@@ -18,8 +18,8 @@ use super::input::{check_outputs, check_truth, reading, InputArgs, OutputArgs};
 pub struct EvalArgs {
     #[command(flatten)]
     pub input: InputArgs,
-    /// Use the model's term-frequency tables and rival shares (twins, relatives per
-    /// same-person pair) instead of counting them from the input.
+    /// Use the model's term-frequency tables, rival shares (twins, relatives per
+    /// same-person pair) and prior λ instead of counting them from the input.
     #[arg(long)]
     pub model_tf: bool,
     /// Ground truth `source,local_id,person_id` (default: truth.csv beside the input).
@@ -131,6 +131,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         ),
         relations: relations.as_ref().map(|r| r.len() as u64),
         rivals: run.stats.rivals.clone(),
+        prior: run.stats.prior,
         notes: [
             ("prepare_secs".to_string(), run.stats.prepare_secs),
             ("index_secs".to_string(), run.stats.index_secs),

@@ -89,8 +89,8 @@ pub struct ReportArgs {
     /// Ground truth `source,local_id,person_id` for measured quality (needs --input).
     #[arg(long, requires = "input")]
     pub truth: Option<PathBuf>,
-    /// Use the model's term-frequency tables and rival shares (twins, relatives per
-    /// same-person pair) instead of counting them from the input.
+    /// Use the model's term-frequency tables, rival shares (twins, relatives per
+    /// same-person pair) and prior λ instead of counting them from the input.
     #[arg(long)]
     pub model_tf: bool,
     /// Directory for the pictures and report.json / report.txt (created if missing).
@@ -251,6 +251,7 @@ fn report(args: &ReportArgs) -> Result<()> {
                 .map(|p| weight_to_prob(p.weight as f64))
                 .sum(),
             true_pairs: labels.as_deref().map(true_pairs),
+            prior: run.stats.prior,
         });
         let who = empi::batch::Identity::of_all(&run.prepared);
         let twins = KnownTwins::new(used.scorer(), &run.prepared);

@@ -148,6 +148,9 @@ pub struct InputSummary {
     pub expected_matches: f64,
     /// True pairs in the ground truth, when given.
     pub true_pairs: Option<u64>,
+    /// The prior λ counted from the input and scored with, when it was counted (the
+    /// model's own λ otherwise).
+    pub prior: Option<crate::scoring::estimate::PriorCount>,
 }
 
 /// A whole model report.
@@ -287,6 +290,9 @@ impl ModelReport {
                     .map(|t| format!(", {t} true pairs"))
                     .unwrap_or_default()
             ));
+            if let Some(p) = &i.prior {
+                s.push_str(&format!("prior counted from the input: {}\n", p.summary()));
+            }
             let measured = self.table.iter().any(|r| r.measured.is_some());
             s.push_str(&format!(
                 "{:>7} {:>9} {:>9} {:>11} {:>11} {:>10} {:>10}",

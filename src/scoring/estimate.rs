@@ -592,6 +592,76 @@ pub fn train(prepared: &[Prepared], base: &Model, opts: &TrainOptions) -> Result
     Ok(Trained { model, info })
 }
 
+/// Most candidate pairs per training rule that [`estimate_prior`] compares (sampled
+/// uniformly beyond, as [`rule_pairs`] samples): on a 1M-record file of the outside family
+/// 300k pairs give λ 3.076e-6 in 0.6 s where 2M give 3.067e-6 in 1.5 s (true 3.1e-6).
+pub const PRIOR_PAIRS: u64 = 300_000;
+
+/// λ of a set of records, counted from them: the estimate and the model's own, for reports.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct PriorCount {
+    /// The share of all record pairs that are one person, as estimated.
+    pub prior: f64,
+    /// The model's own λ, which the estimate replaced.
+    pub model_prior: f64,
+}
+
+impl PriorCount {
+    /// One line for people.
+    pub fn summary(&self) -> String {
+        format!(
+            "λ {:.3e}, about one record pair in {:.0} is one person (the model's {:.3e})",
+            self.prior,
+            1.0 / self.prior,
+            self.model_prior
+        )
+    }
+}
+
+/// λ, the share of all record pairs that are one person, estimated from the records as
+/// `empi train` estimates it (step 3 of the module docs: EM over each training rule's
+/// candidate pairs, λ from the runs' expected matches and recalls) under the model's own
+/// u, with m starting from the model's (its fixed values kept) and free to move, so a file
+/// corrupted more or less than the model expects still counts its matches. At most
+/// `max_pairs` candidate pairs per rule ([`PRIOR_PAIRS`] in batch runs).
+///
+/// How many duplicates a file holds is a fact about the file, not about the site's data
+/// entry: a 20,000-record file of 8,000 persons has λ ≈ 1.3e-4, a 1M-record file of the
+/// same kind 3.1e-6, and one fixed λ is wrong for one of them by several bits. Batch runs
+/// therefore count λ from their input, as they count term frequencies and rivals; the
+/// model's m (how records of one person differ) stays. Measured on the evaluation sets it
+/// comes within 3% of the true share (see BENCHMARKS.md). `None` when no rule had enough
+/// candidate pairs.
+pub fn estimate_prior(
+    prepared: &[Prepared],
+    model: &Model,
+    seed: u64,
+    max_pairs: u64,
+) -> Option<PriorCount> {
+    if prepared.len() < 2 {
+        return None;
+    }
+    let (m0, u) = rivals::model_probs(model);
+    let mut fixed_m = [[false; MAX_LEVELS]; N_COMPARISONS];
+    for c in Comparison::ALL {
+        for (l, p) in model.params(c).levels.iter().enumerate() {
+            fixed_m[c.index()][l] = p.fixed_m;
+        }
+    }
+    let hidden = crate::progress::Bar::hidden();
+    let rule_data: Vec<RulePairs> = TrainingRule::ALL
+        .par_iter()
+        .map(|&rule| rule_pairs(prepared, rule, seed, max_pairs, &hidden))
+        .collect();
+    let n = prepared.len() as f64;
+    let opts = TrainOptions::default();
+    let pass = em_pass(&rule_data, &u, &m0, &fixed_m, &opts, n * (n - 1.0) / 2.0);
+    pass.prior.map(|prior| PriorCount {
+        prior,
+        model_prior: model.prior,
+    })
+}
+
 /// Times u is corrected for the matches among random pairs (each followed by EM again).
 const U_CORRECTION_PASSES: usize = 2;
 

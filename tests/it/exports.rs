@@ -404,7 +404,8 @@ fn a_dry_run_rescan_opens_nothing_and_says_so() {
 #[test]
 fn batch_runs_say_what_they_found_of_twins() {
     // A file of the outside family (no households) and the committed standard set (twins
-    // and relatives): each run says whether twins are evident in its input.
+    // and relatives): each run says whether twins are evident in its input, and the prior
+    // it counted there (unless told to use the model's).
     let dir = tempfile::tempdir().unwrap();
     let (code, text) = run(
         dir.path(),
@@ -430,11 +431,38 @@ fn batch_runs_say_what_they_found_of_twins() {
         text.contains("rivals counted from the input: twins not evident"),
         "{text}"
     );
+    assert!(
+        text.contains("prior counted from the input: λ ")
+            && text.contains("is one person (the model's 1.000e-5)"),
+        "{text}"
+    );
+    let (code, text) = run(
+        dir.path(),
+        &[
+            "dedup",
+            "--input",
+            "o/records.csv",
+            "--output",
+            "c2.csv",
+            "--model-tf",
+            "--report",
+            "r.json",
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(!text.contains("prior counted"), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("r.json")).unwrap()).unwrap();
+    assert!(report["scoring"]["prior"].is_null(), "{report}");
     let standard = Path::new(env!("CARGO_MANIFEST_DIR")).join("synthetic-data/small/records.csv");
     let (code, text) = run(dir.path(), &["eval", "--input", standard.to_str().unwrap()]);
     assert_eq!(code, 0, "{text}");
     assert!(
         text.contains("rivals counted from the records: twins evident (likelihood-ratio statistic"),
+        "{text}"
+    );
+    assert!(
+        text.contains("prior counted from the records: λ "),
         "{text}"
     );
 }

@@ -13,7 +13,7 @@ use empi::linker::Linker;
 use empi::prepare::Prepared;
 use empi::record::Record;
 use empi::report::{plots, report_uppers, threshold_rows, InputSummary, ModelReport};
-use empi::scoring::estimate::{train, FixedValue, TrainOptions};
+use empi::scoring::estimate::{estimate_prior, train, FixedValue, TrainOptions, PRIOR_PAIRS};
 use empi::scoring::{Comparison, Model};
 
 fn small_set() -> (Vec<Record>, Vec<u32>) {
@@ -140,6 +140,7 @@ fn trained_model_is_sound_and_matches_well() {
         candidate_pairs: run.stats.pairs_compared,
         expected_matches: 0.0,
         true_pairs: Some(true_pairs(&labels)),
+        prior: run.stats.prior,
     });
     let at = report.table.iter().find(|r| r.upper == th.upper).unwrap();
     assert!(
@@ -208,4 +209,62 @@ fn training_is_deterministic_for_a_seed() {
     assert_eq!(a.id, b.id);
     assert_eq!((&a.comparisons, a.prior), (&b.comparisons, b.prior));
     assert_ne!(a.id, c.id, "another seed draws other random pairs");
+}
+
+/// The share of all record pairs that are one person, from the truth.
+fn true_prior(labels: &[u32]) -> f64 {
+    let n = labels.len() as f64;
+    true_pairs(labels) as f64 / (n * (n - 1.0) / 2.0)
+}
+
+#[test]
+fn batch_runs_count_the_prior_of_their_input() {
+    // Two families and two sizes: the committed standard set, a quarter of it, and a
+    // generated outside-family set whose records the default m expects less corrupted.
+    let (records, labels) = small_set();
+    let base = Model::default_model();
+    let dir = tempfile::tempdir().unwrap();
+    let config = empi::synth::SynthConfig {
+        profile: empi::synth::Profile::Outside,
+        persons: 1500,
+        seed: 5,
+        ..Default::default()
+    };
+    empi::synth::generate(&config, dir.path()).expect("generate");
+    let (outside, _) = read_csv(
+        &dir.path().join("records.csv"),
+        None,
+        &ReadOptions::default(),
+    )
+    .expect("read outside set");
+    let outside_labels = read_truth(&dir.path().join("truth.csv"), &outside).expect("truth");
+    let quarter = records.len() / 4;
+    for (name, recs, labs) in [
+        ("standard", &records[..], &labels[..]),
+        ("standard quarter", &records[..quarter], &labels[..quarter]),
+        ("outside", &outside[..], &outside_labels[..]),
+    ] {
+        let truth = true_prior(labs);
+        let found = estimate_prior(&prepare(recs, &base), &base, 1, PRIOR_PAIRS).expect("λ");
+        eprintln!("{name}: λ {:.4e} against a true {truth:.4e}", found.prior);
+        assert_eq!(found.model_prior, base.prior);
+        assert!(
+            (found.prior / truth - 1.0).abs() < 0.1,
+            "{name}: λ {:.4e} against a true {truth:.4e}",
+            found.prior
+        );
+    }
+    // A batch run scores with what it counted, unless told to use the model's.
+    let linker = Linker::new(base.clone()).unwrap();
+    for (tf_from_data, counted) in [(true, true), (false, false)] {
+        let opts = ScoreOptions {
+            keep_min_weight: 0.0,
+            tf_from_data,
+            progress: false,
+        };
+        let (used, run) = score_records(&linker, &records[..quarter], None, &opts).unwrap();
+        assert_eq!(run.stats.prior.is_some(), counted);
+        let prior = run.stats.prior.map_or(base.prior, |p| p.prior);
+        assert_eq!(used.scorer().model().prior, prior);
+    }
 }
