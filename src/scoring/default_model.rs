@@ -21,7 +21,9 @@
 //!   family names, 3% of birth dates and national ids fall to `else`, so that one wrong
 //!   field costs a few bits rather than the whole link.
 //! - **λ** = 1e-5 (one pair in 100,000 is a match: a person has ~2 records in a
-//!   population of ~100k–1M), giving a prior weight of ≈ −16.6.
+//!   population of ~100k–1M), giving a prior weight of ≈ −16.6. The service scores
+//!   with it; batch runs count their input's own λ
+//!   ([`crate::scoring::estimate::estimate_prior`]).
 //! - **thresholds**: upper = 8 (probability ≈ 0.996) links; lower = 0 (probability 0.5)
 //!   reviews; calibrated with `empi eval` on the standard generated set (BENCHMARKS.md).
 //!
