@@ -267,12 +267,20 @@ pub fn score_prepared(
         if split.is_none() {
             stats.prior = estimate_prior(&prepared, &model, 0x5eed, PRIOR_PAIRS);
             if let Some(p) = &stats.prior {
-                tracing::debug!(
-                    prior = p.prior,
-                    model_prior = p.model_prior,
-                    "prior counted from the input"
-                );
-                model.prior = p.prior;
+                if p.agreed {
+                    tracing::debug!(
+                        prior = p.prior,
+                        model_prior = p.model_prior,
+                        "prior counted from the input"
+                    );
+                } else {
+                    tracing::warn!(
+                        by_rule = ?p.by_rule,
+                        model_prior = p.model_prior,
+                        "the training rules' estimates of the prior disagree; the model's is used"
+                    );
+                }
+                model.prior = p.used();
             }
         }
         Linker::new(model)?.with_blocking(linker.blocking().clone())

@@ -131,7 +131,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         ),
         relations: relations.as_ref().map(|r| r.len() as u64),
         rivals: run.stats.rivals.clone(),
-        prior: run.stats.prior,
+        prior: run.stats.prior.clone(),
         notes: [
             ("prepare_secs".to_string(), run.stats.prepare_secs),
             ("index_secs".to_string(), run.stats.index_secs),

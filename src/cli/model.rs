@@ -251,7 +251,7 @@ fn report(args: &ReportArgs) -> Result<()> {
                 .map(|p| weight_to_prob(p.weight as f64))
                 .sum(),
             true_pairs: labels.as_deref().map(true_pairs),
-            prior: run.stats.prior,
+            prior: run.stats.prior.clone(),
         });
         let who = empi::batch::Identity::of_all(&run.prepared);
         let twins = KnownTwins::new(used.scorer(), &run.prepared);

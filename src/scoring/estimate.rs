@@ -594,28 +594,72 @@ pub fn train(prepared: &[Prepared], base: &Model, opts: &TrainOptions) -> Result
 
 /// Most candidate pairs per training rule that [`estimate_prior`] compares (sampled
 /// uniformly beyond, as [`rule_pairs`] samples): on a 1M-record file of the outside family
-/// 300k pairs give λ 3.076e-6 in 0.6 s where 2M give 3.067e-6 in 1.5 s (true 3.1e-6).
+/// 300k pairs give λ 3.073e-6 in 0.6 s where 2M give 3.067e-6 in 1.5 s (true 3.1e-6).
 pub const PRIOR_PAIRS: u64 = 300_000;
 
-/// λ of a set of records, counted from them: the estimate and the model's own, for reports.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+/// Most the training rules' estimates of λ may differ (largest over smallest) for a batch
+/// run to score with their mean. On the evaluation sets they agree within 1%; rules that
+/// disagree fourfold are measuring something other than one population of duplicates (a
+/// rule whose key is shared by many strangers, say), and the run keeps the model's λ.
+pub const PRIOR_AGREEMENT: f64 = 4.0;
+
+/// λ of a set of records, counted from them, for the run that scores them and its reports.
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PriorCount {
-    /// The share of all record pairs that are one person, as estimated.
+    /// The share of all record pairs that are one person: the geometric mean of the
+    /// training rules' estimates.
     pub prior: f64,
-    /// The model's own λ, which the estimate replaced.
+    /// Each training rule's estimate, by rule name.
+    pub by_rule: Vec<(&'static str, f64)>,
+    /// The model's own λ.
     pub model_prior: f64,
+    /// Whether the rules' estimates agree within [`PRIOR_AGREEMENT`]: only then does a
+    /// run score with [`PriorCount::prior`] instead of the model's λ.
+    pub agreed: bool,
 }
 
 impl PriorCount {
+    /// The λ a run scores with.
+    pub fn used(&self) -> f64 {
+        if self.agreed {
+            self.prior
+        } else {
+            self.model_prior
+        }
+    }
+
     /// One line for people.
     pub fn summary(&self) -> String {
-        format!(
-            "λ {:.3e}, about one record pair in {:.0} is one person (the model's {:.3e})",
-            self.prior,
-            1.0 / self.prior,
-            self.model_prior
-        )
+        if self.agreed {
+            format!(
+                "λ {:.3e}, about one record pair in {:.0} is one person (the model's {:.3e})",
+                self.prior,
+                1.0 / self.prior,
+                self.model_prior
+            )
+        } else {
+            let rules: Vec<String> = self
+                .by_rule
+                .iter()
+                .map(|(rule, x)| format!("{rule} {x:.3e}"))
+                .collect();
+            format!(
+                "the training rules' estimates of λ disagree ({}), so the model's {:.3e} is used",
+                rules.join(", "),
+                self.model_prior
+            )
+        }
     }
+}
+
+/// Whether estimates agree within [`PRIOR_AGREEMENT`] (largest over smallest).
+fn estimates_agree(estimates: &[f64]) -> bool {
+    let (lo, hi) = estimates
+        .iter()
+        .fold((f64::INFINITY, 0.0f64), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        });
+    !estimates.is_empty() && hi <= lo * PRIOR_AGREEMENT
 }
 
 /// λ, the share of all record pairs that are one person, estimated from the records as
@@ -631,7 +675,7 @@ impl PriorCount {
 /// therefore count λ from their input, as they count term frequencies and rivals; the
 /// model's m (how records of one person differ) stays. Measured on the evaluation sets it
 /// comes within 3% of the true share (see BENCHMARKS.md). `None` when no rule had enough
-/// candidate pairs.
+/// candidate pairs for an estimate.
 pub fn estimate_prior(
     prepared: &[Prepared],
     model: &Model,
@@ -656,8 +700,16 @@ pub fn estimate_prior(
     let n = prepared.len() as f64;
     let opts = TrainOptions::default();
     let pass = em_pass(&rule_data, &u, &m0, &fixed_m, &opts, n * (n - 1.0) / 2.0);
+    let by_rule: Vec<(&'static str, f64)> = TrainingRule::ALL
+        .iter()
+        .zip(&pass.recalls)
+        .filter_map(|(rule, (_, prior))| prior.map(|p| (rule.name(), p)))
+        .collect();
+    let estimates: Vec<f64> = by_rule.iter().map(|(_, p)| *p).collect();
     pass.prior.map(|prior| PriorCount {
         prior,
+        agreed: estimates_agree(&estimates),
+        by_rule,
         model_prior: model.prior,
     })
 }
@@ -824,6 +876,25 @@ fn utc_string(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_must_agree_on_the_prior() {
+        assert!(estimates_agree(&[1.3e-4, 1.31e-4, 1.306e-4]));
+        assert!(estimates_agree(&[1e-5, 3.9e-5]));
+        assert!(!estimates_agree(&[1e-5, 4.1e-5]));
+        assert!(!estimates_agree(&[]));
+        let count = |agreed| PriorCount {
+            prior: 2e-5,
+            by_rule: vec![("birth_date", 1e-5), ("name", 4e-5)],
+            model_prior: 1e-5,
+            agreed,
+        };
+        assert_eq!(count(true).used(), 2e-5);
+        assert_eq!(count(false).used(), 1e-5);
+        assert!(count(false)
+            .summary()
+            .contains("disagree (birth_date 1.000e-5, name 4.000e-5), so the model's 1.000e-5"));
+    }
 
     #[test]
     fn fixed_values_parse_and_print() {

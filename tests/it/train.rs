@@ -140,7 +140,7 @@ fn trained_model_is_sound_and_matches_well() {
         candidate_pairs: run.stats.pairs_compared,
         expected_matches: 0.0,
         true_pairs: Some(true_pairs(&labels)),
-        prior: run.stats.prior,
+        prior: run.stats.prior.clone(),
     });
     let at = report.table.iter().find(|r| r.upper == th.upper).unwrap();
     assert!(
@@ -248,6 +248,7 @@ fn batch_runs_count_the_prior_of_their_input() {
         let found = estimate_prior(&prepare(recs, &base), &base, 1, PRIOR_PAIRS).expect("λ");
         eprintln!("{name}: λ {:.4e} against a true {truth:.4e}", found.prior);
         assert_eq!(found.model_prior, base.prior);
+        assert!(found.agreed && found.by_rule.len() >= 2, "{found:?}");
         assert!(
             (found.prior / truth - 1.0).abs() < 0.1,
             "{name}: λ {:.4e} against a true {truth:.4e}",
@@ -264,7 +265,7 @@ fn batch_runs_count_the_prior_of_their_input() {
         };
         let (used, run) = score_records(&linker, &records[..quarter], None, &opts).unwrap();
         assert_eq!(run.stats.prior.is_some(), counted);
-        let prior = run.stats.prior.map_or(base.prior, |p| p.prior);
+        let prior = run.stats.prior.as_ref().map_or(base.prior, |p| p.used());
         assert_eq!(used.scorer().model().prior, prior);
     }
 }
