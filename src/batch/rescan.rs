@@ -87,6 +87,11 @@ pub struct RescanSummary {
     pub merges_refused: u64,
     /// Person pairs skipped: a task already open, or asserted not duplicates.
     pub skipped: u64,
+    /// The prior λ counted from the stored records, when it was counted
+    /// ([`crate::scoring::estimate::estimate_prior`]).
+    pub prior: Option<crate::scoring::estimate::PriorCount>,
+    /// The twins and household relatives counted among the stored records, when they were.
+    pub rivals: Option<crate::scoring::estimate::rivals::RivalFit>,
     /// Seconds in all.
     pub total_secs: f64,
 }
@@ -160,6 +165,8 @@ pub fn rescan<S: Store + ?Sized>(
     let (linker, run) = score_prepared(linker, prepared, None, None, &score_opts)?;
     summary.pair_visits = run.stats.pair_visits;
     summary.pairs_scored = run.stats.pairs_scored_in_full;
+    summary.prior = run.stats.prior.clone();
+    summary.rivals = run.stats.rivals.clone();
 
     // Persons known to be one child of a multiple birth: a pair with one of them is weighed
     // as against a known twin, as the service weighs a query (super::twins).

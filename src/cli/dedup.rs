@@ -325,6 +325,12 @@ fn rescan(args: &DedupArgs, dir: &Path, progress: bool) -> Result<()> {
             ""
         }
     );
+    if let Some(p) = &summary.prior {
+        eprintln!("  prior counted from the stored records: {}", p.summary());
+    }
+    if let Some(r) = &summary.rivals {
+        eprintln!("  rivals counted from the stored records: {}", r.summary());
+    }
     if let Some(p) = &args.report {
         std::fs::write(p, serde_json::to_string_pretty(&summary)?)
             .with_context(|| format!("writing {}", p.display()))?;

@@ -283,6 +283,44 @@ fn rescan_of_a_store_opens_tasks_or_merges_without_resubmitting() {
 }
 
 #[test]
+fn rescan_counts_the_prior_of_the_stored_records() {
+    // Every record of the committed set's first 3,000 stored as its own person: the scan
+    // counts λ from them (as dedup counts it from a file) unless told to use the model's.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("synthetic-data/small");
+    let (records, _) =
+        read_csv(&dir.join("records.csv"), None, &ReadOptions::default()).expect("read set");
+    let store = MemoryStore::new();
+    for r in &records[..3000] {
+        person(&store, r);
+    }
+    let linker = Linker::with_default_model();
+    let opts = RescanOptions {
+        mode: RescanMode::Review,
+        dry_run: true,
+        tf_from_data: true,
+        progress: false,
+        actor: "test".into(),
+    };
+    let s = batch::rescan(&store, &linker, &opts).unwrap();
+    let prior = s.prior.expect("counted");
+    assert!(prior.agreed, "{prior:?}");
+    // A subset of the records keeps the set's λ (its true pairs and all its pairs shrink
+    // alike): about 1.7e-4.
+    assert!((1.2e-4..2.4e-4).contains(&prior.prior), "{prior:?}");
+    assert!(s.rivals.is_some());
+    let kept = batch::rescan(
+        &store,
+        &linker,
+        &RescanOptions {
+            tf_from_data: false,
+            ..opts
+        },
+    )
+    .unwrap();
+    assert!(kept.prior.is_none() && kept.rivals.is_none());
+}
+
+#[test]
 fn rescan_refuses_a_store_held_by_another_process() {
     let dir = tempfile::tempdir().unwrap();
     let _held = empi::store::SledStore::open(dir.path()).unwrap();
