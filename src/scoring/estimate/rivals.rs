@@ -97,6 +97,10 @@ pub fn model_probs(model: &Model) -> (Probs, Probs) {
     (m, u)
 }
 
+/// Below this share of same-person pairs among the pairs sharing a family name, a fit's
+/// summary gives the shares themselves rather than ratios per same-person pair.
+const FEW_SAME_PERSON: f64 = 1e-4;
+
 /// Bounds of a fitted spelling share (a share of 0 or 1 would make one spelling a proof).
 const SPELLING_BOUNDS: (f64, f64) = (0.02, 0.98);
 
@@ -184,6 +188,15 @@ impl RivalFit {
             .rare_if_rival
             .map(|x| format!("; rivals' alike names a rare spelling {x:.3} of the time"))
             .unwrap_or_default();
+        if self.shares[0] < FEW_SAME_PERSON {
+            // Per same-person pair the shares are then huge and say nothing to a reader.
+            return format!(
+                "almost none of the pairs sharing a family name are one person (a share of \
+                 {:.1e}; twins {:.3}, relatives {:.3}, strangers {:.3}), so household pairs are \
+                 held back as possible relatives{spelling}",
+                self.shares[0], self.shares[2], self.shares[3], self.shares[1]
+            );
+        }
         if !twins_evident(self.twin_evidence) {
             format!(
                 "twins not evident (likelihood-ratio statistic {:.1}, kept at {TWIN_EVIDENCE}); \
@@ -636,5 +649,39 @@ mod tests {
         let mut rivals = model.rivals.clone();
         f.apply(&mut rivals);
         assert_eq!(rivals.spelling, model.rivals.spelling);
+    }
+
+    #[test]
+    fn a_file_without_duplicates_is_summarised_by_shares() {
+        let f = RivalFit {
+            pairs: 10_000,
+            patterns: 500,
+            shares: [3.6e-20, 0.948, 0.001, 0.051],
+            twin_ratio: 0.001 / 3.6e-20,
+            relative_ratio: 0.051 / 3.6e-20,
+            rare_if_rival: None,
+            alike_pairs: [0.0, 40.0],
+            twin_evidence: 2255.2,
+            iterations: 30,
+            converged: true,
+        };
+        let s = f.summary();
+        assert!(
+            s.starts_with("almost none of the pairs sharing a family name are one person"),
+            "{s}"
+        );
+        assert!(
+            s.contains("relatives 0.051") && !s.contains("per same-person pair"),
+            "{s}"
+        );
+        let normal = RivalFit {
+            shares: [0.3, 0.6, 0.006, 0.094],
+            twin_ratio: 0.02,
+            relative_ratio: 0.31,
+            ..f
+        };
+        assert!(normal
+            .summary()
+            .contains("0.0200 twin and 0.3100 relative pairs per same-person pair"));
     }
 }
