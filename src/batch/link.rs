@@ -14,7 +14,8 @@ use super::score::{score_prepared, ScoreOptions, ScoreStats, ScoredRun};
 /// Options of a link run.
 #[derive(Debug, Clone)]
 pub struct LinkOptions {
-    /// Count term frequencies from both files instead of the model's tables.
+    /// Count term frequencies, rivals and the prior among the pairs across the files from
+    /// both files instead of taking the model's ([`crate::scoring::estimate::estimate_cross_prior`]).
     pub tf_from_data: bool,
     /// Progress bars on stderr.
     pub progress: bool,

@@ -13,7 +13,7 @@ use crate::blocking::{BlockRule, RuleBlockStats, SortedBlocks};
 use crate::linker::Linker;
 use crate::prepare::{NameCache, Prepared};
 use crate::record::Record;
-use crate::scoring::estimate::{estimate_prior, PriorCount, PRIOR_PAIRS};
+use crate::scoring::estimate::{estimate_cross_prior, estimate_prior, PriorCount, PRIOR_PAIRS};
 use crate::scoring::{Model, TfTable};
 use crate::Result;
 
@@ -261,27 +261,26 @@ pub fn score_prepared(
         let model = model_with_data_tf(linker.scorer().model(), &prepared);
         let (mut model, found) = model_with_data_rivals(&model, &prepared);
         stats.rivals = found;
-        // Linking two files scores only the pairs across them, whose share of matches a
-        // count over all pairs cannot give (it depends on how each file was
-        // deduplicated): a link keeps the model's λ.
-        if split.is_none() {
-            stats.prior = estimate_prior(&prepared, &model, 0x5eed, PRIOR_PAIRS);
-            if let Some(p) = &stats.prior {
-                if p.agreed {
-                    tracing::debug!(
-                        prior = p.prior,
-                        model_prior = p.model_prior,
-                        "prior counted from the input"
-                    );
-                } else {
-                    tracing::warn!(
-                        by_rule = ?p.by_rule,
-                        model_prior = p.model_prior,
-                        "the training rules' estimates of the prior disagree; the model's is used"
-                    );
-                }
-                model.prior = p.used();
+        // Linking two files scores only the pairs across them: their share of matches.
+        stats.prior = match split {
+            None => estimate_prior(&prepared, &model, 0x5eed, PRIOR_PAIRS),
+            Some(s) => estimate_cross_prior(&prepared, s as usize, &model, 0x5eed, PRIOR_PAIRS),
+        };
+        if let Some(p) = &stats.prior {
+            if p.agreed {
+                tracing::debug!(
+                    prior = p.prior,
+                    model_prior = p.model_prior,
+                    "prior counted from the input"
+                );
+            } else {
+                tracing::warn!(
+                    by_rule = ?p.by_rule,
+                    model_prior = p.model_prior,
+                    "the training rules' estimates of the prior disagree; the model's is used"
+                );
             }
+            model.prior = p.used();
         }
         Linker::new(model)?.with_blocking(linker.blocking().clone())
     } else {

@@ -38,7 +38,8 @@ pub struct LinkArgs {
     pub source_right: String,
     #[command(flatten)]
     pub read: ReadArgs,
-    /// Use the model's term-frequency tables instead of counting them from both files.
+    /// Use the model's term-frequency tables, rival shares and prior λ instead of counting
+    /// them from both files.
     #[arg(long)]
     pub model_tf: bool,
     /// Output: one line per left record
@@ -145,6 +146,12 @@ pub fn link(args: &LinkArgs) -> Result<()> {
             result.stats.pairs_scored_in_full,
             started.elapsed().as_secs_f64()
         )?;
+        if let Some(p) = &result.stats.prior {
+            writeln!(err, "  prior counted across the two files: {}", p.summary())?;
+        }
+        if let Some(r) = &result.stats.rivals {
+            writeln!(err, "  rivals counted from both files: {}", r.summary())?;
+        }
         serde_json::to_string_pretty(&serde_json::json!({
             "left_records": nl,
             "right_records": result.keys.len() - nl,

@@ -714,6 +714,41 @@ pub fn estimate_prior(
     })
 }
 
+/// λ among the pairs *across* two sets of records, `prepared[..split]` and
+/// `prepared[split..]` (what linking two files scores): the matching pairs estimated in
+/// both together ([`estimate_prior`]) less those within each set, over the cross pairs.
+/// A set too small or too clean for an estimate of its own counts as holding no
+/// duplicates. Agreed only when every estimate made agrees and some matches are left
+/// across.
+pub fn estimate_cross_prior(
+    prepared: &[Prepared],
+    split: usize,
+    model: &Model,
+    seed: u64,
+    max_pairs: u64,
+) -> Option<PriorCount> {
+    let (left, right) = prepared.split_at(split.min(prepared.len()));
+    let all = estimate_prior(prepared, model, seed, max_pairs)?;
+    let pairs = |n: usize| n as f64 * (n as f64 - 1.0) / 2.0;
+    let within = |part: &[Prepared]| match estimate_prior(part, model, seed, max_pairs) {
+        Some(p) => (p.prior * pairs(part.len()), p.agreed),
+        None => (0.0, true),
+    };
+    let ((l, l_agreed), (r, r_agreed)) = (within(left), within(right));
+    let cross_pairs = left.len() as f64 * right.len() as f64;
+    let across = all.prior * pairs(prepared.len()) - l - r;
+    let agreed = all.agreed && l_agreed && r_agreed && across > 0.0 && cross_pairs > 0.0;
+    Some(PriorCount {
+        prior: if agreed {
+            (across / cross_pairs).min(0.5)
+        } else {
+            all.prior
+        },
+        agreed,
+        ..all
+    })
+}
+
 /// Times u is corrected for the matches among random pairs (each followed by EM again).
 const U_CORRECTION_PASSES: usize = 2;
 

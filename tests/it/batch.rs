@@ -174,6 +174,21 @@ fn link_mode_finds_each_left_record_its_best_right_match() {
     )
     .unwrap();
     assert_eq!(result.rows.len(), left.len());
+    // The prior is the share of matches among the pairs across the two files: each left
+    // person with records on the right, over all cross pairs (the right file's own
+    // duplicates are not counted).
+    let across = left_label
+        .iter()
+        .map(|l| right_label.iter().filter(|r| *r == l).count())
+        .sum::<usize>() as f64
+        / (left.len() as f64 * right.len() as f64);
+    let prior = result.stats.prior.clone().expect("counted");
+    assert!(prior.agreed, "{prior:?}");
+    assert!(
+        (prior.prior / across - 1.0).abs() < 0.15,
+        "{prior:?} against {across:e}"
+    );
+    assert_eq!(result.linker.scorer().model().prior, prior.prior);
     let (mut links, mut correct) = (0, 0);
     for row in &result.rows {
         if row.decision == empi::linker::Decision::Link {

@@ -255,6 +255,42 @@ fn batch_runs_count_the_prior_of_their_input() {
             found.prior
         );
     }
+    // Linking two files: the share of matches among the pairs across them (the committed
+    // set's first source against the others).
+    let first = &records[0].source;
+    let (mut left, mut right) = (Vec::new(), Vec::new());
+    let (mut left_labels, mut right_labels) = (Vec::new(), Vec::new());
+    for (r, &l) in records.iter().zip(&labels) {
+        if &r.source == first {
+            left.push(r.clone());
+            left_labels.push(l);
+        } else {
+            right.push(r.clone());
+            right_labels.push(l);
+        }
+    }
+    let across: u64 = left_labels
+        .iter()
+        .map(|l| right_labels.iter().filter(|r| *r == l).count() as u64)
+        .sum();
+    let truth = across as f64 / (left.len() as f64 * right.len() as f64);
+    let split = left.len();
+    left.extend(right);
+    let found = empi::scoring::estimate::estimate_cross_prior(
+        &prepare(&left, &base),
+        split,
+        &base,
+        1,
+        PRIOR_PAIRS,
+    )
+    .expect("λ across");
+    eprintln!("across: λ {:.4e} against a true {truth:.4e}", found.prior);
+    assert!(found.agreed, "{found:?}");
+    assert!(
+        (found.prior / truth - 1.0).abs() < 0.1,
+        "across: λ {:.4e} against a true {truth:.4e}",
+        found.prior
+    );
     // A batch run scores with what it counted, unless told to use the model's.
     let linker = Linker::new(base.clone()).unwrap();
     for (tf_from_data, counted) in [(true, true), (false, false)] {
