@@ -237,6 +237,17 @@ fn rec(id: &str, given: &str, family: &str, dob: &str, phone: &str) -> Record {
     }
 }
 
+/// Options of a re-scan by the tests.
+fn scan(mode: RescanMode, dry_run: bool, tf_from_data: bool) -> RescanOptions {
+    RescanOptions {
+        mode,
+        dry_run,
+        tf_from_data,
+        progress: false,
+        actor: "test".into(),
+    }
+}
+
 #[test]
 fn rescan_of_a_store_opens_tasks_or_merges_without_resubmitting() {
     let store = MemoryStore::new();
@@ -249,13 +260,7 @@ fn rescan_of_a_store_opens_tasks_or_merges_without_resubmitting() {
     }
     assert_eq!(store.stats().unwrap().persons, 4);
     let linker = Linker::with_default_model();
-    let opts = RescanOptions {
-        mode: RescanMode::Review,
-        dry_run: false,
-        tf_from_data: false,
-        progress: false,
-        actor: "test".into(),
-    };
+    let opts = scan(RescanMode::Review, false, false);
     let s = batch::rescan(&store, &linker, &opts).unwrap();
     assert_eq!(s.records, 4);
     assert_eq!(s.person_pairs_above_upper, 1, "records 1 and 2 link");
@@ -309,13 +314,7 @@ fn rescan_counts_the_prior_of_the_stored_records() {
         person(&store, r);
     }
     let linker = Linker::with_default_model();
-    let opts = RescanOptions {
-        mode: RescanMode::Review,
-        dry_run: true,
-        tf_from_data: true,
-        progress: false,
-        actor: "test".into(),
-    };
+    let opts = scan(RescanMode::Review, true, true);
     let s = batch::rescan(&store, &linker, &opts).unwrap();
     let prior = s.prior.expect("counted");
     assert!(prior.agreed, "{prior:?}");
@@ -323,15 +322,7 @@ fn rescan_counts_the_prior_of_the_stored_records() {
     // alike): about 1.7e-4.
     assert!((1.2e-4..2.4e-4).contains(&prior.prior), "{prior:?}");
     assert!(s.rivals.is_some());
-    let kept = batch::rescan(
-        &store,
-        &linker,
-        &RescanOptions {
-            tf_from_data: false,
-            ..opts
-        },
-    )
-    .unwrap();
+    let kept = batch::rescan(&store, &linker, &scan(RescanMode::Review, true, false)).unwrap();
     assert!(kept.prior.is_none() && kept.rivals.is_none());
 }
 
@@ -340,13 +331,7 @@ fn rescan_refuses_a_store_held_by_another_process() {
     let dir = tempfile::tempdir().unwrap();
     let _held = empi::store::SledStore::open(dir.path()).unwrap();
     let linker = Linker::with_default_model();
-    let opts = RescanOptions {
-        mode: RescanMode::Review,
-        dry_run: true,
-        tf_from_data: true,
-        progress: false,
-        actor: "test".into(),
-    };
+    let opts = scan(RescanMode::Review, true, true);
     let e = batch::rescan_dir(dir.path(), &linker, &opts).unwrap_err();
     assert!(e.to_string().contains("in use by another process"), "{e}");
 }
