@@ -327,18 +327,12 @@ impl EvalReport {
             "records {}  true pairs {}  pairs compared {}  blocking recall {:.4}  capped block lookups {}\n",
             self.records, self.true_pairs, self.pairs_compared, self.blocking_recall, self.capped_block_lookups
         );
-        if let Some(p) = &self.prior {
-            s.push_str(&format!(
-                "prior counted from the records: {}\n",
-                p.summary()
-            ));
-        }
-        if let Some(r) = &self.rivals {
-            s.push_str(&format!(
-                "rivals counted from the records: {}\n",
-                r.summary()
-            ));
-        }
+        s.push_str(&crate::scoring::estimate::counted_lines(
+            self.prior.as_ref(),
+            self.rivals.as_ref(),
+            ["from the records"; 2],
+            "",
+        ));
         s.push_str(&format!(
             "{:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9} {:>10} {:>9}\n",
             "upper",

@@ -40,8 +40,8 @@ pub use dedup::{
 pub use link::{decision_name, link, write_links, LinkOptions, LinkResult, LinkRow};
 pub use rescan::{rescan, rescan_dir, RescanMode, RescanOptions, RescanSummary};
 pub use score::{
-    model_with_data_rivals, model_with_data_tf, prepare_all, score_prepared, score_records,
-    ScoreOptions, ScoreStats, ScoredRun,
+    model_with_data_prior, model_with_data_rivals, model_with_data_tf, prepare_all, score_prepared,
+    score_records, ScoreOptions, ScoreStats, ScoredRun,
 };
 pub use sweep::{sweep, sweep_with_relations};
 

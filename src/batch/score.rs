@@ -199,6 +199,40 @@ pub fn model_with_data_rivals(
     (out, fit)
 }
 
+/// Returns a model whose prior λ is counted from these prepared records, as `empi train`
+/// estimates it ([`estimate_prior`]; with `split = Some(s)`, among the pairs across records
+/// `..s` and `s..`, [`estimate_cross_prior`], since linking two files scores only those),
+/// with what was counted. The model's λ stays when nothing could be counted or the
+/// training rules disagree ([`PriorCount::used`]).
+pub fn model_with_data_prior(
+    model: &Model,
+    prepared: &[Prepared],
+    split: Option<u32>,
+) -> (Model, Option<PriorCount>) {
+    let count = match split {
+        None => estimate_prior(prepared, model, 0x5eed, PRIOR_PAIRS),
+        Some(s) => estimate_cross_prior(prepared, s as usize, model, 0x5eed, PRIOR_PAIRS),
+    };
+    let mut out = model.clone();
+    if let Some(p) = &count {
+        if p.agreed {
+            tracing::debug!(
+                prior = p.prior,
+                model_prior = p.model_prior,
+                "prior counted from the input"
+            );
+        } else {
+            tracing::warn!(
+                by_rule = ?p.by_rule,
+                model_prior = p.model_prior,
+                "the training rules' estimates of the prior disagree; the model's is used"
+            );
+        }
+        out.prior = p.used();
+    }
+    (out, count)
+}
+
 /// Prepares records in parallel through one [`NameCache`] (term frequencies left at 0;
 /// [`score_prepared`] fills them). Equal to `linker.prepare` on each record, minus the
 /// term frequencies.
@@ -259,29 +293,10 @@ pub fn score_prepared(
     let t = Instant::now();
     let linker = if opts.tf_from_data {
         let model = model_with_data_tf(linker.scorer().model(), &prepared);
-        let (mut model, found) = model_with_data_rivals(&model, &prepared);
+        let (model, found) = model_with_data_rivals(&model, &prepared);
         stats.rivals = found;
-        // Linking two files scores only the pairs across them: their share of matches.
-        stats.prior = match split {
-            None => estimate_prior(&prepared, &model, 0x5eed, PRIOR_PAIRS),
-            Some(s) => estimate_cross_prior(&prepared, s as usize, &model, 0x5eed, PRIOR_PAIRS),
-        };
-        if let Some(p) = &stats.prior {
-            if p.agreed {
-                tracing::debug!(
-                    prior = p.prior,
-                    model_prior = p.model_prior,
-                    "prior counted from the input"
-                );
-            } else {
-                tracing::warn!(
-                    by_rule = ?p.by_rule,
-                    model_prior = p.model_prior,
-                    "the training rules' estimates of the prior disagree; the model's is used"
-                );
-            }
-            model.prior = p.used();
-        }
+        let (model, prior) = model_with_data_prior(&model, &prepared, split);
+        stats.prior = prior;
         Linker::new(model)?.with_blocking(linker.blocking().clone())
     } else {
         linker.clone()

@@ -10,6 +10,7 @@ use clap::Args;
 
 use empi::batch::{self, readable, DedupOptions, RescanMode, RescanOptions};
 use empi::input::{ColumnMapping, ReadOptions, ReadSummary, Rows};
+use empi::scoring::estimate::counted_lines;
 
 use super::input::{check_outputs, check_truth, reading, InputArgs, OutputArgs};
 
@@ -269,12 +270,14 @@ fn print_summary(s: &batch::DedupSummary) -> Result<()> {
         s.chaining.refused_links,
         s.chaining.nameless_attached,
     )?;
-    if let Some(p) = &s.scoring.prior {
-        writeln!(err, "  prior counted from the input: {}", p.summary())?;
-    }
-    if let Some(r) = &s.scoring.rivals {
-        writeln!(err, "  rivals counted from the input: {}", r.summary())?;
-    }
+    let from = ["from the input"; 2];
+    let counted = counted_lines(
+        s.scoring.prior.as_ref(),
+        s.scoring.rivals.as_ref(),
+        from,
+        "  ",
+    );
+    write!(err, "{counted}")?;
     if let Some(q) = &s.quality {
         writeln!(
             err,
@@ -325,12 +328,11 @@ fn rescan(args: &DedupArgs, dir: &Path, progress: bool) -> Result<()> {
             ""
         }
     );
-    if let Some(p) = &summary.prior {
-        eprintln!("  prior counted from the stored records: {}", p.summary());
-    }
-    if let Some(r) = &summary.rivals {
-        eprintln!("  rivals counted from the stored records: {}", r.summary());
-    }
+    let from = ["from the stored records"; 2];
+    eprint!(
+        "{}",
+        counted_lines(summary.prior.as_ref(), summary.rivals.as_ref(), from, "  ")
+    );
     if let Some(p) = &args.report {
         std::fs::write(p, serde_json::to_string_pretty(&summary)?)
             .with_context(|| format!("writing {}", p.display()))?;

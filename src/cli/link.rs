@@ -10,6 +10,7 @@ use clap::Args;
 
 use empi::batch::{self, DedupOptions, LinkOptions};
 use empi::linker::Decision;
+use empi::scoring::estimate::counted_lines;
 
 use super::dedup::read_input;
 use super::input::{check_outputs, OutputArgs, ReadArgs};
@@ -146,12 +147,10 @@ pub fn link(args: &LinkArgs) -> Result<()> {
             result.stats.pairs_scored_in_full,
             started.elapsed().as_secs_f64()
         )?;
-        if let Some(p) = &result.stats.prior {
-            writeln!(err, "  prior counted across the two files: {}", p.summary())?;
-        }
-        if let Some(r) = &result.stats.rivals {
-            writeln!(err, "  rivals counted from both files: {}", r.summary())?;
-        }
+        let from = ["across the two files", "from both files"];
+        let stats = &result.stats;
+        let counted = counted_lines(stats.prior.as_ref(), stats.rivals.as_ref(), from, "  ");
+        write!(err, "{counted}")?;
         serde_json::to_string_pretty(&serde_json::json!({
             "left_records": nl,
             "right_records": result.keys.len() - nl,

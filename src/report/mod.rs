@@ -290,9 +290,12 @@ impl ModelReport {
                     .map(|t| format!(", {t} true pairs"))
                     .unwrap_or_default()
             ));
-            if let Some(p) = &i.prior {
-                s.push_str(&format!("prior counted from the input: {}\n", p.summary()));
-            }
+            s.push_str(&crate::scoring::estimate::counted_lines(
+                i.prior.as_ref(),
+                None,
+                ["from the input"; 2],
+                "",
+            ));
             let measured = self.table.iter().any(|r| r.measured.is_some());
             s.push_str(&format!(
                 "{:>7} {:>9} {:>9} {:>11} {:>11} {:>10} {:>10}",

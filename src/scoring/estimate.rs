@@ -354,21 +354,8 @@ pub fn train(prepared: &[Prepared], base: &Model, opts: &TrainOptions) -> Result
             Param::U => (level.u, level.fixed_u) = (f.value, true),
         }
     }
-    let (mut m0, mut u0) = (
-        [[0.0; MAX_LEVELS]; N_COMPARISONS],
-        [[0.0; MAX_LEVELS]; N_COMPARISONS],
-    );
-    let (mut fixed_m, mut fixed_u) = (
-        [[false; MAX_LEVELS]; N_COMPARISONS],
-        [[false; MAX_LEVELS]; N_COMPARISONS],
-    );
-    for c in Comparison::ALL {
-        for (l, p) in start.params(c).levels.iter().enumerate() {
-            let ci = c.index();
-            (m0[ci][l], u0[ci][l]) = (p.m, p.u);
-            (fixed_m[ci][l], fixed_u[ci][l]) = (p.fixed_m, p.fixed_u);
-        }
-    }
+    let (m0, u0) = rivals::model_probs(&start);
+    let (fixed_m, fixed_u) = rivals::model_fixed(&start);
 
     // 1. u from random pairs.
     let t = Instant::now();
@@ -606,8 +593,10 @@ pub const PRIOR_AGREEMENT: f64 = 4.0;
 /// λ of a set of records, counted from them, for the run that scores them and its reports.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PriorCount {
-    /// The share of all record pairs that are one person: the geometric mean of the
-    /// training rules' estimates.
+    /// The share of the scored record pairs that are one person: of all pairs, the
+    /// geometric mean of the training rules' estimates ([`estimate_prior`]); of the pairs
+    /// across two sets, what is left of it once each set's own are taken out
+    /// ([`estimate_cross_prior`]).
     pub prior: f64,
     /// Each training rule's estimate, by rule name.
     pub by_rule: Vec<(&'static str, f64)>,
@@ -652,6 +641,33 @@ impl PriorCount {
     }
 }
 
+/// What a batch run counted in its input, for people: a line `prior counted {from}: …`
+/// and a line `rivals counted {from}: …` (`from` = where each was counted), each after
+/// `indent`; nothing for what was not counted.
+pub fn counted_lines(
+    prior: Option<&PriorCount>,
+    rivals: Option<&rivals::RivalFit>,
+    from: [&str; 2],
+    indent: &str,
+) -> String {
+    let mut s = String::new();
+    if let Some(p) = prior {
+        s.push_str(&format!(
+            "{indent}prior counted {}: {}\n",
+            from[0],
+            p.summary()
+        ));
+    }
+    if let Some(r) = rivals {
+        s.push_str(&format!(
+            "{indent}rivals counted {}: {}\n",
+            from[1],
+            r.summary()
+        ));
+    }
+    s
+}
+
 /// Whether estimates agree within [`PRIOR_AGREEMENT`] (largest over smallest).
 fn estimates_agree(estimates: &[f64]) -> bool {
     let (lo, hi) = estimates
@@ -686,12 +702,7 @@ pub fn estimate_prior(
         return None;
     }
     let (m0, u) = rivals::model_probs(model);
-    let mut fixed_m = [[false; MAX_LEVELS]; N_COMPARISONS];
-    for c in Comparison::ALL {
-        for (l, p) in model.params(c).levels.iter().enumerate() {
-            fixed_m[c.index()][l] = p.fixed_m;
-        }
-    }
+    let (fixed_m, _) = rivals::model_fixed(model);
     let hidden = crate::progress::Bar::hidden();
     let rule_data: Vec<RulePairs> = TrainingRule::ALL
         .par_iter()

@@ -88,13 +88,14 @@
 //! false-merge 0.094%). A three-class mixture weighs the same evidence instead, and its
 //! two extra parameters (how common twins and relatives are) are what `empi train` and the
 //! batch commands find in the data, so a file without households pays nothing for them.
-//! Measured with `empi eval` at upper 8 (BENCHMARKS.md has the commands):
+//! Measured with `empi eval` at upper 8 (BENCHMARKS.md has the commands; batch runs also
+//! count the prior λ of their input, which moves no rival decision):
 //!
 //! | data | model | precision | recall | F1 | review | relatives merged |
 //! |---|---|---:|---:|---:|---:|---:|
-//! | foreign-20k | default | 1.00000 | 0.98900 | 0.99447 | 0.31% | – |
+//! | foreign-20k | default | 1.00000 | 0.99204 | 0.99600 | 0.16% | – |
 //! | foreign-20k | trained | 1.00000 | 0.99331 | 0.99664 | 0.08% | – |
-//! | standard 100k | default | 1.00000 | 0.97908 | 0.98943 | 1.82% | none |
+//! | standard 100k | default | 1.00000 | 0.97953 | 0.98966 | 1.80% | none |
 //! | standard 100k | trained | 1.00000 | 0.97859 | 0.98918 | 1.56% | none |
 //!
 //! Before the known-twin rule, the standard set merged 40 twin record pairs with the

@@ -53,7 +53,7 @@
 
 use serde::Serialize;
 
-use super::em::Probs;
+use super::em::{LevelFlags, Probs};
 use super::rules::{counted_pairs, pattern_of, TrainingRule};
 use crate::prepare::Prepared;
 use crate::scoring::{
@@ -92,6 +92,21 @@ pub fn model_probs(model: &Model) -> (Probs, Probs) {
         for (l, p) in model.params(c).levels.iter().enumerate() {
             m[c.index()][l] = p.m;
             u[c.index()][l] = p.u;
+        }
+    }
+    (m, u)
+}
+
+/// Which of a model's `m` and `u` per comparison and level are fixed (kept as given by
+/// training and by the estimate of the prior).
+pub fn model_fixed(model: &Model) -> (LevelFlags, LevelFlags) {
+    let (mut m, mut u) = (
+        [[false; MAX_LEVELS]; N_COMPARISONS],
+        [[false; MAX_LEVELS]; N_COMPARISONS],
+    );
+    for c in Comparison::ALL {
+        for (l, p) in model.params(c).levels.iter().enumerate() {
+            (m[c.index()][l], u[c.index()][l]) = (p.fixed_m, p.fixed_u);
         }
     }
     (m, u)
