@@ -385,8 +385,17 @@ impl WeightBound {
         let flags = x.flags | y.flags;
         let facts = facts_index(crosswise, flags & PREVIOUS != 0, flags & MULTIWORD != 0);
         let (g, f) = (Comparison::GivenName, Comparison::FamilyName);
-        self.hashed(g, x.given, y.given, x.given_w, facts)
-            + self.hashed(f, x.family, y.family, x.family_w, facts)
+        let direct = self.hashed(g, x.given, y.given, x.given_w, facts)
+            + self.hashed(f, x.family, y.family, x.family_w, facts);
+        let present = x.given != 0 && x.family != 0 && y.given != 0 && y.family != 0;
+        if present && !crosswise && (x.given == y.family || x.family == y.given) {
+            // The names may be read crosswise (`Scorer::read_crosswise`): an alike given
+            // level and the family name exact with either side's term frequency (the
+            // crosswise cost, a negative weight, left out).
+            let read = self.best_unequal[g.index()][facts] + x.family_w.max(y.family_w);
+            return direct.max(read);
+        }
+        direct
     }
 
     #[inline]

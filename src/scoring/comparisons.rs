@@ -237,20 +237,68 @@ fn given_level(a: &Prepared, b: &Prepared) -> u8 {
     if swapped(a, b) {
         return GIVEN_SWAPPED;
     }
-    if NicknameTable::share_group(&x.nick, &y.nick) {
-        return 2;
-    }
-    if let Some(step) = jw_step(x, y) {
-        return 3 + step;
-    }
-    if x.phonetic_agrees(y) {
-        return 5;
+    if let Some(level) = alike_given(x, &x.nick, y, &y.nick) {
+        return level;
     }
     let initial = |p: &str, q: &str| p.len() == 1 && q.starts_with(p);
     if initial(&x.text, &y.text) || initial(&y.text, &x.text) {
         return 6;
     }
     7
+}
+
+/// The alike given-name levels (nickname, Jaro–Winkler, phonetic) of two unequal names,
+/// with their nickname groups.
+#[inline]
+fn alike_given(x: &NameKeys, xn: &[u32], y: &NameKeys, yn: &[u32]) -> Option<u8> {
+    if NicknameTable::share_group(xn, yn) {
+        return Some(2);
+    }
+    if let Some(step) = jw_step(x, y) {
+        return Some(3 + step);
+    }
+    if x.phonetic_agrees(y) {
+        return Some(5);
+    }
+    None
+}
+
+/// Given and family names written in each other's fields with a slip in one of them
+/// (`Dixon, Jeffery` against `Jeff Dixon`): one name equal crosswise, the other alike
+/// crosswise, while directly both differ. See [`crosswise`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Crosswise {
+    /// The given-name level of the alike crosswise pair (nickname, Jaro–Winkler, phonetic).
+    pub(super) given: u8,
+    /// Term frequency of the name equal crosswise, in the family-name table.
+    pub(super) family_tf: f32,
+}
+
+/// The pair's names read crosswise, when they agree so and not directly: the name equal
+/// crosswise is taken as the family name (which a household shares, so the rivals gain
+/// nothing from it) and the alike pair as the given name. Only for pairs whose direct
+/// given and family levels are both `else`.
+pub(super) fn crosswise(a: &Prepared, b: &Prepared) -> Option<Crosswise> {
+    let (Some(ag), Some(af), Some(bg), Some(bf)) = (&a.given, &a.family, &b.given, &b.family)
+    else {
+        return None;
+    };
+    let nick = |n: &NameKeys| NicknameTable::shipped().groups(&n.text);
+    // The name equal crosswise, and the two names left to be alike.
+    let (equal, x, xn, y, yn) = if ag.text == bf.text && af.text != bg.text {
+        (bf, af, nick(af), bg, &bg.nick[..])
+    } else if af.text == bg.text && ag.text != bf.text {
+        (af, ag, &ag.nick[..], bf, nick(bf))
+    } else {
+        return None;
+    };
+    if x.text == y.text {
+        return None;
+    }
+    alike_given(x, xn, y, yn).map(|given| Crosswise {
+        given,
+        family_tf: equal.tf,
+    })
 }
 
 fn middle_level(a: &Prepared, b: &Prepared) -> u8 {

@@ -422,6 +422,20 @@ pub struct Scorer {
     rare_given: f32,
     /// Weight of a differing postcode beside a differing street ([`moved_postcode_weight`]).
     moved_postcode: f64,
+    /// Weight of reading a pair's names crosswise ([`crosswise_weight`]).
+    crosswise: f64,
+}
+
+/// What reading a pair's names crosswise costs against a stranger: `log2` of the share of
+/// the same person's records whose names agree crosswise among those whose names agree at
+/// all (`m(swapped) / (m(exact) + m(swapped))` of the given name). A stranger's names
+/// agree crosswise as often as directly, so only the same person pays for the swap; the
+/// twin and the relative pay as the same person does, and it cancels against them.
+fn crosswise_weight(model: &Model) -> f64 {
+    let p = model.params(Comparison::GivenName);
+    let m = |level: u8| p.levels[level as usize].m;
+    let (exact, swapped) = (m(0), m(comparisons::GIVEN_SWAPPED));
+    (swapped / (exact + swapped)).log2()
 }
 
 /// The weight of a postcode that differs beside a street that differs too: a move changes
@@ -442,6 +456,10 @@ fn moved_postcode_weight(model: &Model) -> f64 {
     let u = (u_pc / u_st).min(1.0);
     (m / u).log2()
 }
+
+/// Prefix of a name comparison's level in an [`Explanation`] when the pair's names were
+/// read crosswise (`crosswise_jw_0.92`, `crosswise_exact`; see [`Scorer::read_crosswise`]).
+pub const CROSSWISE_PREFIX: &str = "crosswise_";
 
 /// The given-name levels where a twin's alike name and a typo meet (Jaro–Winkler,
 /// phonetic): the spelling evidence applies there.
@@ -501,6 +519,7 @@ impl Scorer {
         Ok(Scorer {
             spelling: rivals::spelling_weights(&model.rivals.spelling),
             moved_postcode: moved_postcode_weight(&model),
+            crosswise: crosswise_weight(&model),
             model,
             weights,
             prior_weight,
@@ -621,6 +640,7 @@ impl Scorer {
         pattern: &Pattern,
         w: &[f64],
         known_twin: bool,
+        crosswise: bool,
     ) -> Weights {
         let mut out = Weights {
             stranger: self.prior_weight,
@@ -634,13 +654,18 @@ impl Scorer {
             relative: self.rivals[RELATIVE].prior,
         };
         for c in Comparison::ALL {
-            let (level, wc) = (pattern[c.index()], w[c.index()]);
+            let (mut level, wc) = (pattern[c.index()], w[c.index()]);
             out.stranger += wc;
+            if c == Comparison::GivenName && level == comparisons::GIVEN_SWAPPED {
+                // Names equal crosswise weigh against a relative as equal names do: the
+                // relative's records are swapped as often as the person's.
+                level = 0;
+            }
             out.twin += self.rival_weight(TWIN, c, level, wc);
             out.relative += self.rival_weight(RELATIVE, c, level, wc);
         }
         let given = pattern[Comparison::GivenName.index()];
-        if self.rare_given > 0.0 && ALIKE_GIVEN_LEVELS.contains(&given) {
+        if self.rare_given > 0.0 && !crosswise && ALIKE_GIVEN_LEVELS.contains(&given) {
             let tf = |p: &Prepared| p.given.as_ref().map_or(0.0, |g| g.tf);
             let rarer = tf(a).min(tf(b));
             if rarer > 0.0 {
@@ -681,6 +706,34 @@ impl Scorer {
         PairScore { weight, rival }
     }
 
+    /// Reads the pair's names crosswise where they agree so and not directly
+    /// ([`comparisons::crosswise`]): the given name takes the crosswise alike level, the
+    /// family name `exact` with the crosswise name's term frequency, less
+    /// [`crosswise_weight`] (which the household rivals, sharing the family name, do not
+    /// see). True when it applied.
+    #[inline]
+    fn read_crosswise(
+        &self,
+        a: &Prepared,
+        b: &Prepared,
+        pattern: &mut Pattern,
+        w: &mut [f64; N_COMPARISONS],
+    ) -> bool {
+        let (g, f) = (Comparison::GivenName, Comparison::FamilyName);
+        let differ = |c: Comparison| pattern[c.index()] as usize == c.levels().len() - 1;
+        if !(differ(g) && differ(f)) {
+            return false;
+        }
+        let Some(c) = comparisons::crosswise(a, b) else {
+            return false;
+        };
+        pattern[g.index()] = c.given;
+        pattern[f.index()] = 0;
+        w[g.index()] = self.weights[g.index()][c.given as usize];
+        w[f.index()] = self.exact_weight(f, c.family_tf) + self.crosswise;
+        true
+    }
+
     /// A differing postcode beside a differing street weighs as one move
     /// ([`moved_postcode_weight`]); true when it applied.
     #[inline]
@@ -718,13 +771,14 @@ impl Scorer {
     /// gives the order itself ([`rivals`]).
     #[inline]
     pub fn score_with(&self, a: &Prepared, b: &Prepared, known_twin: bool) -> PairScore {
-        let pattern = self.pattern(a, b);
+        let mut pattern = self.pattern(a, b);
         let mut w = [0.0; N_COMPARISONS];
         for c in Comparison::ALL {
             w[c.index()] = self.level_weight(c, pattern[c.index()], a).0;
         }
+        let crosswise = self.read_crosswise(a, b, &mut pattern, &mut w);
         self.count_a_move_once(&pattern, &mut w);
-        let weights = self.weights_of(a, b, &pattern, &w, known_twin);
+        let weights = self.weights_of(a, b, &pattern, &w, known_twin, crosswise);
         self.decide_weight(a, b, &weights)
     }
 
@@ -746,7 +800,7 @@ impl Scorer {
     /// Scores a pair and says why: level and weight of every comparison, and the weight
     /// against each hypothesis.
     pub fn explain(&self, a: &Prepared, b: &Prepared) -> Explanation {
-        let pattern = self.pattern(a, b);
+        let mut pattern = self.pattern(a, b);
         let mut w = [0.0; N_COMPARISONS];
         let mut comparisons: Vec<ComparisonOutcome> = Comparison::ALL
             .iter()
@@ -766,11 +820,26 @@ impl Scorer {
                 }
             })
             .collect();
+        let crosswise = self.read_crosswise(a, b, &mut pattern, &mut w);
+        if crosswise {
+            for c in [Comparison::GivenName, Comparison::FamilyName] {
+                let level = pattern[c.index()] as usize;
+                let outcome = &mut comparisons[c.index()];
+                outcome.level = format!("{CROSSWISE_PREFIX}{}", c.levels()[level]);
+                outcome.weight = w[c.index()];
+                outcome.tf_adjustment = match c {
+                    Comparison::FamilyName => {
+                        w[c.index()] - self.crosswise - self.weights[c.index()][0]
+                    }
+                    _ => 0.0,
+                };
+            }
+        }
         if self.count_a_move_once(&pattern, &mut w) {
             let pc = Comparison::Postcode.index();
             comparisons[pc].weight = w[pc];
         }
-        let weights = self.weights_of(a, b, &pattern, &w, false);
+        let weights = self.weights_of(a, b, &pattern, &w, false, crosswise);
         let score = self.decide_weight(a, b, &weights);
         Explanation {
             prior_weight: self.prior_weight,

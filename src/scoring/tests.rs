@@ -363,3 +363,82 @@ fn a_birth_order_on_one_side_makes_the_twin_as_likely_as_the_same_person() {
     let same = s.explain(&s.prepare(&t1), &s.prepare(&t2));
     assert!((same.twin_weight - plain.twin_weight).abs() < 1e-9);
 }
+
+/// `Dixon, Jeffery` against `Jeff Dixon`: the names written in each other's fields, one of
+/// them with a slip, read crosswise (alike given name, exact family name less the cost of
+/// a swap) instead of as two names that differ.
+#[test]
+fn names_written_crosswise_with_a_slip_are_read_crosswise() {
+    let s = scorer();
+    let upper = s.thresholds().upper;
+    let mut direct = person();
+    direct.identifiers.clear();
+    let mut crossed = direct.clone();
+    crossed.given_name = Some("Okonkwo".into());
+    crossed.family_name = Some("Margret".into());
+    let (a, b) = (s.prepare(&direct), s.prepare(&crossed));
+    for (x, y) in [(&a, &b), (&b, &a)] {
+        let e = s.explain(x, y);
+        let (g, f) = (
+            Comparison::GivenName.index(),
+            Comparison::FamilyName.index(),
+        );
+        assert_eq!(e.comparisons[g].level, "crosswise_jw_0.92", "{e:?}");
+        assert_eq!(e.comparisons[f].level, "crosswise_exact", "{e:?}");
+        let sum: f64 = e.prior_weight + e.comparisons.iter().map(|c| c.weight).sum::<f64>();
+        assert!((sum - e.stranger_weight).abs() < 1e-9, "{e:?}");
+        assert!(e.weight >= upper, "{e:?}");
+        assert_eq!(e.weight, s.score(x, y).weight);
+    }
+    // Read crosswise, the names weigh less than the same names written in place.
+    let mut slipped = direct.clone();
+    slipped.given_name = Some("Margret".into());
+    let in_place = s.explain(&a, &s.prepare(&slipped));
+    let e = s.explain(&a, &b);
+    let names = |e: &Explanation| e.comparisons[0].weight + e.comparisons[2].weight;
+    assert!(names(&e) < names(&in_place) - 4.0, "{e:?} {in_place:?}");
+    // Two names that differ both ways stay `else`.
+    crossed.family_name = Some("Chidi".into());
+    let e = s.explain(&a, &s.prepare(&crossed));
+    assert_eq!(e.comparisons[0].level, "else");
+    assert_eq!(e.comparisons[2].level, "else");
+}
+
+/// Names swapped or read crosswise weigh against a household relative as names in place
+/// do: a co-twin named alike stays a possible twin, and a swapped record of the person is
+/// not taken for one.
+#[test]
+fn swapped_names_weigh_against_the_rivals_as_names_in_place() {
+    let s = scorer();
+    let upper = s.thresholds().upper;
+    let mut ava = person();
+    ava.identifiers.clear();
+    ava.email = None;
+    ava.middle_name = None;
+    ava.given_name = Some("Ava".into());
+    let mut eva = ava.clone();
+    eva.given_name = Some("Okonkwo".into());
+    eva.family_name = Some("Eva".into());
+    let e = s.explain(&s.prepare(&ava), &s.prepare(&eva));
+    assert!(
+        e.comparisons[0].level.starts_with(CROSSWISE_PREFIX),
+        "{e:?}"
+    );
+    assert!(e.weight < upper, "{e:?}");
+    assert_eq!(e.rival, Some(Rival::Twin));
+    let mut swapped = ava.clone();
+    swapped.given_name = ava.family_name.clone();
+    swapped.family_name = ava.given_name.clone();
+    let e = s.explain(&s.prepare(&ava), &s.prepare(&swapped));
+    assert_eq!(e.comparisons[0].level, "swapped");
+    let same = s.explain(&s.prepare(&ava), &s.prepare(&ava));
+    assert!(
+        (e.twin_weight - same.twin_weight).abs() < 1e-9,
+        "{e:?} {same:?}"
+    );
+    assert!(
+        (e.relative_weight - same.relative_weight).abs() < 1e-9,
+        "{e:?} {same:?}"
+    );
+    assert!(e.weight >= upper, "{e:?}");
+}

@@ -113,6 +113,12 @@ const FIELDS: &[FieldRow] = &[
 
 /// An agreement level in words.
 pub fn level_words(level: &str) -> String {
+    if let Some(level) = level.strip_prefix(crate::scoring::CROSSWISE_PREFIX) {
+        return format!(
+            "{} (given and family name read crosswise)",
+            level_words(level)
+        );
+    }
     let fixed = match level {
         "exact" => "exact",
         "missing" => "missing on one side",
