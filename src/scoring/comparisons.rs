@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::compare::date::{compare_dates, DateAgreement};
 use crate::compare::identifier::{compare_identifiers, IdAgreement};
 use crate::compare::nickname::NicknameTable;
-use crate::compare::string::jaro_winkler;
+use crate::compare::string::{damerau_levenshtein, jaro_winkler};
 use crate::prepare::{NameKeys, Prepared};
 use crate::record::{PartialDate, Sex};
 
@@ -260,8 +260,25 @@ fn alike_given(x: &NameKeys, xn: &[u32], y: &NameKeys, yn: &[u32]) -> Option<u8>
     if x.phonetic_agrees(y) {
         return Some(5);
     }
+    if one_edit_apart(&x.text, &y.text) {
+        return Some(4);
+    }
     None
 }
+
+/// Two names of at least [`ONE_EDIT_MIN_LEN`] letters one edit apart (a letter replaced,
+/// added, dropped, or two neighbours transposed): the typos Jaro–Winkler misses because
+/// they fall on the first letters of a short name (`Karl`/`Darl`, `Jay`/`Ajy`). Given and
+/// family names alike take their `jw_0.88` level, alike in spelling.
+#[inline]
+fn one_edit_apart(x: &str, y: &str) -> bool {
+    x.len().min(y.len()) >= ONE_EDIT_MIN_LEN
+        && x.len().abs_diff(y.len()) <= 1
+        && damerau_levenshtein(x, y) == 1
+}
+
+/// Shortest name [`one_edit_apart`] applies to: one edit in two letters is half the name.
+const ONE_EDIT_MIN_LEN: usize = 3;
 
 /// Given and family names written in each other's fields with a slip in one of them
 /// (`Dixon, Jeffery` against `Jeff Dixon`): one name equal crosswise, the other alike
@@ -343,6 +360,9 @@ fn family_level(a: &Prepared, b: &Prepared) -> u8 {
     }
     if x.phonetic_agrees(y) {
         return 6;
+    }
+    if one_edit_apart(&x.text, &y.text) {
+        return 5;
     }
     7
 }
@@ -491,6 +511,44 @@ mod tests {
             lvl(f, &prep("Ann", "Baby Girl"), &prep("Ann", "")),
             "missing"
         );
+    }
+
+    /// Typos on the first letters of a short name are one edit apart, where Jaro–Winkler
+    /// sees two different names; two letters are too short to tell a typo from a name.
+    #[test]
+    fn names_one_edit_apart_are_alike_in_spelling() {
+        let (g, f) = (Comparison::GivenName, Comparison::FamilyName);
+        let given = |x: &str, y: &str| lvl(g, &prep(x, "Smith"), &prep(y, "Smith"));
+        let family = |x: &str, y: &str| lvl(f, &prep("Ann", x), &prep("Ann", y));
+        assert_eq!(given("Karl", "Darl"), "jw_0.88");
+        assert_eq!(given("Jay", "Ajy"), "jw_0.88");
+        assert_eq!(given("Sue", "Wue"), "jw_0.88");
+        assert_eq!(family("Lee", "Kee"), "jw_0.88");
+        assert_eq!(given("Ava", "Eva"), "phonetic");
+        assert_eq!(given("Al", "Ed"), "else");
+        assert_eq!(given("Karl", "Dary"), "else");
+        assert_eq!(family("Cox", "Fix"), "else");
+    }
+
+    /// Names in each other's fields with a slip in one: read crosswise only where both
+    /// direct comparisons fail and one name is equal crosswise.
+    #[test]
+    fn names_read_crosswise() {
+        let read = |a: (&str, &str), b: (&str, &str)| {
+            crosswise(&prep(a.0, a.1), &prep(b.0, b.1))
+                .map(|c| Comparison::GivenName.levels()[c.given as usize])
+        };
+        assert_eq!(
+            read(("Dixon", "Jeffrey"), ("Jeff", "Dixon")),
+            Some("nickname")
+        );
+        assert_eq!(
+            read(("Margaret", "Okonkwo"), ("Okonkwo", "Margret")),
+            Some("jw_0.92")
+        );
+        assert_eq!(read(("Smith", "Robert"), ("Robert", "Smith")), None);
+        assert_eq!(read(("Dixon", "Jeffrey"), ("Zoe", "Dixon")), None);
+        assert_eq!(read(("Dixon", "Jeffrey"), ("Jeff", "Smith")), None);
     }
 
     #[test]
