@@ -389,11 +389,12 @@ impl WeightBound {
             + self.hashed(f, x.family, y.family, x.family_w, facts);
         let present = x.given != 0 && x.family != 0 && y.given != 0 && y.family != 0;
         if present && !crosswise && (x.given == y.family || x.family == y.given) {
-            // The names may be read crosswise (`Scorer::read_crosswise`): an alike given
-            // level and the family name exact with either side's term frequency (the
+            // The names may be read crosswise (`Scorer::read_crosswise`): one name exact
+            // with either side's term frequency and the other at an alike level (the
             // crosswise cost, a negative weight, left out).
-            let read = self.best_unequal[g.index()][facts] + x.family_w.max(y.family_w);
-            return direct.max(read);
+            let family_exact = self.best_unequal[g.index()][facts] + x.family_w.max(y.family_w);
+            let given_exact = x.given_w.max(y.given_w) + self.best_unequal[f.index()][facts];
+            return direct.max(family_exact).max(given_exact);
         }
         direct
     }

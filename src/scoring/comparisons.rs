@@ -285,37 +285,53 @@ const ONE_EDIT_MIN_LEN: usize = 3;
 /// crosswise, while directly both differ. See [`crosswise`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Crosswise {
-    /// The given-name level of the alike crosswise pair (nickname, Jaro–Winkler, phonetic).
+    /// The given-name level: `exact` when the name equal crosswise reads as a given name,
+    /// else the alike pair's (nickname, Jaro–Winkler, phonetic).
     pub(super) given: u8,
-    /// Term frequency of the name equal crosswise, in the family-name table.
-    pub(super) family_tf: f32,
+    /// The family-name level: `exact`, or the alike pair's (Jaro–Winkler, phonetic).
+    pub(super) family: u8,
+    /// Term frequency of the name equal crosswise, in the table of the field it reads as.
+    pub(super) equal_tf: f32,
 }
 
-/// The pair's names read crosswise, when they agree so and not directly: the name equal
-/// crosswise is taken as the family name (which a household shares, so the rivals gain
-/// nothing from it) and the alike pair as the given name. Only for pairs whose direct
-/// given and family levels are both `else`.
+/// The pair's names read crosswise, when they agree so and not directly (only for pairs
+/// whose direct given and family levels are both `else`). The name equal crosswise reads
+/// as a given name when the term-frequency tables say it is more often one than a family
+/// name (`Tracy`), and otherwise as the family name (`Dixon`, and any name when the tables
+/// are not there: a household shares its family name, so the rivals gain nothing from
+/// it); the alike pair is then the other name.
 pub(super) fn crosswise(a: &Prepared, b: &Prepared) -> Option<Crosswise> {
     let (Some(ag), Some(af), Some(bg), Some(bf)) = (&a.given, &a.family, &b.given, &b.family)
     else {
         return None;
     };
-    let nick = |n: &NameKeys| NicknameTable::shipped().groups(&n.text);
-    // The name equal crosswise, and the two names left to be alike.
-    let (equal, x, xn, y, yn) = if ag.text == bf.text && af.text != bg.text {
-        (bf, af, nick(af), bg, &bg.nick[..])
+    // The name equal crosswise as a given and as a family name, and the two names left to
+    // be alike (the first from a family field).
+    let (as_given, as_family, x, y) = if ag.text == bf.text && af.text != bg.text {
+        (ag, bf, af, bg)
     } else if af.text == bg.text && ag.text != bf.text {
-        (af, ag, &ag.nick[..], bf, nick(bf))
+        (bg, af, bf, ag)
     } else {
         return None;
     };
     if x.text == y.text {
         return None;
     }
-    alike_given(x, xn, y, yn).map(|given| Crosswise {
-        given,
-        family_tf: equal.tf,
-    })
+    let reads_as_given = as_given.tf > 0.0 && as_family.tf > 0.0 && as_given.tf > as_family.tf;
+    if reads_as_given {
+        alike_family(x, y).map(|family| Crosswise {
+            given: 0,
+            family,
+            equal_tf: as_given.tf,
+        })
+    } else {
+        let nick = NicknameTable::shipped().groups(&x.text);
+        alike_given(x, nick, y, &y.nick).map(|given| Crosswise {
+            given,
+            family: 0,
+            equal_tf: as_family.tf,
+        })
+    }
 }
 
 fn middle_level(a: &Prepared, b: &Prepared) -> u8 {
@@ -355,16 +371,22 @@ fn family_level(a: &Prepared, b: &Prepared) -> u8 {
     {
         return FAMILY_SHARED_WORD;
     }
+    alike_family(x, y).unwrap_or(7)
+}
+
+/// The alike family-name levels (Jaro–Winkler, phonetic) of two unequal names.
+#[inline]
+fn alike_family(x: &NameKeys, y: &NameKeys) -> Option<u8> {
     if let Some(step) = jw_step(x, y) {
-        return 4 + step;
+        return Some(4 + step);
     }
     if x.phonetic_agrees(y) {
-        return 6;
+        return Some(6);
     }
     if one_edit_apart(&x.text, &y.text) {
-        return 5;
+        return Some(5);
     }
-    7
+    None
 }
 
 /// Birth-date level of two present dates.
@@ -549,6 +571,21 @@ mod tests {
         assert_eq!(read(("Smith", "Robert"), ("Robert", "Smith")), None);
         assert_eq!(read(("Dixon", "Jeffrey"), ("Zoe", "Dixon")), None);
         assert_eq!(read(("Dixon", "Jeffrey"), ("Jeff", "Smith")), None);
+        // With term frequencies, a name more often given than family reads as the given
+        // name, and the alike pair as the family name.
+        let (mut a, mut b) = (prep("Bruton", "Tracy"), prep("Tracy", "Ruton"));
+        let tf = |n: &mut Option<NameKeys>, f: f32| n.as_mut().unwrap().tf = f;
+        tf(&mut a.family, 1e-5);
+        tf(&mut b.given, 3e-3);
+        let c = crosswise(&a, &b).unwrap();
+        assert_eq!((c.given, c.equal_tf), (0, 3e-3));
+        assert_eq!(
+            Comparison::FamilyName.levels()[c.family as usize],
+            "jw_0.92"
+        );
+        tf(&mut a.family, 4e-3);
+        let c = crosswise(&a, &b).unwrap();
+        assert_eq!((c.family, c.equal_tf), (0, 4e-3));
     }
 
     #[test]

@@ -707,8 +707,8 @@ impl Scorer {
     }
 
     /// Reads the pair's names crosswise where they agree so and not directly
-    /// ([`comparisons::crosswise`]): the given name takes the crosswise alike level, the
-    /// family name `exact` with the crosswise name's term frequency, less
+    /// ([`comparisons::crosswise`]): the name equal crosswise `exact` with its term
+    /// frequency, the other at its alike level, and the family name's weight less
     /// [`crosswise_weight`] (which the household rivals, sharing the family name, do not
     /// see). True when it applied.
     #[inline]
@@ -728,9 +728,13 @@ impl Scorer {
             return false;
         };
         pattern[g.index()] = c.given;
-        pattern[f.index()] = 0;
-        w[g.index()] = self.weights[g.index()][c.given as usize];
-        w[f.index()] = self.exact_weight(f, c.family_tf) + self.crosswise;
+        pattern[f.index()] = c.family;
+        let weight = |c: Comparison, level: u8, tf: f32| match level {
+            0 => self.exact_weight(c, tf),
+            _ => self.weights[c.index()][level as usize],
+        };
+        w[g.index()] = weight(g, c.given, c.equal_tf);
+        w[f.index()] = weight(f, c.family, c.equal_tf) + self.crosswise;
         true
     }
 
@@ -827,12 +831,12 @@ impl Scorer {
                 let outcome = &mut comparisons[c.index()];
                 outcome.level = format!("{CROSSWISE_PREFIX}{}", c.levels()[level]);
                 outcome.weight = w[c.index()];
-                outcome.tf_adjustment = match c {
-                    Comparison::FamilyName => {
-                        w[c.index()] - self.crosswise - self.weights[c.index()][0]
-                    }
-                    _ => 0.0,
+                let cost = if c == Comparison::FamilyName {
+                    self.crosswise
+                } else {
+                    0.0
                 };
+                outcome.tf_adjustment = w[c.index()] - cost - self.weights[c.index()][level];
             }
         }
         if self.count_a_move_once(&pattern, &mut w) {
