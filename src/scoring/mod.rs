@@ -458,7 +458,8 @@ fn moved_postcode_weight(model: &Model) -> f64 {
 }
 
 /// Prefix of a name comparison's level in an [`Explanation`] when the pair's names were
-/// read crosswise (`crosswise_jw_0.92`, `crosswise_exact`; see [`Scorer::read_crosswise`]).
+/// read crosswise (`crosswise_jw_0.92`, `crosswise_exact`: names written in each other's
+/// fields with a slip in one of them, see `docs/DESIGN.md`).
 pub const CROSSWISE_PREFIX: &str = "crosswise_";
 
 /// The given-name levels where a twin's alike name and a typo meet (Jaro–Winkler,

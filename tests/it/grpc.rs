@@ -970,6 +970,22 @@ async fn hard_cases_decide_as_a_registrar_would() {
             ),
             true,
         ),
+        (
+            "given and family name in each other's fields, the family name misspelt",
+            rec("MRN015", "Bruton", "Tracy", "2004-01-26"),
+            rec("MRN016", "Tracy", "Ruton", "2004-01-26"),
+            true,
+        ),
+        (
+            "twins alike named, one record's names in each other's fields",
+            child("MRN017", "Ava"),
+            pb::PatientRecord {
+                given_name: Some("Okonkwo".into()),
+                family_name: Some("Eva".into()),
+                ..child("MRN018", "Eva")
+            },
+            false,
+        ),
     ];
     for (what, first, second, should_link) in cases {
         let server = TestServer::memory().await;
