@@ -284,7 +284,7 @@ const ONE_EDIT_MIN_LEN: usize = 3;
 /// (`Dixon, Jeffery` against `Jeff Dixon`): one name equal crosswise, the other alike
 /// crosswise, while directly both differ. See [`crosswise`].
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) struct Crosswise {
+pub(super) struct Crosswise<'p> {
     /// The given-name level: `exact` when the name equal crosswise reads as a given name,
     /// else the alike pair's (nickname, Jaro–Winkler, phonetic).
     pub(super) given: u8,
@@ -292,6 +292,9 @@ pub(super) struct Crosswise {
     pub(super) family: u8,
     /// Term frequency of the name equal crosswise, in the table of the field it reads as.
     pub(super) equal_tf: f32,
+    /// The two names alike crosswise: the one written in a family field, then the one
+    /// written in a given field.
+    pub(super) alike: (&'p NameKeys, &'p NameKeys),
 }
 
 /// The pair's names read crosswise, when they agree so and not directly (only for pairs
@@ -300,7 +303,7 @@ pub(super) struct Crosswise {
 /// name (`Tracy`), and otherwise as the family name (`Dixon`, and any name when the tables
 /// are not there: a household shares its family name, so the rivals gain nothing from
 /// it); the alike pair is then the other name.
-pub(super) fn crosswise(a: &Prepared, b: &Prepared) -> Option<Crosswise> {
+pub(super) fn crosswise<'p>(a: &'p Prepared, b: &'p Prepared) -> Option<Crosswise<'p>> {
     let (Some(ag), Some(af), Some(bg), Some(bf)) = (&a.given, &a.family, &b.given, &b.family)
     else {
         return None;
@@ -323,6 +326,7 @@ pub(super) fn crosswise(a: &Prepared, b: &Prepared) -> Option<Crosswise> {
             given: 0,
             family,
             equal_tf: as_given.tf,
+            alike: (x, y),
         })
     } else {
         let nick = NicknameTable::shipped().groups(&x.text);
@@ -330,6 +334,7 @@ pub(super) fn crosswise(a: &Prepared, b: &Prepared) -> Option<Crosswise> {
             given,
             family: 0,
             equal_tf: as_family.tf,
+            alike: (x, y),
         })
     }
 }

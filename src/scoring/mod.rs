@@ -632,7 +632,7 @@ impl Scorer {
     }
 
     /// The weights against each hypothesis, from the pattern and the per-comparison weights
-    /// against a stranger.
+    /// against a stranger; `crosswise` is what [`Scorer::read_crosswise`] returned.
     #[inline]
     fn weights_of(
         &self,
@@ -641,7 +641,7 @@ impl Scorer {
         pattern: &Pattern,
         w: &[f64],
         known_twin: bool,
-        crosswise: bool,
+        crosswise: Option<f32>,
     ) -> Weights {
         let mut out = Weights {
             stranger: self.prior_weight,
@@ -666,9 +666,9 @@ impl Scorer {
             out.relative += self.rival_weight(RELATIVE, c, level, wc);
         }
         let given = pattern[Comparison::GivenName.index()];
-        if self.rare_given > 0.0 && !crosswise && ALIKE_GIVEN_LEVELS.contains(&given) {
+        if self.rare_given > 0.0 && ALIKE_GIVEN_LEVELS.contains(&given) {
             let tf = |p: &Prepared| p.given.as_ref().map_or(0.0, |g| g.tf);
-            let rarer = tf(a).min(tf(b));
+            let rarer = crosswise.unwrap_or_else(|| tf(a).min(tf(b)));
             if rarer > 0.0 {
                 let s = if rarer <= self.rare_given {
                     self.spelling.0
@@ -711,7 +711,8 @@ impl Scorer {
     /// ([`comparisons::crosswise`]): the name equal crosswise `exact` with its term
     /// frequency, the other at its alike level, and the family name's weight less
     /// [`crosswise_weight`] (which the household rivals, sharing the family name, do not
-    /// see). True when it applied.
+    /// see). When it applied, the given-name frequency of the rarer alike given name (0 when
+    /// the given name reads exact, or without a table), for the spelling evidence.
     #[inline]
     fn read_crosswise(
         &self,
@@ -719,15 +720,13 @@ impl Scorer {
         b: &Prepared,
         pattern: &mut Pattern,
         w: &mut [f64; N_COMPARISONS],
-    ) -> bool {
+    ) -> Option<f32> {
         let (g, f) = (Comparison::GivenName, Comparison::FamilyName);
         let differ = |c: Comparison| pattern[c.index()] as usize == c.levels().len() - 1;
         if !(differ(g) && differ(f)) {
-            return false;
+            return None;
         }
-        let Some(c) = comparisons::crosswise(a, b) else {
-            return false;
-        };
+        let c = comparisons::crosswise(a, b)?;
         pattern[g.index()] = c.given;
         pattern[f.index()] = c.family;
         let weight = |c: Comparison, level: u8, tf: f32| match level {
@@ -736,7 +735,13 @@ impl Scorer {
         };
         w[g.index()] = weight(g, c.given, c.equal_tf);
         w[f.index()] = weight(f, c.family, c.equal_tf) + self.crosswise;
-        true
+        // The rarer alike given name's frequency as a given name, for the spelling
+        // evidence: the one written in a family field is looked up in the given-name table.
+        let (in_family, in_given) = c.alike;
+        Some(match (&self.model.tf.given_name, c.given) {
+            (Some(table), level) if level != 0 => table.get(&in_family.text).min(in_given.tf),
+            _ => 0.0,
+        })
     }
 
     /// A differing postcode beside a differing street weighs as one move
@@ -826,7 +831,7 @@ impl Scorer {
             })
             .collect();
         let crosswise = self.read_crosswise(a, b, &mut pattern, &mut w);
-        if crosswise {
+        if crosswise.is_some() {
             for c in [Comparison::GivenName, Comparison::FamilyName] {
                 let level = pattern[c.index()] as usize;
                 let outcome = &mut comparisons[c.index()];

@@ -426,6 +426,22 @@ fn swapped_names_weigh_against_the_rivals_as_names_in_place() {
     );
     assert!(e.weight < upper, "{e:?}");
     assert_eq!(e.rival, Some(Rival::Twin));
+    // Against the rivals, as the same names in place (the spelling evidence included).
+    let in_place = Record {
+        given_name: Some("Eva".into()),
+        ..ava.clone()
+    };
+    let direct = s.explain(&s.prepare(&ava), &s.prepare(&in_place));
+    let level = e.comparisons[0].level.replace(CROSSWISE_PREFIX, "");
+    assert_eq!(direct.comparisons[0].level, level);
+    assert!(
+        (e.twin_weight - direct.twin_weight).abs() < 1e-9,
+        "{e:?} {direct:?}"
+    );
+    assert!(
+        (e.relative_weight - direct.relative_weight).abs() < 1e-9,
+        "{e:?} {direct:?}"
+    );
     let mut swapped = ava.clone();
     swapped.given_name = ava.family_name.clone();
     swapped.family_name = ava.given_name.clone();
