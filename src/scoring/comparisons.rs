@@ -247,21 +247,28 @@ fn given_level(a: &Prepared, b: &Prepared) -> u8 {
     7
 }
 
-/// The alike given-name levels (nickname, Jaro–Winkler, phonetic) of two unequal names,
-/// with their nickname groups.
+/// The alike given-name levels (nickname, Jaro–Winkler, phonetic, one edit apart) of two
+/// unequal names, with their nickname groups.
 #[inline]
 fn alike_given(x: &NameKeys, xn: &[u32], y: &NameKeys, yn: &[u32]) -> Option<u8> {
     if NicknameTable::share_group(xn, yn) {
         return Some(2);
     }
+    spelling_step(x, y).map(|step| 3 + step)
+}
+
+/// The spelling rungs both name ladders share, from their first: `Some(0)` Jaro–Winkler ≥
+/// 0.92, `Some(1)` ≥ 0.88 or [`one_edit_apart`], `Some(2)` phonetic.
+#[inline]
+fn spelling_step(x: &NameKeys, y: &NameKeys) -> Option<u8> {
     if let Some(step) = jw_step(x, y) {
-        return Some(3 + step);
+        return Some(step);
     }
     if x.phonetic_agrees(y) {
-        return Some(5);
+        return Some(2);
     }
     if one_edit_apart(&x.text, &y.text) {
-        return Some(4);
+        return Some(1);
     }
     None
 }
@@ -286,9 +293,9 @@ const ONE_EDIT_MIN_LEN: usize = 3;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Crosswise<'p> {
     /// The given-name level: `exact` when the name equal crosswise reads as a given name,
-    /// else the alike pair's (nickname, Jaro–Winkler, phonetic).
+    /// else the alike pair's ([`alike_given`]).
     pub(super) given: u8,
-    /// The family-name level: `exact`, or the alike pair's (Jaro–Winkler, phonetic).
+    /// The family-name level: `exact`, or the alike pair's ([`alike_family`]).
     pub(super) family: u8,
     /// Term frequency of the name equal crosswise, in the table of the field it reads as.
     pub(super) equal_tf: f32,
@@ -379,19 +386,11 @@ fn family_level(a: &Prepared, b: &Prepared) -> u8 {
     alike_family(x, y).unwrap_or(7)
 }
 
-/// The alike family-name levels (Jaro–Winkler, phonetic) of two unequal names.
+/// The alike family-name levels (Jaro–Winkler, phonetic, one edit apart) of two unequal
+/// names.
 #[inline]
 fn alike_family(x: &NameKeys, y: &NameKeys) -> Option<u8> {
-    if let Some(step) = jw_step(x, y) {
-        return Some(4 + step);
-    }
-    if x.phonetic_agrees(y) {
-        return Some(6);
-    }
-    if one_edit_apart(&x.text, &y.text) {
-        return Some(5);
-    }
-    None
+    spelling_step(x, y).map(|step| 4 + step)
 }
 
 /// Birth-date level of two present dates.

@@ -130,7 +130,7 @@ pub fn level_words(level: &str) -> String {
         "initial" => "initial only",
         "jw_0.92" => "very alike spelling (Jaro–Winkler ≥ 0.92)",
         "jw_0.90" => "alike spelling (Jaro–Winkler ≥ 0.90)",
-        "jw_0.88" => "alike spelling (Jaro–Winkler ≥ 0.88)",
+        "jw_0.88" => "alike spelling (Jaro–Winkler ≥ 0.88, or one edit apart)",
         "day_month_swapped" => "day and month swapped",
         "one_year_off" => "one year apart",
         "one_month_off" => "one month apart",
