@@ -171,7 +171,7 @@ pub fn model_with_data_rivals(
     model: &Model,
     prepared: &[Prepared],
 ) -> (Model, Option<crate::scoring::estimate::rivals::RivalFit>) {
-    use crate::scoring::estimate::rivals;
+    use crate::scoring::estimate::{em, rivals};
     let mut out = model.clone();
     let pairs = rivals::family_pairs(
         prepared,
@@ -181,7 +181,7 @@ pub fn model_with_data_rivals(
         RIVAL_FIT_PAIRS,
         &indicatif::ProgressBar::hidden(),
     );
-    let (m, u) = rivals::model_probs(model);
+    let (m, u) = em::model_probs(model);
     let fit = rivals::fit(&pairs, &m, &u, &model.rivals, 1000, 1e-6);
     if let Some(f) = &fit {
         f.apply(&mut out.rivals);

@@ -354,8 +354,8 @@ pub fn train(prepared: &[Prepared], base: &Model, opts: &TrainOptions) -> Result
             Param::U => (level.u, level.fixed_u) = (f.value, true),
         }
     }
-    let (m0, u0) = rivals::model_probs(&start);
-    let (fixed_m, fixed_u) = rivals::model_fixed(&start);
+    let (m0, u0) = em::model_probs(&start);
+    let (fixed_m, fixed_u) = em::model_fixed(&start);
 
     // 1. u from random pairs.
     let t = Instant::now();
@@ -701,8 +701,8 @@ pub fn estimate_prior(
     if prepared.len() < 2 {
         return None;
     }
-    let (m0, u) = rivals::model_probs(model);
-    let (fixed_m, _) = rivals::model_fixed(model);
+    let (m0, u) = em::model_probs(model);
+    let (fixed_m, _) = em::model_fixed(model);
     let hidden = crate::progress::Bar::hidden();
     let rule_data: Vec<RulePairs> = TrainingRule::ALL
         .par_iter()

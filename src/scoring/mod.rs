@@ -605,12 +605,19 @@ impl Scorer {
     /// Weight of one comparison at a level, and its term-frequency part.
     #[inline]
     fn level_weight(&self, c: Comparison, level: u8, a: &Prepared) -> (f64, f64) {
+        self.weight_at(c, level, Self::tf_of(c, a))
+    }
+
+    /// Weight of one comparison at a level for a value of relative frequency `tf` (used at
+    /// the exact level only), and its term-frequency part.
+    #[inline]
+    fn weight_at(&self, c: Comparison, level: u8, tf: f32) -> (f64, f64) {
         if level == MISSING {
             return (0.0, 0.0);
         }
         let base = self.weights[c.index()][level as usize];
         if level == 0 && c.has_tf() {
-            let adjusted = self.exact_weight(c, Self::tf_of(c, a));
+            let adjusted = self.exact_weight(c, tf);
             return (adjusted, adjusted - base);
         }
         (base, 0.0)
@@ -655,13 +662,8 @@ impl Scorer {
             relative: self.rivals[RELATIVE].prior,
         };
         for c in Comparison::ALL {
-            let (mut level, wc) = (pattern[c.index()], w[c.index()]);
+            let (level, wc) = (pattern[c.index()], w[c.index()]);
             out.stranger += wc;
-            if c == Comparison::GivenName && level == comparisons::GIVEN_SWAPPED {
-                // Names equal crosswise weigh against a relative as equal names do: the
-                // relative's records are swapped as often as the person's.
-                level = 0;
-            }
             out.twin += self.rival_weight(TWIN, c, level, wc);
             out.relative += self.rival_weight(RELATIVE, c, level, wc);
         }
@@ -729,12 +731,8 @@ impl Scorer {
         let c = comparisons::crosswise(a, b)?;
         pattern[g.index()] = c.given;
         pattern[f.index()] = c.family;
-        let weight = |c: Comparison, level: u8, tf: f32| match level {
-            0 => self.exact_weight(c, tf),
-            _ => self.weights[c.index()][level as usize],
-        };
-        w[g.index()] = weight(g, c.given, c.equal_tf);
-        w[f.index()] = weight(f, c.family, c.equal_tf) + self.crosswise;
+        w[g.index()] = self.weight_at(g, c.given, c.equal_tf).0;
+        w[f.index()] = self.weight_at(f, c.family, c.equal_tf).0 + self.crosswise;
         // The rarer alike given name's frequency as a given name, for the spelling
         // evidence: the one written in a family field is looked up in the given-name table.
         let (in_family, in_given) = c.alike;

@@ -120,6 +120,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::comparisons::GIVEN_SWAPPED;
 use super::{Comparison, MAX_LEVELS, N_COMPARISONS};
 use crate::error::{Error, Result};
 
@@ -321,6 +322,11 @@ impl RivalTable {
                 Basis::Levels(p) => {
                     for (l, &pl) in p.iter().enumerate() {
                         weights[ci][l] = (m[ci][l] / pl).log2();
+                    }
+                    if c == Comparison::GivenName {
+                        // Names equal crosswise weigh against a rival as equal names do:
+                        // the rival's records are swapped as often as the person's.
+                        weights[ci][GIVEN_SWAPPED as usize] = weights[ci][0];
                     }
                     Compiled::Own
                 }

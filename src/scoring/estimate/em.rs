@@ -7,13 +7,43 @@
 
 use serde::Serialize;
 
-use crate::scoring::{Comparison, Pattern, MAX_LEVELS, MISSING, N_COMPARISONS};
+use crate::scoring::{Comparison, Model, Pattern, MAX_LEVELS, MISSING, N_COMPARISONS};
 
 /// A probability per comparison and level (unused levels are 0).
 pub type Probs = [[f64; MAX_LEVELS]; N_COMPARISONS];
 
 /// A flag per comparison and level.
 pub type LevelFlags = [[bool; MAX_LEVELS]; N_COMPARISONS];
+
+/// A model's `m` and `u` per comparison and level, as EM and the rival fit take them.
+pub fn model_probs(model: &Model) -> (Probs, Probs) {
+    let (mut m, mut u) = (
+        [[0.0; MAX_LEVELS]; N_COMPARISONS],
+        [[0.0; MAX_LEVELS]; N_COMPARISONS],
+    );
+    for c in Comparison::ALL {
+        for (l, p) in model.params(c).levels.iter().enumerate() {
+            m[c.index()][l] = p.m;
+            u[c.index()][l] = p.u;
+        }
+    }
+    (m, u)
+}
+
+/// Which of a model's `m` and `u` per comparison and level are fixed (kept as given by
+/// training and by the estimate of the prior).
+pub fn model_fixed(model: &Model) -> (LevelFlags, LevelFlags) {
+    let (mut m, mut u) = (
+        [[false; MAX_LEVELS]; N_COMPARISONS],
+        [[false; MAX_LEVELS]; N_COMPARISONS],
+    );
+    for c in Comparison::ALL {
+        for (l, p) in model.params(c).levels.iter().enumerate() {
+            (m[c.index()][l], u[c.index()][l]) = (p.fixed_m, p.fixed_u);
+        }
+    }
+    (m, u)
+}
 
 /// Smallest m an estimate keeps. With u floored at the same value
 /// ([`super::sample::U_FLOOR`]), no level moves a score by more than `log2(1/1e-5)` ≈ 16.6

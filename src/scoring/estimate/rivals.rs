@@ -53,12 +53,12 @@
 
 use serde::Serialize;
 
-use super::em::{LevelFlags, Probs};
+use super::em::Probs;
 use super::rules::{counted_pairs, pattern_of, TrainingRule};
 use crate::prepare::Prepared;
 use crate::scoring::{
-    rare_spelling_cutoff, Basis, Comparison, Model, Pattern, RivalParams, Rivals, Spelling,
-    TfTable, ALIKE_GIVEN_LEVELS, MAX_LEVELS, MISSING, N_COMPARISONS,
+    rare_spelling_cutoff, Basis, Comparison, Pattern, RivalParams, Rivals, Spelling, TfTable,
+    ALIKE_GIVEN_LEVELS, MAX_LEVELS, MISSING, N_COMPARISONS,
 };
 
 /// Smallest ratio a fit reports: a rival this rare changes no decision.
@@ -80,36 +80,6 @@ pub const TWIN_EVIDENCE: f64 = 10.83;
 /// keeps twins: at least [`TWIN_EVIDENCE`].
 pub fn twins_evident(statistic: f64) -> bool {
     statistic >= TWIN_EVIDENCE
-}
-
-/// A model's `m` and `u` per comparison and level, as the fit takes them.
-pub fn model_probs(model: &Model) -> (Probs, Probs) {
-    let (mut m, mut u) = (
-        [[0.0; MAX_LEVELS]; N_COMPARISONS],
-        [[0.0; MAX_LEVELS]; N_COMPARISONS],
-    );
-    for c in Comparison::ALL {
-        for (l, p) in model.params(c).levels.iter().enumerate() {
-            m[c.index()][l] = p.m;
-            u[c.index()][l] = p.u;
-        }
-    }
-    (m, u)
-}
-
-/// Which of a model's `m` and `u` per comparison and level are fixed (kept as given by
-/// training and by the estimate of the prior).
-pub fn model_fixed(model: &Model) -> (LevelFlags, LevelFlags) {
-    let (mut m, mut u) = (
-        [[false; MAX_LEVELS]; N_COMPARISONS],
-        [[false; MAX_LEVELS]; N_COMPARISONS],
-    );
-    for c in Comparison::ALL {
-        for (l, p) in model.params(c).levels.iter().enumerate() {
-            (m[c.index()][l], u[c.index()][l]) = (p.fixed_m, p.fixed_u);
-        }
-    }
-    (m, u)
 }
 
 /// Below this share of same-person pairs among the pairs sharing a family name, a fit's
@@ -492,6 +462,8 @@ impl<'a> Mixture<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scoring::estimate::em::model_probs;
+    use crate::scoring::Model;
 
     /// Patterns without a weighed spelling.
     fn spelled(p: &[(Pattern, u64)]) -> Vec<((Pattern, Spell), u64)> {
