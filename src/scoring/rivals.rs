@@ -116,7 +116,8 @@
 //! equal crosswise (the `swapped` level) weigh against a rival as equal names do (its
 //! `exact` level), and names read crosswise ([`super::Scorer`]) as the same names in
 //! place: the cost of the swap falls on the stranger alone. The `swapped` entry of a
-//! rival's given-name levels is therefore not read.
+//! rival's given-name levels is therefore not read; the scorer and the rival fit
+//! ([`super::estimate::rivals`]) both take it as `p(exact) · m(swapped) / m(exact)`.
 
 use serde::{Deserialize, Serialize};
 

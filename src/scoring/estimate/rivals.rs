@@ -56,6 +56,7 @@ use serde::Serialize;
 use super::em::Probs;
 use super::rules::{counted_pairs, pattern_of, TrainingRule};
 use crate::prepare::Prepared;
+use crate::scoring::comparisons::GIVEN_SWAPPED;
 use crate::scoring::{
     rare_spelling_cutoff, Basis, Comparison, Pattern, RivalParams, Rivals, Spelling, TfTable,
     ALIKE_GIVEN_LEVELS, MAX_LEVELS, MISSING, N_COMPARISONS,
@@ -207,11 +208,17 @@ impl RivalFit {
     }
 }
 
-/// `P(level | rival)` of comparison `c` at level `l`.
+/// `P(level | rival)` of comparison `c` at level `l`, as the scorer weighs it: names equal
+/// crosswise (the given name's `swapped`) are as likely for a rival as equal names are,
+/// times the share of swapped records, `p(exact) · m(swapped) / m(exact)`.
 fn rival_prob(r: &RivalParams, m: &Probs, u: &Probs, c: Comparison, l: usize) -> f64 {
     match r.basis(c) {
         Basis::SamePerson => m[c.index()][l],
         Basis::Stranger => u[c.index()][l],
+        Basis::Levels(p) if c == Comparison::GivenName && l == GIVEN_SWAPPED as usize => {
+            let m = &m[c.index()];
+            p[0] * m[l] / m[0].max(f64::MIN_POSITIVE)
+        }
         Basis::Levels(p) => p[l],
     }
 }
@@ -464,6 +471,23 @@ mod tests {
     use super::*;
     use crate::scoring::estimate::em::model_probs;
     use crate::scoring::Model;
+
+    /// The fit weighs a rival's swapped names as the scorer does: as equal names, times the
+    /// share of swapped records.
+    #[test]
+    fn swapped_names_are_as_likely_for_a_rival_as_equal_names_are() {
+        let model = Model::default_model();
+        let (m, u) = model_probs(&model);
+        let (g, sw) = (Comparison::GivenName, GIVEN_SWAPPED as usize);
+        for r in [&model.rivals.twin, &model.rivals.relative] {
+            let exact = rival_prob(r, &m, &u, g, 0);
+            let swapped = rival_prob(r, &m, &u, g, sw);
+            let ratio = |p: f64, q: f64| (p / q).log2();
+            assert!(
+                (ratio(m[g.index()][sw], swapped) - ratio(m[g.index()][0], exact)).abs() < 1e-9
+            );
+        }
+    }
 
     /// Patterns without a weighed spelling.
     fn spelled(p: &[(Pattern, u64)]) -> Vec<((Pattern, Spell), u64)> {
